@@ -1,0 +1,90 @@
+"""Typed events the trainer generator yields (no Qt, no napari).
+
+The widget consumes them in napari's ``thread_worker`` ``yielded`` signal; the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Started:
+    """Training began: where, on what, and for how long."""
+
+    device: str
+    precision: str
+    n_labeled: int
+    n_unlabeled: int
+    iterations: int
+    start_iteration: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    """A preparatory step (e.g. caching image embeddings): ``done`` of ``total``."""
+
+    message: str
+    done: int
+    total: int
+
+
+@dataclass
+class Step:
+    """One training iteration: every loss term, alpha, and the confident-pixel fraction."""
+
+    iteration: int  # 0-based iteration just finished
+    total: int
+    losses: dict[str, float]
+    alpha: float  # mean SMC alpha over the unlabelled batch
+    confident_fraction: float  # fraction of pixels with ensemble max-prob > tau
+    lam: float  # consistency weight lambda(t)
+    seconds: float  # wall time of this iteration
+    memory_mb: float | None = None  # peak VRAM (GPU) or RSS (CPU)
+
+
+@dataclass
+class Predictions:
+    """Per-slice class probabilities of both students, at the input slices' resolution.
+
+    ``fm_prob`` and ``unet_prob`` are float32 arrays of shape (Z, K, Y, X).
+    """
+
+    iteration: int
+    fm_prob: Any
+    unet_prob: Any
+
+
+@dataclass
+class CheckpointSaved:
+    path: Path
+    iteration: int
+
+
+@dataclass
+class Done:
+    iteration: int
+    checkpoint: Path | None
+    seconds: float
+
+
+@dataclass
+class Cancelled:
+    iteration: int
+    checkpoint: Path | None
+
+
+@dataclass
+class Failed:
+    """Training stopped on an error; ``checkpoint`` is the last good one (if any)."""
+
+    message: str
+    iteration: int
+    checkpoint: Path | None = None
+    exception: BaseException | None = None
+
+
+Event = Started | Progress | Step | Predictions | CheckpointSaved | Done | Cancelled | Failed

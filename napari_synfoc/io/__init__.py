@@ -1,0 +1,1 @@
+"""Qt-free readers, writers and sample data (SimpleITK, PIL)."""

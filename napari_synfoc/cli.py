@@ -1,0 +1,399 @@
+"""``napari-synfoc``: open napari with the plugin, or train / evaluate / benchmark headless.
+
+    napari-synfoc                      # napari with the SynFoC dock and the demo sample
+    napari-synfoc open FILE...         # napari with the SynFoC dock and your files
+    napari-synfoc train --data DIR --labeled-domain NAME --n-labeled N --iterations N --out OUT
+    napari-synfoc eval --data DIR --model OUT/synfoc_checkpoint.pt --out OUT
+    napari-synfoc bench --out bench.json [--quick]
+    napari-synfoc benchmark faz --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import FIXES, FOUNDATIONS, PROFILES, SynFoCConfig
+
+
+def write_json_atomic(path: str | Path, data: Any) -> Path:
+    """Write JSON to ``path`` through a temp file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, default=_json_default)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _json_default(o: Any):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# --------------------------------------------------------------------------- napari
+def launch_napari(files: list[str] | None = None, sample: bool = True) -> int:
+    """Open napari with the SynFoC dock widget and either ``files`` or the demo sample."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-synfoc")
+    if files:
+        for f in files:
+            viewer.open(f, plugin="napari-synfoc")
+    elif sample:
+        viewer.open_sample("napari-synfoc", "synfoc_demo")
+    viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
+    napari.run()
+    return 0
+
+
+# --------------------------------------------------------------------------- config
+def _add_method_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and compute")
+    g.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help="compute profile (default: cpu-interactive on a CPU, gpu-fast on a GPU)")
+    g.add_argument("--foundation", choices=FOUNDATIONS, default=None,
+                   help="foundation model (default litemedsam, bundled)")
+    g.add_argument("--checkpoint", default=None,
+                   help="foundation weights for medsam-vitb / sam-vitb (e.g. medsam_vit_b.pth)")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None)
+    g.add_argument("--seed", type=int, default=1337)
+    g.add_argument("--batch", type=int, default=None, help="labelled and unlabelled batch size (each)")
+    g.add_argument("--size", type=int, default=None, help="U-Net input size P")
+    g.add_argument("--fm-size", type=int, default=None, help="foundation input size S")
+    g.add_argument("--unet-features", default=None, help="U-Net widths, e.g. 16,32,64,128,256")
+    g.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    g.add_argument("--compile", action="store_true", help="torch.compile the U-Net")
+    m = p.add_argument_group("method (faithful by default) and the spec's fixes")
+    m.add_argument("--baseline", choices=["suponly"], default=None,
+                   help="suponly: train both models on the labelled images only, same schedule")
+    m.add_argument("--no-smc", action="store_true", help="ablation: constant alpha instead of SMC")
+    m.add_argument("--no-cdcr", action="store_true", help="ablation: no L_c / L_d")
+    m.add_argument("--alpha-mode", choices=["smc", "self", "mutual", "constant", "linear"], default=None)
+    m.add_argument("--lr-schedule", choices=["none", "poly"], default=None)
+    m.add_argument("--teacher-bn", choices=["train", "eval"], default=None)
+    m.add_argument("--dice-bg-masked", action="store_true", default=None)
+    m.add_argument("--ce-norm", choices=["all", "confident"], default=None)
+    m.add_argument("--model-selection", choices=["final", "val"], default=None)
+    m.add_argument("--empty-gt-hd95", choices=["error", "rule"], default=None)
+    m.add_argument("--fixes", action="store_true", help="turn on every fix of the spec at once")
+
+
+def config_from_args(args: argparse.Namespace, **task: Any) -> SynFoCConfig:
+    """The run's config: task settings, the profile, then explicit options."""
+    from .config import default_profile_for, make_config
+
+    profile = args.profile
+    if profile is None:
+        dev = args.device
+        if dev == "auto":
+            import torch
+
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        profile = default_profile_for(dev)
+    over: dict[str, Any] = dict(task)
+    over["device"] = args.device
+    over["seed"] = args.seed
+    if getattr(args, "iterations", None) is not None:
+        over["iterations"] = args.iterations
+    if args.fixes:
+        over.update(FIXES)
+    simple = {
+        "foundation": args.foundation, "checkpoint": args.checkpoint, "precision": args.precision,
+        "unet_size": args.size, "fm_size": args.fm_size, "num_workers": args.workers,
+        "alpha_mode": args.alpha_mode, "lr_schedule": args.lr_schedule,
+        "teacher_bn": args.teacher_bn, "dice_bg_masked": args.dice_bg_masked,
+        "ce_norm": args.ce_norm, "model_selection": args.model_selection,
+        "empty_gt_hd95": args.empty_gt_hd95,
+    }
+    over.update({k: v for k, v in simple.items() if v is not None})
+    if args.batch is not None:
+        over["batch_labeled"] = over["batch_unlabeled"] = args.batch
+    if args.unet_features:
+        over["unet_features"] = tuple(int(v) for v in args.unet_features.split(","))
+    if args.compile:
+        over["compile"] = True
+    if args.baseline == "suponly":
+        over["suponly"] = True
+    if args.no_smc:
+        over["use_smc"] = False
+    if args.no_cdcr:
+        over["use_cdcr"] = False
+    if over.get("foundation") in ("medsam-vitb", "sam-vitb"):
+        # A LoRA ViT-B cannot use the frozen-encoder cache of the CPU profile.
+        over.setdefault("freeze_encoder", False)
+        over.setdefault("cache_embeddings", False)
+        over.setdefault("lora_targets", "qv")
+        over.setdefault("fm_size", 512 if profile in ("faithful", "gpu-fast") else 256)
+    return make_config(profile, **over)
+
+
+# --------------------------------------------------------------------------- train / eval
+def _progress_bar(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", dynamic_ncols=True, file=sys.stderr)
+
+
+def run_training(cfg: SynFoCConfig, labeled, unlabeled, out: Path, quiet: bool = False):
+    """Train with a terminal progress bar; returns (trainer, step times, final event)."""
+    from .core.events import Cancelled, Done, Failed, Progress, Step
+    from .core.trainer import SynFoCTrainer
+
+    trainer = SynFoCTrainer(cfg, labeled, unlabeled, out_dir=out)
+    bar = None if quiet else _progress_bar(cfg.iterations, "SynFoC" if not cfg.suponly else "SupOnly")
+    times: list[float] = []
+    final = None
+    for ev in trainer.run():
+        if isinstance(ev, Step):
+            times.append(ev.seconds)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{ev.losses['loss']:.3f}", alpha=f"{ev.alpha:.2f}", lam=f"{ev.lam:.3f}")
+        elif isinstance(ev, Progress) and bar is not None:
+            bar.set_description(f"{ev.message} {ev.done}/{ev.total}")
+        elif isinstance(ev, Done | Cancelled | Failed):
+            final = ev
+    if bar is not None:
+        bar.close()
+    return trainer, times, final
+
+
+def _evaluate_with_bar(trainer_or_models, split_test, cfg, quiet=False, cache_dir=None):
+    from .core.evaluate import EmbeddingDiskCache, evaluate
+
+    unet, fm, device, precision = trainer_or_models
+    total = sum(len(v) for v in split_test.values())
+    bar = None if quiet else _progress_bar(total, "evaluating")
+    cache = None
+    if cfg.freeze_encoder and cache_dir is not None:
+        cache = EmbeddingDiskCache(cache_dir, f"{cfg.foundation}-{fm.input_size}-frozen")
+
+    def progress(done, tot):
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+
+    res = evaluate(unet, fm, split_test, cfg, device, precision, cache=cache, progress=progress)
+    if bar is not None:
+        bar.close()
+    return res
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SYNFOC_CACHE", Path.home() / ".cache" / "napari-synfoc"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .core.layouts import discover, make_ssl_split
+
+    split = discover(args.data, layout=args.layout)
+    labeled, unlabeled = make_ssl_split(split, args.labeled_domain, args.n_labeled)
+    if args.unlabeled_limit:
+        unlabeled = _limit_per_domain(unlabeled, args.unlabeled_limit)
+    test = split.test
+    if args.eval_limit:
+        test = {d: list(v)[: args.eval_limit] for d, v in test.items()}
+    cfg = config_from_args(
+        args, num_classes=split.num_classes, in_channels=split.in_channels,
+        phi_classes=split.phi_classes,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    trainer, times, final = run_training(cfg, labeled, unlabeled, out, args.quiet)
+    from .core.events import Failed
+
+    if isinstance(final, Failed):
+        print(f"napari-synfoc: {final.message}", file=sys.stderr)
+        if final.checkpoint:
+            print(f"napari-synfoc: last good checkpoint: {final.checkpoint}", file=sys.stderr)
+        return 1
+    train_s = time.perf_counter() - t0
+    res = _evaluate_with_bar(
+        (trainer.unet, trainer.fm_student, trainer.device, trainer.precision), test, cfg,
+        args.quiet, default_cache_dir() / "embeddings",
+    )
+    metrics = {
+        "config": cfg.to_dict(),
+        "device": _device_name(trainer.device),
+        "iterations": trainer.iteration,
+        "seconds_per_iteration": statistics.mean(times) if times else None,
+        "seconds_per_iteration_median": statistics.median(times) if times else None,
+        "train_seconds": train_s,
+        "labeled_domain": args.labeled_domain,
+        "n_labeled": len(labeled),
+        "n_unlabeled": len(unlabeled),
+        "model": str(trainer.last_checkpoint),
+        **res,
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    _print_summary(metrics)
+    trainer.free()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .core.interactive import load_trained
+    from .core.layouts import discover
+
+    cfg, unet, fm, dev, precision = load_trained(args.model, args.device)
+    split = discover(args.data, layout=args.layout)
+    if split.num_classes != cfg.num_classes or split.in_channels != cfg.in_channels:
+        print(
+            f"napari-synfoc: the model has {cfg.num_classes} classes / {cfg.in_channels} channels "
+            f"but '{args.data}' has {split.num_classes} / {split.in_channels}", file=sys.stderr,
+        )
+        return 2
+    test = split.test
+    if args.eval_limit:
+        test = {d: list(v)[: args.eval_limit] for d, v in test.items()}
+    res = _evaluate_with_bar((unet, fm, dev, precision), test, cfg, args.quiet, default_cache_dir() / "embeddings")
+    metrics = {"config": cfg.to_dict(), "device": _device_name(dev), "model": str(args.model), **res}
+    from .core import checkpoint as ckpt
+
+    metrics["iterations"] = int(ckpt.load_checkpoint(args.model).get("iteration", 0))
+    metrics["seconds_per_iteration"] = None
+    write_json_atomic(Path(args.out) / "metrics.json", metrics)
+    _print_summary(metrics)
+    return 0
+
+
+def _limit_per_domain(samples, n: int):
+    seen: dict[str, int] = {}
+    out = []
+    for s in samples:
+        if seen.get(s.domain, 0) < n:
+            out.append(s)
+            seen[s.domain] = seen.get(s.domain, 0) + 1
+    return out
+
+
+def _device_name(dev) -> str:
+    import platform
+
+    import torch
+
+    if getattr(dev, "type", str(dev)) == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(dev)}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"cpu: {cpu} ({os.cpu_count()} cores)"
+
+
+def _print_summary(m: dict) -> None:
+    rows = []
+    for dom, v in m["per_domain"].items():
+        rows.append((dom, v["unet"]["dice"], v["foundation"]["dice"]))
+    rows.append(("average", m["average"]["unet"]["dice"], m["average"]["foundation"]["dice"]))
+    print(f"{'domain':<12} {'U-Net Dice':>10} {'FM Dice':>10}")
+    for dom, u, f in rows:
+        print(f"{dom:<12} {u:>10.4f} {f:>10.4f}")
+
+
+# --------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="napari-synfoc",
+        description="SynFoC in napari: foundation model + U-Net co-training from a few labels.",
+    )
+    p.add_argument("--version", action="version", version=f"napari-synfoc {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    o = sub.add_parser("open", help="open napari with the SynFoC dock and the given files")
+    o.add_argument("files", nargs="*")
+
+    t = sub.add_parser("train", help="train SynFoC on a data set folder, evaluate, write metrics.json")
+    t.add_argument("--data", required=True, help="data set root (generic, paper layouts, Drishti-GS)")
+    t.add_argument("--layout", default="auto")
+    t.add_argument("--labeled-domain", required=True)
+    t.add_argument("--n-labeled", type=int, required=True)
+    t.add_argument("--iterations", type=int, required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--unlabeled-limit", type=int, default=0,
+                   help="use at most N unlabelled images per domain (0 = all)")
+    t.add_argument("--eval-limit", type=int, default=0,
+                   help="evaluate at most N test images per domain (0 = all)")
+    t.add_argument("--quiet", action="store_true")
+    _add_method_args(t)
+
+    e = sub.add_parser("eval", help="evaluate a saved model on every domain's test split")
+    e.add_argument("--data", required=True)
+    e.add_argument("--layout", default="auto")
+    e.add_argument("--model", required=True, help="a napari-synfoc checkpoint (OUT/synfoc_checkpoint.pt)")
+    e.add_argument("--out", required=True)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--eval-limit", type=int, default=0)
+    e.add_argument("--quiet", action="store_true")
+
+    b = sub.add_parser("bench", help="speed benchmark (profiles, first overlay, UI stalls)")
+    b.add_argument("--out", required=True)
+    b.add_argument("--quick", action="store_true", help="finish in under two minutes on a 2-core CPU")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--profiles", default=None, help="comma-separated profiles to time")
+
+    bm = sub.add_parser("benchmark", help="accuracy benchmarks (FAZ protocol, human-in-the-loop)")
+    bm.add_argument("which", choices=["faz", "hitl"])
+    bm.add_argument("--out", required=True)
+    bm.add_argument("--schedule", choices=["cpu", "gpu"], default="cpu")
+    bm.add_argument("--data", default=None)
+    bm.add_argument("--domains", default=None, help="comma-separated labelled domains")
+    bm.add_argument("--device", default="auto")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command is None:
+            return launch_napari()
+        if args.command == "open":
+            return launch_napari(args.files)
+        if args.command == "train":
+            return cmd_train(args)
+        if args.command == "eval":
+            return cmd_eval(args)
+        if args.command == "bench":
+            from .bench.speed import main as bench_main
+
+            return bench_main(args)
+        if args.command == "benchmark":
+            from .bench.accuracy import main as acc_main
+
+            return acc_main(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"napari-synfoc: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

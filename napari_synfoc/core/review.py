@@ -1,0 +1,169 @@
+"""Review maths for the human in the loop: where MedSAM and the U-Net agree, where they differ.
+
+Qt-free and napari-free: plain numpy on the (Z, K, Y, X) class probabilities the trainer yields
+(:class:`napari_synfoc.core.events.Predictions`).  The widget turns the results into layers.
+
+Definitions (per voxel, K classes, background = 0):
+
+- ``fm_label`` / ``unet_label``: argmax over K of each model's probabilities.
+- ``ensemble_label``: argmax of the mean probability ``(p_fm + p_unet) / 2``.
+- ``consensus``: the agreed class where both argmaxes agree (``M_c = 1``), else 0.  Agreement on
+  background is 0 too, so the layer shows only the foreground both models back.
+- ``divergence``: ``M_d = 1 - M_c`` (1 where the argmaxes differ).
+- ``heat``: half the L1 distance between the two probability vectors,
+  ``0.5 * sum_k |p_fm[k] - p_unet[k]|`` (the total-variation distance), in [0, 1]; for two classes
+  it equals ``|p_fm[1] - p_unet[1]|``.
+- ``slice_scores``: the mean of ``heat`` over each slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PROPOSALS = ("medsam", "unet", "ensemble")
+
+
+@dataclass
+class ReviewMaps:
+    """Derived per-voxel maps (all (Z, Y, X)) and one disagreement score per slice (Z,)."""
+
+    fm_label: np.ndarray
+    unet_label: np.ndarray
+    ensemble_label: np.ndarray
+    consensus: np.ndarray
+    divergence: np.ndarray
+    heat: np.ndarray
+    slice_scores: np.ndarray
+
+    def proposal(self, source: str) -> np.ndarray:
+        """The label map of ``source``: "medsam", "unet" or "ensemble"."""
+        if source == "medsam":
+            return self.fm_label
+        if source == "unet":
+            return self.unet_label
+        if source == "ensemble":
+            return self.ensemble_label
+        raise ValueError(f"unknown proposal {source!r}; choose from {PROPOSALS}")
+
+
+def _label_dtype(k: int) -> np.dtype:
+    return np.dtype(np.uint8) if k <= 256 else np.dtype(np.int32)
+
+
+def review_maps(fm_prob: np.ndarray, unet_prob: np.ndarray) -> ReviewMaps:
+    """Label, consensus, divergence and heat maps from two (Z, K, Y, X) probability arrays."""
+    fm = np.asarray(fm_prob, dtype=np.float32)
+    un = np.asarray(unet_prob, dtype=np.float32)
+    if fm.shape != un.shape:
+        raise ValueError(
+            f"MedSAM and U-Net probabilities differ in shape: {fm.shape} vs {un.shape}"
+        )
+    if fm.ndim != 4 or fm.shape[1] < 2:
+        raise ValueError(
+            f"probabilities must be (Z, K, Y, X) with K >= 2 classes, got shape {fm.shape}"
+        )
+    dt = _label_dtype(fm.shape[1])
+    fm_label = fm.argmax(axis=1).astype(dt)
+    unet_label = un.argmax(axis=1).astype(dt)
+    ensemble_label = (fm + un).argmax(axis=1).astype(dt)
+    agree = fm_label == unet_label
+    consensus = np.where(agree, fm_label, 0).astype(dt)
+    divergence = (~agree).astype(np.uint8)
+    heat = np.abs(fm - un).sum(axis=1)
+    heat *= 0.5
+    np.clip(heat, 0.0, 1.0, out=heat)
+    slice_scores = heat.reshape(heat.shape[0], -1).mean(axis=1, dtype=np.float64)
+    return ReviewMaps(
+        fm_label, unet_label, ensemble_label, consensus, divergence, heat, slice_scores
+    )
+
+
+def rank_slices(scores: Sequence[float] | np.ndarray, labeled_slices: Iterable[int]) -> list[int]:
+    """Slice indices to review: unlabelled slices first, each group by descending score.
+
+    Ties keep the lower slice index first.  Labelled slices come last (still ranked) so a table
+    can show every slice.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    labeled = {int(i) for i in labeled_slices}
+    order = sorted(range(s.size), key=lambda i: (i in labeled, -s[i], i))
+    return order
+
+
+def labeled_slices(
+    labels: np.ndarray, marked: Iterable[int] = (), spatial_ndim: int | None = None
+) -> list[int]:
+    """Sorted slice indices that count as labelled: any non-zero voxel, or marked by the user.
+
+    ``labels`` is (Z, Y, X) or a single (Y, X) image (then the only slice is 0).  ``marked``
+    holds slices the user declared labelled although they are all background; indices out of
+    range are ignored.
+    """
+    lab = np.asarray(labels)
+    nd = lab.ndim if spatial_ndim is None else spatial_ndim
+    if nd == 2:
+        painted = {0} if lab.any() else set()
+        n = 1
+    elif nd == 3:
+        n = lab.shape[0]
+        painted = {int(i) for i in np.flatnonzero(lab.reshape(n, -1).any(axis=1))}
+    else:
+        raise ValueError(f"labels must be (Y, X) or (Z, Y, X), got shape {lab.shape}")
+    painted |= {int(i) for i in marked if 0 <= int(i) < n}
+    return sorted(painted)
+
+
+def slice_changes(
+    labels: np.ndarray, slice_index: int, proposal: np.ndarray, keep_existing: bool = False
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """The voxels of slice ``slice_index`` that accepting ``proposal`` would change.
+
+    ``labels`` is (Z, Y, X) (or (Y, X) with ``slice_index`` 0); ``proposal`` is the (Y, X) map
+    for that slice.  With ``keep_existing`` the user's non-zero labels win over the proposal.
+    Returns fancy indices into ``labels`` and the new values (napari's ``data_setitem`` input).
+    """
+    lab = np.asarray(labels)
+    prop = np.asarray(proposal)
+    if lab.ndim == 2:
+        if slice_index != 0:
+            raise ValueError(f"a 2D labels image has only slice 0, not {slice_index}")
+        current = lab
+    elif lab.ndim == 3:
+        if not 0 <= slice_index < lab.shape[0]:
+            raise ValueError(f"slice {slice_index} is outside the stack of {lab.shape[0]} slices")
+        current = lab[slice_index]
+    else:
+        raise ValueError(f"labels must be (Y, X) or (Z, Y, X), got shape {lab.shape}")
+    if prop.shape != current.shape:
+        raise ValueError(
+            f"the proposal has shape {prop.shape} but the labels slice has shape {current.shape}"
+        )
+    new = np.where(current != 0, current, prop) if keep_existing else prop
+    changed = new != current
+    yx = np.nonzero(changed)
+    values = new[changed].astype(lab.dtype, copy=False)
+    if lab.ndim == 2:
+        return yx, values
+    z = np.full(yx[0].shape, slice_index, dtype=yx[0].dtype)
+    return (z, *yx), values
+
+
+def accept_into_labels(
+    labels: np.ndarray, slice_index: int, proposal: np.ndarray, keep_existing: bool = False
+) -> int:
+    """Write ``proposal`` into slice ``slice_index`` of ``labels`` in place; return #voxels changed."""
+    idx, values = slice_changes(labels, slice_index, proposal, keep_existing)
+    labels[idx] = values
+    return int(values.size)
+
+
+def squeeze_single(arr: np.ndarray, two_d: bool) -> np.ndarray:
+    """(1, Y, X) -> (Y, X) for a 2D image; unchanged for a stack."""
+    if two_d:
+        if arr.shape[0] != 1:
+            raise ValueError(f"expected one slice for a 2D image, got {arr.shape[0]}")
+        return arr[0]
+    return arr

@@ -1,0 +1,578 @@
+"""The SynFoC training loop as a generator of typed events (Qt-free).
+
+``SynFoCTrainer(cfg, labeled, unlabeled).run(should_stop)`` yields :mod:`.events` objects: a
+``Step`` every iteration with every loss term, alpha and the confident-pixel fraction,
+``Predictions`` every ``predict_every`` iterations when prediction images are given,
+``CheckpointSaved``, and exactly one final ``Done`` / ``Cancelled`` / ``Failed``.
+The cancel flag is checked before every iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import SynFoCConfig
+from . import checkpoint as ckpt
+from .device import (
+    autocast,
+    is_oom,
+    make_grad_scaler,
+    memory_mb,
+    pick_device,
+    release_memory,
+    resolve_precision,
+)
+from .events import (
+    Cancelled,
+    CheckpointSaved,
+    Done,
+    Event,
+    Failed,
+    Predictions,
+    Progress,
+    Started,
+    Step,
+)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, out of memory, ...); the message says what to do."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch for a reproducible run."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _f(t: torch.Tensor) -> float:
+    """A loss tensor as a Python float for logging."""
+    return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
+
+
+def _resize(x: torch.Tensor, size: int, mode: str = "nearest") -> torch.Tensor:
+    """Resize a B×C×H×W float tensor to size×size (no-op when already that size)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=(size, size), mode="nearest")
+    return F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
+
+
+def _resize_labels(y: torch.Tensor, size: int) -> torch.Tensor:
+    """Nearest-resize a B×H×W integer label tensor."""
+    if y.shape[-1] == size and y.shape[-2] == size:
+        return y
+    return F.interpolate(y[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+
+
+class _EmbeddingBank:
+    """Frozen-encoder image embeddings, computed once per (sample, flip) and reused."""
+
+    def __init__(self, fm, device, precision):
+        self.fm = fm
+        self.device = device
+        self.precision = precision
+        self.store: dict[tuple[str, bool], torch.Tensor] = {}
+
+    @torch.no_grad()
+    def compute(self, key: tuple[str, bool], image: torch.Tensor) -> torch.Tensor:
+        """Embedding of one C×S×S image (stored in fp16 on the CPU)."""
+        if key not in self.store:
+            x = image[None].to(self.device)
+            if key[1]:
+                x = torch.flip(x, dims=[-1])
+            with autocast(self.device, self.precision):
+                emb = self.fm.encode(self.fm.normalize(x))
+            self.store[key] = emb[0].to("cpu", torch.float16)
+        return self.store[key]
+
+    def batch(self, keys: Sequence[tuple[str, bool]], images: torch.Tensor) -> torch.Tensor:
+        embs = [self.compute(k, images[i]) for i, k in enumerate(keys)]
+        return torch.stack(embs).to(self.device, torch.float32)
+
+
+class SynFoCTrainer:
+    """Two Mean-Teacher pairs (foundation model, U-Net) trained together as SynFoC does.
+
+    Parameters
+    ----------
+    cfg : SynFoCConfig
+        The run's settings (validated here).
+    labeled, unlabeled : list of data.Sample
+        Training samples; unlabelled ones may carry labels, used for logging only.
+    out_dir : path, optional
+        Where checkpoints go (a temp dir when None).
+    init_checkpoint : path, optional
+        Warm start: load both students, teachers and optimisers from this checkpoint.
+    predict_images : list of (C, H, W) float32 arrays, optional
+        Slices to predict every ``cfg.predict_every`` iterations and at the end.
+    """
+
+    def __init__(
+        self,
+        cfg: SynFoCConfig,
+        labeled: Sequence[Any],
+        unlabeled: Sequence[Any],
+        *,
+        out_dir: str | Path | None = None,
+        init_checkpoint: str | Path | None = None,
+        predict_images: Sequence[np.ndarray] | None = None,
+        predict_keys: Sequence[str] | None = None,
+        labeled_names: Sequence[str] | None = None,
+    ):
+        from .data import LabeledDataset, UnlabeledDataset
+
+        self.cfg = cfg.validate()
+        if len(labeled) == 0:
+            raise TrainingError(
+                "no labelled images: label at least one slice (or pass --n-labeled >= 1)"
+            )
+        if not cfg.suponly and len(unlabeled) == 0:
+            raise TrainingError(
+                "SynFoC needs unlabelled images next to the labelled ones; none were given "
+                "(add slices/images, or run the labelled-only baseline)"
+            )
+        self.device = pick_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="synfoc-"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.labeled_names = list(labeled_names or [s.name for s in labeled])
+        self.predict_images = list(predict_images) if predict_images is not None else None
+        # Embedding-bank keys: a sample's identity, so a slice that is both trained on and
+        # predicted is embedded once.
+        self._lab_keys = [f"{s.domain}/{s.name}" for s in labeled]
+        self._unl_keys = [f"{s.domain}/{s.name}" for s in unlabeled]
+        if self.predict_images is not None:
+            self.predict_keys = list(predict_keys) if predict_keys else [
+                f"predict/{i}" for i in range(len(self.predict_images))
+            ]
+        seed_everything(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed + 1)
+
+        self._build_models()
+        self.P = cfg.unet_size
+        self.S = self.fm_student.input_size
+        self.R = self.fm_student.logit_size
+        self.base = max(self.P, self.S)
+        self.cached = bool(cfg.freeze_encoder and cfg.cache_embeddings)
+        geometric = "flip" if self.cached else "full"
+        self.labeled_ds = LabeledDataset(list(labeled), cfg, self.base, geometric=geometric)
+        self.unlabeled_ds = (
+            UnlabeledDataset(list(unlabeled), cfg, self.base, geometric=geometric)
+            if len(unlabeled)
+            else None
+        )
+        self.n_labeled = len(labeled)
+        self.n_unlabeled = len(unlabeled)
+        self.iteration = 0
+        self.bank = _EmbeddingBank(self.fm_student, self.device, self.precision) if self.cached else None
+        self.last_checkpoint: Path | None = None
+        if init_checkpoint is not None:
+            self.load(init_checkpoint, warm_start=True)
+
+    # ------------------------------------------------------------------ models
+    def _build_models(self) -> None:
+        from .foundation import build_foundation
+        from .unet import UNet
+
+        cfg = self.cfg
+        self.unet = UNet(cfg.in_channels, cfg.num_classes, tuple(cfg.unet_features)).to(self.device)
+        if cfg.channels_last:
+            self.unet = self.unet.to(memory_format=torch.channels_last)
+        self.unet_teacher = copy.deepcopy(self.unet)
+        for p in self.unet_teacher.parameters():
+            p.requires_grad_(False)
+        self.fm_student = build_foundation(cfg).to(self.device)
+        self.fm_teacher = copy.deepcopy(self.fm_student)
+        for p in self.fm_teacher.parameters():
+            p.requires_grad_(False)
+        self.fm_names = {n for n, _ in self.fm_student.trainable_named_parameters()}
+        self.opt_unet = torch.optim.SGD(
+            self.unet.parameters(),
+            lr=cfg.unet_lr,
+            momentum=cfg.unet_momentum,
+            weight_decay=cfg.unet_weight_decay,
+        )
+        self.opt_fm = torch.optim.AdamW(
+            [p for _, p in self.fm_student.trainable_named_parameters()],
+            lr=cfg.fm_lr,
+            betas=tuple(cfg.fm_betas),
+            weight_decay=cfg.fm_weight_decay,
+        )
+        self.scaler = make_grad_scaler(self.device, self.precision)
+
+    def _set_modes(self) -> None:
+        """Students in train mode, teachers per ``teacher_bn``; frozen BN layers stay in eval."""
+        self.unet.train()
+        self.fm_student.train()
+        teacher_train = self.cfg.teacher_bn == "train"
+        self.unet_teacher.train(teacher_train)
+        self.fm_teacher.train(teacher_train)
+        # The foundation encoder's own weights are frozen: keep its BatchNorm statistics (TinyViT
+        # has some; SAM ViT-B has none) as pretrained.
+        for fm in (self.fm_student, self.fm_teacher):
+            for m in fm.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    # ------------------------------------------------------------------ steps
+    def _fm_logits(self, model, x_s: torch.Tensor, keys=None, emb=None) -> torch.Tensor:
+        if emb is not None:
+            return model.decode(emb)
+        return model(x_s)
+
+    def _set_lr(self, t: int) -> None:
+        from .ramps import lr_factor
+
+        f = lr_factor(t, self.cfg.iterations, self.cfg.lr_schedule, self.cfg.warmup_iterations)
+        for g in self.opt_unet.param_groups:
+            g["lr"] = self.cfg.unet_lr * f
+        for g in self.opt_fm.param_groups:
+            g["lr"] = self.cfg.fm_lr * f
+
+    def train_step(self, lab: dict, unl: dict | None) -> dict[str, float]:
+        """One SynFoC iteration on a labelled and an unlabelled batch; returns logged values."""
+        from .ema import ema_update_modules
+        from .losses import cdcr_losses, supervised_loss, unsupervised_loss
+        from .mixing import box_masks, copy_paste, mix_targets, resize_mask
+        from .ramps import consistency_weight
+        from .smc import ensemble_pseudo_labels, smc_alpha
+
+        cfg, dev, t = self.cfg, self.device, self.iteration
+        P, S, R = self.P, self.S, self.R
+        self._set_modes()
+        self._set_lr(t)
+        lam = consistency_weight(t, cfg.iterations, cfg.consistency, cfg.ramp_steps)
+
+        img_l = lab["image"].to(dev, non_blocking=True)
+        gt_l = lab["label"].to(dev, non_blocking=True)
+        xl_p = _resize(img_l, P)
+        gt_p = _resize_labels(gt_l, P)
+        xl_s = _resize(img_l, S)
+        gt_r = _resize_labels(gt_l, R)
+        emb_l = None
+        if self.cached:
+            keys_l = [(self._lab_keys[int(i)], bool(f)) for i, f in zip(lab["index"], lab["flip"], strict=True)]
+            emb_l = self.bank.batch(keys_l, self._unflipped(xl_s, lab["flip"]))
+        if cfg.channels_last:
+            xl_p = xl_p.contiguous(memory_format=torch.channels_last)
+
+        logs: dict[str, float] = {}
+        with autocast(dev, self.precision):
+            out_ul = self.unet(xl_p)
+            out_fl = self._fm_logits(self.fm_student, xl_s, emb=emb_l)
+            sup_u, parts_u = supervised_loss(out_ul.float(), gt_p)
+            sup_f, parts_f = supervised_loss(out_fl.float(), gt_r)
+            loss = sup_u + sup_f
+        logs.update(
+            sup_unet=_f(sup_u), sup_fm=_f(sup_f),
+            ce_unet=_f(parts_u["ce"]), dice_unet=_f(parts_u["dice"]),
+            ce_fm=_f(parts_f["ce"]), dice_fm=_f(parts_f["dice"]),
+        )
+        alpha_mean, conf_frac = float("nan"), float("nan")
+        if not cfg.suponly and unl is not None:
+            xw = unl["image"].to(dev, non_blocking=True)
+            xs = unl["strong"].to(dev, non_blocking=True)
+            xw_p, xw_s = _resize(xw, P), _resize(xw, S)
+            xs_p, xs_s = _resize(xs, P), _resize(xs, S)
+            emb_w = None
+            if self.cached:
+                keys_u = [(self._unl_keys[int(i)], bool(f)) for i, f in zip(unl["index"], unl["flip"], strict=True)]
+                emb_w = self.bank.batch(keys_u, self._unflipped(xw_s, unl["flip"]))
+            with torch.no_grad(), autocast(dev, self.precision):
+                p_ut = torch.softmax(self.unet_teacher(xw_p).float(), dim=1)
+                p_ms = torch.softmax(self._fm_logits(self.fm_teacher, xw_s, emb=emb_w).float(), dim=1)
+                # The student's view of the weak batch (train mode: updates BN statistics as
+                # upstream's grad-enabled pass does; only its argmax is used).
+                q_u = self.unet(xw_p).argmax(1)
+            q_ut, q_ms = p_ut.argmax(1), p_ms.argmax(1)
+            if cfg.use_smc:
+                alpha = smc_alpha(
+                    q_u.cpu().numpy(), q_ut.cpu().numpy(), q_ms.cpu().numpy(),
+                    cfg.num_classes, cfg.phi_classes, cfg.alpha_mode, cfg.alpha_constant,
+                    progress=t / max(cfg.iterations, 1),
+                )
+            else:
+                alpha = np.full(xw.shape[0], cfg.alpha_constant, dtype=np.float64)
+            ens = ensemble_pseudo_labels(p_ut, p_ms, alpha, cfg.tau)
+            m_p = box_masks(xw.shape[0], P, self.rng, cfg.box_area, cfg.box_ratio).to(dev)
+            m_s = resize_mask(m_p, S)
+            m_r = resize_mask(m_p, R)
+            mixed_p = copy_paste(xs_p, xl_p, m_p)
+            pl_p, w_p = mix_targets(ens["pl_unet"], ens["w_unet"], gt_p, m_p)
+            pl_r, w_r = mix_targets(ens["pl_fm"], ens["w_fm"], gt_r, m_r)
+            if self.cached:
+                # The frozen encoder saw the unlabelled image without its strong (photometric)
+                # view; the box is pasted in embedding space.
+                e = emb_w.shape[-1]
+                m_e = resize_mask(m_p, e)[:, None]
+                mixed_emb = emb_w * (1 - m_e) + emb_l * m_e
+            else:
+                mixed_s = copy_paste(xs_s, xl_s, m_s)
+                mixed_emb = None
+            if cfg.channels_last:
+                mixed_p = mixed_p.contiguous(memory_format=torch.channels_last)
+            with autocast(dev, self.precision):
+                out_um = self.unet(mixed_p).float()
+                out_fm = (
+                    self.fm_student.decode(mixed_emb) if self.cached else self.fm_student(mixed_s)
+                ).float()
+                uns_u = unsupervised_loss(out_um, pl_p, w_p, cfg.dice_bg_masked, cfg.ce_norm)
+                uns_f = unsupervised_loss(out_fm, pl_r, w_r, cfg.dice_bg_masked, cfg.ce_norm)
+                unsup = uns_u + uns_f
+                if cfg.use_cdcr:
+                    l_c, l_d, m_c = cdcr_losses(torch.softmax(out_fm, 1), torch.softmax(out_um, 1))
+                else:
+                    l_c = l_d = torch.zeros((), device=dev)
+                    m_c = None
+                loss = loss + lam * (unsup + l_c + l_d)
+            alpha_mean = float(np.mean(alpha))
+            conf_frac = float(ens["w_unet"].float().mean())
+            logs.update(
+                unsup_unet=_f(uns_u), unsup_fm=_f(uns_f), l_c=_f(l_c), l_d=_f(l_d),
+            )
+            if m_c is not None:
+                logs["consensus_fraction"] = float(m_c.float().mean())
+            if "label" in unl and bool((unl["label"] >= 0).all()):
+                # Pseudo-label quality against the (never trained-on) unlabelled ground truth.
+                gt_u = _resize_labels(unl["label"].to(dev), P)
+                logs["pseudo_label_acc"] = float((ens["pl_unet"] == gt_u).float().mean())
+        logs["loss"] = _f(loss)
+        if not math.isfinite(logs["loss"]):
+            raise TrainingError(
+                f"the loss became {logs['loss']} at iteration {t}; training stopped and the last "
+                "good checkpoint is kept. Try fp32 precision, a lower learning rate, or check the "
+                "images for NaN values"
+            )
+        self.opt_unet.zero_grad(set_to_none=True)
+        self.opt_fm.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt_unet)
+            self.scaler.step(self.opt_fm)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt_unet.step()
+            self.opt_fm.step()
+        ema_update_modules(self.unet_teacher, self.unet, t, cfg.ema_decay)
+        ema_update_modules(self.fm_teacher, self.fm_student, t, cfg.ema_decay, names=self.fm_names)
+        logs["alpha"] = alpha_mean
+        logs["confident_fraction"] = conf_frac
+        logs["lambda"] = lam
+        self.iteration += 1
+        return logs
+
+    @staticmethod
+    def _unflipped(x: torch.Tensor, flips) -> torch.Tensor:
+        """Undo the dataset's horizontal flip, so the bank flips the canonical image itself."""
+        out = x.clone()
+        for i, f in enumerate(flips):
+            if bool(f):
+                out[i] = torch.flip(out[i], dims=[-1])
+        return out
+
+    # ------------------------------------------------------------------ prediction
+    @torch.no_grad()
+    def predict(self, images: Sequence[np.ndarray], batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities of both students for (C, H, W) images: (N, K, H, W) each."""
+        keys = self.predict_keys if self.cached and images is self.predict_images else None
+        return predict_probabilities(
+            self.unet, self.fm_student, images, self.P, self.device, self.precision,
+            bank=self.bank if keys is not None else None, bank_keys=keys, batch=batch,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "iteration": self.iteration,
+            "unet_student": self.unet.state_dict(),
+            "unet_teacher": self.unet_teacher.state_dict(),
+            "fm_student": self.fm_student.state_for_checkpoint(),
+            "fm_teacher": self.fm_teacher.state_for_checkpoint(),
+            "opt_unet": self.opt_unet.state_dict(),
+            "opt_fm": self.opt_fm.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "labeled": list(self.labeled_names),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "precision": self.precision,
+            "device": str(self.device),
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path else self.out_dir / "synfoc_checkpoint.pt"
+        ckpt.save_checkpoint(path, self.state_dict())
+        self.last_checkpoint = path
+        return path
+
+    def load(self, path: str | Path, warm_start: bool = True) -> None:
+        """Load models (and optimisers, iteration) from a checkpoint of a compatible config."""
+        state = ckpt.load_checkpoint(path, map_location=self.device)
+        old = SynFoCConfig.from_dict(state["config"])
+        for key in ("num_classes", "in_channels", "foundation", "fm_size", "unet_features", "lora_targets", "lora_rank"):
+            if getattr(old, key) != getattr(self.cfg, key):
+                raise ckpt.CheckpointError(
+                    f"checkpoint '{path}' was trained with {key}={getattr(old, key)!r}, "
+                    f"but this run uses {key}={getattr(self.cfg, key)!r}"
+                )
+        self.unet.load_state_dict(state["unet_student"])
+        self.unet_teacher.load_state_dict(state["unet_teacher"])
+        self.fm_student.load_checkpoint_state(state["fm_student"])
+        self.fm_teacher.load_checkpoint_state(state["fm_teacher"])
+        try:
+            self.opt_unet.load_state_dict(state["opt_unet"])
+            self.opt_fm.load_state_dict(state["opt_fm"])
+        except (ValueError, KeyError):
+            pass  # optimiser layout changed (e.g. another profile): start them fresh
+        # A warm start (retrain with corrections) begins a new schedule from the loaded models;
+        # otherwise the run resumes at the saved iteration.
+        self.iteration = 0 if warm_start else int(state["iteration"])
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+        """Train ``cfg.iterations`` iterations, yielding events; never raises for training errors."""
+        from .data import infinite_loader
+
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        yield Started(
+            device=str(self.device), precision=self.precision, n_labeled=self.n_labeled,
+            n_unlabeled=self.n_unlabeled, iterations=cfg.iterations,
+            start_iteration=self.iteration, config=cfg.to_dict(),
+        )
+        try:
+            if self.cached and self.predict_images is not None:
+                yield from self._prime_prediction_bank()
+            lab_iter = infinite_loader(
+                self.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers,
+                pin_memory=self.device.type == "cuda",
+            )
+            unl_iter = (
+                infinite_loader(
+                    self.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7, cfg.num_workers,
+                    pin_memory=self.device.type == "cuda",
+                )
+                if self.unlabeled_ds is not None and not cfg.suponly
+                else None
+            )
+            while self.iteration < cfg.iterations:
+                if should_stop():
+                    path = self.save()
+                    yield CheckpointSaved(path, self.iteration)
+                    yield Cancelled(self.iteration, path)
+                    return
+                t0 = time.perf_counter()
+                lab = next(lab_iter)
+                unl = next(unl_iter) if unl_iter is not None else None
+                logs = self.train_step(lab, unl)
+                dt = time.perf_counter() - t0
+                yield Step(
+                    iteration=self.iteration - 1, total=cfg.iterations,
+                    losses={k: v for k, v in logs.items() if k not in ("alpha", "confident_fraction", "lambda")},
+                    alpha=logs["alpha"], confident_fraction=logs["confident_fraction"],
+                    lam=logs["lambda"], seconds=dt, memory_mb=memory_mb(self.device),
+                )
+                it = self.iteration
+                if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
+                    yield CheckpointSaved(self.save(), it)
+                if (
+                    self.predict_images is not None and cfg.predict_every
+                    and it % cfg.predict_every == 0 and it < cfg.iterations
+                ):
+                    fm_p, un_p = self.predict(self.predict_images)
+                    yield Predictions(it, fm_p, un_p)
+            path = self.save()
+            yield CheckpointSaved(path, self.iteration)
+            if self.predict_images is not None:
+                fm_p, un_p = self.predict(self.predict_images)
+                yield Predictions(self.iteration, fm_p, un_p)
+            yield Done(self.iteration, path, time.perf_counter() - t_start)
+        except TrainingError as exc:
+            yield Failed(str(exc), self.iteration, self.last_checkpoint, exc)
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never swallowed silently
+            if is_oom(exc):
+                msg = (
+                    f"out of memory at iteration {self.iteration} on {self.device}: use a lighter "
+                    "setting (the cpu-interactive profile, batch 2+2, a smaller --size, or a "
+                    "narrower U-Net)"
+                )
+            else:
+                msg = f"training failed at iteration {self.iteration}: {type(exc).__name__}: {exc}"
+            yield Failed(msg, self.iteration, self.last_checkpoint, exc)
+        finally:
+            self.close()
+
+    def _prime_prediction_bank(self) -> Iterator[Event]:
+        """Embed the prediction slices once (cached profile) so overlays come quickly."""
+        n = len(self.predict_images)
+        for i, img in enumerate(self.predict_images):
+            x = _resize(torch.from_numpy(np.ascontiguousarray(img))[None].float(), self.S, "bilinear")[0]
+            self.bank.compute((self.predict_keys[i], False), x)
+            yield Progress("embedding slices with the frozen encoder", i + 1, n)
+
+    def close(self) -> None:
+        """Drop the data iterators and release cached GPU memory."""
+        release_memory(self.device)
+
+    def free(self) -> None:
+        """Drop the models and optimisers (after the run) and release memory."""
+        for name in ("unet", "unet_teacher", "fm_student", "fm_teacher", "opt_unet", "opt_fm", "bank"):
+            if hasattr(self, name):
+                setattr(self, name, None)
+        release_memory(self.device)
+
+
+@torch.no_grad()
+def predict_probabilities(
+    unet, fm, images: Sequence[np.ndarray], unet_size: int, device, precision: str,
+    bank: _EmbeddingBank | None = None, bank_keys: Sequence[str] | None = None, batch: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities of the foundation model and the U-Net for (C, H, W) images.
+
+    Returns two float32 arrays (N, K, H, W) at each image's own resolution (all images must share
+    H, W). The U-Net sees the image nearest-resized to its size; the foundation model the image
+    resized to its input size; logits are bilinearly upsampled back before the softmax.
+    """
+    was = (unet.training, fm.training)
+    unet.eval()
+    fm.eval()
+    try:
+        fm_out, un_out = [], []
+        S = fm.input_size
+        for start in range(0, len(images), batch):
+            chunk = [np.ascontiguousarray(a, dtype=np.float32) for a in images[start:start + batch]]
+            h, w = chunk[0].shape[-2:]
+            x = torch.from_numpy(np.stack(chunk)).to(device)
+            with autocast(device, precision):
+                lu = unet(_resize(x, unet_size)).float()
+                if bank is not None:
+                    keys = [(bank_keys[start + i], False) for i in range(len(chunk))]
+                    xs = _resize(x, S, "bilinear").cpu()
+                    emb = bank.batch(keys, xs)
+                    lf = fm.decode(emb).float()
+                else:
+                    lf = fm(_resize(x, S, "bilinear")).float()
+            lu = F.interpolate(lu, size=(h, w), mode="bilinear", align_corners=False)
+            lf = F.interpolate(lf, size=(h, w), mode="bilinear", align_corners=False)
+            un_out.append(torch.softmax(lu, 1).cpu().numpy())
+            fm_out.append(torch.softmax(lf, 1).cpu().numpy())
+        return np.concatenate(fm_out).astype(np.float32), np.concatenate(un_out).astype(np.float32)
+    finally:
+        unet.train(was[0])
+        fm.train(was[1])

@@ -1,0 +1,363 @@
+"""Read medical volumes and 2D images with their geometry (Qt-free), plus the napari reader.
+
+Volumes (``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``) and DICOM series folders go
+through SimpleITK; 2D ``.png``/``.jpg`` through PIL and ``.tif``/``.tiff`` through SimpleITK.
+Arrays come back in napari axis order (z, y, x) with a :class:`Geometry` in the same order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from napari_synfoc.io.geometry import Geometry, SynFoCIOError, io_error
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
+TIFF_SUFFIXES = (".tif", ".tiff")
+IMAGE2D_SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
+SUPPORTED_SUFFIXES = VOLUME_SUFFIXES + IMAGE2D_SUFFIXES
+
+# A file is a label map when its stem ends like these (case-insensitive), e.g. ``case1_seg``,
+# ``liver-mask``, ``benign (4)_mask_1``, or when it sits in a folder named like a label folder.
+_LABEL_STEM = re.compile(r"(?:^|[_\-. ])(seg|segmentation|label|labels|mask|gt)(?:[_\-]\d+)?$", re.I)
+_LABEL_DIRS = {
+    "mask", "masks", "label", "labels", "labelstr", "labelsts", "gt", "seg", "segs",
+    "segmentation", "segmentations",
+}  # fmt: skip
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+LayerData = tuple[Any, dict[str, Any], str]
+
+
+# --- names ---------------------------------------------------------------------------------
+def file_suffix(path: str | os.PathLike) -> str:
+    """The lower-case suffix we dispatch on (``.nii.gz`` counts as one suffix)."""
+    name = os.path.basename(os.fspath(path)).lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return os.path.splitext(name)[1]
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """The file name without folder and without its (possibly double) suffix."""
+    name = os.path.basename(os.path.normpath(os.fspath(path)))
+    suffix = file_suffix(name)
+    return name[: len(name) - len(suffix)] if suffix else name
+
+
+def is_label_name(path: str | os.PathLike) -> bool:
+    """True when the name says "label map": stem ending ``_seg/_label(s)/_mask/_gt`` (any case,
+    optionally followed by ``_<number>``) or a parent folder named ``mask(s)``, ``label(s)``,
+    ``labelsTr``, ``gt``, ``seg(mentation)(s)``."""
+    p = os.path.normpath(os.fspath(path))
+    if _LABEL_STEM.search(file_stem(p)):
+        return True
+    parent = os.path.basename(os.path.dirname(p)).lower()
+    return parent in _LABEL_DIRS
+
+
+def supported(path: str | os.PathLike) -> bool:
+    """True for the file types and folders this module reads (folders: see ``looks_like_dicom_dir``)."""
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        return looks_like_dicom_dir(p)
+    return file_suffix(p) in SUPPORTED_SUFFIXES
+
+
+def looks_like_dicom_dir(folder: str | os.PathLike) -> bool:
+    """True for an empty folder or one with a DICOM-looking file (``.dcm``/``.ima``/no suffix,
+    or the ``DICM`` magic); a folder of PNGs is left to other readers."""
+    try:
+        entries = [e for e in os.scandir(folder) if not e.name.startswith(".")]
+    except OSError:
+        return False
+    files = [e for e in entries if e.is_file()]
+    if not entries:
+        return True
+    for e in files[:64]:
+        name = e.name.lower()
+        if name.endswith(_DICOM_SUFFIXES) or _has_dicm_magic(e.path):
+            return True
+    return False
+
+
+def _has_dicm_magic(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+# --- error text ----------------------------------------------------------------------------
+def _itk_reason(exc: BaseException) -> str:
+    """The useful part of a SimpleITK/ITK exception message, on one line."""
+    keep = []
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if not line or line.startswith("Exception thrown in SimpleITK"):
+            continue
+        if re.match(r"^/\S+\.(cxx|h|hxx|cpp):\d+:?$", line):
+            continue
+        if "No such file or directory" in line:
+            continue
+        line = re.sub(r"^(sitk::ERROR|ITK ERROR|itk::ERROR):\s*", "", line)
+        line = re.sub(r"^\w+\(0x[0-9a-f]+\):\s*", "", line)
+        line = re.sub(r"^\[nrrd\]\s*", "", line)
+        if line and not line.endswith(":"):
+            keep.append(line)
+    text = "; ".join(keep[-2:]) if keep else type(exc).__name__
+    if "Unable to determine ImageIO reader" in text:
+        text = "no image reader recognises its contents"
+    return text[:240]
+
+
+def _corrupt(path: str, detail: str) -> SynFoCIOError:
+    return io_error(path, f"file is truncated or corrupt ({detail})")
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise io_error(path, "file not found")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise io_error(path, "file is empty (0 bytes)")
+
+
+# --- NIfTI completeness (ITK reads truncated NIfTI files silently, padding with zeros) -----
+def _check_nifti_complete(path: str) -> None:
+    gz = path.lower().endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            head = f.read(540)
+            need = _nifti_expected_bytes(head)
+            if need is None:
+                return
+            if gz:
+                total = len(head)
+                while chunk := f.read(1 << 22):
+                    total += len(chunk)
+            else:
+                total = os.path.getsize(path)
+    except (EOFError, OSError, zlib.error) as e:
+        raise _corrupt(path, f"compressed stream is incomplete: {e}") from e
+    if total < need:
+        raise _corrupt(path, f"holds {total} of the {need} bytes its header announces")
+
+
+def _nifti_expected_bytes(head: bytes) -> int | None:
+    """vox_offset + voxel bytes from a NIfTI-1/2 header, or None when it cannot tell."""
+    for endian in "<>":
+        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", head[40:56])
+            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            break
+        if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
+            bitpix = struct.unpack(endian + "h", head[14:16])[0]
+            dims = struct.unpack(endian + "8q", head[16:80])
+            offset = struct.unpack(endian + "q", head[168:176])[0]
+            break
+    else:
+        return None
+    n = dims[0]
+    if not 1 <= n <= 7 or bitpix <= 0 or any(d < 1 for d in dims[1 : n + 1]):
+        return None
+    voxels = int(np.prod(dims[1 : n + 1], dtype=np.int64))
+    return max(offset, 348) + voxels * bitpix // 8
+
+
+# --- readers -------------------------------------------------------------------------------
+def _sitk_read(path: str) -> Any:
+    import SimpleITK as sitk
+
+    try:
+        return sitk.ReadImage(path)
+    except RuntimeError as e:
+        raise _corrupt(path, _itk_reason(e)) from e
+
+
+def _image_to_array(img: Any, path: str, allow_rgb: bool) -> tuple[np.ndarray, Geometry]:
+    import SimpleITK as sitk
+
+    dim = img.GetDimension()
+    size_zyx = tuple(img.GetSize())[::-1]
+    ncomp = img.GetNumberOfComponentsPerPixel()
+    if dim > 3:
+        raise io_error(
+            path,
+            f"{dim}D images (shape {size_zyx}) are not supported; "
+            "split it into 3D volumes (e.g. one per time point) first",
+        )
+    if ncomp > 1 and not (allow_rgb and dim == 2 and ncomp in (2, 3, 4)):
+        raise io_error(
+            path,
+            f"it holds {ncomp} values per voxel (a vector or colour {dim}D image); "
+            "only scalar volumes and 2D grey/RGB images are supported",
+        )
+    arr = sitk.GetArrayFromImage(img)
+    return arr, Geometry.from_sitk(img)
+
+
+def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """Read the largest DICOM series in ``folder`` (not recursive) as (Z, Y, X) + geometry."""
+    import SimpleITK as sitk
+
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise io_error(folder, "not a folder")
+    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
+    if not ids:
+        n = sum(1 for e in os.scandir(folder) if e.is_file())
+        what = "the folder is empty" if n == 0 else f"none of its {n} files is a readable DICOM image"
+        raise io_error(folder, f"no DICOM series found ({what})")
+    series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid) for sid in ids]
+    names = max(series, key=len)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(names)
+    try:
+        img = reader.Execute()
+    except RuntimeError as e:
+        raise io_error(folder, f"DICOM series is unreadable ({_itk_reason(e)})") from e
+    return _image_to_array(img, folder, allow_rgb=False)
+
+
+def _read_pil(path: str) -> tuple[np.ndarray, Geometry]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode == "P" and not is_label_name(path):
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGB")
+            arr = np.asarray(im)
+    except UnidentifiedImageError as e:
+        raise io_error(path, "not a valid image file (PIL cannot identify it)") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise _corrupt(path, str(e)) from e
+    return arr, Geometry.identity(2)
+
+
+def _finish_2d(arr: np.ndarray, path: str) -> np.ndarray:
+    """Grey -> (Y, X); RGB(A) -> (Y, X, 3); grey+alpha -> grey; equal-channel label RGB -> grey."""
+    if arr.ndim == 3 and arr.shape[0] == 1 and arr.shape[-1] not in (3, 4):
+        arr = arr[0]  # single-page TIFF read as (1, Y, X)
+    if arr.ndim == 3:
+        c = arr.shape[-1]
+        if c == 2:
+            arr = arr[..., 0]
+        elif c == 4:
+            arr = arr[..., :3]
+        elif c != 3:
+            raise io_error(path, f"unexpected 2D image shape {arr.shape}")
+    if arr.ndim == 3 and is_label_name(path) and np.array_equal(arr[..., 0], arr[..., 1]) and (
+        np.array_equal(arr[..., 0], arr[..., 2])
+    ):
+        arr = arr[..., 0]
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """Read a volume, DICOM series folder or 2D image as ``(array, Geometry)`` in (z, y, x) order.
+
+    2D images give (Y, X) or (Y, X, 3) for RGB with a 2-axis geometry.  Raises
+    :class:`SynFoCIOError` (a ``ValueError``) naming the file for unsupported types, missing,
+    empty, truncated or corrupt files, 4D data and empty DICOM folders.
+    """
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        return read_dicom_series(p)
+    suffix = file_suffix(p)
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise io_error(
+            p,
+            f"unsupported file type {suffix or '(no suffix)'!r}; supported: "
+            f"{', '.join(SUPPORTED_SUFFIXES)} and DICOM series folders",
+        )
+    _check_file(p)
+    if suffix in PIL_SUFFIXES:
+        arr, geom = _read_pil(p)
+        return _finish_2d(arr, p), geom
+    img = _sitk_read(p)
+    if suffix in TIFF_SUFFIXES:
+        if img.GetDimension() == 3 and img.GetSize()[2] == 1:
+            img = img[:, :, 0]
+        arr, geom = _image_to_array(img, p, allow_rgb=True)
+        if arr.ndim == 3 and geom.ndim == 3:
+            raise io_error(p, f"multi-page TIFF (shape {arr.shape}) is not supported; use a volume format")
+        return _finish_2d(arr, p), geom
+    if suffix in (".nii", ".nii.gz"):
+        _check_nifti_complete(p)
+    return _image_to_array(img, p, allow_rgb=False)
+
+
+def check_labels_match(
+    image_shape: Sequence[int],
+    labels_shape: Sequence[int],
+    *,
+    rgb: bool = False,
+    image_name: str = "the image",
+    labels_name: str = "the label map",
+) -> None:
+    """Raise :class:`SynFoCIOError` unless a label map has the image's voxel grid.
+
+    ``rgb=True`` drops the image's trailing channel axis before comparing.
+    """
+    img = tuple(int(s) for s in image_shape)
+    if rgb:
+        img = img[:-1]
+    lab = tuple(int(s) for s in labels_shape)
+    if img != lab:
+        raise SynFoCIOError(
+            f"label map {labels_name} has shape {lab} but {image_name} has shape {img}; "
+            "a label map must match its image voxel for voxel"
+        )
+
+
+# --- napari --------------------------------------------------------------------------------
+def read_layer_data(path: str | os.PathLike) -> list[LayerData]:
+    """Read ``path`` into napari layer-data tuples (one image or labels layer with geometry)."""
+    p = os.fspath(path)
+    arr, geom = read_volume(p)
+    kwargs = geom.to_layer_kwargs(source=os.path.abspath(p))
+    kwargs["name"] = file_stem(p)
+    rgb = arr.ndim == geom.ndim + 1
+    if (
+        not rgb
+        and np.issubdtype(arr.dtype, np.integer)
+        and not os.path.isdir(p)
+        and is_label_name(p)
+    ):
+        return [(arr, kwargs, "labels")]
+    if rgb:
+        kwargs["rgb"] = True
+    return [(arr, kwargs, "image")]
+
+
+def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
+    """npe2 reader: a function reading ``path`` when we support it, else ``None``."""
+    paths = path if isinstance(path, (list, tuple)) else [path]
+    if not paths or not all(supported(p) for p in paths):
+        return None
+    return _read_paths
+
+
+def _read_paths(path: str | list[str]) -> list[LayerData]:
+    paths = path if isinstance(path, (list, tuple)) else [path]
+    out: list[LayerData] = []
+    for p in paths:
+        out.extend(read_layer_data(p))
+    return out

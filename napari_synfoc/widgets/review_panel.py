@@ -1,0 +1,120 @@
+"""The review panel: slices ranked by MedSAM/U-Net disagreement, jump and accept buttons.
+
+It only shows state and emits signals; :class:`SynFoCWidget` does the work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QGridLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .tooltips import SHORTCUTS, tip
+
+
+class ReviewPanel(QWidget):
+    """Ranked-slice table plus "Next uncertain slice" and the three accept buttons."""
+
+    slice_clicked = Signal(int)
+    next_requested = Signal()
+    accept_requested = Signal(str)  # "medsam" | "unet" | "ensemble"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.table = QTableWidget(0, 3, self)
+        self.table.setObjectName("review_table")
+        self.table.setHorizontalHeaderLabels(["Slice", "Disagreement", "Status"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(110)
+        self.table.setMaximumHeight(170)
+        self.table.setToolTip(tip("review_table"))
+        self.table.cellClicked.connect(self._on_cell)
+        lay.addWidget(self.table)
+
+        self.next_btn = self._button("next_uncertain", "Next uncertain slice")
+        self.next_btn.clicked.connect(self.next_requested.emit)
+        lay.addWidget(self.next_btn)
+        grid = QGridLayout()
+        self.accept_buttons: dict[str, QPushButton] = {}
+        for col, (source, text) in enumerate(
+            (("medsam", "Accept MedSAM"), ("unet", "Accept U-Net"), ("ensemble", "Accept ensemble"))
+        ):
+            btn = self._button(f"accept_{source}", text)
+            btn.clicked.connect(lambda _=False, s=source: self.accept_requested.emit(s))
+            self.accept_buttons[source] = btn
+            grid.addWidget(btn, 0, col)
+        lay.addLayout(grid)
+        self.keep_existing = QCheckBox("Keep my painted voxels when accepting")
+        self.keep_existing.setObjectName("keep_existing")
+        self.keep_existing.setToolTip(tip("keep_existing"))
+        lay.addWidget(self.keep_existing)
+        self.set_enabled(False)
+
+    def _button(self, key: str, text: str) -> QPushButton:
+        label = f"{text} ({SHORTCUTS[key]})" if key in SHORTCUTS else text
+        btn = QPushButton(label, self)
+        btn.setObjectName(key)
+        btn.setToolTip(tip(key))
+        return btn
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Enable the jump/accept buttons (only once predictions exist)."""
+        self.next_btn.setEnabled(enabled)
+        for btn in self.accept_buttons.values():
+            btn.setEnabled(enabled)
+
+    def set_ranking(
+        self, ranking: Sequence[int], scores: Sequence[float], labeled: Sequence[int]
+    ) -> None:
+        """Fill the table: one row per slice in ``ranking`` order."""
+        lab = set(int(z) for z in labeled)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(ranking))
+        for row, z in enumerate(ranking):
+            items = (
+                QTableWidgetItem(str(int(z))),
+                QTableWidgetItem(f"{float(scores[z]):.4f}"),
+                QTableWidgetItem("labelled" if z in lab else ""),
+            )
+            for col, item in enumerate(items):
+                item.setData(Qt.ItemDataRole.UserRole, int(z))
+                self.table.setItem(row, col, item)
+
+    def ranked_slices(self) -> list[int]:
+        """The slice indices in table order."""
+        return [
+            int(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole))
+            for r in range(self.table.rowCount())
+        ]
+
+    def select_slice(self, z: int) -> None:
+        """Highlight the row of slice ``z`` (no signal)."""
+        for r in range(self.table.rowCount()):
+            if int(self.table.item(r, 0).data(Qt.ItemDataRole.UserRole)) == z:
+                self.table.blockSignals(True)
+                self.table.selectRow(r)
+                self.table.blockSignals(False)
+                self.table.scrollToItem(self.table.item(r, 0))
+                return
+
+    def _on_cell(self, row: int, _col: int) -> None:
+        item = self.table.item(row, 0)
+        if item is not None:
+            self.slice_clicked.emit(int(item.data(Qt.ItemDataRole.UserRole)))

@@ -1,0 +1,85 @@
+"""Shared test fixtures (keep them small and generic)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path("/work/shared/data")
+
+
+def _rotation_xyz(deg_z: float, deg_x: float) -> np.ndarray:
+    """A proper rotation (det +1) in SimpleITK (x, y, z) order: about z, then about x."""
+    a, b = math.radians(deg_z), math.radians(deg_x)
+    rz = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    return rz @ rx
+
+
+@pytest.fixture
+def oblique_sitk_volume():
+    """A small int16 SimpleITK volume with a non-trivial geometry, and that geometry.
+
+    Returns ``(image, expected)``; ``expected`` holds napari-order (z, y, x) ``array``,
+    ``spacing`` = (2.5, 0.8, 0.7), ``origin`` = (-30.0, 12.5, 40.25) and the 3x3 ``direction``
+    (SimpleITK's matrix with rows and columns reversed).
+    """
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(7)
+    arr = rng.integers(-200, 1200, size=(5, 9, 11)).astype(np.int16)  # (z, y, x)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.7, 0.8, 2.5))  # (x, y, z)
+    img.SetOrigin((40.25, 12.5, -30.0))
+    d_xyz = _rotation_xyz(30.0, 20.0)
+    img.SetDirection(tuple(d_xyz.ravel()))
+    expected = {
+        "array": arr,
+        "spacing": (2.5, 0.8, 0.7),
+        "origin": (-30.0, 12.5, 40.25),
+        "direction": d_xyz[::-1, ::-1],
+    }
+    return img, expected
+
+
+def _write_dicom_series(folder, arr, spacing_xyz, origin_xyz, series_uid="1.2.826.0.1.3680043.8.498.1"):
+    """Write (Z, Y, X) int16 ``arr`` as one DICOM CT series, one file per slice."""
+    folder.mkdir(parents=True, exist_ok=True)
+    import SimpleITK as sitk
+
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    study_uid = "1.2.826.0.1.3680043.8.498.2"
+    for k in range(arr.shape[0]):
+        sl = sitk.GetImageFromArray(arr[k])
+        sl.SetSpacing(spacing_xyz[:2])
+        pos = (origin_xyz[0], origin_xyz[1], origin_xyz[2] + k * spacing_xyz[2])
+        tags = {
+            "0008|0060": "CT",
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
+            "0008|0018": f"{series_uid}.{k + 1}",
+            "0010|0010": "Synthetic^Phantom",
+            "0010|0020": "SYN0001",
+            "0020|000d": study_uid,
+            "0020|000e": series_uid,
+            "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:g}" for v in pos),
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0028|0030": f"{spacing_xyz[1]:g}\\{spacing_xyz[0]:g}",
+            "0018|0050": f"{spacing_xyz[2]:g}",
+        }
+        for key, value in tags.items():
+            sl.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"IM{k:04d}.dcm"))
+        writer.Execute(sl)
+
+
+@pytest.fixture
+def write_dicom_series():
+    """``write(folder: Path, arr (Z, Y, X) int16, spacing_xyz, origin_xyz)``: one CT series,
+    one ``.dcm`` file per slice, axial orientation (SimpleITK/GDCM)."""
+    return _write_dicom_series

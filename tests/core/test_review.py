@@ -1,0 +1,132 @@
+"""Review maps, slice ranking and accepting proposals, on hand-made arrays."""
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.review import (
+    accept_into_labels,
+    labeled_slices,
+    rank_slices,
+    review_maps,
+    slice_changes,
+    squeeze_single,
+)
+
+
+def _probs(fg):
+    """(Z, 2, Y, X) probabilities from a foreground-probability array (Z, Y, X)."""
+    fg = np.asarray(fg, dtype=np.float32)
+    return np.stack([1 - fg, fg], axis=1)
+
+
+def test_review_maps_two_classes_by_hand():
+    # one slice, 1x3 pixels
+    fm = _probs([[[0.9, 0.2, 0.6]]])
+    un = _probs([[[0.7, 0.8, 0.3]]])
+    m = review_maps(fm, un)
+    assert m.fm_label.tolist() == [[[1, 0, 1]]]
+    assert m.unet_label.tolist() == [[[1, 1, 0]]]
+    # mean fg: 0.8, 0.5, 0.45 -> ensemble argmax of the sum; tie at 0.5 goes to class 0
+    assert m.ensemble_label.tolist() == [[[1, 0, 0]]]
+    # agree only on pixel 0 (class 1)
+    assert m.consensus.tolist() == [[[1, 0, 0]]]
+    assert m.divergence.tolist() == [[[0, 1, 1]]]
+    # heat = |p_fm(fg) - p_unet(fg)| for two classes
+    np.testing.assert_allclose(m.heat, [[[0.2, 0.6, 0.3]]], atol=1e-6)
+    np.testing.assert_allclose(m.slice_scores, [(0.2 + 0.6 + 0.3) / 3], atol=1e-6)
+    assert m.heat.dtype == np.float32 and m.fm_label.dtype == np.uint8
+
+
+def test_review_maps_three_classes_half_l1():
+    fm = np.zeros((1, 3, 1, 2), np.float32)
+    un = np.zeros((1, 3, 1, 2), np.float32)
+    fm[0, :, 0, 0] = [0.1, 0.7, 0.2]
+    un[0, :, 0, 0] = [0.1, 0.2, 0.7]
+    fm[0, :, 0, 1] = [0.0, 0.0, 1.0]
+    un[0, :, 0, 1] = [0.0, 0.0, 1.0]
+    m = review_maps(fm, un)
+    # 0.5 * (0 + 0.5 + 0.5) = 0.5 ; identical vectors -> 0
+    np.testing.assert_allclose(m.heat[0, 0], [0.5, 0.0], atol=1e-6)
+    assert m.consensus[0, 0].tolist() == [0, 2]
+    assert m.divergence[0, 0].tolist() == [1, 0]
+    assert m.proposal("medsam")[0, 0, 0] == 1 and m.proposal("unet")[0, 0, 0] == 2
+    with pytest.raises(ValueError, match="unknown proposal"):
+        m.proposal("sam")
+
+
+def test_review_maps_consensus_on_background_is_zero_and_scores_per_slice():
+    fm = _probs(np.array([[[0.1, 0.1]], [[0.9, 0.1]]]))
+    un = _probs(np.array([[[0.1, 0.1]], [[0.1, 0.1]]]))
+    m = review_maps(fm, un)
+    assert m.consensus.sum() == 0
+    np.testing.assert_allclose(m.slice_scores, [0.0, 0.4], atol=1e-6)
+
+
+def test_review_maps_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="differ in shape"):
+        review_maps(np.zeros((1, 2, 4, 4)), np.zeros((1, 2, 4, 5)))
+    with pytest.raises(ValueError, match=r"\(Z, K, Y, X\)"):
+        review_maps(np.zeros((2, 4, 4)), np.zeros((2, 4, 4)))
+
+
+def test_rank_slices_unlabelled_first_then_labelled():
+    scores = [0.1, 0.5, 0.3, 0.9, 0.3]
+    assert rank_slices(scores, labeled_slices=[3]) == [1, 2, 4, 0, 3]
+    assert rank_slices(scores, labeled_slices=[]) == [3, 1, 2, 4, 0]
+    assert rank_slices(scores, labeled_slices=[1, 2]) == [3, 4, 0, 1, 2]
+
+
+def test_labeled_slices_painted_and_marked():
+    lab = np.zeros((5, 4, 4), np.int32)
+    lab[1, 2, 2] = 1
+    lab[4, 0, 0] = 2
+    assert labeled_slices(lab) == [1, 4]
+    assert labeled_slices(lab, marked=[0, 4, 9]) == [0, 1, 4]
+    assert labeled_slices(np.zeros((4, 4))) == []
+    assert labeled_slices(np.zeros((4, 4)), marked=[0]) == [0]
+    assert labeled_slices(np.ones((4, 4))) == [0]
+
+
+def test_slice_changes_and_accept_write_only_that_slice():
+    lab = np.zeros((3, 2, 3), np.int32)
+    lab[0] = 1
+    lab[1, 0, 0] = 2  # a user stroke on the slice we accept into
+    prop = np.array([[0, 1, 1], [1, 0, 0]], np.uint8)
+    idx, vals = slice_changes(lab, 1, prop)
+    assert set(idx[0].tolist()) == {1}
+    # changed voxels: (0,0) 2->0, (0,1) 0->1, (0,2) 0->1, (1,0) 0->1
+    assert len(vals) == 4 and vals.dtype == lab.dtype
+    before = lab.copy()
+    n = accept_into_labels(lab, 1, prop)
+    assert n == 4
+    np.testing.assert_array_equal(lab[1], prop)
+    np.testing.assert_array_equal(lab[0], before[0])
+    np.testing.assert_array_equal(lab[2], before[2])
+
+
+def test_accept_keep_existing_preserves_user_labels():
+    lab = np.zeros((2, 2, 2), np.int32)
+    lab[0, 0, 0] = 3
+    prop = np.array([[1, 1], [0, 1]])
+    accept_into_labels(lab, 0, prop, keep_existing=True)
+    assert lab[0].tolist() == [[3, 1], [0, 1]]
+
+
+def test_slice_changes_2d_and_errors():
+    lab = np.zeros((2, 2), np.uint8)
+    idx, vals = slice_changes(lab, 0, np.array([[1, 0], [0, 1]]))
+    assert len(idx) == 2 and vals.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="only slice 0"):
+        slice_changes(lab, 1, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="outside the stack"):
+        slice_changes(np.zeros((2, 2, 2)), 5, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="proposal has shape"):
+        slice_changes(np.zeros((2, 2, 2)), 0, np.zeros((3, 2)))
+
+
+def test_squeeze_single():
+    a = np.zeros((1, 3, 4))
+    assert squeeze_single(a, True).shape == (3, 4)
+    assert squeeze_single(a, False).shape == (1, 3, 4)
+    with pytest.raises(ValueError):
+        squeeze_single(np.zeros((2, 3, 4)), True)

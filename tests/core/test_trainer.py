@@ -1,0 +1,183 @@
+"""The training engine end to end with tiny models on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_synfoc.config import make_config
+from napari_synfoc.core.events import (
+    Cancelled,
+    CheckpointSaved,
+    Done,
+    Failed,
+    Predictions,
+    Started,
+    Step,
+)
+from napari_synfoc.core.interactive import StackTask, train_on_stack
+
+FAZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ"
+
+
+def _disc_stack(z=6, size=64, seed=0):
+    """A stack of noisy discs of varying radius: learnable in a few iterations."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    imgs, labs = [], []
+    for i in range(z):
+        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
+        r = rng.integers(size // 8, size // 4)
+        lab = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r).astype(np.uint8)
+        img = 0.3 + 0.5 * lab + 0.05 * rng.standard_normal((size, size))
+        imgs.append(img.astype(np.float32))
+        labs.append(lab)
+    return np.stack(imgs), np.stack(labs)
+
+
+def _events(gen):
+    return list(gen)
+
+
+def test_train_on_stack_runs_and_predicts(tmp_path):
+    img, lab = _disc_stack()
+    labels = np.zeros_like(lab)
+    labels[[0, 2]] = lab[[0, 2]]
+    task = StackTask(img, labels, [0, 2])
+    cfg = make_config("tiny", iterations=6)
+    ev = _events(train_on_stack(task, cfg, out_dir=tmp_path, predict_every=3))
+    assert isinstance(ev[0], Started)
+    steps = [e for e in ev if isinstance(e, Step)]
+    assert [s.iteration for s in steps] == list(range(6))
+    for s in steps:
+        for key in ("loss", "sup_unet", "sup_fm", "unsup_unet", "unsup_fm", "l_c", "l_d"):
+            assert np.isfinite(s.losses[key]), key
+        assert 0.0 <= s.alpha <= 1.0
+        assert 0.0 <= s.confident_fraction <= 1.0
+    preds = [e for e in ev if isinstance(e, Predictions)]
+    assert len(preds) == 2  # at 3 and at the end
+    for p in preds:
+        assert p.fm_prob.shape == (6, 2, 64, 64) and p.unet_prob.shape == (6, 2, 64, 64)
+        np.testing.assert_allclose(p.fm_prob.sum(1), 1.0, atol=1e-4)
+    assert isinstance(ev[-1], Done)
+    assert Path(ev[-1].checkpoint).is_file()
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    img, lab = _disc_stack()
+    task = StackTask(img, lab, [0, 1])
+    cfg = make_config("tiny", iterations=4, seed=7)
+    a = [e.losses["loss"] for e in train_on_stack(task, cfg, out_dir=tmp_path / "a") if isinstance(e, Step)]
+    b = [e.losses["loss"] for e in train_on_stack(task, cfg, out_dir=tmp_path / "b") if isinstance(e, Step)]
+    assert a == b
+    c = [
+        e.losses["loss"]
+        for e in train_on_stack(task, cfg.replace(seed=8), out_dir=tmp_path / "c")
+        if isinstance(e, Step)
+    ]
+    assert c != a
+
+
+def test_cancel_stops_within_one_iteration(tmp_path):
+    img, lab = _disc_stack()
+    task = StackTask(img, lab, [0])
+    n = {"steps": 0}
+
+    def stop():
+        return n["steps"] >= 2
+
+    events = []
+    for e in train_on_stack(task, make_config("tiny", iterations=50), should_stop=stop, out_dir=tmp_path):
+        events.append(e)
+        if isinstance(e, Step):
+            n["steps"] += 1
+    assert n["steps"] == 2
+    assert isinstance(events[-1], Cancelled)
+    assert events[-1].iteration == 2 and Path(events[-1].checkpoint).is_file()
+
+
+def test_warm_start_from_checkpoint(tmp_path):
+    img, lab = _disc_stack()
+    task = StackTask(img, lab, [0, 1])
+    first = _events(train_on_stack(task, make_config("tiny", iterations=3), out_dir=tmp_path / "a"))
+    ck = first[-1].checkpoint
+    second = _events(
+        train_on_stack(task, make_config("tiny", iterations=2), init_checkpoint=ck, out_dir=tmp_path / "b")
+    )
+    assert isinstance(second[-1], Done)
+    # the warm-started U-Net predicts like the saved one at the start of the new run
+    p_first = [e for e in first if isinstance(e, Predictions)][-1]
+    assert p_first.unet_prob.shape[0] == 6
+
+
+def test_bad_input_gives_clear_failures(tmp_path):
+    img, lab = _disc_stack()
+    # no labelled slice
+    ev = _events(train_on_stack(StackTask(img, lab, []), make_config("tiny", iterations=2)))
+    assert isinstance(ev[-1], Failed) and "no labelled slice" in ev[-1].message
+    # labels of another shape
+    ev = _events(train_on_stack(StackTask(img, lab[:, :32], [0]), make_config("tiny", iterations=2)))
+    assert isinstance(ev[-1], Failed) and "shape" in ev[-1].message
+    # corrupt checkpoint
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    ev = _events(
+        train_on_stack(StackTask(img, lab, [0]), make_config("tiny", iterations=2), init_checkpoint=bad)
+    )
+    assert isinstance(ev[-1], Failed) and "bad.pt" in ev[-1].message
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    img, lab = _disc_stack()
+    cfg = make_config("tiny", iterations=40, unet_lr=1e12, checkpoint_every=1)
+    ev = _events(train_on_stack(StackTask(img, lab, [0, 1]), cfg, out_dir=tmp_path))
+    assert isinstance(ev[-1], Failed), ev[-1]
+    assert "loss became" in ev[-1].message
+    saved = [e for e in ev if isinstance(e, CheckpointSaved)]
+    assert saved and ev[-1].checkpoint == saved[-1].path and Path(saved[-1].path).is_file()
+
+
+def test_out_of_memory_message_suggests_lighter_setting(tmp_path, monkeypatch):
+    from napari_synfoc.core import trainer as trainer_mod
+
+    def boom(self, lab, unl):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer_mod.SynFoCTrainer, "train_step", boom)
+    img, lab = _disc_stack()
+    ev = _events(train_on_stack(StackTask(img, lab, [0]), make_config("tiny", iterations=3), out_dir=tmp_path))
+    assert isinstance(ev[-1], Failed)
+    assert "out of memory" in ev[-1].message and "lighter" in ev[-1].message
+
+
+def test_suponly_and_ablations_run(tmp_path):
+    img, lab = _disc_stack()
+    task = StackTask(img, lab, [0, 1])
+    for over in ({"suponly": True}, {"use_smc": False}, {"use_cdcr": False}):
+        ev = _events(train_on_stack(task, make_config("tiny", iterations=2, **over), out_dir=tmp_path))
+        assert isinstance(ev[-1], Done), (over, ev[-1])
+        steps = [e for e in ev if isinstance(e, Step)]
+        if over.get("suponly"):
+            assert "unsup_unet" not in steps[0].losses
+        if over.get("use_cdcr") is False:
+            assert steps[0].losses["l_c"] == 0.0 and steps[0].losses["l_d"] == 0.0
+
+
+@pytest.mark.slow
+def test_losses_fall_on_real_faz_images(tmp_path):
+    """A short end-to-end run on FAZ images (tiny models at 64 px): the supervised loss falls."""
+    from napari_synfoc.core.layouts import discover, make_ssl_split
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    split = discover(FAZ)
+    labeled, unlabeled = make_ssl_split(split, "Domain1", 4)
+    unlabeled = [s for s in unlabeled if s.domain in ("Domain2", "Domain5")][:8]
+    cfg = make_config(
+        "tiny", iterations=60, num_classes=2, in_channels=1, unet_lr=0.01, fm_lr=1e-3
+    )
+    tr = SynFoCTrainer(cfg, labeled, unlabeled, out_dir=tmp_path)
+    sup = [e.losses["sup_unet"] + e.losses["sup_fm"] for e in tr.run() if isinstance(e, Step)]
+    assert len(sup) == 60
+    assert np.mean(sup[-10:]) < 0.8 * np.mean(sup[:10]), (np.mean(sup[:10]), np.mean(sup[-10:]))

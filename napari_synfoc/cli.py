@@ -161,7 +161,9 @@ def run_training(cfg: SynFoCConfig, labeled, unlabeled, out: Path, quiet: bool =
     from .core.events import Cancelled, Done, Failed, Progress, Step
     from .core.trainer import SynFoCTrainer
 
-    trainer = SynFoCTrainer(cfg, labeled, unlabeled, out_dir=out)
+    trainer = SynFoCTrainer(
+        cfg, labeled, unlabeled, out_dir=out, embed_cache_dir=default_cache_dir() / "embeddings"
+    )
     bar = None if quiet else _progress_bar(cfg.iterations, "SynFoC" if not cfg.suponly else "SupOnly")
     times: list[float] = []
     final = None
@@ -188,7 +190,9 @@ def _evaluate_with_bar(trainer_or_models, split_test, cfg, quiet=False, cache_di
     bar = None if quiet else _progress_bar(total, "evaluating")
     cache = None
     if cfg.freeze_encoder and cache_dir is not None:
-        cache = EmbeddingDiskCache(cache_dir, f"{cfg.foundation}-{fm.input_size}-frozen")
+        from .core.trainer import frozen_encoder_id
+
+        cache = EmbeddingDiskCache(cache_dir, frozen_encoder_id(fm, cfg))
 
     def progress(done, tot):
         if bar is not None:

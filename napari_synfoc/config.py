@@ -88,9 +88,11 @@ class SynFoCConfig:
     device: str = "auto"
     precision: str = "auto"  # "auto" | "fp32" | "bf16" | "fp16"
     channels_last: bool = False
+    fused_attention: bool = False  # SAM ViT attention through scaled_dot_product_attention
     compile: bool = False
     num_workers: int = 0
     predict_every: int = 0  # 0: only at the end
+    first_predict_at: int = 5  # an early overlay after this many iterations (when predicting)
     checkpoint_every: int = 0  # 0: only at the end
 
     def replace(self, **changes: Any) -> SynFoCConfig:
@@ -200,6 +202,7 @@ PROFILES: dict[str, Profile] = {
             "batch_unlabeled": 4,
             "precision": "bf16",
             "channels_last": True,
+            "fused_attention": True,
             "num_workers": 4,
         },
     ),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path("/work/shared/data")
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
 def _rotation_xyz(deg_z: float, deg_x: float) -> np.ndarray:
@@ -46,10 +46,13 @@ def oblique_sitk_volume():
     return img, expected
 
 
-def _write_dicom_series(folder, arr, spacing_xyz, origin_xyz, series_uid="1.2.826.0.1.3680043.8.498.1"):
+def _write_dicom_series(
+    folder, arr, spacing_xyz, origin_xyz, series_uid="1.2.826.0.1.3680043.8.498.1"
+):
     """Write (Z, Y, X) int16 ``arr`` as one DICOM CT series, one file per slice."""
-    folder.mkdir(parents=True, exist_ok=True)
     import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
 
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -74,7 +77,7 @@ def _write_dicom_series(folder, arr, spacing_xyz, origin_xyz, series_uid="1.2.82
         }
         for key, value in tags.items():
             sl.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"IM{k:04d}.dcm"))
+        writer.SetFileName(str(folder / f"S{series_uid.rsplit('.', 1)[-1]}_IM{k:04d}.dcm"))
         writer.Execute(sl)
 
 

@@ -52,7 +52,8 @@ def test_volume_round_trip_through_viewer(make_napari_viewer, tmp_path, oblique_
     # without naming the plugin napari picks our writer from the double suffix
     written = viewer.layers["ct0"].save(str(tmp_path / "plain.nii.gz"))
     assert written == [str(tmp_path / "plain.nii.gz")]
-    np.testing.assert_allclose(sitk.ReadImage(written[0]).GetSpacing(), img.GetSpacing(), atol=1e-6)
+    spacing = sitk.ReadImage(written[0]).GetSpacing()
+    np.testing.assert_allclose(spacing, img.GetSpacing(), atol=1e-6)
 
 
 def test_dicom_and_png_in_viewer(make_napari_viewer, tmp_path, write_dicom_series):
@@ -84,7 +85,8 @@ def test_bad_input_raises_clear_error_and_viewer_survives(make_napari_viewer, tm
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 30, 30), np.int16)), str(good))
     raw = good.read_bytes()
     (tmp_path / "x.nii.gz").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(SynFoCIOError, match=r"cannot read 'x.nii.gz': file is truncated or corrupt"):
+    msg = r"cannot read 'x.nii.gz': file is truncated or corrupt"
+    with pytest.raises(SynFoCIOError, match=msg):
         viewer.open(str(tmp_path / "x.nii.gz"), plugin=PLUGIN)
     (tmp_path / "empty_dicom").mkdir()
     with pytest.raises(SynFoCIOError, match=r"'empty_dicom': no DICOM series found"):
@@ -100,4 +102,5 @@ def test_bad_input_raises_clear_error_and_viewer_survives(make_napari_viewer, tm
     # the viewer still works
     viewer.add_image(np.zeros((5, 5)), name="after")
     [ok] = viewer.open(str(good), plugin=PLUGIN)
-    assert [lyr.name for lyr in viewer.layers] == ["after", "good"] and ok.data.shape == (4, 30, 30)
+    assert [lyr.name for lyr in viewer.layers] == ["after", "good"]
+    assert ok.data.shape == (4, 30, 30)

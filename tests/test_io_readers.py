@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 import os
 
 import numpy as np
@@ -20,7 +21,7 @@ from napari_synfoc.io import (
 )
 from napari_synfoc.io.readers import napari_get_reader
 
-SHARED = "/work/shared/data/synfoc_format_samples"
+SHARED = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synfoc_format_samples")
 
 
 # --- geometry ------------------------------------------------------------------------------
@@ -120,6 +121,9 @@ def test_dicom_series_folder(tmp_path, write_dicom_series):
     arr = rng.integers(-1000, 2000, size=(4, 16, 12)).astype(np.int16)
     folder = tmp_path / "series"
     write_dicom_series(folder, arr, (0.6, 0.75, 3.0), (-10.0, 20.0, 5.0))
+    # a second, shorter series in the same folder (e.g. a scout): the largest series wins
+    scout = arr[:2, :8, :8]
+    write_dicom_series(folder, scout, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), "1.2.826.0.1.3680043.8.9")
     data, g = read_volume(folder)
     np.testing.assert_array_equal(data, arr)
     np.testing.assert_allclose(g.spacing, (3.0, 0.75, 0.6), atol=1e-4)
@@ -194,7 +198,8 @@ def test_truncated_file(tmp_path, suffix):
     raw = good.read_bytes()
     bad = tmp_path / f"x{suffix}"
     bad.write_bytes(raw[: int(len(raw) * 0.6)])
-    with pytest.raises(SynFoCIOError, match=rf"cannot read 'x{suffix}': file is truncated or corrupt \(.+\)"):
+    msg = rf"cannot read 'x{suffix}': file is truncated or corrupt \(.+\)"
+    with pytest.raises(SynFoCIOError, match=msg):
         read_volume(bad)
 
 
@@ -216,6 +221,13 @@ def test_garbage_and_empty_files(tmp_path):
         read_volume(tmp_path / "short.nii.gz")
 
 
+def test_mhd_without_its_data_file(tmp_path):
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 4), np.uint8)), str(tmp_path / "v.mhd"))
+    os.remove(tmp_path / "v.raw")
+    with pytest.raises(SynFoCIOError, match=r"'v.mhd': its data file 'v.raw' is missing"):
+        read_volume(tmp_path / "v.mhd")
+
+
 def test_4d_volume_rejected(tmp_path):
     vol = sitk.GetImageFromArray(np.zeros((3, 4, 5), np.float32))
     sitk.WriteImage(sitk.JoinSeries([vol, vol]), str(tmp_path / "fmri.nii.gz"))
@@ -226,7 +238,8 @@ def test_4d_volume_rejected(tmp_path):
 def test_empty_dicom_folder(tmp_path):
     (tmp_path / "dicom").mkdir()
     assert napari_get_reader(str(tmp_path / "dicom")) is not None  # we take it, then explain
-    with pytest.raises(SynFoCIOError, match=r"cannot read 'dicom': no DICOM series found \(the folder is empty\)"):
+    msg = r"cannot read 'dicom': no DICOM series found \(the folder is empty\)"
+    with pytest.raises(SynFoCIOError, match=msg):
         read_volume(tmp_path / "dicom")
     (tmp_path / "dicom" / "a.dcm").write_bytes(b"not dicom at all")
     with pytest.raises(SynFoCIOError, match=r"none of its 1 files is a readable DICOM image"):
@@ -238,7 +251,8 @@ def test_check_labels_match():
     check_labels_match((5, 6, 3), (5, 6), rgb=True)
     with pytest.raises(
         SynFoCIOError,
-        match=r"label map 'a_seg.nii.gz' has shape \(4, 5, 7\) but 'a.nii.gz' has shape \(4, 5, 6\)",
+        match=r"label map 'a_seg.nii.gz' has shape \(4, 5, 7\) "
+        r"but 'a.nii.gz' has shape \(4, 5, 6\)",
     ):
         check_labels_match(
             (4, 5, 6), (4, 5, 7), image_name="'a.nii.gz'", labels_name="'a_seg.nii.gz'"

@@ -44,8 +44,11 @@ def test_write_image_float_and_rgb(tmp_path):
 def test_label_dtypes(tmp_path):
     big = np.array([[[0, 70000]]], dtype=np.int64)
     neg = np.array([[[-3, 5]]], dtype=np.int32)
-    assert sitk.ReadImage(write_volume(tmp_path / "b.nrrd", big, labels=True)).GetPixelID() == sitk.sitkUInt32
-    assert sitk.ReadImage(write_volume(tmp_path / "n.nrrd", neg, labels=True)).GetPixelID() == sitk.sitkInt8
+    b = sitk.ReadImage(write_volume(tmp_path / "b.nrrd", big, labels=True))
+    n = sitk.ReadImage(write_volume(tmp_path / "n.nrrd", neg, labels=True))
+    assert b.GetPixelID() == sitk.sitkUInt32 and n.GetPixelID() == sitk.sitkInt8
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(b), big)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(n), neg)
     with pytest.raises(SynFoCIOError, match="label maps must hold integers"):
         write_volume(tmp_path / "x.nrrd", np.zeros((2, 2, 2), np.float32), labels=True)
 
@@ -59,7 +62,8 @@ def test_atomic_replace_keeps_old_file_on_failure(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", boom)
-    with pytest.raises(SynFoCIOError, match=r"cannot write 'seg.mha': writing failed \(disk full\)"):
+    msg = r"cannot write 'seg.mha': writing failed \(disk full\)"
+    with pytest.raises(SynFoCIOError, match=msg):
         write_volume(target, np.zeros((2, 3, 4), np.uint8), labels=True)
     monkeypatch.undo()
     np.testing.assert_array_equal(read_volume(target)[0], first)  # old content intact

@@ -17,8 +17,10 @@ an item does not matter: results are identical with ``num_workers=0`` or ``> 0``
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,10 +206,7 @@ def decode_mask(sample: Sample) -> np.ndarray:
             merged = np.maximum(merged, b)
         return merged.astype(np.int64)
     if enc == "binary":
-        if a.ndim == 3:
-            a = a[..., :-1] if a.shape[-1] in (2, 4) else a
-            a = a.max(axis=-1)
-        return (a != 0).astype(np.int64)
+        return (_channel_max(a) != 0).astype(np.int64)
     g = _gray_mask(a, path)
     if enc == "prostate":
         _check_values(g, {0, 255}, path, "Prostate (0 = prostate, 255 = background)")
@@ -232,10 +231,19 @@ def decode_mask(sample: Sample) -> np.ndarray:
     raise DataError(f"unknown mask encoding {enc!r}; choose from {ENCODINGS}")
 
 
+def _channel_max(a: np.ndarray) -> np.ndarray:
+    """(H, W) from (H, W) or the max over the colour channels of (H, W, C) (alpha dropped)."""
+    if a.ndim == 2:
+        return a
+    chans = a.shape[-1] - 1 if a.shape[-1] in (2, 4) else a.shape[-1]
+    out = a[..., 0].copy()
+    for c in range(1, chans):  # elementwise over views: much faster than a.max(axis=-1)
+        np.maximum(out, a[..., c], out=out)
+    return out
+
+
 def _busi_binary(a: np.ndarray, path: Path) -> np.ndarray:
-    if a.ndim == 3:
-        a = a[..., :-1] if a.shape[-1] in (2, 4) else a
-        a = a.max(axis=-1)
+    a = _channel_max(a)
     _check_values(a, {0, 255}, path, "BUSI (lesion = 255)")
     return (a == 255).astype(np.uint8)
 
@@ -450,21 +458,31 @@ def _load_resized(samples: Sequence[Sample], cfg: Any, size: int, need_labels: b
     """Load every sample once, resize to ``size``; images (N, C, S, S) float32, labels int16."""
     n = len(samples)
     images, labels, has = None, None, np.zeros(n, bool)
-    for i, s in enumerate(samples):
+
+    def load(s: Sample):
         img, lab = load_sample_arrays(s, cfg)
         if lab is None and need_labels:
             raise DataError(f"labelled sample {s.domain}/{s.name} has no label")
-        img, lab = resize_pair(img, lab, size)
-        if images is None:
-            images = np.empty((n, img.shape[0], size, size), np.float32)
-            labels = np.full((n, size, size), -1, np.int16)
-        if img.shape[0] != images.shape[1]:
-            raise DataError(f"{s.domain}/{s.name} has {img.shape[0]} channels, the first "
-                            f"sample has {images.shape[1]}")
-        images[i] = img
-        if lab is not None:
-            labels[i] = lab
-            has[i] = True
+        return resize_pair(img, lab, size)
+
+    # PNG decoding and PIL resizing release the GIL: a few threads load in parallel
+    workers = max(1, min(8, os.cpu_count() or 1, n))
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        loaded = pool.map(load, samples) if workers > 1 else map(load, samples)
+        for i, (s, (img, lab)) in enumerate(zip(samples, loaded)):
+            if images is None:
+                images = np.empty((n, img.shape[0], size, size), np.float32)
+                labels = np.full((n, size, size), -1, np.int16)
+            if img.shape[0] != images.shape[1]:
+                raise DataError(f"{s.domain}/{s.name} has {img.shape[0]} channels, the first "
+                                f"sample has {images.shape[1]}")
+            images[i] = img
+            if lab is not None:
+                labels[i] = lab
+                has[i] = True
+    finally:  # on a bad file, do not wait for the remaining loads
+        pool.shutdown(wait=True, cancel_futures=True)
     if images is None:
         images = np.empty((0, 1, size, size), np.float32)
         labels = np.empty((0, size, size), np.int16)

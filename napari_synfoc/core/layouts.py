@@ -19,8 +19,8 @@ Layouts (``detect_layout`` picks one; ``discover`` lists the samples):
   palette masks 0 bg, 1 rim, 2 cup -> 1 cup, 2 rim, ``phi_classes`` "fundus".
 
 Unpaired files are skipped, listed in ``DataSplit.problems`` and reported with one warning.
-Mask values are checked when a sample is loaded (:func:`napari_synfoc.core.data.load_sample_arrays`),
-so discovery of thousands of files stays fast.
+Mask values are checked when a sample is loaded
+(:func:`napari_synfoc.core.data.load_sample_arrays`), so discovery of thousands of files stays fast.
 """
 
 from __future__ import annotations

@@ -82,22 +82,29 @@ def _resize_labels(y: torch.Tensor, size: int) -> torch.Tensor:
 class _EmbeddingBank:
     """Frozen-encoder image embeddings, computed once per (sample, flip) and reused."""
 
-    def __init__(self, fm, device, precision):
+    def __init__(self, fm, device, precision, disk=None):
         self.fm = fm
         self.device = device
         self.precision = precision
+        self.disk = disk  # an evaluate.EmbeddingDiskCache shared across runs, or None
         self.store: dict[tuple[str, bool], torch.Tensor] = {}
 
     @torch.no_grad()
     def compute(self, key: tuple[str, bool], image: torch.Tensor) -> torch.Tensor:
         """Embedding of one C×S×S image (stored in fp16 on the CPU)."""
         if key not in self.store:
-            x = image[None].to(self.device)
+            x = image[None]
             if key[1]:
                 x = torch.flip(x, dims=[-1])
+            cached = self.disk.get(x[0].numpy()) if self.disk is not None else None
+            if cached is not None:
+                self.store[key] = torch.from_numpy(cached).to(torch.float16)
+                return self.store[key]
             with autocast(self.device, self.precision):
-                emb = self.fm.encode(self.fm.normalize(x))
+                emb = self.fm.encode(self.fm.normalize(x.to(self.device)))
             self.store[key] = emb[0].to("cpu", torch.float16)
+            if self.disk is not None:
+                self.disk.put(x[0].numpy(), self.store[key].numpy())
         return self.store[key]
 
     def batch(self, keys: Sequence[tuple[str, bool]], images: torch.Tensor) -> torch.Tensor:
@@ -133,6 +140,7 @@ class SynFoCTrainer:
         predict_images: Sequence[np.ndarray] | None = None,
         predict_keys: Sequence[str] | None = None,
         labeled_names: Sequence[str] | None = None,
+        embed_cache_dir: str | Path | None = None,
     ):
         from .data import LabeledDataset, UnlabeledDataset
 
@@ -179,7 +187,14 @@ class SynFoCTrainer:
         self.n_labeled = len(labeled)
         self.n_unlabeled = len(unlabeled)
         self.iteration = 0
-        self.bank = _EmbeddingBank(self.fm_student, self.device, self.precision) if self.cached else None
+        self.bank = None
+        if self.cached:
+            disk = None
+            if embed_cache_dir is not None:
+                from .evaluate import EmbeddingDiskCache
+
+                disk = EmbeddingDiskCache(embed_cache_dir, frozen_encoder_id(self.fm_student, cfg))
+            self.bank = _EmbeddingBank(self.fm_student, self.device, self.precision, disk)
         self.last_checkpoint: Path | None = None
         if init_checkpoint is not None:
             self.load(init_checkpoint, warm_start=True)
@@ -492,8 +507,8 @@ class SynFoCTrainer:
                 if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
                     yield CheckpointSaved(self.save(), it)
                 if (
-                    self.predict_images is not None and cfg.predict_every
-                    and it % cfg.predict_every == 0 and it < cfg.iterations
+                    self.predict_images is not None and cfg.predict_every and it < cfg.iterations
+                    and (it % cfg.predict_every == 0 or it == cfg.first_predict_at)
                 ):
                     fm_p, un_p = self.predict(self.predict_images)
                     yield Predictions(it, fm_p, un_p)
@@ -536,6 +551,13 @@ class SynFoCTrainer:
             if hasattr(self, name):
                 setattr(self, name, None)
         release_memory(self.device)
+
+
+def frozen_encoder_id(fm, cfg: SynFoCConfig) -> str:
+    """Identity of a frozen encoder's outputs: model, input size and base weights."""
+    bw = getattr(fm, "base_weights", {}) or {}
+    sha = bw.get("sha256") or f"random-seed{cfg.seed}"
+    return f"{cfg.foundation}-{fm.input_size}-{sha}"
 
 
 @torch.no_grad()

@@ -27,7 +27,9 @@ SUPPORTED_SUFFIXES = VOLUME_SUFFIXES + IMAGE2D_SUFFIXES
 
 # A file is a label map when its stem ends like these (case-insensitive), e.g. ``case1_seg``,
 # ``liver-mask``, ``benign (4)_mask_1``, or when it sits in a folder named like a label folder.
-_LABEL_STEM = re.compile(r"(?:^|[_\-. ])(seg|segmentation|label|labels|mask|gt)(?:[_\-]\d+)?$", re.I)
+_LABEL_STEM = re.compile(
+    r"(?:^|[_\-. ])(seg|segmentation|label|labels|mask|gt)(?:[_\-]\d+)?$", re.IGNORECASE
+)
 _LABEL_DIRS = {
     "mask", "masks", "label", "labels", "labelstr", "labelsts", "gt", "seg", "segs",
     "segmentation", "segmentations",
@@ -65,7 +67,7 @@ def is_label_name(path: str | os.PathLike) -> bool:
 
 
 def supported(path: str | os.PathLike) -> bool:
-    """True for the file types and folders this module reads (folders: see ``looks_like_dicom_dir``)."""
+    """True for the file types this module reads, and for DICOM-looking folders."""
     p = os.fspath(path)
     if os.path.isdir(p):
         return looks_like_dicom_dir(p)
@@ -175,6 +177,23 @@ def _nifti_expected_bytes(head: bytes) -> int | None:
     return max(offset, 348) + voxels * bitpix // 8
 
 
+def _check_mhd_data_file(path: str) -> None:
+    """A MetaImage header's detached data file must exist next to it."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(4096).decode("latin-1")
+    except OSError as e:
+        raise _corrupt(path, str(e)) from e
+    m = re.search(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", header, re.MULTILINE)
+    if not m:
+        raise _corrupt(path, "the header has no ElementDataFile entry")
+    data = m.group(1)
+    if data.upper() in ("LOCAL", "LIST") or "%" in data:
+        return
+    if not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(path)), data)):
+        raise io_error(path, f"its data file {data!r} is missing (it must sit next to the .mhd)")
+
+
 # --- readers -------------------------------------------------------------------------------
 def _sitk_read(path: str) -> Any:
     import SimpleITK as sitk
@@ -217,7 +236,9 @@ def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
     if not ids:
         n = sum(1 for e in os.scandir(folder) if e.is_file())
-        what = "the folder is empty" if n == 0 else f"none of its {n} files is a readable DICOM image"
+        what = (
+            "the folder is empty" if n == 0 else f"none of its {n} files is a readable DICOM image"
+        )
         raise io_error(folder, f"no DICOM series found ({what})")
     series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid) for sid in ids]
     names = max(series, key=len)
@@ -291,13 +312,17 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     if suffix in PIL_SUFFIXES:
         arr, geom = _read_pil(p)
         return _finish_2d(arr, p), geom
+    if suffix == ".mhd":
+        _check_mhd_data_file(p)
     img = _sitk_read(p)
     if suffix in TIFF_SUFFIXES:
         if img.GetDimension() == 3 and img.GetSize()[2] == 1:
             img = img[:, :, 0]
         arr, geom = _image_to_array(img, p, allow_rgb=True)
         if arr.ndim == 3 and geom.ndim == 3:
-            raise io_error(p, f"multi-page TIFF (shape {arr.shape}) is not supported; use a volume format")
+            raise io_error(
+                p, f"multi-page TIFF (shape {arr.shape}) is not supported; use a volume format"
+            )
         return _finish_2d(arr, p), geom
     if suffix in (".nii", ".nii.gz"):
         _check_nifti_complete(p)

@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
+# The curves worth watching; other keys (CE/Dice parts, fractions) are left out of the plot.
+PLOT_KEYS = ("loss", "sup_unet", "sup_fm", "unsup_unet", "unsup_fm", "l_c", "l_d")
 _BG = "#262930"  # napari's dark theme background
 _FG = "#d0d4dc"
 
@@ -68,7 +70,8 @@ class LossPlot(QWidget):
         """Record one iteration's losses and alpha (no drawing here)."""
         n = len(self.iterations)
         self.iterations.append(int(iteration))
-        for key, val in losses.items():
+        shown = {k: v for k, v in losses.items() if k in PLOT_KEYS} or losses
+        for key, val in shown.items():
             ys = self.series.setdefault(key, [float("nan")] * n)
             ys.append(float(val))
         for key, ys in self.series.items():

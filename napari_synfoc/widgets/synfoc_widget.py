@@ -71,6 +71,7 @@ from .task_builder import (
     DEVICES,
     FOUNDATION_CHOICES,
     PROFILE_CHOICES,
+    avoid_triton_llvm_clash,
     check_selection,
     displayed_profile,
     spatial_shape,
@@ -244,6 +245,7 @@ class SynFoCWidget(QWidget):
         self.last_message = ""
         self.event_counts: dict[str, int] = {}
         self.prediction_updates = 0
+        self.last_init_checkpoint: Path | None = None
         self._build_ui()
         self._connect_viewer()
         self._bind_keys()
@@ -776,6 +778,7 @@ class SynFoCWidget(QWidget):
             "iterations": self.iterations_spin.value(),
             "overrides": overrides,
         }
+        self.last_init_checkpoint = init
         self._run_count += 1
         out_dir = self._run_root / f"run{self._run_count:03d}"
         self._stop_flag = threading.Event()
@@ -801,8 +804,8 @@ class SynFoCWidget(QWidget):
             notify=False,
         )
         self._running = True
-        self._update_buttons()
         self._start_generator(gen)
+        self._update_buttons()
         return True
 
     def _check(self, img: Any, lab: Any, labeled: list[int] | None = None) -> str | None:
@@ -818,6 +821,7 @@ class SynFoCWidget(QWidget):
         )
 
     def _start_generator(self, gen: Any) -> None:
+        avoid_triton_llvm_clash()
         if _nothreads():
             self._worker = "sync"
             try:
@@ -1119,6 +1123,7 @@ class SynFoCWidget(QWidget):
             self._say(f"Predicted '{img.name}' with {Path(ckpt).name}.", notify=False)
 
         self._t0 = time.perf_counter()
+        avoid_triton_llvm_clash()
         self.status.setText(f"Predicting '{img.name}'…")
         self.outcome = None
         if _nothreads():

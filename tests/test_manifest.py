@@ -1,0 +1,153 @@
+"""The npe2 manifest: valid in the editable install and in a built wheel."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "napari.yaml"
+PKG_MANIFEST = REPO / "napari_synfoc" / "napari.yaml"
+WIDGET_CMD = "napari-synfoc.synfoc_widget"
+
+
+def _run(cmd, **kw):
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        cmd, capture_output=True, encoding="utf-8", errors="replace", timeout=300, env=env, **kw
+    )
+
+
+def test_package_manifest_is_symlink_to_top_level():
+    assert PKG_MANIFEST.is_symlink()
+    assert os.readlink(PKG_MANIFEST) == "../napari.yaml"
+    assert PKG_MANIFEST.read_bytes() == MANIFEST.read_bytes()
+
+
+def test_npe2_validate_editable_install():
+    res = _run([sys.executable, "-m", "npe2", "validate", "napari-synfoc"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "valid" in res.stdout
+
+
+def test_manifest_contributions():
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_distribution("napari-synfoc")
+    assert pm.name == "napari-synfoc" and pm.display_name == "SynFoC"
+    c = pm.contributions
+    [reader] = c.readers
+    assert reader.accepts_directories
+    assert set(reader.filename_patterns) == {
+        "*.nii", "*.nii.gz", "*.mha", "*.mhd", "*.nrrd",
+        "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff",
+    }  # fmt: skip
+    writers = {tuple(w.layer_types): set(w.filename_extensions) for w in c.writers}
+    assert writers[("labels",)] == writers[("image",)] == {".nii.gz", ".nii", ".mha", ".nrrd"}
+    [sample] = c.sample_data
+    assert sample.key == "synfoc_demo"
+    assert sample.display_name == "SynFoC demo: mixed-scanner stack"
+    [widget] = c.widgets
+    assert widget.command == WIDGET_CMD and widget.display_name == "SynFoC"
+    cmds = {cmd.id: cmd.python_name for cmd in c.commands}
+    assert cmds[WIDGET_CMD] == "napari_synfoc.widgets.synfoc_widget:SynFoCWidget"
+    # every I/O command resolves to a real callable
+    for cid, py in cmds.items():
+        if cid == WIDGET_CMD:
+            continue
+        mod, attr = py.split(":")
+        assert callable(getattr(importlib.import_module(mod), attr)), py
+
+
+def test_widget_command_resolves():
+    if not (REPO / "napari_synfoc" / "widgets" / "synfoc_widget.py").exists():
+        pytest.skip("napari_synfoc/widgets/synfoc_widget.py is not written yet")
+    from napari_synfoc.widgets.synfoc_widget import SynFoCWidget
+
+    first = next(iter(inspect.signature(SynFoCWidget).parameters))
+    assert first == "napari_viewer"
+
+
+def test_manifest_file_is_plain_yaml():
+    data = yaml.safe_load(MANIFEST.read_text())
+    assert data["name"] == "napari-synfoc"
+
+
+def _copy_source(dst: Path) -> Path:
+    """Copy what the build needs (symlinks kept as symlinks) so the build never touches REPO."""
+    src = dst / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "napari.yaml", "MANIFEST.in"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, src / name)
+    shutil.copytree(
+        REPO / "napari_synfoc",
+        src / "napari_synfoc",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    assert (src / "napari_synfoc" / "napari.yaml").is_symlink()
+    return src
+
+
+@pytest.mark.slow
+def test_wheel_contains_real_manifest_and_validates(tmp_path):
+    if not (REPO / "README.md").exists():
+        pytest.fail("README.md is missing but pyproject.toml declares readme = 'README.md'")
+    src = _copy_source(tmp_path)
+    dist = tmp_path / "dist"
+    res = _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "--no-index", "-w", str(dist), str(src)]
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    [wheel] = list(dist.glob("napari_synfoc-*.whl"))
+
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("napari_synfoc/napari.yaml")
+        mode = info.external_attr >> 16
+        assert not stat.S_ISLNK(mode), "the wheel holds a symlink, not the manifest"
+        assert zf.read(info) == MANIFEST.read_bytes()
+        [ep] = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        eps = zf.read(ep).decode()
+        assert "[napari.manifest]" in eps and "napari-synfoc = napari_synfoc:napari.yaml" in eps
+
+    venv = tmp_path / "venv"
+    res = _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])
+    assert res.returncode == 0, res.stderr
+    vpy = venv / "bin" / "python"
+    res = _run([str(vpy), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    # npe2 and the runtime dependencies come from the project's venv, *after* the fresh venv's
+    # own site-packages (a .pth path line is appended, and the editable finder there is not run)
+    vsite = _run(
+        [str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+    ).stdout.strip()
+    (Path(vsite) / "zz_project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+    check = (
+        "import napari_synfoc, npe2, pathlib;"
+        "p = pathlib.Path(napari_synfoc.__file__).resolve();"
+        f"assert str(p).startswith({str(venv.resolve())!r}), p;"
+        "m = p.parent / 'napari.yaml';"
+        "assert m.is_file() and not m.is_symlink(), m;"
+        "pm = npe2.PluginManifest.from_distribution('napari-synfoc');"
+        "print(pm.name, pm.display_name, len(pm.contributions.readers))"
+    )
+    res = _run([str(vpy), "-c", check], cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.split() == ["napari-synfoc", "SynFoC", "1"]
+    res = _run([str(vpy), "-m", "npe2", "validate", "napari-synfoc"], cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "valid" in res.stdout

@@ -1,0 +1,263 @@
+"""The SynFoC dock widget end to end: real engine, tiny random models, CPU, real threads.
+
+Kept short: every training run is a few iterations of the "tiny" profile on 6 slices of 64x64.
+"""
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.review import labeled_slices
+from napari_synfoc.widgets import overlays
+from napari_synfoc.widgets.synfoc_widget import MARKED_KEY, SynFoCWidget
+
+pytestmark = pytest.mark.gui
+
+Z, H, W = 6, 64, 64
+
+
+def _stack(seed=0):
+    """A (6, 64, 64) stack with a bright disc per slice, and its ground truth."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:H, :W]
+    img = rng.normal(0.2, 0.05, (Z, H, W)).astype(np.float32)
+    gt = np.zeros((Z, H, W), np.int32)
+    for z in range(Z):
+        disc = (yy - 32) ** 2 + (xx - 28 - z) ** 2 < (10 + z) ** 2
+        img[z][disc] += 0.6
+        gt[z][disc] = 1
+    return img, gt
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    img, gt = _stack()
+    image = viewer.add_image(img, name="stack", scale=(2.0, 0.5, 0.5), translate=(10.0, 0, 0))
+    labels = np.zeros_like(gt)
+    labels[1] = gt[1]
+    labels[4] = gt[4]
+    lab = viewer.add_labels(labels, name="annotations", scale=(2.0, 0.5, 0.5),
+                            translate=(10.0, 0, 0))
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
+    assert isinstance(widget, SynFoCWidget)
+    widget.profile_combo.setCurrentText("tiny")
+    widget.device_combo.setCurrentText("cpu")
+    widget.predict_every_spin.setValue(1)
+    yield viewer, widget, image, lab, gt
+    if widget.is_training:
+        widget.stop()
+        widget.wait(60)
+    widget.cleanup()
+
+
+def _train_and_wait(widget, qtbot, **kw):
+    assert widget.train(**kw) is True
+    assert widget.is_training
+    assert widget.wait(timeout=120)
+    assert not widget.is_training
+
+
+def test_whole_loop(viewer_widget, qtbot):
+    viewer, widget, image, lab, gt = viewer_widget
+    assert widget.image_combo.value is image and widget.labels_combo.value is lab
+    assert widget.labeled_slices() == [1, 4]
+
+    # train in the background; returns at once
+    _train_and_wait(widget, qtbot, iterations=2)
+    assert widget.outcome == "done", widget.last_message
+    assert widget.event_counts.get("Step") == 2
+    # predictions after iteration 1 and at the end: the overlays were refreshed during training
+    assert widget.prediction_updates >= 2
+    for name in overlays.OVERLAY_NAMES:
+        layer = viewer.layers[name]
+        assert layer.data.shape == (Z, H, W), name
+        np.testing.assert_allclose(layer.scale, image.scale)
+        np.testing.assert_allclose(layer.translate, image.translate)
+    for name in overlays.LABEL_OVERLAYS:
+        assert type(viewer.layers[name]).__name__ == "Labels"
+    heat = viewer.layers[overlays.HEAT].data
+    assert heat.min() >= 0 and heat.max() <= 1
+    # the user's labels are untouched by training
+    assert set(labeled_slices(lab.data)) == {1, 4}
+    np.testing.assert_array_equal(lab.data[1], gt[1])
+
+    # ranking: unlabelled slices first, by descending disagreement
+    scores = widget._maps.slice_scores
+    ranking = widget.ranking()
+    assert set(ranking) == {0, 2, 3, 5}
+    assert [scores[z] for z in ranking] == sorted([scores[z] for z in ranking], reverse=True)
+    table = widget.review.ranked_slices()
+    assert table[:4] == ranking and set(table[4:]) == {1, 4}
+
+    # next uncertain (button and Shift-N) jumps to the top-ranked unlabelled slice, then the next
+    widget.review.next_btn.click()
+    assert widget.current_slice() == ranking[0]
+    from napari.utils.key_bindings import coerce_keybinding
+
+    viewer.keymap[coerce_keybinding("Shift-N")](viewer)
+    assert widget.current_slice() == ranking[1]
+    # the dims point is in world coordinates (scale 2, translate 10)
+    assert viewer.dims.point[0] == pytest.approx(10.0 + 2.0 * ranking[1])
+
+    # accept the U-Net prediction for this slice: writes only that slice, undo restores it
+    z = ranking[1]
+    before = np.array(lab.data, copy=True)
+    proposal = widget._maps.unet_label[z]
+    changed = widget.accept("unet")
+    assert changed == int((before[z] != proposal).sum())
+    np.testing.assert_array_equal(lab.data[z], proposal)
+    others = [i for i in range(Z) if i != z]
+    np.testing.assert_array_equal(lab.data[others], before[others])
+    assert z in widget.labeled_slices()
+    assert z not in widget.ranking()
+    lab.undo()
+    np.testing.assert_array_equal(lab.data, before)
+    # accept again for the retrain
+    widget.accept("ensemble", slice_index=z)
+    np.testing.assert_array_equal(lab.data[z], widget._maps.ensemble_label[z])
+    expected_labeled = widget.labeled_slices()
+    assert z in expected_labeled
+
+    # retrain warm-starts from the latest checkpoint with the corrections
+    first_ckpt = widget._latest_checkpoint
+    assert first_ckpt is not None and first_ckpt.exists()
+    assert widget.retrain_btn.isEnabled()
+    _train_and_wait(widget, qtbot, iterations=1, warm_start=True)
+    assert widget.outcome == "done", widget.last_message
+    assert widget._trained_labeled == expected_labeled
+    assert widget._latest_checkpoint != first_ckpt
+    assert widget.last_init_checkpoint == first_ckpt
+    assert viewer.layers[overlays.CONSENSUS].data.shape == (Z, H, W)
+
+
+def test_stop_mid_training_and_edits_go_to_the_next_run(viewer_widget, qtbot):
+    viewer, widget, image, lab, gt = viewer_widget
+    widget.predict_every_spin.setValue(0)
+    assert widget.train(iterations=500)
+    assert widget.is_training and widget.stop_btn.isEnabled() and not widget.train_btn.isEnabled()
+    # paint slice 2 while training runs: the running task keeps its snapshot of the labels
+    idx = np.nonzero(gt[2])
+    lab.data_setitem((np.full(idx[0].shape, 2), *idx), 1)
+    qtbot.waitUntil(lambda: widget.event_counts.get("Step", 0) >= 1, timeout=60_000)
+    widget.stop()
+    assert widget.stop_btn.text() == "Stopping…"
+    assert not widget.stop_btn.isEnabled()
+    steps_at_stop = widget.event_counts.get("Step", 0)
+    assert widget.wait(timeout=60)
+    assert widget.outcome == "cancelled", widget.last_message
+    # takes effect within one iteration (one may already be running when Stop is pressed)
+    assert widget.event_counts.get("Step", 0) <= steps_at_stop + 1
+    assert widget.event_counts.get("Cancelled") == 1
+    assert widget.stop_btn.text() == "Stop"
+    assert widget.train_btn.isEnabled() and widget.retrain_btn.isEnabled()
+    assert widget._worker is None
+    # the snapshot taken at start had slices 1 and 4; the new stroke is kept for the next run
+    assert widget._trained_labeled == [1, 4]
+    assert widget.labeled_slices() == [1, 2, 4]
+    np.testing.assert_array_equal(lab.data[2], gt[2])
+    assert "Retrain to use them" in widget.last_message
+
+
+def test_bad_selection_messages(viewer_widget, qtbot):
+    viewer, widget, image, lab, gt = viewer_widget
+    # labels of another shape
+    other = viewer.add_labels(np.zeros((Z, 32, 32), np.int32), name="wrong shape")
+    assert widget.train(image_layer=image, labels_layer=other) is False
+    assert not widget.is_training
+    assert "shape (6, 32, 32)" in widget.message.text()
+    assert "(6, 64, 64)" in widget.message.text()
+    # empty labels
+    empty = viewer.add_labels(np.zeros((Z, H, W), np.int32), name="empty")
+    assert widget.train(image_layer=image, labels_layer=empty) is False
+    assert "'empty' are empty" in widget.message.text()
+    # no labels layer at all
+    for layer in [ly for ly in viewer.layers if type(ly).__name__ == "Labels"]:
+        viewer.layers.remove(layer)
+    assert widget.labels_combo.value is None
+    assert widget.train() is False
+    assert "Choose a Labels layer" in widget.message.text()
+    # review actions before any prediction say so instead of crashing
+    assert widget.next_uncertain() is None
+    assert "train first" in widget.message.text()
+
+
+def test_mark_background_slice_and_engine_failure_message(viewer_widget, qtbot):
+    viewer, widget, image, lab, gt = viewer_widget
+    viewer.dims.set_point(0, 10.0 + 2.0 * 3)
+    assert widget.current_slice() == 3
+    widget.mark_btn.click()
+    assert lab.metadata[MARKED_KEY] == [3]
+    assert widget.labeled_slices() == [1, 3, 4]
+    assert widget.labeled_list.count() == 3
+    widget.mark_current_slice(3)  # toggles off
+    assert widget.labeled_slices() == [1, 4]
+    # a foundation model that needs a checkpoint: the engine's Failed message is shown
+    widget.profile_combo.setCurrentText("cpu-interactive")
+    widget.foundation_combo.setCurrentIndex(1)  # MedSAM ViT-B, no checkpoint path
+    assert widget.train(iterations=1)
+    assert widget.wait(timeout=60)
+    assert widget.outcome == "failed"
+    assert "checkpoint" in widget.message.text()
+    assert not widget.is_training
+
+
+def test_2d_rgb_image(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    img, gt = _stack(1)
+    rgb = np.repeat(img[0][..., None], 3, axis=-1)
+    image = viewer.add_image(rgb, name="rgb", rgb=True)
+    lab = viewer.add_labels(gt[0].copy(), name="lab")
+    widget = SynFoCWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.profile_combo.setCurrentText("tiny")
+    widget.device_combo.setCurrentText("cpu")
+    extra = viewer.add_image(img[1:4], name="other scanner")
+    widget.extra_list.item(0).setSelected(True)
+    assert widget.extra_list.item(0).text() == "other scanner"
+    assert widget.train(image_layer=image, labels_layer=lab, iterations=1)
+    assert widget.wait(timeout=120)
+    assert widget.outcome == "done", widget.last_message
+    for name in overlays.OVERLAY_NAMES:
+        assert viewer.layers[name].data.shape == (H, W)
+    assert extra.data.shape == (3, H, W)
+    n = widget.accept("medsam")
+    np.testing.assert_array_equal(lab.data, widget._maps.fm_label[0])
+    assert n >= 0
+    widget.cleanup()
+
+
+def test_session_predict_and_export(viewer_widget, qtbot, tmp_path):
+    viewer, widget, image, lab, gt = viewer_widget
+    widget.predict_every_spin.setValue(0)
+    _train_and_wait(widget, qtbot, iterations=1)
+    assert widget.outcome == "done", widget.last_message
+    session = widget.save_session(tmp_path / "session.pt")
+    assert session.exists()
+
+    # a fresh widget loads the session and predicts another image with it
+    img2, _ = _stack(2)
+    new = viewer.add_image(img2[:3], name="new image")
+    viewer.layers.remove(overlays.CONSENSUS)
+    w2 = SynFoCWidget(viewer)
+    qtbot.addWidget(w2)
+    info = w2.load_session(session)
+    assert info["labeled_slices"] == [1, 4]
+    assert info["image_shape"] == [Z, H, W]
+    assert w2.predict(new)
+    assert w2.wait(timeout=120)
+    assert viewer.layers[overlays.CONSENSUS].data.shape == (3, H, W)
+    assert viewer.layers[overlays.MEDSAM].data.shape == (3, H, W)
+
+    # export: labels and predictions with the image geometry
+    from napari_synfoc.io.readers import read_volume
+
+    out = widget.export_labels(tmp_path / "labels.nii.gz")
+    arr, geom = read_volume(out)
+    np.testing.assert_array_equal(arr, lab.data)
+    np.testing.assert_allclose(geom.spacing, (2.0, 0.5, 0.5))
+    np.testing.assert_allclose(geom.origin, (10.0, 0.0, 0.0))
+    files = w2.export_predictions(tmp_path / "pred")
+    assert len(files) == 6
+    arr, geom = read_volume(tmp_path / "pred" / "consensus.nii.gz")
+    np.testing.assert_array_equal(arr, viewer.layers[overlays.CONSENSUS].data)
+    w2.cleanup()

@@ -33,6 +33,8 @@ class SynFoCConfig:
     checkpoint: str | None = None  # for medsam-vitb / sam-vitb
     fm_size: int = 256
     unet_size: int = 256
+    eval_size: int = 0  # metrics resolution; 0 = unet_size (the spec's P×P)
+    unet_downsample: str = "nearest"  # image resize to P: "nearest" (upstream, aliases) | "area"
     unet_features: tuple[int, ...] = (64, 128, 256, 512, 1024)
     lora_rank: int = 4
     lora_targets: str = "qv"  # "qv" (paper), "qkv", or "none"
@@ -209,11 +211,14 @@ PROFILES: dict[str, Profile] = {
     "cpu-interactive": Profile(
         "cpu-interactive",
         "A laptop CPU: frozen LiteMedSAM encoder with per-slice embeddings computed once and "
-        "reused, mask decoder trained, a narrow U-Net, batch 2+2. Still SynFoC (both models, "
-        "SMC, CDCR).",
+        "reused, mask decoder trained, a narrow U-Net (16..256) at 128 px, batch 2+2; metrics "
+        "at 256 px. Still SynFoC (both models, SMC, CDCR).",
         {
             "foundation": "litemedsam",
             "fm_size": 256,
+            "unet_size": 128,
+            "eval_size": 256,
+            "unet_downsample": "area",
             "unet_features": (16, 32, 64, 128, 256),
             "batch_labeled": 2,
             "batch_unlabeled": 2,

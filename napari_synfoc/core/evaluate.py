@@ -52,10 +52,15 @@ def predict_labels(
     unet, fm, images: torch.Tensor, cfg: SynFoCConfig, device, precision: str,
     cache: EmbeddingDiskCache | None = None, raw: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Argmax label maps (B, P, P) of the U-Net and the foundation model for a B×C×H×W batch."""
+    """Argmax label maps (B, E, E) of the U-Net and the foundation model for a B×C×H×W batch.
+
+    E = ``cfg.eval_size`` or P. U-Net logits are bilinearly resized from P to E; foundation
+    logits go bilinearly to S, then argmax, then nearest to E (upstream's test path).
+    """
     P, S = cfg.unet_size, fm.input_size
+    E = cfg.eval_size or P
     x = images.to(device)
-    xp = F.interpolate(x, size=(P, P), mode="nearest") if x.shape[-1] != P else x
+    xp = F.interpolate(x, size=(P, P), mode=cfg.unet_downsample) if x.shape[-1] != P else x
     xs = F.interpolate(x, size=(S, S), mode="nearest") if x.shape[-1] != S else x
     with autocast(device, precision):
         lu = unet(xp).float()
@@ -75,8 +80,10 @@ def predict_labels(
     if lf.shape[-1] != S:
         lf = F.interpolate(lf, size=(S, S), mode="bilinear", align_corners=False)
     qf = lf.argmax(1, keepdim=True).float()
-    if S != P:
-        qf = F.interpolate(qf, size=(P, P), mode="nearest")
+    if S != E:
+        qf = F.interpolate(qf, size=(E, E), mode="nearest")
+    if P != E:
+        lu = F.interpolate(lu, size=(E, E), mode="bilinear", align_corners=False)
     return lu.argmax(1).cpu().numpy(), qf[:, 0].long().cpu().numpy()
 
 
@@ -102,7 +109,7 @@ def evaluate(
 
     unet.eval()
     fm.eval()
-    base = max(cfg.unet_size, fm.input_size)
+    base = max(cfg.unet_size, fm.input_size, cfg.eval_size)
     total = sum(len(v) for v in test.values())
     done = 0
     per_domain: dict[str, dict[str, Any]] = {}
@@ -117,7 +124,7 @@ def evaluate(
             q_u, q_f = predict_labels(unet, fm, x, cfg, device, precision, cache, raw)
             for i, it in enumerate(chunk):
                 gt = it[2]
-                gt_p = _nearest_label(gt, cfg.unet_size)
+                gt_p = _nearest_label(gt, cfg.eval_size or cfg.unet_size)
                 kw = dict(num_classes=cfg.num_classes, phi_classes=cfg.phi_classes, empty_gt=cfg.empty_gt_hd95)
                 res_u.append(image_metrics(q_u[i], gt_p, **kw))
                 res_f.append(image_metrics(q_f[i], gt_p, **kw))

@@ -126,6 +126,7 @@ def train_on_stack(
     init_checkpoint: str | Path | None = None,
     out_dir: str | Path | None = None,
     predict_every: int | None = None,
+    embed_cache_dir: str | Path | None = None,
 ) -> Iterator[Event]:
     """Train SynFoC on ``task`` and yield events, ending with Done, Cancelled or Failed.
 
@@ -148,7 +149,7 @@ def train_on_stack(
 
         trainer = SynFoCTrainer(
             cfg, labeled, unlabeled, out_dir=out_dir, init_checkpoint=init_checkpoint,
-            predict_images=slices, predict_keys=keys,
+            predict_images=slices, predict_keys=keys, embed_cache_dir=embed_cache_dir,
         )
     except Exception as exc:  # noqa: BLE001 - shown to the user as a Failed event
         msg = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
@@ -202,7 +203,9 @@ def predict_stack(
             f"{want_c} channel(s)"
         )
     slices = _prediction_slices(image, rgb)
-    fm_p, un_p = predict_probabilities(unet, fm, slices, cfg.unet_size, dev, precision)
+    fm_p, un_p = predict_probabilities(
+        unet, fm, slices, cfg.unet_size, dev, precision, unet_downsample=cfg.unet_downsample
+    )
     return Predictions(-1, fm_p, un_p)
 
 

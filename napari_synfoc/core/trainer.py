@@ -69,6 +69,8 @@ def _resize(x: torch.Tensor, size: int, mode: str = "nearest") -> torch.Tensor:
         return x
     if mode == "nearest":
         return F.interpolate(x, size=(size, size), mode="nearest")
+    if mode == "area":
+        return F.interpolate(x, size=(size, size), mode="area")
     return F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
 
 
@@ -108,8 +110,44 @@ class _EmbeddingBank:
         return self.store[key]
 
     def batch(self, keys: Sequence[tuple[str, bool]], images: torch.Tensor) -> torch.Tensor:
-        embs = [self.compute(k, images[i]) for i, k in enumerate(keys)]
-        return torch.stack(embs).to(self.device, torch.float32)
+        # fp32 before stacking: torch.stack of fp16 tensors fails under CPU autocast
+        embs = [self.compute(k, images[i]).float() for i, k in enumerate(keys)]
+        return torch.stack(embs).to(self.device)
+
+
+class _Pair(torch.nn.Module):
+    """Runs a student on a labelled and (optionally) a mixed batch in one module call.
+
+    One call per iteration is what DistributedDataParallel needs; the two forward passes stay
+    separate inside it (BatchNorm statistics as upstream). ``decode``: inputs are cached
+    foundation embeddings, so only the mask decoder runs.
+    """
+
+    def __init__(self, net: torch.nn.Module, decode: bool = False):
+        super().__init__()
+        self.net = net
+        self.decode = decode
+
+    def _one(self, x):
+        return self.net.decode(x) if self.decode else self.net(x)
+
+    def forward(self, a, b=None):
+        return self._one(a), (self._one(b) if b is not None else None)
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size), initialising torch.distributed when launched by torchrun."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
 
 
 class SynFoCTrainer:
@@ -154,12 +192,20 @@ class SynFoCTrainer:
                 "SynFoC needs unlabelled images next to the labelled ones; none were given "
                 "(add slices/images, or run the labelled-only baseline)"
             )
+        self.rank, self.world_size = distributed_context()
         self.device = pick_device(cfg.device)
+        if self.world_size > 1 and self.device.type == "cuda":
+            import os
+
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="synfoc-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.labeled_names = list(labeled_names or [s.name for s in labeled])
         self.predict_images = list(predict_images) if predict_images is not None else None
+        if self.predict_images is not None and self.rank != 0:
+            self.predict_images = None
         # Embedding-bank keys: a sample's identity, so a slice that is both trained on and
         # predicted is embedded once.
         self._lab_keys = [f"{s.domain}/{s.name}" for s in labeled]
@@ -168,8 +214,8 @@ class SynFoCTrainer:
             self.predict_keys = list(predict_keys) if predict_keys else [
                 f"predict/{i}" for i in range(len(self.predict_images))
             ]
-        seed_everything(cfg.seed)
-        self.rng = np.random.default_rng(cfg.seed + 1)
+        seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
+        self.rng = np.random.default_rng(cfg.seed + 1 + 1000 * self.rank)
 
         self._build_models()
         self.P = cfg.unet_size
@@ -229,6 +275,15 @@ class SynFoCTrainer:
             weight_decay=cfg.fm_weight_decay,
         )
         self.scaler = make_grad_scaler(self.device, self.precision)
+        self.unet_pair = _Pair(self.unet)
+        self.fm_pair = _Pair(self.fm_student, decode=bool(cfg.freeze_encoder and cfg.cache_embeddings))
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.unet_pair = DDP(self.unet_pair, device_ids=ids)
+            # the prompt encoder's point/mask embeddings and the IoU head get no gradient
+            self.fm_pair = DDP(self.fm_pair, device_ids=ids, find_unused_parameters=True)
 
     def _set_modes(self) -> None:
         """Students in train mode, teachers per ``teacher_bn``; frozen BN layers stay in eval."""
@@ -260,7 +315,12 @@ class SynFoCTrainer:
             g["lr"] = self.cfg.fm_lr * f
 
     def train_step(self, lab: dict, unl: dict | None) -> dict[str, float]:
-        """One SynFoC iteration on a labelled and an unlabelled batch; returns logged values."""
+        """One SynFoC iteration on a labelled and an unlabelled batch; returns logged values.
+
+        Order: teachers and pseudo-labels first (no grad), then ONE call per student module
+        (labelled and mixed batch inside it, as separate forward passes so BatchNorm sees them
+        apart as upstream does), so the students can be wrapped in DistributedDataParallel.
+        """
         from .ema import ema_update_modules
         from .losses import cdcr_losses, supervised_loss, unsupervised_loss
         from .mixing import box_masks, copy_paste, mix_targets, resize_mask
@@ -275,7 +335,7 @@ class SynFoCTrainer:
 
         img_l = lab["image"].to(dev, non_blocking=True)
         gt_l = lab["label"].to(dev, non_blocking=True)
-        xl_p = _resize(img_l, P)
+        xl_p = _resize(img_l, P, cfg.unet_downsample)
         gt_p = _resize_labels(gt_l, P)
         xl_s = _resize(img_l, S)
         gt_r = _resize_labels(gt_l, R)
@@ -287,23 +347,14 @@ class SynFoCTrainer:
             xl_p = xl_p.contiguous(memory_format=torch.channels_last)
 
         logs: dict[str, float] = {}
-        with autocast(dev, self.precision):
-            out_ul = self.unet(xl_p)
-            out_fl = self._fm_logits(self.fm_student, xl_s, emb=emb_l)
-            sup_u, parts_u = supervised_loss(out_ul.float(), gt_p)
-            sup_f, parts_f = supervised_loss(out_fl.float(), gt_r)
-            loss = sup_u + sup_f
-        logs.update(
-            sup_unet=_f(sup_u), sup_fm=_f(sup_f),
-            ce_unet=_f(parts_u["ce"]), dice_unet=_f(parts_u["dice"]),
-            ce_fm=_f(parts_f["ce"]), dice_fm=_f(parts_f["dice"]),
-        )
         alpha_mean, conf_frac = float("nan"), float("nan")
-        if not cfg.suponly and unl is not None:
+        mixed_p = mixed_fm = None
+        semi = not cfg.suponly and unl is not None
+        if semi:
             xw = unl["image"].to(dev, non_blocking=True)
             xs = unl["strong"].to(dev, non_blocking=True)
-            xw_p, xw_s = _resize(xw, P), _resize(xw, S)
-            xs_p, xs_s = _resize(xs, P), _resize(xs, S)
+            xw_p, xw_s = _resize(xw, P, cfg.unet_downsample), _resize(xw, S)
+            xs_p, xs_s = _resize(xs, P, cfg.unet_downsample), _resize(xs, S)
             emb_w = None
             if self.cached:
                 keys_u = [(self._unl_keys[int(i)], bool(f)) for i, f in zip(unl["index"], unl["flip"], strict=True)]
@@ -333,33 +384,38 @@ class SynFoCTrainer:
             if self.cached:
                 # The frozen encoder saw the unlabelled image without its strong (photometric)
                 # view; the box is pasted in embedding space.
-                e = emb_w.shape[-1]
-                m_e = resize_mask(m_p, e)[:, None]
-                mixed_emb = emb_w * (1 - m_e) + emb_l * m_e
+                m_e = resize_mask(m_p, emb_w.shape[-1])[:, None]
+                mixed_fm = emb_w * (1 - m_e) + emb_l * m_e
             else:
-                mixed_s = copy_paste(xs_s, xl_s, m_s)
-                mixed_emb = None
+                mixed_fm = copy_paste(xs_s, xl_s, m_s)
             if cfg.channels_last:
                 mixed_p = mixed_p.contiguous(memory_format=torch.channels_last)
-            with autocast(dev, self.precision):
-                out_um = self.unet(mixed_p).float()
-                out_fm = (
-                    self.fm_student.decode(mixed_emb) if self.cached else self.fm_student(mixed_s)
-                ).float()
+            alpha_mean = float(np.mean(alpha))
+            conf_frac = float(ens["w_unet"].float().mean())
+
+        with autocast(dev, self.precision):
+            out_ul, out_um = self.unet_pair(xl_p, mixed_p)
+            out_fl, out_fm = self.fm_pair(emb_l if self.cached else xl_s, mixed_fm)
+            sup_u, parts_u = supervised_loss(out_ul.float(), gt_p)
+            sup_f, parts_f = supervised_loss(out_fl.float(), gt_r)
+            loss = sup_u + sup_f
+            if semi:
+                out_um, out_fm = out_um.float(), out_fm.float()
                 uns_u = unsupervised_loss(out_um, pl_p, w_p, cfg.dice_bg_masked, cfg.ce_norm)
                 uns_f = unsupervised_loss(out_fm, pl_r, w_r, cfg.dice_bg_masked, cfg.ce_norm)
-                unsup = uns_u + uns_f
                 if cfg.use_cdcr:
                     l_c, l_d, m_c = cdcr_losses(torch.softmax(out_fm, 1), torch.softmax(out_um, 1))
                 else:
                     l_c = l_d = torch.zeros((), device=dev)
                     m_c = None
-                loss = loss + lam * (unsup + l_c + l_d)
-            alpha_mean = float(np.mean(alpha))
-            conf_frac = float(ens["w_unet"].float().mean())
-            logs.update(
-                unsup_unet=_f(uns_u), unsup_fm=_f(uns_f), l_c=_f(l_c), l_d=_f(l_d),
-            )
+                loss = loss + lam * (uns_u + uns_f + l_c + l_d)
+        logs.update(
+            sup_unet=_f(sup_u), sup_fm=_f(sup_f),
+            ce_unet=_f(parts_u["ce"]), dice_unet=_f(parts_u["dice"]),
+            ce_fm=_f(parts_f["ce"]), dice_fm=_f(parts_f["dice"]),
+        )
+        if semi:
+            logs.update(unsup_unet=_f(uns_u), unsup_fm=_f(uns_f), l_c=_f(l_c), l_d=_f(l_d))
             if m_c is not None:
                 logs["consensus_fraction"] = float(m_c.float().mean())
             if "label" in unl and bool((unl["label"] >= 0).all()):
@@ -409,6 +465,7 @@ class SynFoCTrainer:
         return predict_probabilities(
             self.unet, self.fm_student, images, self.P, self.device, self.precision,
             bank=self.bank if keys is not None else None, bank_keys=keys, batch=batch,
+            unet_downsample=self.cfg.unet_downsample,
         )
 
     # ------------------------------------------------------------------ checkpoints
@@ -432,6 +489,8 @@ class SynFoCTrainer:
 
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path) if path else self.out_dir / "synfoc_checkpoint.pt"
+        if self.rank != 0:  # under torchrun, rank 0 writes the (identical) models
+            return path
         ckpt.save_checkpoint(path, self.state_dict())
         self.last_checkpoint = path
         return path
@@ -474,13 +533,14 @@ class SynFoCTrainer:
         try:
             if self.cached and self.predict_images is not None:
                 yield from self._prime_prediction_bank()
+            # each rank draws its own batches (different seeds), DDP averages the gradients
             lab_iter = infinite_loader(
-                self.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers,
+                self.labeled_ds, cfg.batch_labeled, cfg.seed + 101 * self.rank, cfg.num_workers,
                 pin_memory=self.device.type == "cuda",
             )
             unl_iter = (
                 infinite_loader(
-                    self.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7, cfg.num_workers,
+                    self.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7 + 101 * self.rank, cfg.num_workers,
                     pin_memory=self.device.type == "cuda",
                 )
                 if self.unlabeled_ds is not None and not cfg.suponly
@@ -564,6 +624,7 @@ def frozen_encoder_id(fm, cfg: SynFoCConfig) -> str:
 def predict_probabilities(
     unet, fm, images: Sequence[np.ndarray], unet_size: int, device, precision: str,
     bank: _EmbeddingBank | None = None, bank_keys: Sequence[str] | None = None, batch: int = 4,
+    unet_downsample: str = "nearest",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities of the foundation model and the U-Net for (C, H, W) images.
 
@@ -582,7 +643,7 @@ def predict_probabilities(
             h, w = chunk[0].shape[-2:]
             x = torch.from_numpy(np.stack(chunk)).to(device)
             with autocast(device, precision):
-                lu = unet(_resize(x, unet_size)).float()
+                lu = unet(_resize(x, unet_size, unet_downsample if x.shape[-1] > unet_size else "bilinear")).float()
                 if bank is not None:
                     keys = [(bank_keys[start + i], False) for i in range(len(chunk))]
                     xs = _resize(x, S, "bilinear").cpu()

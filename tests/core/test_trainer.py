@@ -57,7 +57,8 @@ def test_train_on_stack_runs_and_predicts(tmp_path):
         assert 0.0 <= s.alpha <= 1.0
         assert 0.0 <= s.confident_fraction <= 1.0
     preds = [e for e in ev if isinstance(e, Predictions)]
-    assert len(preds) == 2  # at 3 and at the end
+    # every 3 iterations, the early overlay at cfg.first_predict_at (5), and the end
+    assert [p.iteration for p in preds] == [3, 5, 6]
     for p in preds:
         assert p.fm_prob.shape == (6, 2, 64, 64) and p.unet_prob.shape == (6, 2, 64, 64)
         np.testing.assert_allclose(p.fm_prob.sum(1), 1.0, atol=1e-4)

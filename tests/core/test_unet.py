@@ -83,3 +83,13 @@ def test_bf16_autocast_and_channels_last():
     loss = y.float().mean()
     loss.backward()
     assert net.inc[0].weight.grad is not None and torch.isfinite(net.inc[0].weight.grad).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bf16_channels_last():
+    net = build_unet(make_config("tiny", channels_last=True, num_classes=2)).cuda()
+    x = torch.rand(2, 1, 64, 64, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y = net(x)
+    assert y.shape == (2, 2, 64, 64) and y.is_cuda

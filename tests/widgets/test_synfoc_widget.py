@@ -201,7 +201,9 @@ def test_mark_background_slice_and_engine_failure_message(viewer_widget, qtbot):
     assert not widget.is_training
 
 
-def test_2d_rgb_image(make_napari_viewer, qtbot):
+def test_2d_rgb_image_synchronous(make_napari_viewer, qtbot, monkeypatch):
+    """A 2D RGB image with an extra unlabelled layer, trained with SYNFOC_NOTHREADS=1."""
+    monkeypatch.setenv("SYNFOC_NOTHREADS", "1")
     viewer = make_napari_viewer()
     img, gt = _stack(1)
     rgb = np.repeat(img[0][..., None], 3, axis=-1)
@@ -215,8 +217,10 @@ def test_2d_rgb_image(make_napari_viewer, qtbot):
     widget.extra_list.item(0).setSelected(True)
     assert widget.extra_list.item(0).text() == "other scanner"
     assert widget.train(image_layer=image, labels_layer=lab, iterations=1)
-    assert widget.wait(timeout=120)
+    # synchronous: the run is over when train() returns
+    assert not widget.is_training and widget._worker is None
     assert widget.outcome == "done", widget.last_message
+    assert widget.event_counts.get("Started") == 1
     for name in overlays.OVERLAY_NAMES:
         assert viewer.layers[name].data.shape == (H, W)
     assert extra.data.shape == (3, H, W)
@@ -261,3 +265,40 @@ def test_session_predict_and_export(viewer_widget, qtbot, tmp_path):
     arr, geom = read_volume(tmp_path / "pred" / "consensus.nii.gz")
     np.testing.assert_array_equal(arr, viewer.layers[overlays.CONSENSUS].data)
     w2.cleanup()
+
+
+def test_widget_import_keeps_torch_out():
+    """napari starts fast: importing the widget module must not import torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_synfoc.widgets.synfoc_widget; "
+        "print('torch' in sys.modules, 'segment_anything' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_loss_plot_blits_and_redraws_only_when_axes_change(qtbot):
+    from napari_synfoc.widgets.loss_plot import PLOT_KEYS, LossPlot
+
+    plot = LossPlot(redraw_ms=10_000)  # drive redraw() by hand
+    qtbot.addWidget(plot)
+    plot.show()
+    plot.set_run(0, 100)
+    plot.add_point(1, {"loss": 2.0, "sup_unet": 1.0, "ce_unet": 0.5, "consensus_fraction": 0.3}, 0.4)
+    plot.redraw()
+    assert plot.full_draws == 1 and plot.blits == 0
+    assert set(plot.series) == {"loss", "sup_unet"} <= set(PLOT_KEYS)
+    for it in range(2, 6):  # inside the limits: cheap blits only
+        plot.add_point(it, {"loss": 2.0 - 0.1 * it, "sup_unet": 1.0}, 0.5)
+        plot.redraw()
+    assert plot.full_draws == 1 and plot.blits == 4
+    plot.redraw()  # nothing new: no drawing at all
+    assert plot.blits == 4
+    plot.add_point(6, {"loss": 500.0, "sup_unet": 1.0}, 0.5)  # outside the y range
+    plot.redraw()
+    assert plot.full_draws == 2
+    assert plot.ax.get_ylim()[1] >= 500
+    assert plot.alpha[-1] == 0.5 and plot.iterations == [1, 2, 3, 4, 5, 6]

@@ -42,7 +42,7 @@ def test_max_gap_during_tiny_training(make_napari_viewer, qtbot, record_property
     probe = EventLoopProbe(interval_ms=10)
     probe.start()
     t0 = time.perf_counter()
-    assert widget.train(iterations=3)
+    assert widget.train(iterations=2)
     returned_after = time.perf_counter() - t0
     assert widget.wait(timeout=180)
     probe.stop()

@@ -65,8 +65,8 @@ def build_litemedsam(cfg) -> FoundationSegmenter:
     if cfg.fm_size != LITE_SIZE:
         raise ValueError(
             f"LiteMedSAM works at {LITE_SIZE}×{LITE_SIZE} only (its TinyViT encoder is built "
-            f"for a 64×64 embedding grid), but fm_size={cfg.fm_size}; set fm_size={LITE_SIZE} or choose "
-            "foundation 'medsam-vitb' for other sizes"
+            f"for a 64×64 embedding grid), but fm_size={cfg.fm_size}; set fm_size={LITE_SIZE} "
+            "or choose foundation 'medsam-vitb' for other sizes"
         )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)

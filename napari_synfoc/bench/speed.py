@@ -1,0 +1,256 @@
+"""``napari-synfoc bench``: seconds per iteration per profile, peak memory, time to the first
+overlay through the widget, and the longest UI stall, all measured in one run (benchmarks.md §3).
+
+Each profile is timed in its own subprocess so its peak RSS is its own; the overlay measurement
+runs napari in a subprocess (under ``xvfb-run`` when there is no display).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+QUICK_PROFILES = ("cpu-interactive",)
+CPU_PROFILES = ("cpu-interactive", "faithful")
+GPU_PROFILES = ("faithful", "gpu-fast")
+
+
+def reference_encoder_seconds(device: str = "auto", repeats: int = 3) -> float:
+    """One LiteMedSAM encoder forward, batch 1, fp32, 256×256: the median of ``repeats``."""
+    import torch
+
+    from ..config import make_config
+    from ..core.device import pick_device
+    from ..core.foundation import build_foundation
+
+    dev = pick_device(device)
+    fm = build_foundation(make_config(foundation="litemedsam")).to(dev).eval()
+    x = torch.rand(1, 3, 256, 256, device=dev)
+    times = []
+    with torch.no_grad():
+        fm.encode(fm.normalize(x))  # warm-up
+        for _ in range(repeats):
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fm.encode(fm.normalize(x))
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _demo_task(n_slices: int = 20, size: int = 256, n_labeled: int = 3):
+    from ..io.sample import make_demo_stack
+
+    img, gt, _ = make_demo_stack(n_slices, size)
+    labeled = list(range(n_labeled))
+    labels = gt.copy()
+    labels[n_labeled:] = 0
+    return img, labels, labeled
+
+
+def time_profile(profile: str, device: str, warmup: int, iters: int) -> dict[str, Any]:
+    """Median seconds per training iteration of ``profile`` on the demo stack (in this process)."""
+    import numpy as np
+    import torch
+
+    from ..config import make_config
+    from ..core.data import infinite_loader, samples_from_stack
+    from ..core.device import peak_rss_mb
+    from ..core.trainer import SynFoCTrainer
+
+    over: dict[str, Any] = {"device": device, "iterations": 10_000}
+    if profile in ("faithful", "gpu-fast") and not torch.cuda.is_available():
+        # The paper's recipe on a CPU (LiteMedSAM with LoRA, paper U-Net): for scale only.
+        over.update(foundation="litemedsam", fm_size=256, precision="fp32" if profile == "faithful" else "auto")
+    cfg = make_config(profile, **over)
+    n_slices = 6 if cfg.cache_embeddings else 8
+    img, labels, labeled = _demo_task(n_slices, 256, 3)
+    lab, unl, _ = samples_from_stack(img, labels, labeled)
+    tr = SynFoCTrainer(cfg, lab, unl)
+    t_embed = None
+    if tr.cached:
+        # The one-off cost of the frozen encoder: every slice and its mirror, once.
+        t = time.perf_counter()
+        for ds, keys in ((tr.labeled_ds, tr._lab_keys), (tr.unlabeled_ds, tr._unl_keys)):
+            for i in range(len(keys)):
+                x = torch.from_numpy(ds.images[i]) if hasattr(ds, "images") else ds[i]["image"]
+                x = torch.nn.functional.interpolate(x[None].float(), size=(tr.S, tr.S))[0] if x.shape[-1] != tr.S else x
+                tr.bank.compute((keys[i], False), x)
+                tr.bank.compute((keys[i], True), x)
+        t_embed = (time.perf_counter() - t) / max(1, 2 * (len(tr._lab_keys) + len(tr._unl_keys)))
+    li = infinite_loader(tr.labeled_ds, cfg.batch_labeled, cfg.seed)
+    ui = infinite_loader(tr.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7)
+    dev = tr.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    for i in range(warmup + iters):
+        lb, ub = next(li), next(ui)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        tr.train_step(lb, ub)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return {
+        "s_per_iteration": statistics.median(times),
+        "s_per_iteration_all": [round(v, 4) for v in times],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_vram_mb": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda" else None,
+        "batch": [cfg.batch_labeled, cfg.batch_unlabeled],
+        "size": cfg.unet_size,
+        "fm_size": tr.S,
+        "foundation": cfg.foundation,
+        "precision": tr.precision,
+        "embed_s_per_slice": t_embed,
+        "unet_features": list(cfg.unet_features),
+        "_np": np.__version__,
+    }
+
+
+def measure_overlay(n_slices: int = 20, size: int = 256, n_labeled: int = 3,
+                    iterations: int = 60, profile: str | None = None) -> dict[str, Any]:
+    """Time from ``widget.train()`` to the first prediction layers, and the longest UI stall.
+
+    Runs napari in this process (needs a display: Xvfb is fine) through the widget's own
+    scripting API, exactly the code path a user's click takes.
+    """
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from ..widgets.ui_latency import EventLoopProbe
+
+    img, labels, _ = _demo_task(n_slices, size, n_labeled)
+    viewer = napari.Viewer(show=False)
+    il = viewer.add_image(img, name="stack")
+    ll = viewer.add_labels(labels, name="labels")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
+    if profile is not None and hasattr(widget, "set_profile"):
+        widget.set_profile(profile)
+    app = QApplication.instance()
+    probe = EventLoopProbe(10)
+    probe.start()
+    t0 = time.perf_counter()
+    widget.train(image_layer=il, labels_layer=ll, iterations=iterations)
+    first = None
+    deadline = t0 + 600
+    while time.perf_counter() < deadline:
+        app.processEvents()
+        if "MedSAM prediction" in viewer.layers and "U-Net prediction" in viewer.layers:
+            first = time.perf_counter() - t0
+            break
+        if not widget.is_training:
+            break
+        time.sleep(0.002)
+    # keep training a little longer to see stalls while training runs after the overlay
+    t_more = time.perf_counter() + 5
+    while widget.is_training and time.perf_counter() < t_more:
+        app.processEvents()
+        time.sleep(0.002)
+    widget.stop()
+    widget.wait(120)
+    probe.stop()
+    out = {
+        "first_overlay_s": first,
+        "ui_max_gap_ms": round(max(probe.gaps_ms), 1) if probe.gaps_ms else None,
+        "ui_p99_gap_ms": round(probe.percentile(99), 1) if probe.gaps_ms else None,
+        "n_slices": n_slices,
+        "size": size,
+        "n_labeled": n_labeled,
+    }
+    viewer.close()
+    return out
+
+
+def _run_worker(args: list[str], timeout: float, xvfb: bool = False) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "napari_synfoc.bench.speed", *args]
+    if xvfb and not os.environ.get("DISPLAY") and shutil.which("xvfb-run"):
+        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", *cmd]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    for line in reversed(proc.stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"benchmark worker {args} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """The ``bench`` subcommand."""
+    import torch
+
+    from ..cli import _device_name, write_json_atomic
+    from ..core.device import pick_device
+
+    dev = pick_device(args.device)
+    if args.profiles:
+        profiles = tuple(p.strip() for p in args.profiles.split(","))
+    elif args.quick:
+        profiles = QUICK_PROFILES
+    else:
+        profiles = GPU_PROFILES if dev.type == "cuda" else CPU_PROFILES
+    t_all = time.perf_counter()
+    ref = reference_encoder_seconds(str(dev))
+    print(f"reference: LiteMedSAM encoder forward {ref:.3f} s", file=sys.stderr)
+    results: dict[str, Any] = {}
+    for p in profiles:
+        warm, iters = (2, 3) if args.quick else (3, 10)
+        if p == "faithful" and dev.type == "cpu":
+            warm, iters = 1, 2
+        r = _run_worker(["--worker", p, "--device", str(dev), "--warmup", str(warm), "--iters", str(iters)], 1800)
+        r["x_reference"] = r["s_per_iteration"] / ref
+        results[p] = r
+        print(f"{p}: {r['s_per_iteration']:.3f} s/it ({r['x_reference']:.2f}x reference), "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB", file=sys.stderr)
+    overlay = _run_worker(["--overlay"], 900, xvfb=True)
+    print(f"first overlay {overlay['first_overlay_s']} s, UI max gap {overlay['ui_max_gap_ms']} ms", file=sys.stderr)
+    out = {
+        "device": _device_name(dev),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "reference_encoder_s": ref,
+        "profiles": results,
+        "first_overlay_s": overlay["first_overlay_s"],
+        "ui_max_gap_ms": overlay["ui_max_gap_ms"],
+        "overlay": overlay,
+        "quick": bool(args.quick),
+        "wall_s": time.perf_counter() - t_all,
+        "command": "napari-synfoc bench" + (" --quick" if args.quick else "") + f" --out {args.out}",
+    }
+    write_json_atomic(args.out, out)
+    print(json.dumps({k: out[k] for k in ("reference_encoder_s", "first_overlay_s", "ui_max_gap_ms")}))
+    return 0
+
+
+def _worker_main(argv: list[str]) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    p = argparse.ArgumentParser()
+    p.add_argument("--worker", default=None)
+    p.add_argument("--overlay", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    a = p.parse_args(argv)
+    if a.overlay:
+        res = measure_overlay()
+    else:
+        res = time_profile(a.worker, a.device, a.warmup, a.iters)
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

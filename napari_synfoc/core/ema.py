@@ -22,11 +22,15 @@ def _update_pairs(pairs: list[tuple[Tensor, Tensor]], d: float) -> None:
     for tp, sp in pairs:
         if tp.shape != sp.shape:
             raise ValueError(f"ema_update: teacher/student shapes differ: {tuple(tp.shape)} vs {tuple(sp.shape)}")
-        src = sp.detach().to(device=tp.device, dtype=tp.dtype)
-        if d == 0.0:
-            tp.copy_(src)
-        else:
-            tp.mul_(d).add_(src, alpha=1.0 - d)
+    if not pairs:
+        return
+    tps = [tp for tp, _ in pairs]
+    sps = [sp.detach().to(device=tp.device, dtype=tp.dtype) for tp, sp in pairs]
+    # one fused (foreach) kernel per call instead of a Python loop over parameters
+    if d == 0.0:
+        torch._foreach_copy_(tps, sps)
+    else:
+        torch._foreach_lerp_(tps, sps, 1.0 - d)  # tp + (1-d)(sp - tp) = d·tp + (1-d)·sp
 
 
 def ema_update(

@@ -79,12 +79,12 @@ def predict_labels(
     # Foundation logits: bilinear up to S, argmax, nearest to P (as upstream's test path).
     if lf.shape[-1] != S:
         lf = F.interpolate(lf, size=(S, S), mode="bilinear", align_corners=False)
-    qf = lf.argmax(1, keepdim=True).float()
+    qf = lf.max(1, keepdim=True).indices.float()
     if S != E:
         qf = F.interpolate(qf, size=(E, E), mode="nearest")
     if P != E:
         lu = F.interpolate(lu, size=(E, E), mode="bilinear", align_corners=False)
-    return lu.argmax(1).cpu().numpy(), qf[:, 0].long().cpu().numpy()
+    return lu.max(1).indices.cpu().numpy(), qf[:, 0].long().cpu().numpy()
 
 
 def evaluate(

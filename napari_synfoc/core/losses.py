@@ -115,7 +115,7 @@ def cdcr_losses(p_fm: Tensor, p_unet: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     size_r = tuple(p_fm.shape[-2:])
     p_fm_up = p_fm if size_r == size_p else F.interpolate(p_fm, size=size_p, mode="nearest")
     with torch.no_grad():
-        m_c = (p_fm_up.argmax(dim=1) == p_unet.argmax(dim=1)).float()
+        m_c = (p_fm_up.max(dim=1).indices == p_unet.max(dim=1).indices).float()
         m_c_down = m_c if size_r == size_p else F.interpolate(m_c[:, None], size=size_r, mode="nearest")[:, 0]
     ps = p_fm.clamp(_CLAMP_EPS, 1.0)
     pu = p_unet.clamp(_CLAMP_EPS, 1.0)

@@ -123,16 +123,24 @@ class _Pair(torch.nn.Module):
     foundation embeddings, so only the mask decoder runs.
     """
 
-    def __init__(self, net: torch.nn.Module, decode: bool = False):
+    def __init__(self, net: torch.nn.Module, decode: bool = False, concat: bool = False):
         super().__init__()
         self.net = net
         self.decode = decode
+        # concat: one batched pass (exact when no BatchNorm runs in train mode, as in the
+        # foundation model: SAM's decoder has LayerNorms, its frozen encoder's BN is in eval)
+        self.concat = concat
 
     def _one(self, x):
         return self.net.decode(x) if self.decode else self.net(x)
 
     def forward(self, a, b=None):
-        return self._one(a), (self._one(b) if b is not None else None)
+        if b is None:
+            return self._one(a), None
+        if self.concat:
+            out = self._one(torch.cat([a, b]))
+            return out[: a.shape[0]], out[a.shape[0]:]
+        return self._one(a), self._one(b)
 
 
 def distributed_context() -> tuple[int, int]:
@@ -267,16 +275,24 @@ class SynFoCTrainer:
             lr=cfg.unet_lr,
             momentum=cfg.unet_momentum,
             weight_decay=cfg.unet_weight_decay,
+            foreach=True,
         )
         self.opt_fm = torch.optim.AdamW(
             [p for _, p in self.fm_student.trainable_named_parameters()],
             lr=cfg.fm_lr,
             betas=tuple(cfg.fm_betas),
             weight_decay=cfg.fm_weight_decay,
+            foreach=True,
         )
         self.scaler = make_grad_scaler(self.device, self.precision)
         self.unet_pair = _Pair(self.unet)
-        self.fm_pair = _Pair(self.fm_student, decode=bool(cfg.freeze_encoder and cfg.cache_embeddings))
+        self.fm_pair = _Pair(
+            self.fm_student, decode=bool(cfg.freeze_encoder and cfg.cache_embeddings),
+            concat=not any(
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters())
+                for m in self.fm_student.modules()
+            ),
+        )
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -321,7 +337,7 @@ class SynFoCTrainer:
         (labelled and mixed batch inside it, as separate forward passes so BatchNorm sees them
         apart as upstream does), so the students can be wrapped in DistributedDataParallel.
         """
-        from .ema import ema_update_modules
+        from .ema import ema_update
         from .losses import cdcr_losses, supervised_loss, unsupervised_loss
         from .mixing import box_masks, copy_paste, mix_targets, resize_mask
         from .ramps import consistency_weight
@@ -364,8 +380,8 @@ class SynFoCTrainer:
                 p_ms = torch.softmax(self._fm_logits(self.fm_teacher, xw_s, emb=emb_w).float(), dim=1)
                 # The student's view of the weak batch (train mode: updates BN statistics as
                 # upstream's grad-enabled pass does; only its argmax is used).
-                q_u = self.unet(xw_p).argmax(1)
-            q_ut, q_ms = p_ut.argmax(1), p_ms.argmax(1)
+                q_u = self.unet(xw_p).max(1).indices  # max(): ~15x faster than argmax on CPU
+            q_ut, q_ms = p_ut.max(1).indices, p_ms.max(1).indices
             if cfg.use_smc:
                 alpha = smc_alpha(
                     q_u.cpu().numpy(), q_ut.cpu().numpy(), q_ms.cpu().numpy(),
@@ -440,13 +456,27 @@ class SynFoCTrainer:
             loss.backward()
             self.opt_unet.step()
             self.opt_fm.step()
-        ema_update_modules(self.unet_teacher, self.unet, t, cfg.ema_decay)
-        ema_update_modules(self.fm_teacher, self.fm_student, t, cfg.ema_decay, names=self.fm_names)
+        ema_update(*self._ema_pairs("unet"), t, cfg.ema_decay)
+        ema_update(*self._ema_pairs("fm"), t, cfg.ema_decay)
         logs["alpha"] = alpha_mean
         logs["confident_fraction"] = conf_frac
         logs["lambda"] = lam
         self.iteration += 1
         return logs
+
+    def _ema_pairs(self, which: str) -> tuple[list, list]:
+        """(teacher, student) parameter lists matched by name, built once: all U-Net
+        parameters (not BN buffers, as upstream); the foundation's trainable ones."""
+        cache = self.__dict__.setdefault("_ema_cache", {})
+        if which not in cache:
+            if which == "unet":
+                teacher, student, names = self.unet_teacher, self.unet, None
+            else:
+                teacher, student, names = self.fm_teacher, self.fm_student, self.fm_names
+            tp, sp = dict(teacher.named_parameters()), dict(student.named_parameters())
+            keys = sorted(sp if names is None else names)
+            cache[which] = ([tp[k] for k in keys], [sp[k] for k in keys])
+        return cache[which]
 
     @staticmethod
     def _unflipped(x: torch.Tensor, flips) -> torch.Tensor:

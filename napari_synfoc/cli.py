@@ -235,6 +235,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"napari-synfoc: last good checkpoint: {final.checkpoint}", file=sys.stderr)
         return 1
     train_s = time.perf_counter() - t0
+    if trainer.world_size > 1:
+        # Under torchrun: every rank records a fingerprint of its students (the test checks the
+        # ranks stayed in sync); rank 0 alone evaluates and writes metrics.json.
+        write_json_atomic(out / f"rank{trainer.rank}_params.json", {
+            "rank": trainer.rank, "world_size": trainer.world_size,
+            "iterations": trainer.iteration, **model_fingerprint(trainer),
+        })
+        if trainer.rank != 0:
+            trainer.free()
+            return 0
     res = _evaluate_with_bar(
         (trainer.unet, trainer.fm_student, trainer.device, trainer.precision), test, cfg,
         args.quiet, default_cache_dir() / "embeddings",
@@ -250,12 +260,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         "n_labeled": len(labeled),
         "n_unlabeled": len(unlabeled),
         "model": str(trainer.last_checkpoint),
+        "world_size": trainer.world_size,
         **res,
     }
     write_json_atomic(out / "metrics.json", metrics)
     _print_summary(metrics)
     trainer.free()
     return 0
+
+
+def model_fingerprint(trainer) -> dict[str, Any]:
+    """SHA-256 of both students' parameters (bitwise identity across DDP ranks)."""
+    import hashlib
+
+    out = {}
+    for name, module in (("unet", trainer.unet), ("foundation", trainer.fm_student)):
+        h = hashlib.sha256()
+        for _, p in sorted(module.named_parameters()):
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+        out[f"{name}_sha256"] = h.hexdigest()
+    return out
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

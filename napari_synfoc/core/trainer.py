@@ -293,6 +293,9 @@ class SynFoCTrainer:
                 for m in self.fm_student.modules()
             ),
         )
+        if cfg.compile:
+            # compiles the U-Net's two passes per step (CUDA recommended; first steps are slow)
+            self.unet_pair = torch.compile(self.unet_pair)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -43,7 +43,7 @@ SCHEDULES = {
         hitl_rounds=6, hitl_iterations=60,
         description=(
             "2-core CPU budget: cpu-interactive profile (frozen LiteMedSAM encoder with cached "
-            "embeddings, trained mask decoder, U-Net 16..256 at 256 px, batch 2+2), 200 "
+            "embeddings, trained mask decoder, U-Net 16..256 at 128 px, metrics at 256 px, batch 2+2), 200 "
             "iterations; unlabelled pool = the first 24 train images of every domain (minus the "
             "labelled ones); test = the first 20 test images of every domain"
         ),

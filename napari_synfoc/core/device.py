@@ -83,9 +83,29 @@ def memory_mb(device: torch.device) -> float:
     return peak_rss_mb()
 
 
-def release_memory(device: torch.device | None = None) -> None:
-    """Collect garbage and give cached GPU memory back to the driver."""
-    gc.collect()
+def lower_thread_priority(niceness: int = 10) -> bool:
+    """Lower this thread's CPU priority (Linux: threads are tasks with their own nice value).
+
+    Called by a background training thread before torch starts its compute threads, which
+    inherit it: the GUI thread then keeps a core when it needs one, even on a 2-core laptop.
+    Returns False where unsupported.
+    """
+    import os
+    import threading
+
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), niceness))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+def release_memory(device: torch.device | None = None, collect: bool = True) -> None:
+    """Give cached GPU memory back to the driver (after a full garbage collection if ``collect``;
+    inside a GUI process pass False: a full collection of napari's heap holds the GIL ~0.3 s)."""
+    if collect:
+        gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():

@@ -5,6 +5,7 @@ Qt-free: the widget wraps :func:`train_on_stack` in napari's ``thread_worker``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,12 +128,19 @@ def train_on_stack(
     out_dir: str | Path | None = None,
     predict_every: int | None = None,
     embed_cache_dir: str | Path | None = None,
+    background: bool = False,
 ) -> Iterator[Event]:
     """Train SynFoC on ``task`` and yield events, ending with Done, Cancelled or Failed.
 
     Predictions cover every slice of the stack, at its resolution, every ``predict_every``
     iterations (default: the config's, or about 5 times per run) and at the end.
+    ``background=True`` (a GUI's worker thread): run at lower CPU priority and skip full garbage
+    collections, so the event loop stays responsive.
     """
+    if background and threading.current_thread() is not threading.main_thread():
+        from .device import lower_thread_priority
+
+        lower_thread_priority()
     problem = validate_task(task)
     if problem is not None:
         yield Failed(problem, 0, None)
@@ -151,6 +159,7 @@ def train_on_stack(
             cfg, labeled, unlabeled, out_dir=out_dir, init_checkpoint=init_checkpoint,
             predict_images=slices, predict_keys=keys, embed_cache_dir=embed_cache_dir,
         )
+        trainer.collect_garbage = not background
     except Exception as exc:  # noqa: BLE001 - shown to the user as a Failed event
         msg = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         yield Failed(msg, 0, None, exc)

@@ -250,6 +250,7 @@ class SynFoCTrainer:
                 disk = EmbeddingDiskCache(embed_cache_dir, frozen_encoder_id(self.fm_student, cfg))
             self.bank = _EmbeddingBank(self.fm_student, self.device, self.precision, disk)
         self.last_checkpoint: Path | None = None
+        self.collect_garbage = True  # False in a GUI process (see device.release_memory)
         if init_checkpoint is not None:
             self.load(init_checkpoint, warm_start=True)
 
@@ -635,15 +636,15 @@ class SynFoCTrainer:
             yield Progress("embedding slices with the frozen encoder", i + 1, n)
 
     def close(self) -> None:
-        """Drop the data iterators and release cached GPU memory."""
-        release_memory(self.device)
+        """Release cached GPU memory."""
+        release_memory(self.device, collect=self.collect_garbage)
 
     def free(self) -> None:
         """Drop the models and optimisers (after the run) and release memory."""
         for name in ("unet", "unet_teacher", "fm_student", "fm_teacher", "opt_unet", "opt_fm", "bank"):
             if hasattr(self, name):
                 setattr(self, name, None)
-        release_memory(self.device)
+        release_memory(self.device, collect=self.collect_garbage)
 
 
 def frozen_encoder_id(fm, cfg: SynFoCConfig) -> str:

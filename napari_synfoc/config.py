@@ -85,6 +85,8 @@ class SynFoCConfig:
     dice_bg_masked: bool = False  # faithful: background Dice term unmasked
     ce_norm: str = "all"  # "all" | "confident"
     model_selection: str = "final"  # "final" | "val" (never test)
+    val_fraction: float = 0.2  # with model_selection="val": labelled images held out
+    val_every: int = 0  # with model_selection="val": validate every N iterations (0: T/10)
     empty_gt_hd95: str = "error"  # "error" (upstream crashes) | "rule"
     # compute
     device: str = "auto"

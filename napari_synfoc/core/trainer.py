@@ -195,6 +195,14 @@ class SynFoCTrainer:
             raise TrainingError(
                 "no labelled images: label at least one slice (or pass --n-labeled >= 1)"
             )
+        self.val_samples: list[Any] = []
+        if cfg.model_selection == "val":
+            # The spec's fix for test-set selection: hold out part of the labelled set and keep
+            # each student's best validation state.
+            if len(labeled) < 2:
+                raise TrainingError("validation-based model selection needs at least 2 labelled images")
+            n_val = min(len(labeled) - 1, max(1, round(cfg.val_fraction * len(labeled))))
+            labeled, self.val_samples = list(labeled)[:-n_val], list(labeled)[-n_val:]
         if not cfg.suponly and len(unlabeled) == 0:
             raise TrainingError(
                 "SynFoC needs unlabelled images next to the labelled ones; none were given "
@@ -519,6 +527,8 @@ class SynFoCTrainer:
             "opt_fm": self.opt_fm.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "labeled": list(self.labeled_names),
+            "validation": getattr(self, "val_history", []),
+            "best_iteration": {k: v[2] for k, v in getattr(self, "best", {}).items()},
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "precision": self.precision,
@@ -604,12 +614,16 @@ class SynFoCTrainer:
                 it = self.iteration
                 if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
                     yield CheckpointSaved(self.save(), it)
+                if self.val_samples and (it % self._val_every() == 0 or it == cfg.iterations):
+                    self._validate_and_keep_best()
                 if (
                     self.predict_images is not None and cfg.predict_every and it < cfg.iterations
                     and (it % cfg.predict_every == 0 or it == cfg.first_predict_at)
                 ):
                     fm_p, un_p = self.predict(self.predict_images)
                     yield Predictions(it, fm_p, un_p)
+            if self.val_samples:
+                self._restore_best()
             path = self.save()
             yield CheckpointSaved(path, self.iteration)
             if self.predict_images is not None:
@@ -630,6 +644,52 @@ class SynFoCTrainer:
             yield Failed(msg, self.iteration, self.last_checkpoint, exc)
         finally:
             self.close()
+
+    # ------------------------------------------------------------------ validation selection
+    def _val_every(self) -> int:
+        return self.cfg.val_every or max(1, self.cfg.iterations // 10)
+
+    def _validate_and_keep_best(self) -> dict[str, float]:
+        """Mean foreground Dice of both students on the held-out labelled images; keeps each
+        student's best state (copied to the CPU)."""
+        from .data import load_test_set
+        from .metrics import image_metrics
+
+        if not hasattr(self, "_val_items"):
+            self._val_items = load_test_set(self.val_samples, self.base, self.cfg)
+            self.best = {"unet": (-1.0, None, -1), "fm": (-1.0, None, -1)}
+        imgs = [it[1] for it in self._val_items]
+        fm_p, un_p = predict_probabilities(
+            self.unet, self.fm_student, imgs, self.P, self.device, self.precision,
+            unet_downsample=self.cfg.unet_downsample,
+        )
+        scores = {}
+        for key, prob in (("unet", un_p), ("fm", fm_p)):
+            dices = [
+                image_metrics(prob[i].argmax(0), it[2], self.cfg.num_classes, self.cfg.phi_classes,
+                              empty_gt="rule")["mean"]["dice"]
+                for i, it in enumerate(self._val_items)
+            ]
+            scores[key] = float(np.mean(dices))
+            if scores[key] > self.best[key][0]:
+                module = self.unet if key == "unet" else self.fm_student
+                state = module.state_dict() if key == "unet" else module.state_for_checkpoint()
+                state = {k: (v.detach().cpu().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+                         for k, v in state.items()}
+                self.best[key] = (scores[key], state, self.iteration)
+        self.val_history = getattr(self, "val_history", []) + [{"iteration": self.iteration, **scores}]
+        return scores
+
+    def _restore_best(self) -> None:
+        """Load each student's best validation state (the model this run reports)."""
+        for key in ("unet", "fm"):
+            score, state, it = self.best[key]
+            if state is None:
+                continue
+            if key == "unet":
+                self.unet.load_state_dict(state)
+            else:
+                self.fm_student.load_checkpoint_state(state)
 
     def _prime_prediction_bank(self) -> Iterator[Event]:
         """Embed the prediction slices once (cached profile) so overlays come quickly."""

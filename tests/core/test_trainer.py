@@ -182,3 +182,21 @@ def test_losses_fall_on_real_faz_images(tmp_path):
     sup = [e.losses["sup_unet"] + e.losses["sup_fm"] for e in tr.run() if isinstance(e, Step)]
     assert len(sup) == 60
     assert np.mean(sup[-10:]) < 0.8 * np.mean(sup[:10]), (np.mean(sup[:10]), np.mean(sup[-10:]))
+
+
+def test_validation_model_selection_keeps_best_states(tmp_path):
+    """model_selection="val" holds out labelled slices and restores each student's best state."""
+    from napari_synfoc.core.checkpoint import load_checkpoint
+
+    img, lab = _disc_stack(z=6)
+    task = StackTask(img, lab, [0, 1, 2, 3])
+    cfg = make_config("tiny", iterations=4, model_selection="val", val_fraction=0.25, val_every=2)
+    ev = _events(train_on_stack(task, cfg, out_dir=tmp_path))
+    assert isinstance(ev[-1], Done), ev[-1]
+    state = load_checkpoint(ev[-1].checkpoint)
+    assert [v["iteration"] for v in state["validation"]] == [2, 4]
+    best = max(state["validation"], key=lambda v: v["unet"])
+    assert state["best_iteration"]["unet"] == best["iteration"]
+    assert 0.0 <= best["unet"] <= 1.0 and 0.0 <= best["fm"] <= 1.0
+    too_few = _events(train_on_stack(StackTask(img, lab, [0]), cfg, out_dir=tmp_path / "b"))
+    assert isinstance(too_few[-1], Failed) and "at least 2 labelled" in too_few[-1].message

@@ -23,7 +23,7 @@ CPU_PROFILES = ("cpu-interactive", "faithful")
 GPU_PROFILES = ("faithful", "gpu-fast")
 
 
-def reference_encoder_seconds(device: str = "auto", repeats: int = 3) -> float:
+def reference_encoder_seconds(device: str = "auto", repeats: int = 5) -> float:
     """One LiteMedSAM encoder forward, batch 1, fp32, 256×256: the median of ``repeats``."""
     import torch
 
@@ -236,7 +236,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"reference: LiteMedSAM encoder forward {ref:.3f} s", file=sys.stderr)
     results: dict[str, Any] = {}
     for p in profiles:
-        warm, iters = (2, 3) if args.quick else (3, 10)
+        warm, iters = (3, 8) if args.quick else (5, 20)
         if p == "faithful" and dev.type == "cpu":
             warm, iters = 1, 2
         r = _run_worker(["--worker", p, "--device", str(dev), "--warmup", str(warm), "--iters", str(iters)], 1800)

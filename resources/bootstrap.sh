@@ -22,6 +22,12 @@ install_system() {
     for p in $APT_PKGS; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
     done
+    # Debian's own python3 ships without venv/ensurepip (package python3-venv)
+    if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then
+        local ver
+        ver="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+        missing+=("python${ver}-venv")
+    fi
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "[synfoc] installing Debian packages: ${missing[*]}"
     local SUDO=""

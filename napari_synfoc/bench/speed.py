@@ -60,7 +60,6 @@ def _demo_task(n_slices: int = 20, size: int = 256, n_labeled: int = 3):
 
 def time_profile(profile: str, device: str, warmup: int, iters: int) -> dict[str, Any]:
     """Median seconds per training iteration of ``profile`` on the demo stack (in this process)."""
-    import numpy as np
     import torch
 
     from ..config import make_config
@@ -121,7 +120,6 @@ def time_profile(profile: str, device: str, warmup: int, iters: int) -> dict[str
         "precision": tr.precision,
         "embed_s_per_slice": t_embed,
         "unet_features": list(cfg.unet_features),
-        "_np": np.__version__,
     }
 
 

@@ -40,6 +40,14 @@ class EmbeddingDiskCache:
                 p.unlink(missing_ok=True)
         return None
 
+    def fetch(self, image: np.ndarray, encode: Callable[[], np.ndarray]) -> np.ndarray:
+        """The stored embedding of ``image``, or ``encode()`` stored now."""
+        emb = self.get(image)
+        if emb is None:
+            emb = encode()
+            self.put(image, emb)
+        return emb
+
     def put(self, image: np.ndarray, emb: np.ndarray) -> None:
         p = self.folder / f"{self.key(image)}.npy"
         tmp = p.with_suffix(".tmp.npy")
@@ -67,11 +75,10 @@ def predict_labels(
         if cache is not None and raw is not None:
             embs = []
             for i in range(x.shape[0]):
-                e = cache.get(raw[i])
-                if e is None:
-                    e_t = fm.encode(fm.normalize(xs[i : i + 1]))[0].float().cpu().numpy()
-                    cache.put(raw[i], e_t)
-                    e = e_t
+                def encode(i=i):
+                    return fm.encode(fm.normalize(xs[i : i + 1]))[0].float().cpu().numpy()
+
+                e = cache.fetch(raw[i], encode)
                 embs.append(torch.from_numpy(np.asarray(e, dtype=np.float32)))
             lf = fm.decode(torch.stack(embs).to(device)).float()
         else:
@@ -106,6 +113,7 @@ def evaluate(
     """
     from .data import load_test_set
     from .metrics import aggregate, domain_average, image_metrics
+    from .trainer import _resize_labels
 
     unet.eval()
     fm.eval()
@@ -124,7 +132,8 @@ def evaluate(
             q_u, q_f = predict_labels(unet, fm, x, cfg, device, precision, cache, raw)
             for i, it in enumerate(chunk):
                 gt = it[2]
-                gt_p = _nearest_label(gt, cfg.eval_size or cfg.unet_size)
+                size = cfg.eval_size or cfg.unet_size
+                gt_p = _resize_labels(torch.from_numpy(np.asarray(gt))[None], size)[0].numpy()
                 kw = dict(num_classes=cfg.num_classes, phi_classes=cfg.phi_classes, empty_gt=cfg.empty_gt_hd95)
                 res_u.append(image_metrics(q_u[i], gt_p, **kw))
                 res_f.append(image_metrics(q_f[i], gt_p, **kw))
@@ -138,10 +147,3 @@ def evaluate(
         "foundation": domain_average({d: v["foundation"] for d, v in per_domain.items()}),
     }
     return {"per_domain": per_domain, "average": average, "n_images": counts}
-
-
-def _nearest_label(label: np.ndarray, size: int) -> np.ndarray:
-    if label.shape[-1] == size and label.shape[-2] == size:
-        return label
-    t = torch.from_numpy(np.asarray(label, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=(size, size), mode="nearest")[0, 0].long().numpy()

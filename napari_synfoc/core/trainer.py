@@ -98,15 +98,14 @@ class _EmbeddingBank:
             x = image[None]
             if key[1]:
                 x = torch.flip(x, dims=[-1])
-            cached = self.disk.get(x[0].numpy()) if self.disk is not None else None
-            if cached is not None:
-                self.store[key] = torch.from_numpy(cached).to(torch.float16)
-                return self.store[key]
-            with autocast(self.device, self.precision):
-                emb = self.fm.encode(self.fm.normalize(x.to(self.device)))
-            self.store[key] = emb[0].to("cpu", torch.float16)
-            if self.disk is not None:
-                self.disk.put(x[0].numpy(), self.store[key].numpy())
+
+            def encode() -> np.ndarray:
+                with autocast(self.device, self.precision):
+                    emb = self.fm.encode(self.fm.normalize(x.to(self.device)))
+                return emb[0].to("cpu", torch.float16).numpy()
+
+            emb = self.disk.fetch(x[0].numpy(), encode) if self.disk is not None else encode()
+            self.store[key] = torch.from_numpy(np.asarray(emb)).to(torch.float16)
         return self.store[key]
 
     def batch(self, keys: Sequence[tuple[str, bool]], images: torch.Tensor) -> torch.Tensor:
@@ -185,7 +184,6 @@ class SynFoCTrainer:
         init_checkpoint: str | Path | None = None,
         predict_images: Sequence[np.ndarray] | None = None,
         predict_keys: Sequence[str] | None = None,
-        labeled_names: Sequence[str] | None = None,
         embed_cache_dir: str | Path | None = None,
     ):
         from .data import LabeledDataset, UnlabeledDataset
@@ -218,7 +216,7 @@ class SynFoCTrainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         self.out_dir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="synfoc-"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.labeled_names = list(labeled_names or [s.name for s in labeled])
+        self.labeled_names = [s.name for s in labeled]
         self.predict_images = list(predict_images) if predict_images is not None else None
         if self.predict_images is not None and self.rank != 0:
             self.predict_images = None
@@ -259,6 +257,7 @@ class SynFoCTrainer:
             self.bank = _EmbeddingBank(self.fm_student, self.device, self.precision, disk)
         self.last_checkpoint: Path | None = None
         self.collect_garbage = True  # False in a GUI process (see device.release_memory)
+        self._modes_ready = False
         if init_checkpoint is not None:
             self.load(init_checkpoint, warm_start=True)
 
@@ -279,6 +278,10 @@ class SynFoCTrainer:
         for p in self.fm_teacher.parameters():
             p.requires_grad_(False)
         self.fm_names = {n for n, _ in self.fm_student.trainable_named_parameters()}
+        # EMA over all U-Net parameters (not BN buffers, as upstream) and the foundation's
+        # trainable ones
+        self._ema_unet = self._ema_pairs(self.unet_teacher, self.unet, None)
+        self._ema_fm = self._ema_pairs(self.fm_teacher, self.fm_student, self.fm_names)
         self.opt_unet = torch.optim.SGD(
             self.unet.parameters(),
             lr=cfg.unet_lr,
@@ -314,24 +317,19 @@ class SynFoCTrainer:
             self.fm_pair = DDP(self.fm_pair, device_ids=ids, find_unused_parameters=True)
 
     def _set_modes(self) -> None:
-        """Students in train mode, teachers per ``teacher_bn``; frozen BN layers stay in eval."""
+        """Students in train mode, teachers per ``teacher_bn``."""
         self.unet.train()
         self.fm_student.train()
         teacher_train = self.cfg.teacher_bn == "train"
         self.unet_teacher.train(teacher_train)
+        # (FoundationSegmenter.train keeps its frozen encoder, and TinyViT's BatchNorms, in eval.)
         self.fm_teacher.train(teacher_train)
-        # The foundation encoder's own weights are frozen: keep its BatchNorm statistics (TinyViT
-        # has some; SAM ViT-B has none) as pretrained.
-        for fm in (self.fm_student, self.fm_teacher):
-            for m in fm.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
 
     # ------------------------------------------------------------------ steps
-    def _fm_logits(self, model, x_s: torch.Tensor, keys=None, emb=None) -> torch.Tensor:
-        if emb is not None:
-            return model.decode(emb)
-        return model(x_s)
+    @staticmethod
+    def _fm_logits(model, x_s: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Foundation logits from a cached embedding when given, else from the image."""
+        return model.decode(emb) if emb is not None else model(x_s)
 
     def _set_lr(self, t: int) -> None:
         from .ramps import lr_factor
@@ -357,7 +355,7 @@ class SynFoCTrainer:
 
         cfg, dev, t = self.cfg, self.device, self.iteration
         P, S, R = self.P, self.S, self.R
-        if not getattr(self, "_modes_ready", False):
+        if not self._modes_ready:
             # Once: module.train() is not free (TinyViT rebuilds attention-bias tables on
             # every call); prediction restores the students' modes itself.
             self._set_modes()
@@ -472,27 +470,21 @@ class SynFoCTrainer:
             loss.backward()
             self.opt_unet.step()
             self.opt_fm.step()
-        ema_update(*self._ema_pairs("unet"), t, cfg.ema_decay)
-        ema_update(*self._ema_pairs("fm"), t, cfg.ema_decay)
+        ema_update(*self._ema_unet, t, cfg.ema_decay)
+        ema_update(*self._ema_fm, t, cfg.ema_decay)
         logs["alpha"] = alpha_mean
         logs["confident_fraction"] = conf_frac
         logs["lambda"] = lam
         self.iteration += 1
         return logs
 
-    def _ema_pairs(self, which: str) -> tuple[list, list]:
-        """(teacher, student) parameter lists matched by name, built once: all U-Net
-        parameters (not BN buffers, as upstream); the foundation's trainable ones."""
-        cache = self.__dict__.setdefault("_ema_cache", {})
-        if which not in cache:
-            if which == "unet":
-                teacher, student, names = self.unet_teacher, self.unet, None
-            else:
-                teacher, student, names = self.fm_teacher, self.fm_student, self.fm_names
-            tp, sp = dict(teacher.named_parameters()), dict(student.named_parameters())
-            keys = sorted(sp if names is None else names)
-            cache[which] = ([tp[k] for k in keys], [sp[k] for k in keys])
-        return cache[which]
+    @staticmethod
+    def _ema_pairs(teacher, student, names: set[str] | None) -> tuple[list, list]:
+        """(teacher, student) parameter lists matched by name (``names`` None: all), built once:
+        load_state_dict copies into the same tensors, so the lists stay valid."""
+        tp, sp = dict(teacher.named_parameters()), dict(student.named_parameters())
+        keys = sorted(sp if names is None else names)
+        return [tp[k] for k in keys], [sp[k] for k in keys]
 
     @staticmethod
     def _unflipped(x: torch.Tensor, flips) -> torch.Tensor:

@@ -386,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True)
     b.add_argument("--quick", action="store_true", help="finish in under two minutes on a 2-core CPU")
     b.add_argument("--device", default="auto")
-    b.add_argument("--profiles", default=None, help="comma-separated profiles to time")
+    b.add_argument("--profiles", default=None,
+                   help="comma-separated profiles to time; settings as name+key=value (gpu-fast+compile=true)")
+    b.add_argument("--no-overlay", action="store_true", help="skip the napari measurements (no display/napari)")
+    b.add_argument("--torch-profile", type=int, default=0, metavar="N",
+                   help="print torch.profiler tables of N extra iterations per profile")
 
     bm = sub.add_parser("benchmark", help="accuracy benchmarks (FAZ protocol, human-in-the-loop)")
     bm.add_argument("which", choices=["faz", "hitl"])

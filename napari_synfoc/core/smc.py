@@ -1,7 +1,8 @@
 """Self/mutual confidence (SMC), α and the ensemble pseudo-labels (spec §3).
 
-Hard Dice and α are computed with numpy in float64 on the CPU, as upstream; the ensemble runs in
-torch on the probabilities' device.
+Hard Dice and α are computed in float64: with numpy on the CPU as upstream (:func:`smc_alpha`), or
+with the same arithmetic in torch on the labels' device (:func:`smc_alpha_tensor`, used by the
+trainer so a GPU step never waits on a host copy); the ensemble runs in torch.
 """
 
 from __future__ import annotations
@@ -119,6 +120,65 @@ def smc_alpha(
     if mode == "linear":
         return np.full(batch, float(progress), dtype=np.float64)
     phi_self, phi_mut = confidences(q_unet_student, q_unet_teacher, q_fm_teacher, num_classes, phi_classes)
+    if mode == "self":
+        return phi_self
+    if mode == "mutual":
+        return phi_mut
+    return phi_self * phi_mut
+
+
+def _phi_tensor(q1: Tensor, q2: Tensor, num_classes: int, phi_classes: str) -> Tensor:
+    """:func:`phi` in torch on the labels' device, float64 [B] (counts are exact in float64)."""
+    if q1.shape != q2.shape or q1.ndim != 3:
+        raise ValueError(f"phi: expected two B×H×W label maps of equal shape, got {tuple(q1.shape)} and {tuple(q2.shape)}")
+    if phi_classes == "fundus":
+        pairs = [(q1 == 1, q2 == 1), (q1 > 0, q2 > 0)]
+    elif phi_classes == "plain":
+        pairs = [(q1 == c, q2 == c) for c in range(1, num_classes)]
+    else:
+        raise ValueError(f"phi_classes must be one of {PHI_CLASSES}, not {phi_classes!r}")
+    dices = []
+    for a, b in pairs:
+        sa = a.sum(dim=(1, 2), dtype=torch.float64)
+        sb = b.sum(dim=(1, 2), dtype=torch.float64)
+        inter = (a & b).sum(dim=(1, 2), dtype=torch.float64)
+        d = (2.0 * inter + 1.0) / (sa + sb + 1.001)
+        dices.append(torch.where((sa + sb) == 0, torch.ones_like(d), d))
+    return torch.stack(dices).mean(dim=0)
+
+
+def smc_alpha_tensor(
+    q_unet_student: Tensor,
+    q_unet_teacher: Tensor,
+    q_fm_teacher: Tensor,
+    num_classes: int,
+    phi_classes: str = "plain",
+    mode: str = "smc",
+    constant: float = 0.5,
+    progress: float = 0.0,
+) -> Tensor:
+    """:func:`smc_alpha` computed in torch on the labels' device (float64 [B], same values).
+
+    On a GPU this keeps the three label maps where they are: no device-to-host copy and no
+    synchronisation in the middle of a training step.
+    """
+    if mode not in ALPHA_MODES:
+        raise ValueError(f"smc_alpha: mode must be one of {ALPHA_MODES}, not {mode!r}")
+    batch, dev = q_unet_teacher.shape[0], q_unet_teacher.device
+    if mode == "constant":
+        return torch.full((batch,), float(constant), dtype=torch.float64, device=dev)
+    if mode == "linear":
+        return torch.full((batch,), float(progress), dtype=torch.float64, device=dev)
+    if q_fm_teacher.ndim != 3 or q_fm_teacher.shape[0] != batch:
+        raise ValueError(
+            f"confidences: foundation labels {tuple(q_fm_teacher.shape)} do not match U-Net labels "
+            f"{tuple(q_unet_teacher.shape)}"
+        )
+    phi_self = _phi_tensor(q_unet_student, q_unet_teacher, num_classes, phi_classes)
+    qt = q_unet_teacher
+    if tuple(qt.shape[-2:]) != tuple(q_fm_teacher.shape[-2:]):
+        qt = F.interpolate(qt[None].float(), size=tuple(q_fm_teacher.shape[-2:]), mode="nearest")[0].long()
+    phi_mut = _phi_tensor(qt, q_fm_teacher, num_classes, phi_classes)
     if mode == "self":
         return phi_self
     if mode == "mutual":

@@ -58,11 +58,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _f(t: torch.Tensor) -> float:
-    """A loss tensor as a Python float for logging."""
-    return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
-
-
 def _resize(x: torch.Tensor, size: int, mode: str = "nearest") -> torch.Tensor:
     """Resize a B×C×H×W float tensor to size×size (no-op when already that size)."""
     if x.shape[-1] == size and x.shape[-2] == size:
@@ -231,12 +226,12 @@ class SynFoCTrainer:
         seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
         self.rng = np.random.default_rng(cfg.seed + 1 + 1000 * self.rank)
 
+        self.cached = bool(cfg.freeze_encoder and cfg.cache_embeddings)
         self._build_models()
         self.P = cfg.unet_size
         self.S = self.fm_student.input_size
         self.R = self.fm_student.logit_size
         self.base = max(self.P, self.S)
-        self.cached = bool(cfg.freeze_encoder and cfg.cache_embeddings)
         geometric = "flip" if self.cached else "full"
         self.labeled_ds = LabeledDataset(list(labeled), cfg, self.base, geometric=geometric)
         self.unlabeled_ds = (
@@ -274,6 +269,10 @@ class SynFoCTrainer:
         for p in self.unet_teacher.parameters():
             p.requires_grad_(False)
         self.fm_student = build_foundation(cfg).to(self.device)
+        if cfg.frozen_lowp and self.precision == "bf16" and self.device.type == "cuda":
+            from .foundation.base import cast_frozen_matmul_weights
+
+            cast_frozen_matmul_weights(self.fm_student.image_encoder, torch.bfloat16)
         self.fm_teacher = copy.deepcopy(self.fm_student)
         for p in self.fm_teacher.parameters():
             p.requires_grad_(False)
@@ -305,9 +304,17 @@ class SynFoCTrainer:
                 for m in self.fm_student.modules()
             ),
         )
+        # what the teacher/weak-view passes call (compiled wrappers share the modules' tensors)
+        self._unet_teacher_fn, self._fm_teacher_fn, self._unet_weak_fn = self.unet_teacher, self.fm_teacher, self.unet
         if cfg.compile:
-            # compiles the U-Net's two passes per step (CUDA recommended; first steps are slow)
-            self.unet_pair = torch.compile(self.unet_pair)
+            # both students' passes and the teachers' (CUDA recommended; the first steps compile)
+            mode = cfg.compile_mode
+            self.unet_pair = torch.compile(self.unet_pair, mode=mode)
+            self.fm_pair = torch.compile(self.fm_pair, mode=mode)
+            self._unet_teacher_fn = torch.compile(self.unet_teacher, mode=mode)
+            self._unet_weak_fn = torch.compile(self.unet, mode=mode)
+            if not self.cached:
+                self._fm_teacher_fn = torch.compile(self.fm_teacher, mode=mode)
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -351,7 +358,7 @@ class SynFoCTrainer:
         from .losses import cdcr_losses, supervised_loss, unsupervised_loss
         from .mixing import box_masks, copy_paste, mix_targets, resize_mask
         from .ramps import consistency_weight
-        from .smc import ensemble_pseudo_labels, smc_alpha
+        from .smc import ensemble_pseudo_labels, smc_alpha_tensor
 
         cfg, dev, t = self.cfg, self.device, self.iteration
         P, S, R = self.P, self.S, self.R
@@ -361,6 +368,8 @@ class SynFoCTrainer:
             self._set_modes()
             self._modes_ready = True
         self._set_lr(t)
+        if cfg.compile and cfg.compile_mode == "reduce-overhead" and dev.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: last step's graph outputs are free
         lam = consistency_weight(t, cfg.iterations, cfg.consistency, cfg.ramp_steps)
 
         img_l = lab["image"].to(dev, non_blocking=True)
@@ -384,26 +393,28 @@ class SynFoCTrainer:
             xw = unl["image"].to(dev, non_blocking=True)
             xs = unl["strong"].to(dev, non_blocking=True)
             xw_p, xw_s = _resize(xw, P, cfg.unet_downsample), _resize(xw, S)
+            if cfg.channels_last:
+                xw_p = xw_p.contiguous(memory_format=torch.channels_last)
             xs_p, xs_s = _resize(xs, P, cfg.unet_downsample), _resize(xs, S)
             emb_w = None
             if self.cached:
                 keys_u = [(self._unl_keys[int(i)], bool(f)) for i, f in zip(unl["index"], unl["flip"], strict=True)]
                 emb_w = self.bank.batch(keys_u, self._unflipped(xw_s, unl["flip"]))
             with torch.no_grad(), autocast(dev, self.precision):
-                p_ut = torch.softmax(self.unet_teacher(xw_p).float(), dim=1)
-                p_ms = torch.softmax(self._fm_logits(self.fm_teacher, xw_s, emb=emb_w).float(), dim=1)
+                p_ut = torch.softmax(self._unet_teacher_fn(xw_p).float(), dim=1)
+                p_ms = torch.softmax(self._fm_logits(self._fm_teacher_fn, xw_s, emb=emb_w).float(), dim=1)
                 # The student's view of the weak batch (train mode: updates BN statistics as
                 # upstream's grad-enabled pass does; only its argmax is used).
-                q_u = self.unet(xw_p).max(1).indices  # max(): ~15x faster than argmax on CPU
+                q_u = self._unet_weak_fn(xw_p).max(1).indices  # max(): ~15x faster than argmax on CPU
             q_ut, q_ms = p_ut.max(1).indices, p_ms.max(1).indices
             if cfg.use_smc:
-                alpha = smc_alpha(
-                    q_u.cpu().numpy(), q_ut.cpu().numpy(), q_ms.cpu().numpy(),
+                alpha = smc_alpha_tensor(
+                    q_u, q_ut, q_ms,
                     cfg.num_classes, cfg.phi_classes, cfg.alpha_mode, cfg.alpha_constant,
                     progress=t / max(cfg.iterations, 1),
                 )
             else:
-                alpha = np.full(xw.shape[0], cfg.alpha_constant, dtype=np.float64)
+                alpha = torch.full((xw.shape[0],), cfg.alpha_constant, dtype=torch.float64, device=dev)
             ens = ensemble_pseudo_labels(p_ut, p_ms, alpha, cfg.tau)
             m_p = box_masks(xw.shape[0], P, self.rng, cfg.box_area, cfg.box_ratio).to(dev)
             m_s = resize_mask(m_p, S)
@@ -420,8 +431,6 @@ class SynFoCTrainer:
                 mixed_fm = copy_paste(xs_s, xl_s, m_s)
             if cfg.channels_last:
                 mixed_p = mixed_p.contiguous(memory_format=torch.channels_last)
-            alpha_mean = float(np.mean(alpha))
-            conf_frac = float(ens["w_unet"].float().mean())
 
         with autocast(dev, self.precision):
             out_ul, out_um = self.unet_pair(xl_p, mixed_p)
@@ -439,20 +448,26 @@ class SynFoCTrainer:
                     l_c = l_d = torch.zeros((), device=dev)
                     m_c = None
                 loss = loss + lam * (uns_u + uns_f + l_c + l_d)
-        logs.update(
-            sup_unet=_f(sup_u), sup_fm=_f(sup_f),
-            ce_unet=_f(parts_u["ce"]), dice_unet=_f(parts_u["dice"]),
-            ce_fm=_f(parts_f["ce"]), dice_fm=_f(parts_f["dice"]),
-        )
+        # Every logged value leaves the device in ONE transfer (one GPU sync per step, not 15).
+        tlogs: dict[str, torch.Tensor] = {
+            "sup_unet": sup_u, "sup_fm": sup_f,
+            "ce_unet": parts_u["ce"], "dice_unet": parts_u["dice"],
+            "ce_fm": parts_f["ce"], "dice_fm": parts_f["dice"],
+        }
         if semi:
-            logs.update(unsup_unet=_f(uns_u), unsup_fm=_f(uns_f), l_c=_f(l_c), l_d=_f(l_d))
+            tlogs.update(unsup_unet=uns_u, unsup_fm=uns_f, l_c=l_c, l_d=l_d,
+                         confident=ens["w_unet"].float().mean(), alpha=alpha.mean())
             if m_c is not None:
-                logs["consensus_fraction"] = float(m_c.float().mean())
+                tlogs["consensus_fraction"] = m_c.float().mean()
             if "label" in unl and bool((unl["label"] >= 0).all()):
                 # Pseudo-label quality against the (never trained-on) unlabelled ground truth.
                 gt_u = _resize_labels(unl["label"].to(dev), P)
-                logs["pseudo_label_acc"] = float((ens["pl_unet"] == gt_u).float().mean())
-        logs["loss"] = _f(loss)
+                tlogs["pseudo_label_acc"] = (ens["pl_unet"] == gt_u).float().mean()
+        tlogs["loss"] = loss
+        values = torch.stack([torch.as_tensor(v, device=dev).detach().float().reshape(()) for v in tlogs.values()])
+        logs.update(zip(tlogs, values.tolist(), strict=True))
+        conf_frac = logs.pop("confident", conf_frac)
+        alpha_mean = logs.pop("alpha", alpha_mean)
         if not math.isfinite(logs["loss"]):
             raise TrainingError(
                 f"the loss became {logs['loss']} at iteration {t}; training stopped and the last "

@@ -125,6 +125,27 @@ def test_fused_attention_same_output():
         assert torch.allclose(plain(x), fused(x), atol=1e-4)
 
 
+def test_frozen_weights_in_bf16_same_arithmetic_under_autocast():
+    from napari_synfoc.core.foundation.base import cast_frozen_matmul_weights
+
+    ref = tiny(num_classes=2, seed=3)
+    low = tiny(num_classes=2, seed=3)
+    n = cast_frozen_matmul_weights(low.image_encoder, torch.bfloat16)
+    assert n > 0
+    enc = dict(low.image_encoder.named_parameters())
+    assert enc["patch_embed.proj.weight"].dtype == torch.bfloat16
+    lora = [k for k in enc if "lora_" in k]
+    assert lora and all(enc[k].dtype == torch.float32 and enc[k].requires_grad for k in lora)
+    assert all(v.dtype == torch.float32 for k, v in enc.items() if "norm" in k)  # norms untouched
+    x = torch.rand(2, 1, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = ref(x), low(x)
+    # autocast casts fp32 weights to bf16 on every call: holding them in bf16 is the same maths
+    assert torch.equal(a, b)
+    b.float().mean().backward()
+    assert all(enc[k].grad is not None for k in lora)
+
+
 def test_deepcopy_gives_an_independent_equal_model():
     import copy
 

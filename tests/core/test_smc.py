@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_synfoc.core.smc import ensemble_pseudo_labels, hard_dice, phi, smc_alpha
+from napari_synfoc.core.smc import ensemble_pseudo_labels, hard_dice, phi, smc_alpha, smc_alpha_tensor
 
 
 def test_hard_dice_smoothing_and_empty_rule():
@@ -70,6 +70,30 @@ def test_smc_alpha_resolutions():
     assert smc_alpha(qs, qt, qf8, 2, mode="mutual").tolist() == pytest.approx(phi(up, qf8, 2).tolist())
     # (2·4+1)/(16+16+1.001) for image 0: overlap of [0:4,0:4] and [2:6,2:6] is 4 pixels
     assert smc_alpha(qs, qt, qf8, 2, mode="mutual")[0] == pytest.approx(9 / 33.001)
+
+
+@pytest.mark.parametrize("mode", ["smc", "self", "mutual", "constant", "linear"])
+@pytest.mark.parametrize("phi_classes,k", [("plain", 2), ("plain", 4), ("fundus", 3)])
+def test_smc_alpha_tensor_matches_numpy(mode, phi_classes, k):
+    # the trainer's on-device α must equal the numpy reference, hand case and random maps,
+    # at U-Net/foundation sizes that differ both ways
+    qs, qt, qf = _alpha_case()
+    t = [torch.from_numpy(x) for x in (qs, qt, qf)]
+    got = smc_alpha_tensor(*t, 2, mode=mode, constant=0.3, progress=0.25)
+    assert got.dtype == torch.float64
+    assert got.tolist() == pytest.approx(smc_alpha(qs, qt, qf, 2, mode=mode, constant=0.3, progress=0.25).tolist(), abs=1e-12)
+    gen = np.random.default_rng(k)
+    for fm_size in (6, 12, 24):
+        qs, qt = gen.integers(0, k, (3, 12, 12)), gen.integers(0, k, (3, 12, 12))
+        qf = gen.integers(0, k, (3, fm_size, fm_size))
+        qs[1] = 0  # an image with one empty map
+        qt[2] = 0
+        qf[2] = 0  # and one where both teachers are empty (Φ_mut = 1)
+        ref = smc_alpha(qs, qt, qf, k, phi_classes, mode, 0.3, 0.25)
+        got = smc_alpha_tensor(*(torch.from_numpy(x) for x in (qs, qt, qf)), k, phi_classes, mode, 0.3, 0.25)
+        assert got.tolist() == pytest.approx(ref.tolist(), abs=1e-12)
+    with pytest.raises(ValueError, match="mode"):
+        smc_alpha_tensor(*t, 2, mode="cps")
 
 
 def test_ensemble_thresholds_strict_equal_sizes():

@@ -69,7 +69,7 @@ def test_train_on_stack_runs_and_predicts(tmp_path):
 def test_deterministic_for_a_seed(tmp_path):
     img, lab = _disc_stack()
     task = StackTask(img, lab, [0, 1])
-    cfg = make_config("tiny", iterations=4, seed=7)
+    cfg = make_config("tiny", iterations=4, seed=7, device="cpu")  # bitwise: CPU kernels
     a = [e.losses["loss"] for e in train_on_stack(task, cfg, out_dir=tmp_path / "a") if isinstance(e, Step)]
     b = [e.losses["loss"] for e in train_on_stack(task, cfg, out_dir=tmp_path / "b") if isinstance(e, Step)]
     assert a == b
@@ -200,3 +200,49 @@ def test_validation_model_selection_keeps_best_states(tmp_path):
     assert 0.0 <= best["unet"] <= 1.0 and 0.0 <= best["fm"] <= 1.0
     too_few = _events(train_on_stack(StackTask(img, lab, [0]), cfg, out_dir=tmp_path / "b"))
     assert isinstance(too_few[-1], Failed) and "at least 2 labelled" in too_few[-1].message
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_upstream_way_and_fast_way_train_alike(tmp_path):
+    # fp16 + grad scaler eager (upstream) vs bf16 + channels-last + fused attention + loader
+    # workers: same seed, same batches → the first loss agrees to mixed-precision tolerance,
+    # and both keep training with finite losses
+    from napari_synfoc.core.data import infinite_loader, samples_from_stack
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    img, lab = _disc_stack(z=8)
+    labels = np.zeros_like(lab)
+    labels[[0, 2, 4]] = lab[[0, 2, 4]]
+    lab_s, unl_s, _ = samples_from_stack(img, labels, [0, 2, 4])
+    first = {}
+    for name, over in {
+        "upstream": dict(precision="fp16", num_workers=0),
+        "fast": dict(precision="bf16", channels_last=True, fused_attention=True, num_workers=2),
+    }.items():
+        cfg = make_config("tiny", device="cuda", iterations=100, **over)
+        tr = SynFoCTrainer(cfg, lab_s, unl_s)
+        assert tr.device.type == "cuda"
+        assert (tr.scaler is not None) == (name == "upstream")
+        li = infinite_loader(tr.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers, pin_memory=True)
+        ui = infinite_loader(tr.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7, cfg.num_workers, pin_memory=True)
+        losses = [tr.train_step(next(li), next(ui))["loss"] for _ in range(4)]
+        assert all(np.isfinite(losses)), (name, losses)
+        first[name] = losses[0]
+    assert first["fast"] == pytest.approx(first["upstream"], rel=0.05)
+
+
+def test_compiled_trainer_builds_and_keeps_its_modules():
+    # torch.compile wraps the passes, never the modules that are saved, EMA'd and predicted with
+    import torch
+
+    from napari_synfoc.core.data import samples_from_stack
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    img, lab = _disc_stack(z=4)
+    lab_s, unl_s, _ = samples_from_stack(img, lab, [0, 1])
+    tr = SynFoCTrainer(make_config("tiny", compile=True, device="cpu"), lab_s, unl_s)
+    for fn in (tr.unet_pair, tr.fm_pair, tr._unet_teacher_fn, tr._fm_teacher_fn, tr._unet_weak_fn):
+        assert isinstance(fn, torch._dynamo.eval_frame.OptimizedModule)
+    assert not isinstance(tr.unet, torch._dynamo.eval_frame.OptimizedModule)
+    assert tr._unet_teacher_fn._orig_mod is tr.unet_teacher and tr._fm_teacher_fn._orig_mod is tr.fm_teacher

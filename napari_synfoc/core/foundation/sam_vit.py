@@ -160,7 +160,7 @@ def build_tiny_parts(img_size: int) -> _Parts:
 
 def _fused_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
     """SAM ``Attention.forward`` through ``scaled_dot_product_attention`` (same maths)."""
-    from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
+    from segment_anything.modeling.image_encoder import get_rel_pos
 
     b, h, w, _ = x.shape
     n = h * w
@@ -168,11 +168,12 @@ def _fused_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
     q, k, v = qkv.unbind(0)  # B × heads × N × hd
     bias = None
     if self.use_rel_pos:
-        q_flat = q.reshape(b * self.num_heads, n, -1)
-        zeros = q_flat.new_zeros(b * self.num_heads, n, n)
-        hw = (h, w)
-        bias = add_decomposed_rel_pos(zeros, q_flat, self.rel_pos_h, self.rel_pos_w, hw, hw)
-        bias = bias.reshape(b, self.num_heads, n, n).to(q.dtype)
+        # SAM's decomposed relative position terms (add_decomposed_rel_pos without the zero
+        # attention map it adds them to): bias[q, k] = rel_h[q, k_h] + rel_w[q, k_w]
+        r_q = q.reshape(b * self.num_heads, h, w, -1)
+        rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, self.rel_pos_h))
+        rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, self.rel_pos_w))
+        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, self.num_heads, n, n).to(q.dtype)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
     return self.proj(out)

@@ -127,6 +127,10 @@ def build_config(
             changes["checkpoint"] = checkpoint or None
     if iterations is not None:
         changes["iterations"] = int(iterations)
+    if PROFILES[name].overrides.get("compile"):
+        # The dock trains in short rounds and wants its first overlay fast: compiling (about a
+        # minute) pays off only after several hundred iterations. Opt in from Advanced/overrides.
+        changes["compile"] = False
     changes.update(overrides or {})
     return make_config(name, **changes)
 

@@ -127,16 +127,19 @@ def time_profile(profile: str, device: str, warmup: int, iters: int,
     cuda = dev.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
-    times, losses = [], []
+    times, data_times, losses = [], [], []
     for i in range(warmup + iters):
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        logs = tr.train_step(next(li), next(ui))
+        lb, ub = next(li), next(ui)  # the batch is part of the iteration (workers hide it on a GPU)
+        t_data = time.perf_counter() - t
+        logs = tr.train_step(lb, ub)
         if cuda:
             torch.cuda.synchronize()
         if i >= warmup:
             times.append(time.perf_counter() - t)
+            data_times.append(t_data)
         losses.append(round(logs["loss"], 5))
     table = None
     if torch_profile > 0:
@@ -155,6 +158,7 @@ def time_profile(profile: str, device: str, warmup: int, iters: int,
     out = {
         "s_per_iteration": statistics.median(times),
         "s_per_iteration_all": [round(v, 4) for v in times],
+        "data_s_per_iteration": statistics.median(data_times),
         "losses": losses,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_vram_mb": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if cuda else None,

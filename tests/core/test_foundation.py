@@ -125,6 +125,21 @@ def test_fused_attention_same_output():
         assert torch.allclose(plain(x), fused(x), atol=1e-4)
 
 
+def test_fused_layernorm2d_is_the_same_function():
+    m = tiny(num_classes=2, seed=3)
+    lns = [x for x in m.modules() if type(x).__name__ == "LayerNorm2d"]
+    assert lns and all("_fused_layernorm2d_forward" in repr(x.forward) for x in lns)  # build_foundation fused them
+    ln = lns[0]
+    with torch.no_grad():
+        ln.weight.copy_(torch.linspace(0.5, 2.0, ln.weight.numel()))
+        ln.bias.copy_(torch.linspace(-1.0, 1.0, ln.bias.numel()))
+    x = torch.randn(2, ln.weight.numel(), 5, 7) * 3 + 1
+    u = x.mean(1, keepdim=True)
+    ref = (x - u) / torch.sqrt((x - u).pow(2).mean(1, keepdim=True) + ln.eps)  # SAM's formula
+    ref = ln.weight[:, None, None] * ref + ln.bias[:, None, None]
+    assert torch.allclose(ln(x), ref, atol=1e-5)
+
+
 def test_frozen_weights_in_bf16_same_arithmetic_under_autocast():
     from napari_synfoc.core.foundation.base import cast_frozen_matmul_weights
 

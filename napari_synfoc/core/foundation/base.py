@@ -7,9 +7,12 @@ mask maps are used together as K-way logits (channel 0 = background).
 
 from __future__ import annotations
 
+import types
+
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .lora import check_masked_zero, lora_effective_parameters, lora_layers
@@ -35,6 +38,24 @@ def reset_decoder_heads(decoder: nn.Module, num_classes: int) -> None:
     decoder.iou_prediction_head = MLP(
         dim, old_iou.layers[0].out_features, num_classes, old_iou.num_layers
     )
+
+
+def _fused_layernorm2d_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """SAM's ``LayerNorm2d`` (normalise over channels, biased variance, eps inside the root)
+    through the native fused ``layer_norm`` kernel: the same function in one op instead of
+    eight elementwise ones, and a fused backward."""
+    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+
+
+def fuse_layernorm2d(model: nn.Module) -> int:
+    """Route every SAM-style ``LayerNorm2d`` of ``model`` through :func:`F.layer_norm`; returns
+    the count. (About 7 % of a LiteMedSAM decoder step on the CPU; same maths.)"""
+    count = 0
+    for m in model.modules():
+        if type(m).__name__ == "LayerNorm2d" and hasattr(m, "eps") and isinstance(getattr(m, "weight", None), torch.Tensor):
+            m.forward = types.MethodType(_fused_layernorm2d_forward, m)
+            count += 1
+    return count
 
 
 def cast_frozen_matmul_weights(module: nn.Module, dtype: torch.dtype) -> int:

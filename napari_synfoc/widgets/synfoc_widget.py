@@ -116,6 +116,13 @@ ADVANCED_FIELDS: dict[str, Any] = {
 }
 
 
+# Delay between two steps of building the overlay layers. Not 0: Qt runs a chain of zero-delay
+# single shots back to back (they are posted events), without servicing timers or input between.
+OVERLAY_TURN_MS = 1
+# Longest pause of training while the GUI builds the overlay layers (about 0.5 s, once a viewer).
+OVERLAY_WAIT_S = 5.0
+
+
 def _nothreads() -> bool:
     return os.environ.get("SYNFOC_NOTHREADS", "") not in ("", "0")
 
@@ -162,9 +169,14 @@ def _warm_up_imports() -> None:
 
 def _training_events(
     image, rgb, labels, labeled, extra, folder, params, init_checkpoint, out_dir,
-    predict_every, stop_flag,
+    predict_every, stop_flag, overlays_ready=None,
 ):  # fmt: skip
-    """Worker-thread generator: build the task and config, train, yield events (no Qt here)."""
+    """Worker-thread generator: build the task and config, train, yield events (no Qt here).
+
+    After yielding predictions, it waits (at most ``OVERLAY_WAIT_S``) until ``overlays_ready`` is
+    set: while the GUI thread builds the overlay layers (the first predictions only), training
+    pauses, so the GUI thread does not share a 2-core machine with a training step.
+    """
     try:
         from ..core.interactive import train_on_stack
         from .task_builder import build_config, build_task, load_folder_images, match_channels
@@ -185,6 +197,12 @@ def _training_events(
     ):  # fmt: skip
         if isinstance(event, Predictions):
             yield ReviewUpdate(event.iteration, review_maps(event.fm_prob, event.unet_prob))
+            if overlays_ready is not None:
+                deadline = time.monotonic() + OVERLAY_WAIT_S
+                while not (overlays_ready.is_set() or stop_flag.is_set()):
+                    if time.monotonic() > deadline:
+                        break
+                    overlays_ready.wait(0.05)
         else:
             yield event
 
@@ -263,6 +281,12 @@ class SynFoCWidget(QWidget):
         self._maps: ReviewMaps | None = None
         self._maps_layer: Any = None
         self._pending_overlays: list[str] = []
+        self._overlays_ready = threading.Event()  # set: no overlay layer left to build
+        # Builds the missing overlay layers in steps, one per event-loop turn (see _apply_maps).
+        self._overlay_timer = QTimer(self)
+        self._overlay_timer.setSingleShot(True)
+        self._overlay_timer.setInterval(OVERLAY_TURN_MS)
+        self._overlay_timer.timeout.connect(self._overlay_step)
         self._gc_frozen = False
         self._visited: set[int] = set()
         self._train_image_layer: Any = None
@@ -818,10 +842,13 @@ class SynFoCWidget(QWidget):
         self._run_count += 1
         out_dir = self._run_root / f"run{self._run_count:03d}"
         self._stop_flag = threading.Event()
+        self._overlays_ready = threading.Event()
+        if self._overlays_exist():
+            self._overlays_ready.set()
         gen = _training_events(
             np.asarray(img.data), rgb, labels_snapshot, labeled, extra,
             self.folder_edit.text().strip() or None, params, init, out_dir,
-            self.predict_every_spin.value(), self._stop_flag,
+            self.predict_every_spin.value(), self._stop_flag, self._overlays_ready,
         )  # fmt: skip
         self._train_image_layer, self._train_labels_layer = img, lab
         self._trained_labeled = labeled
@@ -886,6 +913,7 @@ class SynFoCWidget(QWidget):
         if not self._running:
             return
         self._stop_flag.set()
+        self._overlays_ready.set()
         self.stop_btn.setText("Stopping…")
         self.stop_btn.setEnabled(False)
         self.status.setText("Stopping after the current iteration…")
@@ -897,7 +925,9 @@ class SynFoCWidget(QWidget):
         """
         app = QApplication.instance()
         deadline = None if timeout is None else time.monotonic() + float(timeout)
-        while self._worker is not None or self._pending_overlays:
+        while self._worker is not None or (
+            self._overlay_timer.isActive() and self._overlay_work_left()
+        ):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
@@ -939,6 +969,8 @@ class SynFoCWidget(QWidget):
             layer = self._train_image_layer
             if layer is not None and layer in self.viewer.layers:
                 self._apply_maps(event.maps, layer)
+            if not self._overlay_work_left():
+                self._overlays_ready.set()
         elif isinstance(event, CheckpointSaved):
             self._latest_checkpoint = Path(event.path)
         elif isinstance(event, Done):
@@ -1025,38 +1057,55 @@ class SynFoCWidget(QWidget):
     def _apply_maps(self, maps: ReviewMaps, image_layer: Any) -> None:
         """Show ``maps`` as the overlay layers of ``image_layer`` and refresh the ranking.
 
-        Existing layers are updated at once (cheap); missing ones are created one per event-loop
-        turn (a napari layer costs ~0.3 s to create with software OpenGL), so the UI never
-        freezes for all five at once.
+        Existing layers are updated at once (cheap).  Missing ones are built later in small
+        steps, one per event-loop turn (:meth:`_overlay_step`): adding a napari layer costs
+        60-130 ms of the GUI thread on a slow machine, so the event loop handles input, paints
+        and timers between the layers instead of freezing for all five at once.
         """
         below = self._train_labels_layer or self.labels_combo.value
         self._pending_overlays = overlays.update_overlays(
-            self.viewer, maps, image_layer, below=below, max_new=None if _nothreads() else 1
+            self.viewer, maps, image_layer, below=below, max_new=None if _nothreads() else 0
         )
-        if self._pending_overlays:
-            QTimer.singleShot(0, self._create_pending_overlays)
         self._maps = maps
         self._maps_layer = image_layer
+        if self._pending_overlays:
+            self._overlay_timer.start()
         self._visited.clear()
         self.prediction_updates += 1
         self.review.set_enabled(True)
         self._refresh_ranking()
         self._update_buttons()
 
-    def _create_pending_overlays(self) -> None:
-        if not self._pending_overlays or self._maps is None:
-            self._pending_overlays = []
-            return
+    def _overlay_step(self) -> None:
+        """One step of building the overlays, then re-arm while any is left.
+
+        A step adds one missing layer, its costly parts hidden (a Labels layer's painting-tool
+        visuals, the heat map itself), or, once all exist, shows those of one layer.
+        """
         layer = self._maps_layer
-        if layer is None or layer not in self.viewer.layers:
-            self._pending_overlays = []
-            return
-        below = self._train_labels_layer or self.labels_combo.value
-        self._pending_overlays = overlays.update_overlays(
-            self.viewer, self._maps, layer, below=below, names=self._pending_overlays, max_new=1
-        )
+        if self._maps is None or layer is None or layer not in self.viewer.layers:
+            self._pending_overlays = []  # no maps, or their image is gone
         if self._pending_overlays:
-            QTimer.singleShot(0, self._create_pending_overlays)
+            below = self._train_labels_layer or self.labels_combo.value
+            self._pending_overlays = overlays.update_overlays(
+                self.viewer, self._maps, layer, below=below, names=self._pending_overlays,
+                max_new=1, defer=True,
+            )  # fmt: skip
+        else:
+            self._pending_overlays = []
+            for lay in overlays.unfinished_layers(self.viewer)[:1]:
+                overlays.finish_layer(lay)
+        if self._overlay_work_left():
+            self._overlay_timer.start()
+        else:
+            self._overlays_ready.set()  # training may go on
+
+    def _overlay_work_left(self) -> bool:
+        return bool(self._pending_overlays or overlays.unfinished_layers(self.viewer))
+
+    def _overlays_exist(self) -> bool:
+        """True if every overlay layer exists (training then need not wait for the GUI)."""
+        return all(name in self.viewer.layers for name in overlays.OVERLAY_NAMES)
 
     def _maps_labels_layer(self) -> Any:
         """The labels layer that matches the current maps (None if none fits)."""
@@ -1327,6 +1376,9 @@ class SynFoCWidget(QWidget):
         except (TypeError, ValueError, RuntimeError):
             pass
         self.loss_plot._timer.stop()
+        self._overlay_timer.stop()
+        for layer in overlays.unfinished_layers(self.viewer):
+            overlays.finish_layer(layer)
         shutil.rmtree(self._run_root, ignore_errors=True)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API

@@ -77,6 +77,16 @@ def test_whole_loop(viewer_widget, qtbot):
         assert type(viewer.layers[name]).__name__ == "Labels"
     heat = viewer.layers[overlays.HEAT].data
     assert heat.min() >= 0 and heat.max() <= 1
+    # built in steps, but finished: painting tools on, visibility as specified, all just below
+    # the user's labels, which stay the active layer
+    assert not overlays.unfinished_layers(viewer)
+    assert viewer.layers[overlays.HEAT].visible and viewer.layers[overlays.CONSENSUS].visible
+    assert not viewer.layers[overlays.MEDSAM].visible
+    for name in overlays.LABEL_OVERLAYS:
+        assert all(viewer.layers[name]._overlays[k].visible for k in overlays.TOOL_OVERLAYS)
+    n = len(overlays.OVERLAY_NAMES)
+    assert [layer.name for layer in viewer.layers[-1 - n : -1]] == list(overlays.STACK_ORDER)
+    assert viewer.layers[-1] is lab and viewer.layers.selection.active is lab
     # the user's labels are untouched by training
     assert set(labeled_slices(lab.data)) == {1, 4}
     np.testing.assert_array_equal(lab.data[1], gt[1])
@@ -265,6 +275,125 @@ def test_session_predict_and_export(viewer_widget, qtbot, tmp_path):
     arr, geom = read_volume(tmp_path / "pred" / "consensus.nii.gz")
     np.testing.assert_array_equal(arr, viewer.layers[overlays.CONSENSUS].data)
     w2.cleanup()
+
+
+def _maps(z=Z, seed=0):
+    from napari_synfoc.core.review import review_maps
+
+    rng = np.random.default_rng(seed)
+    p = rng.random((z, 2, H, W)).astype(np.float32)
+    q = rng.random((z, 2, H, W)).astype(np.float32)
+    return review_maps(p / p.sum(1, keepdims=True), q / q.sum(1, keepdims=True))
+
+
+def _describe(layer):
+    """What a user sees of an overlay layer (independent of how it was added)."""
+    out = {
+        "type": type(layer).__name__, "visible": layer.visible, "opacity": layer.opacity,
+        "blending": layer.blending, "scale": tuple(layer.scale),
+        "translate": tuple(layer.translate),
+        "tools": {k: o.visible for k, o in layer._overlays.items()},
+    }  # fmt: skip
+    if out["type"] == "Image":
+        out.update(colormap=layer.colormap.name, contrast_limits=tuple(layer.contrast_limits))
+    else:
+        out["colors"] = [tuple(np.round(layer.colormap.map(v), 4)) for v in (0, 1, 2)]
+    return out
+
+
+def test_overlays_built_in_steps_end_as_a_direct_add(make_napari_viewer):
+    """One layer per call with ``max_new=1``; ``defer`` hides the costly parts until
+    ``finish_layer``; the result matches the layers made in one go, and the active layer stays."""
+    maps = _maps()
+    built = {}
+    for stepwise in (False, True):
+        viewer = make_napari_viewer()
+        img, _ = _stack()
+        image = viewer.add_image(img, name="stack", scale=(2.0, 0.5, 0.5))
+        lab = viewer.add_labels(np.zeros((Z, H, W), np.int32), name="annotations",
+                                scale=(2.0, 0.5, 0.5))
+        assert viewer.layers.selection.active is lab
+        if stepwise:
+            missing = overlays.update_overlays(viewer, maps, image, below=lab, max_new=0)
+            assert sorted(missing) == sorted(overlays.OVERLAY_NAMES) and len(viewer.layers) == 2
+            steps = 0
+            while missing:
+                missing = overlays.update_overlays(
+                    viewer, maps, image, below=lab, names=missing, max_new=1, defer=True
+                )
+                steps += 1
+                assert len(viewer.layers) == 2 + steps
+            unfinished = overlays.unfinished_layers(viewer)
+            assert len(unfinished) == len(overlays.OVERLAY_NAMES)
+            assert not viewer.layers[overlays.HEAT].visible  # hidden until finished
+            layer = viewer.layers[overlays.CONSENSUS]
+            assert not any(layer._overlays[k].visible for k in overlays.TOOL_OVERLAYS)
+            for layer in unfinished:
+                assert overlays.finish_layer(layer)
+                assert not overlays.finish_layer(layer)
+            assert not overlays.unfinished_layers(viewer)
+        else:
+            assert overlays.update_overlays(viewer, maps, image, below=lab) == []
+        assert viewer.layers.selection.active is lab
+        # the stack, bottom to top, as when the layers were added in that order below the labels
+        assert [layer.name for layer in viewer.layers] == [
+            "stack", overlays.HEAT, overlays.MEDSAM, overlays.UNET, overlays.CONSENSUS,
+            overlays.DIVERGENCE, "annotations",
+        ]  # fmt: skip
+        built[stepwise] = {
+            layer.name: (viewer.layers.index(layer), _describe(layer), np.asarray(layer.data))
+            for layer in viewer.layers
+            if layer.name in overlays.OVERLAY_NAMES
+        }
+    assert built[True].keys() == built[False].keys() == set(overlays.OVERLAY_NAMES)
+    for name, (index, desc, data) in built[False].items():
+        assert built[True][name][:2] == (index, desc), name
+        np.testing.assert_array_equal(built[True][name][2], data)
+    assert built[False][overlays.DIVERGENCE][1]["colors"][1] == (1.0, 0.0, 1.0, 1.0)
+
+
+def test_training_pauses_after_predictions_until_the_overlays_exist(monkeypatch):
+    """The worker generator waits (bounded) after predictions until the GUI says the overlay
+    layers exist; a set flag or a stop request lets it go on at once."""
+    import threading
+    import time
+
+    from napari_synfoc.core import interactive
+    from napari_synfoc.core.events import Predictions, Step
+    from napari_synfoc.widgets import synfoc_widget as sw
+    from napari_synfoc.widgets import task_builder
+
+    prob = np.full((2, 2, 8, 8), 0.5, np.float32)
+
+    def fake_train(task, cfg, **kw):
+        yield Predictions(0, prob, prob)
+        yield Step(0, 1, {}, 0.5, 0.1, 1.0, 0.1)
+
+    monkeypatch.setattr(interactive, "train_on_stack", fake_train)
+    monkeypatch.setattr(task_builder, "build_config", lambda **kw: None)
+    monkeypatch.setattr(task_builder, "build_task", lambda *a: None)
+    monkeypatch.setattr(sw, "OVERLAY_WAIT_S", 0.3)
+
+    def run(ready, stop):
+        gen = sw._training_events(
+            np.zeros((2, 8, 8)), False, np.zeros((2, 8, 8)), [0], [], None, {}, None, None, 1,
+            stop, ready,
+        )  # fmt: skip
+        assert type(next(gen)).__name__ == "ReviewUpdate"
+        t = time.perf_counter()
+        assert isinstance(next(gen), Step)
+        return time.perf_counter() - t
+
+    assert run(threading.Event(), threading.Event()) >= 0.29  # nobody answers: the bound
+    ready = threading.Event()
+    ready.set()
+    assert run(ready, threading.Event()) < 0.2
+    stop = threading.Event()
+    stop.set()
+    assert run(threading.Event(), stop) < 0.2
+    ready = threading.Event()
+    threading.Timer(0.1, ready.set).start()
+    assert 0.05 < run(ready, threading.Event()) < 0.28
 
 
 def test_widget_import_keeps_torch_out():

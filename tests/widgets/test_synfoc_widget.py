@@ -233,6 +233,9 @@ def test_2d_rgb_image_synchronous(make_napari_viewer, qtbot, monkeypatch):
     assert widget.event_counts.get("Started") == 1
     for name in overlays.OVERLAY_NAMES:
         assert viewer.layers[name].data.shape == (H, W)
+    # built at once in the GUI thread, so the generator was told at once not to wait for them
+    # (else it would have blocked the GUI thread for OVERLAY_WAIT_S)
+    assert widget._overlays_ready.is_set()
     assert extra.data.shape == (3, H, W)
     n = widget.accept("medsam")
     np.testing.assert_array_equal(lab.data, widget._maps.fm_label[0])

@@ -38,7 +38,11 @@ def foreground_masks(labels: np.ndarray, num_classes: int, phi_classes: str = "p
     ``"plain"``: ``labels == c`` for c in 1..K−1; ``"fundus"``: cup = ``labels == 1``,
     disc = ``labels > 0`` (cup ∪ rim), as upstream's ``to_2d``.
     """
-    labels = _to_numpy(labels)
+    return _class_masks(_to_numpy(labels), num_classes, phi_classes)
+
+
+def _class_masks(labels, num_classes: int, phi_classes: str) -> list:
+    """The class rule of :func:`foreground_masks` on numpy arrays or torch tensors alike."""
     if phi_classes == "fundus":
         return [labels == 1, labels > 0]
     if phi_classes == "plain":
@@ -131,14 +135,8 @@ def _phi_tensor(q1: Tensor, q2: Tensor, num_classes: int, phi_classes: str) -> T
     """:func:`phi` in torch on the labels' device, float64 [B] (counts are exact in float64)."""
     if q1.shape != q2.shape or q1.ndim != 3:
         raise ValueError(f"phi: expected two B×H×W label maps of equal shape, got {tuple(q1.shape)} and {tuple(q2.shape)}")
-    if phi_classes == "fundus":
-        pairs = [(q1 == 1, q2 == 1), (q1 > 0, q2 > 0)]
-    elif phi_classes == "plain":
-        pairs = [(q1 == c, q2 == c) for c in range(1, num_classes)]
-    else:
-        raise ValueError(f"phi_classes must be one of {PHI_CLASSES}, not {phi_classes!r}")
     dices = []
-    for a, b in pairs:
+    for a, b in zip(_class_masks(q1, num_classes, phi_classes), _class_masks(q2, num_classes, phi_classes), strict=True):
         sa = a.sum(dim=(1, 2), dtype=torch.float64)
         sb = b.sum(dim=(1, 2), dtype=torch.float64)
         inter = (a & b).sum(dim=(1, 2), dtype=torch.float64)

@@ -62,10 +62,8 @@ def _resize(x: torch.Tensor, size: int, mode: str = "nearest") -> torch.Tensor:
     """Resize a B×C×H×W float tensor to size×size (no-op when already that size)."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
-    if mode == "nearest":
-        return F.interpolate(x, size=(size, size), mode="nearest")
-    if mode == "area":
-        return F.interpolate(x, size=(size, size), mode="area")
+    if mode in ("nearest", "area"):  # (these modes take no align_corners)
+        return F.interpolate(x, size=(size, size), mode=mode)
     return F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
 
 
@@ -298,7 +296,7 @@ class SynFoCTrainer:
         self.scaler = make_grad_scaler(self.device, self.precision)
         self.unet_pair = _Pair(self.unet)
         self.fm_pair = _Pair(
-            self.fm_student, decode=bool(cfg.freeze_encoder and cfg.cache_embeddings),
+            self.fm_student, decode=self.cached,
             concat=not any(
                 isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters())
                 for m in self.fm_student.modules()
@@ -385,8 +383,7 @@ class SynFoCTrainer:
         if cfg.channels_last:
             xl_p = xl_p.contiguous(memory_format=torch.channels_last)
 
-        logs: dict[str, float] = {}
-        alpha_mean, conf_frac = float("nan"), float("nan")
+        logs: dict[str, float] = {"alpha": float("nan"), "confident_fraction": float("nan")}
         mixed_p = mixed_fm = None
         semi = not cfg.suponly and unl is not None
         if semi:
@@ -456,7 +453,7 @@ class SynFoCTrainer:
         }
         if semi:
             tlogs.update(unsup_unet=uns_u, unsup_fm=uns_f, l_c=l_c, l_d=l_d,
-                         confident=ens["w_unet"].float().mean(), alpha=alpha.mean())
+                         confident_fraction=ens["w_unet"].float().mean(), alpha=alpha.mean())
             if m_c is not None:
                 tlogs["consensus_fraction"] = m_c.float().mean()
             if "label" in unl and bool((unl["label"] >= 0).all()):
@@ -466,8 +463,6 @@ class SynFoCTrainer:
         tlogs["loss"] = loss
         values = torch.stack([torch.as_tensor(v, device=dev).detach().float().reshape(()) for v in tlogs.values()])
         logs.update(zip(tlogs, values.tolist(), strict=True))
-        conf_frac = logs.pop("confident", conf_frac)
-        alpha_mean = logs.pop("alpha", alpha_mean)
         if not math.isfinite(logs["loss"]):
             raise TrainingError(
                 f"the loss became {logs['loss']} at iteration {t}; training stopped and the last "
@@ -487,8 +482,6 @@ class SynFoCTrainer:
             self.opt_fm.step()
         ema_update(*self._ema_unet, t, cfg.ema_decay)
         ema_update(*self._ema_fm, t, cfg.ema_decay)
-        logs["alpha"] = alpha_mean
-        logs["confident_fraction"] = conf_frac
         logs["lambda"] = lam
         self.iteration += 1
         return logs

@@ -1,11 +1,11 @@
 """``napari-synfoc``: open napari with the plugin, or train / evaluate / benchmark headless.
 
-    napari-synfoc                      # napari with the SynFoC dock and the demo sample
-    napari-synfoc open FILE...         # napari with the SynFoC dock and your files
-    napari-synfoc train --data DIR --labeled-domain NAME --n-labeled N --iterations N --out OUT
-    napari-synfoc eval --data DIR --model OUT/synfoc_checkpoint.pt --out OUT
-    napari-synfoc bench --out bench.json [--quick]
-    napari-synfoc benchmark faz --out DIR
+napari-synfoc                      # napari with the SynFoC dock and the demo sample
+napari-synfoc open FILE...         # napari with the SynFoC dock and your files
+napari-synfoc train --data DIR --labeled-domain NAME --n-labeled N --iterations N --out OUT
+napari-synfoc eval --data DIR --model OUT/synfoc_checkpoint.pt --out OUT
+napari-synfoc bench --out bench.json [--quick]
+napari-synfoc benchmark faz --out DIR
 """
 
 from __future__ import annotations
@@ -70,27 +70,48 @@ def launch_napari(files: list[str] | None = None, sample: bool = True) -> int:
 # --------------------------------------------------------------------------- config
 def _add_method_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and compute")
-    g.add_argument("--profile", choices=sorted(PROFILES), default=None,
-                   help="compute profile (default: cpu-interactive on a CPU, gpu-fast on a GPU)")
-    g.add_argument("--foundation", choices=FOUNDATIONS, default=None,
-                   help="foundation model (default litemedsam, bundled)")
-    g.add_argument("--checkpoint", default=None,
-                   help="foundation weights for medsam-vitb / sam-vitb (e.g. medsam_vit_b.pth)")
-    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    g.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="compute profile (default: cpu-interactive on a CPU, gpu-fast on a GPU)",
+    )
+    g.add_argument(
+        "--foundation",
+        choices=FOUNDATIONS,
+        default=None,
+        help="foundation model (default litemedsam, bundled)",
+    )
+    g.add_argument(
+        "--checkpoint",
+        default=None,
+        help="foundation weights for medsam-vitb / sam-vitb (e.g. medsam_vit_b.pth)",
+    )
+    g.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
+    )
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None)
     g.add_argument("--seed", type=int, default=1337)
-    g.add_argument("--batch", type=int, default=None, help="labelled and unlabelled batch size (each)")
+    g.add_argument(
+        "--batch", type=int, default=None, help="labelled and unlabelled batch size (each)"
+    )
     g.add_argument("--size", type=int, default=None, help="U-Net input size P")
     g.add_argument("--fm-size", type=int, default=None, help="foundation input size S")
     g.add_argument("--unet-features", default=None, help="U-Net widths, e.g. 16,32,64,128,256")
     g.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     g.add_argument("--compile", action="store_true", help="torch.compile the U-Net")
     m = p.add_argument_group("method (faithful by default) and the spec's fixes")
-    m.add_argument("--baseline", choices=["suponly"], default=None,
-                   help="suponly: train both models on the labelled images only, same schedule")
+    m.add_argument(
+        "--baseline",
+        choices=["suponly"],
+        default=None,
+        help="suponly: train both models on the labelled images only, same schedule",
+    )
     m.add_argument("--no-smc", action="store_true", help="ablation: constant alpha instead of SMC")
     m.add_argument("--no-cdcr", action="store_true", help="ablation: no L_c / L_d")
-    m.add_argument("--alpha-mode", choices=["smc", "self", "mutual", "constant", "linear"], default=None)
+    m.add_argument(
+        "--alpha-mode", choices=["smc", "self", "mutual", "constant", "linear"], default=None
+    )
     m.add_argument("--lr-schedule", choices=["none", "poly"], default=None)
     m.add_argument("--teacher-bn", choices=["train", "eval"], default=None)
     m.add_argument("--dice-bg-masked", action="store_true", default=None)
@@ -120,11 +141,18 @@ def config_from_args(args: argparse.Namespace, **task: Any) -> SynFoCConfig:
     if args.fixes:
         over.update(FIXES)
     simple = {
-        "foundation": args.foundation, "checkpoint": args.checkpoint, "precision": args.precision,
-        "unet_size": args.size, "fm_size": args.fm_size, "num_workers": args.workers,
-        "alpha_mode": args.alpha_mode, "lr_schedule": args.lr_schedule,
-        "teacher_bn": args.teacher_bn, "dice_bg_masked": args.dice_bg_masked,
-        "ce_norm": args.ce_norm, "model_selection": args.model_selection,
+        "foundation": args.foundation,
+        "checkpoint": args.checkpoint,
+        "precision": args.precision,
+        "unet_size": args.size,
+        "fm_size": args.fm_size,
+        "num_workers": args.workers,
+        "alpha_mode": args.alpha_mode,
+        "lr_schedule": args.lr_schedule,
+        "teacher_bn": args.teacher_bn,
+        "dice_bg_masked": args.dice_bg_masked,
+        "ce_norm": args.ce_norm,
+        "model_selection": args.model_selection,
         "empty_gt_hd95": args.empty_gt_hd95,
     }
     over.update({k: v for k, v in simple.items() if v is not None})
@@ -164,7 +192,11 @@ def run_training(cfg: SynFoCConfig, labeled, unlabeled, out: Path, quiet: bool =
     trainer = SynFoCTrainer(
         cfg, labeled, unlabeled, out_dir=out, embed_cache_dir=default_cache_dir() / "embeddings"
     )
-    bar = None if quiet else _progress_bar(cfg.iterations, "SynFoC" if not cfg.suponly else "SupOnly")
+    bar = (
+        None
+        if quiet
+        else _progress_bar(cfg.iterations, "SynFoC" if not cfg.suponly else "SupOnly")
+    )
     times: list[float] = []
     final = None
     for ev in trainer.run():
@@ -172,7 +204,9 @@ def run_training(cfg: SynFoCConfig, labeled, unlabeled, out: Path, quiet: bool =
             times.append(ev.seconds)
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{ev.losses['loss']:.3f}", alpha=f"{ev.alpha:.2f}", lam=f"{ev.lam:.3f}")
+                bar.set_postfix(
+                    loss=f"{ev.losses['loss']:.3f}", alpha=f"{ev.alpha:.2f}", lam=f"{ev.lam:.3f}"
+                )
         elif isinstance(ev, Progress) and bar is not None:
             bar.set_description(f"{ev.message} {ev.done}/{ev.total}")
         elif isinstance(ev, Done | Cancelled | Failed):
@@ -220,7 +254,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.eval_limit:
         test = {d: list(v)[: args.eval_limit] for d, v in test.items()}
     cfg = config_from_args(
-        args, num_classes=split.num_classes, in_channels=split.in_channels,
+        args,
+        num_classes=split.num_classes,
+        in_channels=split.in_channels,
         phi_classes=split.phi_classes,
     )
     out = Path(args.out)
@@ -238,16 +274,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.world_size > 1:
         # Under torchrun: every rank records a fingerprint of its students (the test checks the
         # ranks stayed in sync); rank 0 alone evaluates and writes metrics.json.
-        write_json_atomic(out / f"rank{trainer.rank}_params.json", {
-            "rank": trainer.rank, "world_size": trainer.world_size,
-            "iterations": trainer.iteration, **model_fingerprint(trainer),
-        })
+        write_json_atomic(
+            out / f"rank{trainer.rank}_params.json",
+            {
+                "rank": trainer.rank,
+                "world_size": trainer.world_size,
+                "iterations": trainer.iteration,
+                **model_fingerprint(trainer),
+            },
+        )
         if trainer.rank != 0:
             trainer.free()
             return 0
     res = _evaluate_with_bar(
-        (trainer.unet, trainer.fm_student, trainer.device, trainer.precision), test, cfg,
-        args.quiet, default_cache_dir() / "embeddings",
+        (trainer.unet, trainer.fm_student, trainer.device, trainer.precision),
+        test,
+        cfg,
+        args.quiet,
+        default_cache_dir() / "embeddings",
     )
     metrics = {
         "config": cfg.to_dict(),
@@ -291,14 +335,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if split.num_classes != cfg.num_classes or split.in_channels != cfg.in_channels:
         print(
             f"napari-synfoc: the model has {cfg.num_classes} classes / {cfg.in_channels} channels "
-            f"but '{args.data}' has {split.num_classes} / {split.in_channels}", file=sys.stderr,
+            f"but '{args.data}' has {split.num_classes} / {split.in_channels}",
+            file=sys.stderr,
         )
         return 2
     test = split.test
     if args.eval_limit:
         test = {d: list(v)[: args.eval_limit] for d, v in test.items()}
-    res = _evaluate_with_bar((unet, fm, dev, precision), test, cfg, args.quiet, default_cache_dir() / "embeddings")
-    metrics = {"config": cfg.to_dict(), "device": _device_name(dev), "model": str(args.model), **res}
+    res = _evaluate_with_bar(
+        (unet, fm, dev, precision), test, cfg, args.quiet, default_cache_dir() / "embeddings"
+    )
+    metrics = {
+        "config": cfg.to_dict(),
+        "device": _device_name(dev),
+        "model": str(args.model),
+        **res,
+    }
     from .core import checkpoint as ckpt
 
     metrics["iterations"] = int(ckpt.load_checkpoint(args.model).get("iteration", 0))
@@ -359,24 +411,38 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("open", help="open napari with the SynFoC dock and the given files")
     o.add_argument("files", nargs="*")
 
-    t = sub.add_parser("train", help="train SynFoC on a data set folder, evaluate, write metrics.json")
-    t.add_argument("--data", required=True, help="data set root (generic, paper layouts, Drishti-GS)")
+    t = sub.add_parser(
+        "train", help="train SynFoC on a data set folder, evaluate, write metrics.json"
+    )
+    t.add_argument(
+        "--data", required=True, help="data set root (generic, paper layouts, Drishti-GS)"
+    )
     t.add_argument("--layout", default="auto")
     t.add_argument("--labeled-domain", required=True)
     t.add_argument("--n-labeled", type=int, required=True)
     t.add_argument("--iterations", type=int, required=True)
     t.add_argument("--out", required=True)
-    t.add_argument("--unlabeled-limit", type=int, default=0,
-                   help="use at most N unlabelled images per domain (0 = all)")
-    t.add_argument("--eval-limit", type=int, default=0,
-                   help="evaluate at most N test images per domain (0 = all)")
+    t.add_argument(
+        "--unlabeled-limit",
+        type=int,
+        default=0,
+        help="use at most N unlabelled images per domain (0 = all)",
+    )
+    t.add_argument(
+        "--eval-limit",
+        type=int,
+        default=0,
+        help="evaluate at most N test images per domain (0 = all)",
+    )
     t.add_argument("--quiet", action="store_true")
     _add_method_args(t)
 
     e = sub.add_parser("eval", help="evaluate a saved model on every domain's test split")
     e.add_argument("--data", required=True)
     e.add_argument("--layout", default="auto")
-    e.add_argument("--model", required=True, help="a napari-synfoc checkpoint (OUT/synfoc_checkpoint.pt)")
+    e.add_argument(
+        "--model", required=True, help="a napari-synfoc checkpoint (OUT/synfoc_checkpoint.pt)"
+    )
     e.add_argument("--out", required=True)
     e.add_argument("--device", default="auto")
     e.add_argument("--eval-limit", type=int, default=0)
@@ -384,13 +450,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="speed benchmark (profiles, first overlay, UI stalls)")
     b.add_argument("--out", required=True)
-    b.add_argument("--quick", action="store_true", help="finish in under two minutes on a 2-core CPU")
+    b.add_argument(
+        "--quick", action="store_true", help="finish in under two minutes on a 2-core CPU"
+    )
     b.add_argument("--device", default="auto")
-    b.add_argument("--profiles", default=None,
-                   help="comma-separated profiles to time; settings as name+key=value (gpu-fast+compile=true)")
-    b.add_argument("--no-overlay", action="store_true", help="skip the napari measurements (no display/napari)")
-    b.add_argument("--torch-profile", type=int, default=0, metavar="N",
-                   help="print torch.profiler tables of N extra iterations per profile")
+    b.add_argument(
+        "--profiles",
+        default=None,
+        help="comma-separated profiles to time; settings as name+key=value (gpu-fast+compile=true)",
+    )
+    b.add_argument(
+        "--no-overlay",
+        action="store_true",
+        help="skip the napari measurements (no display/napari)",
+    )
+    b.add_argument(
+        "--torch-profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print torch.profiler tables of N extra iterations per profile",
+    )
 
     bm = sub.add_parser("benchmark", help="accuracy benchmarks (FAZ protocol, human-in-the-loop)")
     bm.add_argument("which", choices=["faz", "hitl"])

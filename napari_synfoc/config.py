@@ -94,8 +94,12 @@ class SynFoCConfig:
     channels_last: bool = False
     fused_attention: bool = False  # SAM ViT attention through scaled_dot_product_attention
     compile: bool = False  # torch.compile both students and both teachers (CUDA)
-    compile_mode: str = "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA graphs)
-    frozen_lowp: bool = False  # bf16 on CUDA: keep the frozen encoder's Linear/Conv weights in bf16
+    compile_mode: str = (
+        "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA graphs)
+    )
+    frozen_lowp: bool = (
+        False  # bf16 on CUDA: keep the frozen encoder's Linear/Conv weights in bf16
+    )
     num_workers: int = 0
     predict_every: int = 0  # 0: only at the end
     first_predict_at: int = 5  # an early overlay after this many iterations (when predicting)
@@ -108,7 +112,9 @@ class SynFoCConfig:
     def validate(self) -> SynFoCConfig:
         """Raise ``ValueError`` with a readable message for inconsistent settings."""
         if self.foundation not in FOUNDATIONS:
-            raise ValueError(f"unknown foundation model {self.foundation!r}; choose from {FOUNDATIONS}")
+            raise ValueError(
+                f"unknown foundation model {self.foundation!r}; choose from {FOUNDATIONS}"
+            )
         if self.alpha_mode not in ALPHA_MODES:
             raise ValueError(f"unknown alpha mode {self.alpha_mode!r}; choose from {ALPHA_MODES}")
         if self.num_classes < 2:
@@ -135,7 +141,14 @@ class SynFoCConfig:
                 f"{self.foundation} needs a checkpoint file: pass --checkpoint PATH "
                 "(e.g. medsam_vit_b.pth); it cannot be downloaded here"
             )
-        for name in ("lr_schedule", "teacher_bn", "ce_norm", "model_selection", "empty_gt_hd95", "compile_mode"):
+        for name in (
+            "lr_schedule",
+            "teacher_bn",
+            "ce_norm",
+            "model_selection",
+            "empty_gt_hd95",
+            "compile_mode",
+        ):
             allowed = {
                 "compile_mode": ("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
                 "lr_schedule": ("none", "poly"),

@@ -17,6 +17,8 @@ def pytest_configure(config):
     first. The widget guards its own imports (widgets/task_builder.avoid_triton_llvm_clash)."""
     import torch  # noqa: F401
     import torchvision  # noqa: F401
+
+
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 

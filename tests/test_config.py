@@ -14,7 +14,12 @@ def test_faithful_defaults_match_the_spec():
     assert (c.tau, c.ema_decay, c.consistency, c.ramp_steps) == (0.95, 0.99, 1.0, 200)
     assert (c.box_area, c.box_ratio) == ((0.02, 0.40), 0.3)
     assert c.lora_rank == 4 and c.lora_targets == "qv"
-    assert (c.lr_schedule, c.teacher_bn, c.dice_bg_masked, c.ce_norm) == ("none", "train", False, "all")
+    assert (c.lr_schedule, c.teacher_bn, c.dice_bg_masked, c.ce_norm) == (
+        "none",
+        "train",
+        False,
+        "all",
+    )
     assert c.foundation == "litemedsam" and c.unet_features == (64, 128, 256, 512, 1024)
 
 
@@ -24,7 +29,10 @@ def test_profiles_and_fixes_apply():
     assert make_config("tiny").foundation == "tiny"
     fixed = make_config(**FIXES)
     assert fixed.teacher_bn == "eval" and fixed.dice_bg_masked and fixed.lr_schedule == "poly"
-    assert default_profile_for("cuda:0") == "gpu-fast" and default_profile_for("cpu") == "cpu-interactive"
+    assert (
+        default_profile_for("cuda:0") == "gpu-fast"
+        and default_profile_for("cpu") == "cpu-interactive"
+    )
     assert set(PROFILES) >= {"faithful", "gpu-fast", "cpu-interactive", "tiny"}
 
 

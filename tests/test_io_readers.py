@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
-from pathlib import Path
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +21,9 @@ from napari_synfoc.io import (
 )
 from napari_synfoc.io.readers import napari_get_reader
 
-SHARED = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synfoc_format_samples")
+SHARED = str(
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synfoc_format_samples"
+)
 
 
 # --- geometry ------------------------------------------------------------------------------

@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-FAZ_DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ"
+FAZ_DEFAULT = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "faz_octa_5sites"
+    / "data"
+    / "FAZ"
+)
 DOMAINS = ("Domain1", "Domain2", "Domain3", "Domain4", "Domain5")
 
 
@@ -39,8 +46,13 @@ class Schedule:
 
 SCHEDULES = {
     "cpu": Schedule(
-        "cpu", "cpu-interactive", iterations=200, unlabeled_per_domain=24, test_per_domain=20,
-        hitl_rounds=6, hitl_iterations=60,
+        "cpu",
+        "cpu-interactive",
+        iterations=200,
+        unlabeled_per_domain=24,
+        test_per_domain=20,
+        hitl_rounds=6,
+        hitl_iterations=60,
         description=(
             "2-core CPU budget: cpu-interactive profile (frozen LiteMedSAM encoder with cached "
             "embeddings, trained mask decoder, U-Net 16..256 at 128 px, metrics at 256 px, batch 2+2), 200 "
@@ -49,8 +61,13 @@ SCHEDULES = {
         ),
     ),
     "gpu": Schedule(
-        "gpu", "gpu-fast", iterations=30000, unlabeled_per_domain=0, test_per_domain=0,
-        hitl_rounds=10, hitl_iterations=1000,
+        "gpu",
+        "gpu-fast",
+        iterations=30000,
+        unlabeled_per_domain=0,
+        test_per_domain=0,
+        hitl_rounds=10,
+        hitl_iterations=1000,
         description="the paper's schedule on a GPU: 30k iterations, batch 4+4, all data",
     ),
 }
@@ -72,18 +89,30 @@ def _split(data: Path, sched: Schedule, domain: str):
     labeled, unlabeled = make_ssl_split(split, domain, sched.n_labeled)
     if sched.unlabeled_per_domain:
         keep: dict[str, set[str]] = {
-            d: {s.name for s in sorted(split.train[d], key=lambda s: s.name)[: sched.unlabeled_per_domain]}
+            d: {
+                s.name
+                for s in sorted(split.train[d], key=lambda s: s.name)[: sched.unlabeled_per_domain]
+            }
             for d in split.train
         }
         unlabeled = [s for s in unlabeled if s.name in keep[s.domain]]
     test = split.test
     if sched.test_per_domain:
-        test = {d: sorted(v, key=lambda s: s.name)[: sched.test_per_domain] for d, v in test.items()}
+        test = {
+            d: sorted(v, key=lambda s: s.name)[: sched.test_per_domain] for d, v in test.items()
+        }
     return split, labeled, unlabeled, test
 
 
-def run_one(data: Path, sched: Schedule, domain: str, overrides: dict[str, Any], out: Path,
-            device: str = "auto", seed: int = 1337) -> dict[str, Any]:
+def run_one(
+    data: Path,
+    sched: Schedule,
+    domain: str,
+    overrides: dict[str, Any],
+    out: Path,
+    device: str = "auto",
+    seed: int = 1337,
+) -> dict[str, Any]:
     """Train one row's run and evaluate its final students on every domain's test split."""
     from ..cli import default_cache_dir
     from ..config import make_config
@@ -93,8 +122,13 @@ def run_one(data: Path, sched: Schedule, domain: str, overrides: dict[str, Any],
 
     split, labeled, unlabeled, test = _split(data, sched, domain)
     cfg = make_config(
-        sched.profile, iterations=sched.iterations, num_classes=split.num_classes,
-        in_channels=split.in_channels, phi_classes=split.phi_classes, device=device, seed=seed,
+        sched.profile,
+        iterations=sched.iterations,
+        num_classes=split.num_classes,
+        in_channels=split.in_channels,
+        phi_classes=split.phi_classes,
+        device=device,
+        seed=seed,
         **overrides,
     )
     cache_dir = default_cache_dir() / "embeddings"
@@ -103,23 +137,41 @@ def run_one(data: Path, sched: Schedule, domain: str, overrides: dict[str, Any],
     steps, final = [], None
     for ev in tr.run():
         if isinstance(ev, Step):
-            steps.append({"it": ev.iteration, "s": ev.seconds, "alpha": ev.alpha, "conf": ev.confident_fraction, **ev.losses})
+            steps.append(
+                {
+                    "it": ev.iteration,
+                    "s": ev.seconds,
+                    "alpha": ev.alpha,
+                    "conf": ev.confident_fraction,
+                    **ev.losses,
+                }
+            )
         elif not isinstance(ev, Step) and type(ev).__name__ in ("Done", "Failed", "Cancelled"):
             final = ev
     if isinstance(final, Failed):
         raise RuntimeError(f"{domain} {overrides}: {final.message}")
     train_s = time.perf_counter() - t0
-    cache = EmbeddingDiskCache(cache_dir, frozen_encoder_id(tr.fm_student, cfg)) if cfg.freeze_encoder else None
+    cache = (
+        EmbeddingDiskCache(cache_dir, frozen_encoder_id(tr.fm_student, cfg))
+        if cfg.freeze_encoder
+        else None
+    )
     t1 = time.perf_counter()
     res = evaluate(tr.unet, tr.fm_student, test, cfg, tr.device, tr.precision, cache=cache)
     eval_s = time.perf_counter() - t1
     tr.free()
     return {
-        "labeled_domain": domain, "overrides": overrides, "config": cfg.to_dict(),
-        "train_s": train_s, "eval_s": eval_s, "iterations": len(steps),
+        "labeled_domain": domain,
+        "overrides": overrides,
+        "config": cfg.to_dict(),
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "iterations": len(steps),
         "s_per_iteration": float(np.median([s["s"] for s in steps])) if steps else None,
-        "n_labeled": len(labeled), "n_unlabeled": len(unlabeled),
-        "n_test": {d: len(v) for d, v in test.items()}, "steps": steps[:: max(1, len(steps) // 50)],
+        "n_labeled": len(labeled),
+        "n_unlabeled": len(unlabeled),
+        "n_test": {d: len(v) for d, v in test.items()},
+        "steps": steps[:: max(1, len(steps) // 50)],
         **res,
     }
 
@@ -139,7 +191,9 @@ ROW_ORDER = [
 def make_table(results: dict[str, dict[str, dict[str, Any]]], domains: list[str]) -> str:
     """Markdown: per row, the cross-domain average Dice per labelled domain, then Avg metrics."""
     lines = [
-        "| method | " + " | ".join(f"lab. {d}" for d in domains) + " | Avg Dice | Jaccard | HD95 (px) | ASD (px) |",
+        "| method | "
+        + " | ".join(f"lab. {d}" for d in domains)
+        + " | Avg Dice | Jaccard | HD95 (px) | ASD (px) |",
         "|---" * (len(domains) + 5) + "|",
     ]
     for label, run, model in ROW_ORDER:
@@ -156,7 +210,8 @@ def make_table(results: dict[str, dict[str, dict[str, Any]]], domains: list[str]
             continue
         m = {k: float(np.mean([a[k] for a in avgs])) for k in ("dice", "jaccard", "hd95", "asd")}
         lines.append(
-            f"| {label} | " + " | ".join(cells)
+            f"| {label} | "
+            + " | ".join(cells)
             + f" | {100 * m['dice']:.2f} | {100 * m['jaccard']:.2f} | {m['hd95']:.2f} | {m['asd']:.2f} |"
         )
     return "\n".join(lines)
@@ -167,9 +222,13 @@ def per_test_domain_table(results, run: str, model: str, labeled_domain: str) ->
     lines = ["| test domain | Dice | Jaccard | HD95 (px) | ASD (px) |", "|---|---|---|---|---|"]
     for d, v in r["per_domain"].items():
         m = v[model]
-        lines.append(f"| {d} | {100 * m['dice']:.2f} | {100 * m['jaccard']:.2f} | {m['hd95']:.2f} | {m['asd']:.2f} |")
+        lines.append(
+            f"| {d} | {100 * m['dice']:.2f} | {100 * m['jaccard']:.2f} | {m['hd95']:.2f} | {m['asd']:.2f} |"
+        )
     a = r["average"][model]
-    lines.append(f"| average | {100 * a['dice']:.2f} | {100 * a['jaccard']:.2f} | {a['hd95']:.2f} | {a['asd']:.2f} |")
+    lines.append(
+        f"| average | {100 * a['dice']:.2f} | {100 * a['jaccard']:.2f} | {a['hd95']:.2f} | {a['asd']:.2f} |"
+    )
     return "\n".join(lines)
 
 
@@ -184,7 +243,12 @@ def plot_results(results, domains: list[str], path: Path) -> None:
     w = 0.8 / len(rows)
     x = np.arange(len(domains))
     for i, (label, run, model) in enumerate(rows):
-        vals = [100 * results[d][run]["average"][model]["dice"] if run in results.get(d, {}) else np.nan for d in domains]
+        vals = [
+            100 * results[d][run]["average"][model]["dice"]
+            if run in results.get(d, {})
+            else np.nan
+            for d in domains
+        ]
         ax.bar(x + (i - (len(rows) - 1) / 2) * w, vals, w, label=label)
     ax.set_xticks(x, [f"labelled: {d}" for d in domains])
     ax.set_ylabel("Dice (%) averaged over the 5 test domains")
@@ -198,8 +262,13 @@ def plot_results(results, domains: list[str], path: Path) -> None:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[2], timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -226,27 +295,47 @@ def run_faz(args: argparse.Namespace) -> int:
             print(f"[faz] labelled {d}: {run} ...", file=sys.stderr, flush=True)
             r = run_one(data, sched, d, over, out / "models" / d / run, args.device)
             results.setdefault(d, {})[run] = r
-            print(f"[faz]   U-Net {100 * r['average']['unet']['dice']:.2f}  foundation "
-                  f"{100 * r['average']['foundation']['dice']:.2f}  ({r['train_s']:.0f}+{r['eval_s']:.0f} s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[faz]   U-Net {100 * r['average']['unet']['dice']:.2f}  foundation "
+                f"{100 * r['average']['foundation']['dice']:.2f}  ({r['train_s']:.0f}+{r['eval_s']:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
             write_json_atomic(res_path, {"runs": results})
     meta = {
-        "schedule": sched.__dict__, "device": _device_name(pick_device(args.device)),
-        "commit": _git_commit(), "wall_s_this_call": time.perf_counter() - t0,
+        "schedule": sched.__dict__,
+        "device": _device_name(pick_device(args.device)),
+        "commit": _git_commit(),
+        "wall_s_this_call": time.perf_counter() - t0,
         "command": f"napari-synfoc benchmark faz --schedule {args.schedule} --out {args.out}",
     }
     write_json_atomic(res_path, {"meta": meta, "runs": results})
     done_domains = [d for d in domains if d in results]
     table = make_table(results, done_domains)
-    md = [f"# FAZ mixed-domain protocol ({sched.name} schedule)", "", sched.description, "",
-          f"Device: {meta['device']}. Commit: {meta['commit']}. Command: `{meta['command']}`.", "",
-          "Each column: Dice (%) of the final model averaged over the five test domains, for one "
-          "labelled domain. Avg: mean over the labelled-domain runs.", "", table, ""]
+    md = [
+        f"# FAZ mixed-domain protocol ({sched.name} schedule)",
+        "",
+        sched.description,
+        "",
+        f"Device: {meta['device']}. Commit: {meta['commit']}. Command: `{meta['command']}`.",
+        "",
+        "Each column: Dice (%) of the final model averaged over the five test domains, for one "
+        "labelled domain. Avg: mean over the labelled-domain runs.",
+        "",
+        table,
+        "",
+    ]
     if ablation_domain in results and "synfoc" in results[ablation_domain]:
-        md += [f"## Per test domain, labelled {ablation_domain}, SynFoC foundation student", "",
-               per_test_domain_table(results, "synfoc", "foundation", ablation_domain), "",
-               f"## Per test domain, labelled {ablation_domain}, SynFoC U-Net student", "",
-               per_test_domain_table(results, "synfoc", "unet", ablation_domain), ""]
+        md += [
+            f"## Per test domain, labelled {ablation_domain}, SynFoC foundation student",
+            "",
+            per_test_domain_table(results, "synfoc", "foundation", ablation_domain),
+            "",
+            f"## Per test domain, labelled {ablation_domain}, SynFoC U-Net student",
+            "",
+            per_test_domain_table(results, "synfoc", "unet", ablation_domain),
+            "",
+        ]
     total_train = sum(r["train_s"] + r["eval_s"] for v in results.values() for r in v.values())
     md += [f"Wall time of all runs (train + eval): {total_train / 60:.1f} min.", ""]
     (out / "faz_table.md").write_text("\n".join(md))
@@ -288,7 +377,10 @@ def run_hitl(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     img, gt, names, split = hitl_stack(data)
-    test = {d: sorted(v, key=lambda s: s.name)[: sched.test_per_domain or None] for d, v in split.test.items()}
+    test = {
+        d: sorted(v, key=lambda s: s.name)[: sched.test_per_domain or None]
+        for d, v in split.test.items()
+    }
     cache_dir = default_cache_dir() / "embeddings"
     t0 = time.perf_counter()
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -300,12 +392,23 @@ def run_hitl(args: argparse.Namespace) -> int:
         for rnd in range(sched.hitl_rounds + 1):
             labels = np.zeros_like(gt)
             labels[labeled] = gt[labeled]
-            cfg = make_config(sched.profile, iterations=sched.hitl_iterations, device=args.device,
-                              num_classes=2, in_channels=1)
+            cfg = make_config(
+                sched.profile,
+                iterations=sched.hitl_iterations,
+                device=args.device,
+                num_classes=2,
+                in_channels=1,
+            )
             task = StackTask(img, labels, list(labeled))
             last_pred, final = None, None
-            for ev in train_on_stack(task, cfg, init_checkpoint=ckpt, out_dir=out / "hitl" / strategy / f"round{rnd}",
-                                     predict_every=sched.hitl_iterations, embed_cache_dir=cache_dir):
+            for ev in train_on_stack(
+                task,
+                cfg,
+                init_checkpoint=ckpt,
+                out_dir=out / "hitl" / strategy / f"round{rnd}",
+                predict_every=sched.hitl_iterations,
+                embed_cache_dir=cache_dir,
+            ):
                 if isinstance(ev, Predictions):
                     last_pred = ev
                 elif isinstance(ev, Done | Failed):
@@ -314,16 +417,30 @@ def run_hitl(args: argparse.Namespace) -> int:
                 raise RuntimeError(f"HITL {strategy} round {rnd}: {final.message}")
             ckpt = final.checkpoint
             cfg_t, unet, fm, dev, precision = load_trained(ckpt, args.device)
-            cache = EmbeddingDiskCache(cache_dir, frozen_encoder_id(fm, cfg_t)) if cfg_t.freeze_encoder else None
+            cache = (
+                EmbeddingDiskCache(cache_dir, frozen_encoder_id(fm, cfg_t))
+                if cfg_t.freeze_encoder
+                else None
+            )
             res = evaluate(unet, fm, test, cfg_t, dev, precision, cache=cache)
-            curve.append({
-                "round": rnd, "n_labeled": len(labeled), "labeled": list(labeled),
-                "unet_dice": res["average"]["unet"]["dice"], "fm_dice": res["average"]["foundation"]["dice"],
-                "per_domain": {d: {m: v[m]["dice"] for m in v} for d, v in res["per_domain"].items()},
-            })
-            print(f"[hitl] {strategy} round {rnd}: {len(labeled)} labelled, U-Net "
-                  f"{100 * curve[-1]['unet_dice']:.2f}, foundation {100 * curve[-1]['fm_dice']:.2f}",
-                  file=sys.stderr, flush=True)
+            curve.append(
+                {
+                    "round": rnd,
+                    "n_labeled": len(labeled),
+                    "labeled": list(labeled),
+                    "unet_dice": res["average"]["unet"]["dice"],
+                    "fm_dice": res["average"]["foundation"]["dice"],
+                    "per_domain": {
+                        d: {m: v[m]["dice"] for m in v} for d, v in res["per_domain"].items()
+                    },
+                }
+            )
+            print(
+                f"[hitl] {strategy} round {rnd}: {len(labeled)} labelled, U-Net "
+                f"{100 * curve[-1]['unet_dice']:.2f}, foundation {100 * curve[-1]['fm_dice']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
             if rnd == sched.hitl_rounds:
                 break
             if strategy == "disagreement":
@@ -333,23 +450,42 @@ def run_hitl(args: argparse.Namespace) -> int:
                 nxt = int(rng.choice([z for z in range(len(img)) if z not in labeled]))
             labeled.append(int(nxt))
         curves[strategy] = curve
-    meta = {"schedule": sched.__dict__, "device": _device_name(pick_device(args.device)),
-            "commit": _git_commit(), "wall_s": time.perf_counter() - t0, "stack": names,
-            "command": f"napari-synfoc benchmark hitl --schedule {args.schedule} --out {args.out}"}
+    meta = {
+        "schedule": sched.__dict__,
+        "device": _device_name(pick_device(args.device)),
+        "commit": _git_commit(),
+        "wall_s": time.perf_counter() - t0,
+        "stack": names,
+        "command": f"napari-synfoc benchmark hitl --schedule {args.schedule} --out {args.out}",
+    }
     write_json_atomic(out / "hitl_results.json", {"meta": meta, "curves": curves})
     _plot_hitl(curves, out / "hitl_dice.png")
-    md = ["# Simulated human in the loop (FAZ, 40-slice stack)", "",
-          f"Device: {meta['device']}. Commit: {meta['commit']}. Wall time: {meta['wall_s'] / 60:.1f} min. "
-          f"Command: `{meta['command']}`.", "",
-          f"{sched.hitl_iterations} iterations per round (warm start), {sched.profile} profile; "
-          "Dice averaged over the five test domains.", "",
-          "| labelled slices | disagreement: U-Net | disagreement: foundation | random: U-Net | random: foundation |",
-          "|---|---|---|---|---|"]
+    md = [
+        "# Simulated human in the loop (FAZ, 40-slice stack)",
+        "",
+        f"Device: {meta['device']}. Commit: {meta['commit']}. Wall time: {meta['wall_s'] / 60:.1f} min. "
+        f"Command: `{meta['command']}`.",
+        "",
+        f"{sched.hitl_iterations} iterations per round (warm start), {sched.profile} profile; "
+        "Dice averaged over the five test domains.",
+        "",
+        "| labelled slices | disagreement: U-Net | disagreement: foundation | random: U-Net | random: foundation |",
+        "|---|---|---|---|---|",
+    ]
     for a, b in zip(curves["disagreement"], curves["random"], strict=True):
-        md.append(f"| {a['n_labeled']} | {100 * a['unet_dice']:.2f} | {100 * a['fm_dice']:.2f} | "
-                  f"{100 * b['unet_dice']:.2f} | {100 * b['fm_dice']:.2f} |")
-    md += ["", "Slices picked (disagreement): " + ", ".join(names[z] for z in curves["disagreement"][-1]["labeled"][3:]),
-           "", "Slices picked (random): " + ", ".join(names[z] for z in curves["random"][-1]["labeled"][3:]), ""]
+        md.append(
+            f"| {a['n_labeled']} | {100 * a['unet_dice']:.2f} | {100 * a['fm_dice']:.2f} | "
+            f"{100 * b['unet_dice']:.2f} | {100 * b['fm_dice']:.2f} |"
+        )
+    md += [
+        "",
+        "Slices picked (disagreement): "
+        + ", ".join(names[z] for z in curves["disagreement"][-1]["labeled"][3:]),
+        "",
+        "Slices picked (random): "
+        + ", ".join(names[z] for z in curves["random"][-1]["labeled"][3:]),
+        "",
+    ]
     (out / "hitl_table.md").write_text("\n".join(md))
     print("\n".join(md))
     return 0

@@ -77,8 +77,9 @@ def parse_profile_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, over
 
 
-def time_profile(profile: str, device: str, warmup: int, iters: int,
-                 torch_profile: int = 0) -> dict[str, Any]:
+def time_profile(
+    profile: str, device: str, warmup: int, iters: int, torch_profile: int = 0
+) -> dict[str, Any]:
     """Median seconds per training iteration of ``profile`` on the demo stack (in this process).
 
     The timed loop is the trainer's own: its data loaders (workers, pinned memory as the profile
@@ -98,11 +99,17 @@ def time_profile(profile: str, device: str, warmup: int, iters: int,
             # The paper's model: SAM ViT-B at 512 with q/v LoRA, the U-Net at P = 384 (Prostate,
             # the paper's timed data set). Speed does not depend on the weights, so a random
             # ViT-B checkpoint stands in for medsam_vit_b.pth.
-            over.update(foundation="medsam-vitb", fm_size=512, unet_size=384,
-                        checkpoint=str(_random_vitb_checkpoint()))
+            over.update(
+                foundation="medsam-vitb",
+                fm_size=512,
+                unet_size=384,
+                checkpoint=str(_random_vitb_checkpoint()),
+            )
         else:
             # The paper's recipe on a CPU (LiteMedSAM with LoRA, paper U-Net): for scale only.
-            over.update(foundation="litemedsam", precision="fp32" if name == "faithful" else "auto")
+            over.update(
+                foundation="litemedsam", precision="fp32" if name == "faithful" else "auto"
+            )
     over.update(extra)
     cfg = make_config(name, **over)
     n_slices = 6 if cfg.cache_embeddings else 8
@@ -116,13 +123,21 @@ def time_profile(profile: str, device: str, warmup: int, iters: int,
         for ds, keys in ((tr.labeled_ds, tr._lab_keys), (tr.unlabeled_ds, tr._unl_keys)):
             for i in range(len(keys)):
                 x = torch.from_numpy(ds.images[i]) if hasattr(ds, "images") else ds[i]["image"]
-                x = torch.nn.functional.interpolate(x[None].float(), size=(tr.S, tr.S))[0] if x.shape[-1] != tr.S else x
+                x = (
+                    torch.nn.functional.interpolate(x[None].float(), size=(tr.S, tr.S))[0]
+                    if x.shape[-1] != tr.S
+                    else x
+                )
                 tr.bank.compute((keys[i], False), x)
                 tr.bank.compute((keys[i], True), x)
         t_embed = (time.perf_counter() - t) / max(1, 2 * (len(tr._lab_keys) + len(tr._unl_keys)))
     pin = tr.device.type == "cuda"
-    li = infinite_loader(tr.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers, pin_memory=pin)
-    ui = infinite_loader(tr.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7, cfg.num_workers, pin_memory=pin)
+    li = infinite_loader(
+        tr.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers, pin_memory=pin
+    )
+    ui = infinite_loader(
+        tr.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7, cfg.num_workers, pin_memory=pin
+    )
     dev = tr.device
     cuda = dev.type == "cuda"
     if cuda:
@@ -132,7 +147,10 @@ def time_profile(profile: str, device: str, warmup: int, iters: int,
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        lb, ub = next(li), next(ui)  # the batch is part of the iteration (workers hide it on a GPU)
+        lb, ub = (
+            next(li),
+            next(ui),
+        )  # the batch is part of the iteration (workers hide it on a GPU)
         t_data = time.perf_counter() - t
         logs = tr.train_step(lb, ub)
         if cuda:
@@ -143,7 +161,8 @@ def time_profile(profile: str, device: str, warmup: int, iters: int,
         losses.append(round(logs["loss"], 5))
     table = None
     if torch_profile > 0:
-        from torch.profiler import ProfilerActivity, profile as tprofile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as tprofile
 
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with tprofile(activities=acts) as prof:
@@ -167,7 +186,10 @@ def time_profile(profile: str, device: str, warmup: int, iters: int,
         "fm_size": tr.S,
         "foundation": cfg.foundation,
         "precision": tr.precision,
-        "settings": {k: getattr(cfg, k) for k in ("channels_last", "fused_attention", "compile", "num_workers")},
+        "settings": {
+            k: getattr(cfg, k)
+            for k in ("channels_last", "fused_attention", "compile", "num_workers")
+        },
         "embed_s_per_slice": t_embed,
         "unet_features": list(cfg.unet_features),
     }
@@ -190,8 +212,13 @@ def _random_vitb_checkpoint() -> Path:
     return path
 
 
-def measure_overlay(n_slices: int = 20, size: int = 256, n_labeled: int = 3,
-                    iterations: int = 60, profile: str | None = None) -> dict[str, Any]:
+def measure_overlay(
+    n_slices: int = 20,
+    size: int = 256,
+    n_labeled: int = 3,
+    iterations: int = 60,
+    profile: str | None = None,
+) -> dict[str, Any]:
     """Time from ``widget.train()`` to the first prediction layers, and the longest UI stall.
 
     Runs napari in this process (needs a display: Xvfb is fine) through the widget's own
@@ -245,7 +272,10 @@ def measure_overlay(n_slices: int = 20, size: int = 256, n_labeled: int = 3,
         "ui_max_gap_ms": round(max(probe.gaps_ms), 1) if probe.gaps_ms else None,
         "ui_p99_gap_ms": round(probe.percentile(99), 1) if probe.gaps_ms else None,
         "stalls": [
-            {"gap_ms": g, "worker": "; ".join(v[-160:] for k, v in th.items() if "MainThread" not in k)}
+            {
+                "gap_ms": g,
+                "worker": "; ".join(v[-160:] for k, v in th.items() if "MainThread" not in k),
+            }
             for g, th in probe.stalls[:10]
         ],
         "n_slices": n_slices,
@@ -265,7 +295,9 @@ def _run_worker(args: list[str], timeout: float, xvfb: bool = False) -> dict[str
     for line in reversed(proc.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)
-    raise RuntimeError(f"benchmark worker {args} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    raise RuntimeError(
+        f"benchmark worker {args} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    )
 
 
 def compare_gpu_profiles(results: dict[str, Any], base: str = "faithful") -> dict[str, Any]:
@@ -321,7 +353,10 @@ def main(args: argparse.Namespace) -> int:
             cmd += ["--torch-profile", str(args.torch_profile)]
         try:
             r = _run_worker(cmd, 1800)
-        except (RuntimeError, subprocess.TimeoutExpired) as exc:  # one failing variant must not lose the rest
+        except (
+            RuntimeError,
+            subprocess.TimeoutExpired,
+        ) as exc:  # one failing variant must not lose the rest
             print(f"{p}: FAILED: {exc}", file=sys.stderr)
             results[p] = {"error": str(exc)[-2000:]}
             continue
@@ -330,8 +365,11 @@ def main(args: argparse.Namespace) -> int:
         if table is not None:
             print(f"--- torch profiler, {p} ---\n{table}", file=sys.stderr)
         results[p] = r
-        print(f"{p}: {r['s_per_iteration']:.4f} s/it ({r['x_reference']:.2f}x reference), "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB, VRAM {r['peak_vram_mb']} MB", file=sys.stderr)
+        print(
+            f"{p}: {r['s_per_iteration']:.4f} s/it ({r['x_reference']:.2f}x reference), "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB, VRAM {r['peak_vram_mb']} MB",
+            file=sys.stderr,
+        )
     out = {
         "device": _device_name(dev),
         "torch": torch.__version__,
@@ -339,7 +377,9 @@ def main(args: argparse.Namespace) -> int:
         "reference_encoder_s": ref,
         "profiles": results,
     }
-    comparison = compare_gpu_profiles(results, next((p for p in profiles if p.startswith("faithful")), "faithful"))
+    comparison = compare_gpu_profiles(
+        results, next((p for p in profiles if p.startswith("faithful")), "faithful")
+    )
     if comparison:
         out["comparison"] = comparison
         print(json.dumps(comparison, indent=1), file=sys.stderr)
@@ -347,18 +387,30 @@ def main(args: argparse.Namespace) -> int:
         out["first_overlay_s"] = out["ui_max_gap_ms"] = None
     else:
         overlay = _run_worker(["--overlay"], 900, xvfb=True)
-        print(f"first overlay {overlay['first_overlay_s']} s, UI max gap {overlay['ui_max_gap_ms']} ms", file=sys.stderr)
-        out.update(first_overlay_s=overlay["first_overlay_s"], ui_max_gap_ms=overlay["ui_max_gap_ms"],
-                   overlay=overlay)
+        print(
+            f"first overlay {overlay['first_overlay_s']} s, UI max gap {overlay['ui_max_gap_ms']} ms",
+            file=sys.stderr,
+        )
+        out.update(
+            first_overlay_s=overlay["first_overlay_s"],
+            ui_max_gap_ms=overlay["ui_max_gap_ms"],
+            overlay=overlay,
+        )
     out.update(
         quick=bool(args.quick),
         wall_s=time.perf_counter() - t_all,
-        command="napari-synfoc bench" + (" --quick" if args.quick else "")
+        command="napari-synfoc bench"
+        + (" --quick" if args.quick else "")
         + (f" --profiles {args.profiles}" if args.profiles else "")
-        + (" --no-overlay" if args.no_overlay else "") + f" --out {args.out}",
+        + (" --no-overlay" if args.no_overlay else "")
+        + f" --out {args.out}",
     )
     write_json_atomic(args.out, out)
-    print(json.dumps({k: out[k] for k in ("reference_encoder_s", "first_overlay_s", "ui_max_gap_ms")}))
+    print(
+        json.dumps(
+            {k: out[k] for k in ("reference_encoder_s", "first_overlay_s", "ui_max_gap_ms")}
+        )
+    )
     return 0
 
 

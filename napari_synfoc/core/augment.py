@@ -145,8 +145,9 @@ def elastic_fields(shape: tuple[int, int], cfg, rng: np.random.Generator):
 
 def _elastic(image, label, dy, dx):
     h, w = dy.shape
-    yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32),
-                         indexing="ij")
+    yy, xx = np.meshgrid(
+        np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij"
+    )
     coords = np.stack([yy + dy, xx + dx])
     out = np.empty_like(image)
     for c in range(image.shape[0]):
@@ -180,8 +181,13 @@ def weak_augment(
         raise ValueError(f"label shape {label.shape} differs from image shape {image.shape[1:]}")
     image = image.astype(np.float32, copy=True)
     label = None if label is None else label.copy()
-    params: dict[str, Any] = {"flip": False, "scale": None, "crop": None, "angle": None,
-                              "elastic": False}
+    params: dict[str, Any] = {
+        "flip": False,
+        "scale": None,
+        "crop": None,
+        "angle": None,
+        "elastic": False,
+    }
     if geometric == "none":
         return image, label, params
     full = geometric == "full"

@@ -48,7 +48,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a broken file
+    except Exception as exc:
         raise CheckpointError(
             f"cannot read checkpoint '{path}': the file is truncated or corrupt ({type(exc).__name__}: {exc})"
         ) from exc

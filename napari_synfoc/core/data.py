@@ -70,8 +70,9 @@ class Sample:
 # ----------------------------------------------------------------------------- intensities
 
 
-def normalize_intensity(array: np.ndarray, rgb: bool = False,
-                        lo_hi: tuple[float, float] | None = None) -> np.ndarray:
+def normalize_intensity(
+    array: np.ndarray, rgb: bool = False, lo_hi: tuple[float, float] | None = None
+) -> np.ndarray:
     """Intensities to float32 in [0, 1]: uint8 / 255, otherwise a 0.5-99.5 percentile stretch.
 
     The percentiles are taken over the whole array (a volume, all channels of RGB together);
@@ -332,8 +333,9 @@ def load_sample_arrays(
             raise DataError(f"label of {where} must be integer class indices, not {label.dtype}")
         label = label.astype(np.int64)
         if label.shape != image.shape[1:]:
-            raise DataError(f"label of {where} has shape {label.shape} but its image is "
-                            f"{image.shape[1:]}")
+            raise DataError(
+                f"label of {where} has shape {label.shape} but its image is {image.shape[1:]}"
+            )
     elif sample.mask_path is not None:
         label = decode_mask(sample)
         if label.shape != image.shape[1:]:
@@ -355,16 +357,19 @@ def _as_slices(image: np.ndarray, rgb: bool, what: str) -> np.ndarray:
     a = np.asarray(image)
     if rgb:
         if a.ndim not in (3, 4) or a.shape[-1] not in (3, 4):
-            raise DataError(f"{what}: an RGB image must be (Y, X, 3) or (Z, Y, X, 3), "
-                            f"got shape {a.shape}")
+            raise DataError(
+                f"{what}: an RGB image must be (Y, X, 3) or (Z, Y, X, 3), got shape {a.shape}"
+            )
         a = a[..., :3]
         return a[None] if a.ndim == 3 else a
     if a.ndim == 2:
         return a[None, ..., None]
     if a.ndim == 3:
         return a[..., None]
-    raise DataError(f"{what}: expected a (Y, X) image or a (Z, Y, X) stack, got shape {a.shape}"
-                    + (" (pass rgb=True for colour images)" if a.shape[-1:] == (3,) else ""))
+    raise DataError(
+        f"{what}: expected a (Y, X) image or a (Z, Y, X) stack, got shape {a.shape}"
+        + (" (pass rgb=True for colour images)" if a.shape[-1:] == (3,) else "")
+    )
 
 
 def samples_from_stack(
@@ -410,35 +415,65 @@ def samples_from_stack(
     lo, hi = intensity_bounds(vol)
     method = "uint8/255" if vol.dtype == np.uint8 else "percentile 0.5-99.5"
     norm = normalize_intensity(vol, rgb)
-    norm_info = {"lo": lo, "hi": hi, "method": method, "rgb": bool(rgb),
-                 "shape": tuple(np.asarray(image).shape)}
+    norm_info = {
+        "lo": lo,
+        "hi": hi,
+        "method": method,
+        "rgb": bool(rgb),
+        "shape": tuple(np.asarray(image).shape),
+    }
     chosen = sorted(set(labeled_slices))
     labeled, unlabeled = [], []
     for i in range(z):
         img = np.ascontiguousarray(np.moveaxis(norm[i], -1, 0))
         if i in chosen:
             check_label_range(lab_vol[i], num_classes, f"slice {i}")
-            labeled.append(Sample(f"slice_{i:04d}", "stack", image=img, label=lab_vol[i].copy(),
-                                  encoding="index", channels=img.shape[0]))
+            labeled.append(
+                Sample(
+                    f"slice_{i:04d}",
+                    "stack",
+                    image=img,
+                    label=lab_vol[i].copy(),
+                    encoding="index",
+                    channels=img.shape[0],
+                )
+            )
         else:
             lab_i = None
-            unlabeled.append(Sample(f"slice_{i:04d}", "stack", image=img, label=lab_i,
-                                    encoding="index", channels=img.shape[0]))
+            unlabeled.append(
+                Sample(
+                    f"slice_{i:04d}",
+                    "stack",
+                    image=img,
+                    label=lab_i,
+                    encoding="index",
+                    channels=img.shape[0],
+                )
+            )
     for k, extra in enumerate(extra_unlabeled, start=1):
         ev = _as_slices(extra, rgb, f"extra image {k}")
         en = normalize_intensity(ev, rgb)
         if en.shape[-1] != vol.shape[-1]:
-            raise DataError(f"extra image {k} has {en.shape[-1]} channels, the stack has "
-                            f"{vol.shape[-1]}")
+            raise DataError(
+                f"extra image {k} has {en.shape[-1]} channels, the stack has {vol.shape[-1]}"
+            )
         for i in range(en.shape[0]):
             img = np.ascontiguousarray(np.moveaxis(en[i], -1, 0))
-            unlabeled.append(Sample(f"slice_{i:04d}", f"extra{k}", image=img, encoding="index",
-                                    channels=img.shape[0]))
+            unlabeled.append(
+                Sample(
+                    f"slice_{i:04d}",
+                    f"extra{k}",
+                    image=img,
+                    encoding="index",
+                    channels=img.shape[0],
+                )
+            )
     return labeled, unlabeled, norm_info
 
 
-def stack_slices_for_prediction(image: np.ndarray, rgb: bool = False,
-                                norm_info: dict[str, Any] | None = None) -> list[np.ndarray]:
+def stack_slices_for_prediction(
+    image: np.ndarray, rgb: bool = False, norm_info: dict[str, Any] | None = None
+) -> list[np.ndarray]:
     """Every slice of a stack as float32 (C, H, W) in [0, 1], normalised as for training.
 
     Pass the ``norm_info`` from :func:`samples_from_stack` to reuse its bounds exactly.
@@ -475,8 +510,10 @@ def _load_resized(samples: Sequence[Sample], cfg: Any, size: int, need_labels: b
                 images = np.empty((n, img.shape[0], size, size), np.float32)
                 labels = np.full((n, size, size), -1, np.int16)
             if img.shape[0] != images.shape[1]:
-                raise DataError(f"{s.domain}/{s.name} has {img.shape[0]} channels, the first "
-                                f"sample has {images.shape[1]}")
+                raise DataError(
+                    f"{s.domain}/{s.name} has {img.shape[0]} channels, the first "
+                    f"sample has {images.shape[1]}"
+                )
             images[i] = img
             if lab is not None:
                 labels[i] = lab
@@ -490,8 +527,15 @@ def _load_resized(samples: Sequence[Sample], cfg: Any, size: int, need_labels: b
 
 
 class _CachedDataset(torch.utils.data.Dataset):
-    def __init__(self, samples: Sequence[Sample], cfg: Any, size: int, geometric: str,
-                 need_labels: bool, seed: int | None):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        cfg: Any,
+        size: int,
+        geometric: str,
+        need_labels: bool,
+        seed: int | None,
+    ):
         self.samples = list(samples)
         self.cfg = cfg
         self.size = int(size)
@@ -499,7 +543,8 @@ class _CachedDataset(torch.utils.data.Dataset):
         self.seed = int(cfg.seed if seed is None else seed)
         self.epoch = 0
         self.images, self.labels, self.has_label = _load_resized(
-            self.samples, cfg, self.size, need_labels)
+            self.samples, cfg, self.size, need_labels
+        )
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -521,18 +566,29 @@ class LabeledDataset(_CachedDataset):
     "flip": bool}``.
     """
 
-    def __init__(self, samples: Sequence[Sample], cfg: Any, size: int, geometric: str = "full",
-                 seed: int | None = None):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        cfg: Any,
+        size: int,
+        geometric: str = "full",
+        seed: int | None = None,
+    ):
         if not samples:
             raise DataError("no labelled images: the labelled set is empty")
         super().__init__(samples, cfg, size, geometric, True, seed)
 
     def __getitem__(self, key) -> dict[str, Any]:
         index, rng = self._rng(key)
-        img, lab, params = weak_augment(self.images[index], self.labels[index].astype(np.int64),
-                                        self.cfg, rng, self.geometric)
-        return {"image": torch.from_numpy(img), "label": torch.from_numpy(lab),
-                "index": index, "flip": bool(params["flip"])}
+        img, lab, params = weak_augment(
+            self.images[index], self.labels[index].astype(np.int64), self.cfg, rng, self.geometric
+        )
+        return {
+            "image": torch.from_numpy(img),
+            "label": torch.from_numpy(lab),
+            "index": index,
+            "flip": bool(params["flip"]),
+        }
 
 
 class UnlabeledDataset(_CachedDataset):
@@ -543,8 +599,14 @@ class UnlabeledDataset(_CachedDataset):
     in :class:`LabeledDataset`.
     """
 
-    def __init__(self, samples: Sequence[Sample], cfg: Any, size: int, geometric: str = "full",
-                 seed: int | None = None):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        cfg: Any,
+        size: int,
+        geometric: str = "full",
+        seed: int | None = None,
+    ):
         if not samples:
             raise DataError("no unlabelled images: the unlabelled set is empty")
         super().__init__(samples, cfg, size, geometric, False, seed)
@@ -556,9 +618,13 @@ class UnlabeledDataset(_CachedDataset):
         if not self.has_label[index]:
             lab = np.full_like(lab, -1)
         strong = strong_augment(img, self.cfg, rng)
-        return {"image": torch.from_numpy(img), "strong": torch.from_numpy(strong),
-                "label": torch.from_numpy(lab), "index": index,
-                "flip": bool(params["flip"])}
+        return {
+            "image": torch.from_numpy(img),
+            "strong": torch.from_numpy(strong),
+            "label": torch.from_numpy(lab),
+            "index": index,
+            "flip": bool(params["flip"]),
+        }
 
 
 class _InfiniteBatchSampler(torch.utils.data.Sampler):
@@ -600,19 +666,26 @@ class _InfiniteBatchSampler(torch.utils.data.Sampler):
         return 2**62
 
 
-def infinite_loader(dataset: torch.utils.data.Dataset, batch_size: int, seed: int,
-                    num_workers: int = 0, pin_memory: bool = False,
-                    drop_last: bool = True) -> Iterator[dict[str, Any]]:
+def infinite_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    drop_last: bool = True,
+) -> Iterator[dict[str, Any]]:
     """Yield collated batches forever, reshuffled each pass, identical for a seed whatever
     ``num_workers`` is.  Datasets smaller than ``batch_size`` repeat items within a batch."""
     sampler = _InfiniteBatchSampler(len(dataset), batch_size, seed, drop_last)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler,
-                                         num_workers=num_workers, pin_memory=pin_memory)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory
+    )
     yield from loader
 
 
-def load_test_set(samples: Sequence[Sample], size: int, cfg_or_params: Any = None
-                  ) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+def load_test_set(
+    samples: Sequence[Sample], size: int, cfg_or_params: Any = None
+) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """``(name, image float32 (C, size, size), label int64 (size, size) or None)`` per sample;
     the image LANCZOS-resized, the label nearest-resized to ``size`` (evaluation at P x P)."""
     out = []

@@ -15,7 +15,9 @@ def pick_device(requested: str = "auto") -> torch.device:
     if requested and requested != "auto":
         dev = torch.device(requested)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} was asked for but CUDA is not available here")
+            raise RuntimeError(
+                f"device {requested!r} was asked for but CUDA is not available here"
+            )
         if dev.type == "mps" and not (
             getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
         ):

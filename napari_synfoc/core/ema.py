@@ -21,7 +21,9 @@ def ema_decay(t: int, decay: float = _DEFAULTS.ema_decay) -> float:
 def _update_pairs(pairs: list[tuple[Tensor, Tensor]], d: float) -> None:
     for tp, sp in pairs:
         if tp.shape != sp.shape:
-            raise ValueError(f"ema_update: teacher/student shapes differ: {tuple(tp.shape)} vs {tuple(sp.shape)}")
+            raise ValueError(
+                f"ema_update: teacher/student shapes differ: {tuple(tp.shape)} vs {tuple(sp.shape)}"
+            )
     if not pairs:
         return
     tps = [tp for tp, _ in pairs]
@@ -59,5 +61,7 @@ def ema_update_modules(
     wanted = set(sparams) if names is None else set(names)
     missing = sorted(n for n in wanted if n not in tparams or n not in sparams)
     if missing:
-        raise ValueError(f"ema_update_modules: parameters missing in teacher or student: {missing[:5]}")
+        raise ValueError(
+            f"ema_update_modules: parameters missing in teacher or student: {missing[:5]}"
+        )
     _update_pairs([(tparams[n], sparams[n]) for n in sorted(wanted)], ema_decay(t, decay))

@@ -57,8 +57,14 @@ class EmbeddingDiskCache:
 
 @torch.no_grad()
 def predict_labels(
-    unet, fm, images: torch.Tensor, cfg: SynFoCConfig, device, precision: str,
-    cache: EmbeddingDiskCache | None = None, raw: Sequence[np.ndarray] | None = None,
+    unet,
+    fm,
+    images: torch.Tensor,
+    cfg: SynFoCConfig,
+    device,
+    precision: str,
+    cache: EmbeddingDiskCache | None = None,
+    raw: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Argmax label maps (B, E, E) of the U-Net and the foundation model for a B×C×H×W batch.
 
@@ -75,6 +81,7 @@ def predict_labels(
         if cache is not None and raw is not None:
             embs = []
             for i in range(x.shape[0]):
+
                 def encode(i=i):
                     return fm.encode(fm.normalize(xs[i : i + 1]))[0].float().cpu().numpy()
 
@@ -134,7 +141,11 @@ def evaluate(
                 gt = it[2]
                 size = cfg.eval_size or cfg.unet_size
                 gt_p = _resize_labels(torch.from_numpy(np.asarray(gt))[None], size)[0].numpy()
-                kw = dict(num_classes=cfg.num_classes, phi_classes=cfg.phi_classes, empty_gt=cfg.empty_gt_hd95)
+                kw = dict(
+                    num_classes=cfg.num_classes,
+                    phi_classes=cfg.phi_classes,
+                    empty_gt=cfg.empty_gt_hd95,
+                )
                 res_u.append(image_metrics(q_u[i], gt_p, **kw))
                 res_f.append(image_metrics(q_f[i], gt_p, **kw))
             done += len(chunk)

@@ -156,8 +156,14 @@ def train_on_stack(
         from .trainer import SynFoCTrainer
 
         trainer = SynFoCTrainer(
-            cfg, labeled, unlabeled, out_dir=out_dir, init_checkpoint=init_checkpoint,
-            predict_images=slices, predict_keys=keys, embed_cache_dir=embed_cache_dir,
+            cfg,
+            labeled,
+            unlabeled,
+            out_dir=out_dir,
+            init_checkpoint=init_checkpoint,
+            predict_images=slices,
+            predict_keys=keys,
+            embed_cache_dir=embed_cache_dir,
         )
         trainer.collect_garbage = not background
     except Exception as exc:  # noqa: BLE001 - shown to the user as a Failed event

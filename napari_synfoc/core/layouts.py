@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .data import DataError, Sample, warn_problems
 
-__all__ = ["DataError", "DataSplit", "LAYOUTS", "detect_layout", "discover", "make_ssl_split"]
+__all__ = ["LAYOUTS", "DataError", "DataSplit", "detect_layout", "discover", "make_ssl_split"]
 
 LAYOUTS = ("generic", "prostate", "fundus", "mnms", "busi", "drishti")
 IMAGE_DIRS = ("images", "imgs", "image")
@@ -61,8 +61,11 @@ class DataSplit:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+    )
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -93,8 +96,9 @@ def _match(root: Path) -> str | None:
         return None
     if any((d / s / "ROIs" / "image").is_dir() for d in with_splits for s in SPLITS):
         return "fundus"
-    if not any(_first_dir(d / s, IMAGE_DIRS) for d in with_splits for s in SPLITS
-               if (d / s).is_dir()):
+    if not any(
+        _first_dir(d / s, IMAGE_DIRS) for d in with_splits for s in SPLITS if (d / s).is_dir()
+    ):
         return None
     doms = {d.name for d in with_splits}
     rname = root.name.lower()
@@ -141,12 +145,20 @@ def _pair(img_dir: Path, mask_dir: Path, domain: str, problems: list[str], **kw)
         problems.append(f"image without mask: {images[stem]}")
     for stem in sorted(set(masks) - set(images)):
         problems.append(f"mask without image: {masks[stem]}")
-    return [Sample(name=stem, domain=domain, image_path=images[stem], mask_path=masks[stem], **kw)
-            for stem in sorted(set(images) & set(masks))]
+    return [
+        Sample(name=stem, domain=domain, image_path=images[stem], mask_path=masks[stem], **kw)
+        for stem in sorted(set(images) & set(masks))
+    ]
 
 
-def _paired_layout(root: Path, image_sub: tuple[str, ...], mask_sub: tuple[str, ...],
-                   problems: list[str], roi: bool = False, **kw):
+def _paired_layout(
+    root: Path,
+    image_sub: tuple[str, ...],
+    mask_sub: tuple[str, ...],
+    problems: list[str],
+    roi: bool = False,
+    **kw,
+):
     train: dict[str, list[Sample]] = {}
     test: dict[str, list[Sample]] = {}
     domains = [d for d in _subdirs(root) if any((d / s).is_dir() for s in SPLITS)]
@@ -165,11 +177,13 @@ def _paired_layout(root: Path, image_sub: tuple[str, ...], mask_sub: tuple[str, 
             img_dir = _first_dir(base, image_sub)
             mask_dir = _first_dir(base, mask_sub)
             if img_dir is None:
-                raise DataError(f"missing image folder in {base}: expected one of "
-                                f"{', '.join(image_sub)}")
+                raise DataError(
+                    f"missing image folder in {base}: expected one of {', '.join(image_sub)}"
+                )
             if mask_dir is None:
-                raise DataError(f"missing mask folder in {base}: expected one of "
-                                f"{', '.join(mask_sub)}")
+                raise DataError(
+                    f"missing mask folder in {base}: expected one of {', '.join(mask_sub)}"
+                )
             out[d.name] = _pair(img_dir, mask_dir, d.name, problems, **kw)
     return train, test
 
@@ -230,8 +244,17 @@ def _busi(root: Path, problems):
             if not ms:
                 problems.append(f"image without mask: {p}")
                 continue
-            samples.append(Sample(name=p.stem, domain=cls, image_path=p, mask_path=ms[0],
-                                  extra_mask_paths=tuple(ms[1:]), encoding="busi", channels=1))
+            samples.append(
+                Sample(
+                    name=p.stem,
+                    domain=cls,
+                    image_path=p,
+                    mask_path=ms[0],
+                    extra_mask_paths=tuple(ms[1:]),
+                    encoding="busi",
+                    channels=1,
+                )
+            )
         for stem, ms in sorted(masks.items()):
             problems.extend(f"mask without image: {q}" for q in ms)
         n_test = int(len(samples) * 0.2)
@@ -271,14 +294,21 @@ def _drishti(root: Path, problems):
         if name not in split_of:
             problems.append(f"not in {tsv.name}: {images[name]}")
             continue
-        s = Sample(name=Path(name).stem, domain=domain, image_path=images[name],
-                   mask_path=masks[name], encoding="drishti", channels=3)
+        s = Sample(
+            name=Path(name).stem,
+            domain=domain,
+            image_path=images[name],
+            mask_path=masks[name],
+            encoding="drishti",
+            channels=3,
+        )
         (train if split_of[name] == "train" else test)[domain].append(s)
     return train, test
 
 
-def discover(root: str | Path, layout: str = "auto",
-             label_map: dict[int, int] | None = None) -> DataSplit:
+def discover(
+    root: str | Path, layout: str = "auto", label_map: dict[int, int] | None = None
+) -> DataSplit:
     """Find the train/test samples of every domain under ``root``.
 
     ``layout``: "auto" (see :func:`detect_layout`) or one of :data:`LAYOUTS`.  ``label_map``
@@ -299,16 +329,19 @@ def discover(root: str | Path, layout: str = "auto",
     if layout == "generic":
         train, test, k, ch, phi = _generic(root, label_map, problems)
     elif layout == "prostate":
-        train, test = _paired_layout(root, ("image",), ("mask",), problems,
-                                     encoding="prostate", channels=1)
+        train, test = _paired_layout(
+            root, ("image",), ("mask",), problems, encoding="prostate", channels=1
+        )
         k, ch = 2, 1
     elif layout == "fundus":
-        train, test = _paired_layout(root, ("image",), ("mask",), problems, roi=True,
-                                     encoding="fundus", channels=3)
+        train, test = _paired_layout(
+            root, ("image",), ("mask",), problems, roi=True, encoding="fundus", channels=3
+        )
         k, ch, phi = 3, 3, "fundus"
     elif layout == "mnms":
-        train, test = _paired_layout(root, ("image",), ("mask",), problems,
-                                     encoding="mnms", channels=1)
+        train, test = _paired_layout(
+            root, ("image",), ("mask",), problems, encoding="mnms", channels=1
+        )
         k, ch = 4, 1
     elif layout == "busi":
         train, test = _busi(root, problems)
@@ -317,27 +350,41 @@ def discover(root: str | Path, layout: str = "auto",
         train, test = _drishti(root, problems)
         k, ch, phi = 3, 3, "fundus"
     warn_problems(problems, f"{layout} data at {root}")
-    return DataSplit(train=train, test=test, num_classes=k, in_channels=ch, phi_classes=phi,
-                     layout=layout, root=root, problems=problems)
+    return DataSplit(
+        train=train,
+        test=test,
+        num_classes=k,
+        in_channels=ch,
+        phi_classes=phi,
+        layout=layout,
+        root=root,
+        problems=problems,
+    )
 
 
-def make_ssl_split(split: DataSplit, labeled_domain: str, n_labeled: int
-                   ) -> tuple[list[Sample], list[Sample]]:
+def make_ssl_split(
+    split: DataSplit, labeled_domain: str, n_labeled: int
+) -> tuple[list[Sample], list[Sample]]:
     """Spec §7.2: the first ``n_labeled`` of the labelled domain's name-sorted train list are
     labelled; the rest of that domain and every train image of the other domains are
     unlabelled (their masks stay attached, for logging only)."""
     if labeled_domain not in split.train:
-        raise DataError(f"unknown domain {labeled_domain!r}; known domains: "
-                        f"{', '.join(sorted(split.train)) or '(none)'}")
+        raise DataError(
+            f"unknown domain {labeled_domain!r}; known domains: "
+            f"{', '.join(sorted(split.train)) or '(none)'}"
+        )
     pool = sorted(split.train[labeled_domain], key=lambda s: s.name)
     if n_labeled < 1:
         raise DataError(f"no labelled images: n_labeled is {n_labeled}; it must be at least 1")
     if not pool:
-        raise DataError(f"no labelled images: domain {labeled_domain!r} has no paired train "
-                        "images")
+        raise DataError(
+            f"no labelled images: domain {labeled_domain!r} has no paired train images"
+        )
     if n_labeled > len(pool):
-        raise DataError(f"domain {labeled_domain!r} has only {len(pool)} train images, "
-                        f"{n_labeled} requested as labelled")
+        raise DataError(
+            f"domain {labeled_domain!r} has only {len(pool)} train images, "
+            f"{n_labeled} requested as labelled"
+        )
     labeled = pool[:n_labeled]
     unlabeled = pool[n_labeled:]
     for d in sorted(split.train):

@@ -58,7 +58,9 @@ def dice_loss(
     return per_class.mean()
 
 
-def ce_loss(logits: Tensor, target: Tensor, mask: Tensor | None = None, norm: str = "all") -> Tensor:
+def ce_loss(
+    logits: Tensor, target: Tensor, mask: Tensor | None = None, norm: str = "all"
+) -> Tensor:
     """Per-pixel cross-entropy × mask.
 
     ``norm="all"``: mean over all B·H·W pixels (upstream); ``"confident"``: sum / max(Σmask, 1).
@@ -116,7 +118,11 @@ def cdcr_losses(p_fm: Tensor, p_unet: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     p_fm_up = p_fm if size_r == size_p else F.interpolate(p_fm, size=size_p, mode="nearest")
     with torch.no_grad():
         m_c = (p_fm_up.max(dim=1).indices == p_unet.max(dim=1).indices).float()
-        m_c_down = m_c if size_r == size_p else F.interpolate(m_c[:, None], size=size_r, mode="nearest")[:, 0]
+        m_c_down = (
+            m_c
+            if size_r == size_p
+            else F.interpolate(m_c[:, None], size=size_r, mode="nearest")[:, 0]
+        )
     ps = p_fm.clamp(_CLAMP_EPS, 1.0)
     pu = p_unet.clamp(_CLAMP_EPS, 1.0)
     ent_fm = (-(ps * torch.log(ps)) * m_c_down[:, None]).mean()

@@ -37,19 +37,27 @@ def _directed_distances(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, n
     from monai.metrics import get_mask_edges, get_surface_distance  # slow import: keep it lazy
 
     edges_pred, edges_gt = get_mask_edges(pred, gt, crop=True)
-    d_pg = np.asarray(get_surface_distance(edges_pred, edges_gt, distance_metric="euclidean"), dtype=np.float64)
-    d_gp = np.asarray(get_surface_distance(edges_gt, edges_pred, distance_metric="euclidean"), dtype=np.float64)
+    d_pg = np.asarray(
+        get_surface_distance(edges_pred, edges_gt, distance_metric="euclidean"), dtype=np.float64
+    )
+    d_gp = np.asarray(
+        get_surface_distance(edges_gt, edges_pred, distance_metric="euclidean"), dtype=np.float64
+    )
     return d_pg, d_gp
 
 
 def binary_metrics(pred: np.ndarray, gt: np.ndarray, empty_gt: str = "error") -> dict[str, float]:
     """Dice, Jaccard, HD95 and ASD (pixels) of one binary prediction against its GT."""
     if empty_gt not in EMPTY_GT_RULES:
-        raise ValueError(f"binary_metrics: empty_gt must be one of {EMPTY_GT_RULES}, not {empty_gt!r}")
+        raise ValueError(
+            f"binary_metrics: empty_gt must be one of {EMPTY_GT_RULES}, not {empty_gt!r}"
+        )
     pred = np.asarray(pred, dtype=bool)
     gt = np.asarray(gt, dtype=bool)
     if pred.shape != gt.shape:
-        raise ValueError(f"binary_metrics: prediction shape {pred.shape} differs from GT shape {gt.shape}")
+        raise ValueError(
+            f"binary_metrics: prediction shape {pred.shape} differs from GT shape {gt.shape}"
+        )
     n_pred, n_gt = int(pred.sum()), int(gt.sum())
     if n_gt == 0:
         if empty_gt == "error":
@@ -88,7 +96,9 @@ def image_metrics(
     """
     pred, gt = np.asarray(pred), np.asarray(gt)
     if pred.shape != gt.shape:
-        raise ValueError(f"image_metrics: prediction shape {pred.shape} differs from GT shape {gt.shape}")
+        raise ValueError(
+            f"image_metrics: prediction shape {pred.shape} differs from GT shape {gt.shape}"
+        )
     names = class_names(num_classes, phi_classes)
     pm = foreground_masks(pred, num_classes, phi_classes)
     gm = foreground_masks(gt, num_classes, phi_classes)

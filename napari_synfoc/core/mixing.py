@@ -77,7 +77,9 @@ def copy_paste(unlabeled: Tensor, labeled: Tensor, m: Tensor) -> Tensor:
         )
     b, _, h, w = unlabeled.shape
     if tuple(m.shape) != (b, h, w):
-        raise ValueError(f"copy_paste: mask shape {tuple(m.shape)} does not match images ({b}, {h}, {w})")
+        raise ValueError(
+            f"copy_paste: mask shape {tuple(m.shape)} does not match images ({b}, {h}, {w})"
+        )
     mm = m[:, None].to(unlabeled.dtype)
     return unlabeled * (1 - mm) + labeled * mm
 

@@ -11,7 +11,10 @@ LR_SCHEDULES = ("none", "poly")
 
 
 def consistency_weight(
-    t: int, max_iter: int, lam_max: float = _DEFAULTS.consistency, steps: int = _DEFAULTS.ramp_steps
+    t: int,
+    max_iter: int,
+    lam_max: float = _DEFAULTS.consistency,
+    steps: int = _DEFAULTS.ramp_steps,
 ) -> float:
     """λ(t) = lam_max·exp(−5(1 − s/steps)²), s = ⌊t / (max_iter/steps)⌋ capped at ``steps``.
 

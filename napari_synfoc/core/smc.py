@@ -32,7 +32,9 @@ def class_names(num_classes: int, phi_classes: str = "plain") -> list[str]:
     raise ValueError(f"phi_classes must be one of {PHI_CLASSES}, not {phi_classes!r}")
 
 
-def foreground_masks(labels: np.ndarray, num_classes: int, phi_classes: str = "plain") -> list[np.ndarray]:
+def foreground_masks(
+    labels: np.ndarray, num_classes: int, phi_classes: str = "plain"
+) -> list[np.ndarray]:
     """Boolean masks of the foreground classes of a label map (any shape).
 
     ``"plain"``: ``labels == c`` for c in 1..K−1; ``"fundus"``: cup = ``labels == 1``,
@@ -65,11 +67,15 @@ def hard_dice(a: np.ndarray, b: np.ndarray) -> float:
     return (2.0 * inter + 1.0) / (sa + sb + 1.001)
 
 
-def phi(q1: np.ndarray, q2: np.ndarray, num_classes: int, phi_classes: str = "plain") -> np.ndarray:
+def phi(
+    q1: np.ndarray, q2: np.ndarray, num_classes: int, phi_classes: str = "plain"
+) -> np.ndarray:
     """Per-image hard Dice between two B×H×W label maps, averaged over foreground classes."""
     q1, q2 = _to_numpy(q1), _to_numpy(q2)
     if q1.shape != q2.shape or q1.ndim != 3:
-        raise ValueError(f"phi: expected two B×H×W label maps of equal shape, got {q1.shape} and {q2.shape}")
+        raise ValueError(
+            f"phi: expected two B×H×W label maps of equal shape, got {q1.shape} and {q2.shape}"
+        )
     m1 = foreground_masks(q1, num_classes, phi_classes)
     m2 = foreground_masks(q2, num_classes, phi_classes)
     out = np.empty(q1.shape[0], dtype=np.float64)
@@ -96,7 +102,9 @@ def confidences(
     """
     qs, qt, qf = _to_numpy(q_unet_student), _to_numpy(q_unet_teacher), _to_numpy(q_fm_teacher)
     if qf.ndim != 3 or qf.shape[0] != qt.shape[0]:
-        raise ValueError(f"confidences: foundation labels {qf.shape} do not match U-Net labels {qt.shape}")
+        raise ValueError(
+            f"confidences: foundation labels {qf.shape} do not match U-Net labels {qt.shape}"
+        )
     phi_self = phi(qs, qt, num_classes, phi_classes)
     phi_mut = phi(_resize_labels(qt, qf.shape[-2:]), qf, num_classes, phi_classes)
     return phi_self, phi_mut
@@ -123,7 +131,9 @@ def smc_alpha(
         return np.full(batch, float(constant), dtype=np.float64)
     if mode == "linear":
         return np.full(batch, float(progress), dtype=np.float64)
-    phi_self, phi_mut = confidences(q_unet_student, q_unet_teacher, q_fm_teacher, num_classes, phi_classes)
+    phi_self, phi_mut = confidences(
+        q_unet_student, q_unet_teacher, q_fm_teacher, num_classes, phi_classes
+    )
     if mode == "self":
         return phi_self
     if mode == "mutual":
@@ -134,9 +144,15 @@ def smc_alpha(
 def _phi_tensor(q1: Tensor, q2: Tensor, num_classes: int, phi_classes: str) -> Tensor:
     """:func:`phi` in torch on the labels' device, float64 [B] (counts are exact in float64)."""
     if q1.shape != q2.shape or q1.ndim != 3:
-        raise ValueError(f"phi: expected two B×H×W label maps of equal shape, got {tuple(q1.shape)} and {tuple(q2.shape)}")
+        raise ValueError(
+            f"phi: expected two B×H×W label maps of equal shape, got {tuple(q1.shape)} and {tuple(q2.shape)}"
+        )
     dices = []
-    for a, b in zip(_class_masks(q1, num_classes, phi_classes), _class_masks(q2, num_classes, phi_classes), strict=True):
+    for a, b in zip(
+        _class_masks(q1, num_classes, phi_classes),
+        _class_masks(q2, num_classes, phi_classes),
+        strict=True,
+    ):
         sa = a.sum(dim=(1, 2), dtype=torch.float64)
         sb = b.sum(dim=(1, 2), dtype=torch.float64)
         inter = (a & b).sum(dim=(1, 2), dtype=torch.float64)
@@ -175,7 +191,9 @@ def smc_alpha_tensor(
     phi_self = _phi_tensor(q_unet_student, q_unet_teacher, num_classes, phi_classes)
     qt = q_unet_teacher
     if tuple(qt.shape[-2:]) != tuple(q_fm_teacher.shape[-2:]):
-        qt = F.interpolate(qt[None].float(), size=tuple(q_fm_teacher.shape[-2:]), mode="nearest")[0].long()
+        qt = F.interpolate(qt[None].float(), size=tuple(q_fm_teacher.shape[-2:]), mode="nearest")[
+            0
+        ].long()
     phi_mut = _phi_tensor(qt, q_fm_teacher, num_classes, phi_classes)
     if mode == "self":
         return phi_self
@@ -184,14 +202,20 @@ def smc_alpha_tensor(
     return phi_self * phi_mut
 
 
-def ensemble_pseudo_labels(p_unet_teacher: Tensor, p_fm_teacher: Tensor, alpha, tau: float) -> dict[str, Tensor]:
+def ensemble_pseudo_labels(
+    p_unet_teacher: Tensor, p_fm_teacher: Tensor, alpha, tau: float
+) -> dict[str, Tensor]:
     """Fuse the teachers and threshold (spec §3.7–3.8).
 
     ``P_EN = α·P_UT + (1−α)·bilinear(P_MS → P)``; at P: argmax and ``max > τ`` (strict); at R:
     bilinear-resize P_EN to R, then argmax and ``max > τ``.  Keys: ``p_en`` (B×K×P×P), ``pl_unet``,
     ``w_unet`` (B×P×P), ``pl_fm``, ``w_fm`` (B×R×R); labels long, weights float.
     """
-    if p_unet_teacher.ndim != 4 or p_fm_teacher.ndim != 4 or p_unet_teacher.shape[:2] != p_fm_teacher.shape[:2]:
+    if (
+        p_unet_teacher.ndim != 4
+        or p_fm_teacher.ndim != 4
+        or p_unet_teacher.shape[:2] != p_fm_teacher.shape[:2]
+    ):
         raise ValueError(
             "ensemble_pseudo_labels: expected B×K×P×P and B×K×R×R probabilities, got "
             f"{tuple(p_unet_teacher.shape)} and {tuple(p_fm_teacher.shape)}"
@@ -202,14 +226,24 @@ def ensemble_pseudo_labels(p_unet_teacher: Tensor, p_fm_teacher: Tensor, alpha, 
     a = torch.as_tensor(_to_numpy(alpha) if not isinstance(alpha, Tensor) else alpha)
     a = a.to(device=p_ut.device, dtype=p_ut.dtype).reshape(-1)
     if a.numel() != batch:
-        raise ValueError(f"ensemble_pseudo_labels: alpha has {a.numel()} values for a batch of {batch}")
+        raise ValueError(
+            f"ensemble_pseudo_labels: alpha has {a.numel()} values for a batch of {batch}"
+        )
     a = a.view(batch, 1, 1, 1)
     size_p = tuple(p_ut.shape[-2:])
     size_r = tuple(p_ms.shape[-2:])
-    p_ms_up = p_ms if size_r == size_p else F.interpolate(p_ms, size=size_p, mode="bilinear", align_corners=False)
+    p_ms_up = (
+        p_ms
+        if size_r == size_p
+        else F.interpolate(p_ms, size=size_p, mode="bilinear", align_corners=False)
+    )
     p_en = a * p_ut + (1.0 - a) * p_ms_up
     conf_p, pl_p = p_en.max(dim=1)
-    p_en_r = p_en if size_r == size_p else F.interpolate(p_en, size=size_r, mode="bilinear", align_corners=False)
+    p_en_r = (
+        p_en
+        if size_r == size_p
+        else F.interpolate(p_en, size=size_r, mode="bilinear", align_corners=False)
+    )
     conf_r, pl_r = p_en_r.max(dim=1)
     return {
         "p_en": p_en,

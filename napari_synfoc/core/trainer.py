@@ -131,7 +131,7 @@ class _Pair(torch.nn.Module):
             return self._one(a), None
         if self.concat:
             out = self._one(torch.cat([a, b]))
-            return out[: a.shape[0]], out[a.shape[0]:]
+            return out[: a.shape[0]], out[a.shape[0] :]
         return self._one(a), self._one(b)
 
 
@@ -191,7 +191,9 @@ class SynFoCTrainer:
             # The spec's fix for test-set selection: hold out part of the labelled set and keep
             # each student's best validation state.
             if len(labeled) < 2:
-                raise TrainingError("validation-based model selection needs at least 2 labelled images")
+                raise TrainingError(
+                    "validation-based model selection needs at least 2 labelled images"
+                )
             n_val = min(len(labeled) - 1, max(1, round(cfg.val_fraction * len(labeled))))
             labeled, self.val_samples = list(labeled)[:-n_val], list(labeled)[-n_val:]
         if not cfg.suponly and len(unlabeled) == 0:
@@ -218,9 +220,11 @@ class SynFoCTrainer:
         self._lab_keys = [f"{s.domain}/{s.name}" for s in labeled]
         self._unl_keys = [f"{s.domain}/{s.name}" for s in unlabeled]
         if self.predict_images is not None:
-            self.predict_keys = list(predict_keys) if predict_keys else [
-                f"predict/{i}" for i in range(len(self.predict_images))
-            ]
+            self.predict_keys = (
+                list(predict_keys)
+                if predict_keys
+                else [f"predict/{i}" for i in range(len(self.predict_images))]
+            )
         seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
         self.rng = np.random.default_rng(cfg.seed + 1 + 1000 * self.rank)
 
@@ -260,7 +264,9 @@ class SynFoCTrainer:
         from .unet import UNet
 
         cfg = self.cfg
-        self.unet = UNet(cfg.in_channels, cfg.num_classes, tuple(cfg.unet_features)).to(self.device)
+        self.unet = UNet(cfg.in_channels, cfg.num_classes, tuple(cfg.unet_features)).to(
+            self.device
+        )
         if cfg.channels_last:
             self.unet = self.unet.to(memory_format=torch.channels_last)
         self.unet_teacher = copy.deepcopy(self.unet)
@@ -296,14 +302,20 @@ class SynFoCTrainer:
         self.scaler = make_grad_scaler(self.device, self.precision)
         self.unet_pair = _Pair(self.unet)
         self.fm_pair = _Pair(
-            self.fm_student, decode=self.cached,
+            self.fm_student,
+            decode=self.cached,
             concat=not any(
-                isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in m.parameters())
+                isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                and any(p.requires_grad for p in m.parameters())
                 for m in self.fm_student.modules()
             ),
         )
         # what the teacher/weak-view passes call (compiled wrappers share the modules' tensors)
-        self._unet_teacher_fn, self._fm_teacher_fn, self._unet_weak_fn = self.unet_teacher, self.fm_teacher, self.unet
+        self._unet_teacher_fn, self._fm_teacher_fn, self._unet_weak_fn = (
+            self.unet_teacher,
+            self.fm_teacher,
+            self.unet,
+        )
         if cfg.compile:
             # both students' passes and the teachers' (CUDA recommended; the first steps compile)
             mode = cfg.compile_mode
@@ -378,7 +390,10 @@ class SynFoCTrainer:
         gt_r = _resize_labels(gt_l, R)
         emb_l = None
         if self.cached:
-            keys_l = [(self._lab_keys[int(i)], bool(f)) for i, f in zip(lab["index"], lab["flip"], strict=True)]
+            keys_l = [
+                (self._lab_keys[int(i)], bool(f))
+                for i, f in zip(lab["index"], lab["flip"], strict=True)
+            ]
             emb_l = self.bank.batch(keys_l, self._unflipped(xl_s, lab["flip"]))
         if cfg.channels_last:
             xl_p = xl_p.contiguous(memory_format=torch.channels_last)
@@ -395,23 +410,37 @@ class SynFoCTrainer:
             xs_p, xs_s = _resize(xs, P, cfg.unet_downsample), _resize(xs, S)
             emb_w = None
             if self.cached:
-                keys_u = [(self._unl_keys[int(i)], bool(f)) for i, f in zip(unl["index"], unl["flip"], strict=True)]
+                keys_u = [
+                    (self._unl_keys[int(i)], bool(f))
+                    for i, f in zip(unl["index"], unl["flip"], strict=True)
+                ]
                 emb_w = self.bank.batch(keys_u, self._unflipped(xw_s, unl["flip"]))
             with torch.no_grad(), autocast(dev, self.precision):
                 p_ut = torch.softmax(self._unet_teacher_fn(xw_p).float(), dim=1)
-                p_ms = torch.softmax(self._fm_logits(self._fm_teacher_fn, xw_s, emb=emb_w).float(), dim=1)
+                p_ms = torch.softmax(
+                    self._fm_logits(self._fm_teacher_fn, xw_s, emb=emb_w).float(), dim=1
+                )
                 # The student's view of the weak batch (train mode: updates BN statistics as
                 # upstream's grad-enabled pass does; only its argmax is used).
-                q_u = self._unet_weak_fn(xw_p).max(1).indices  # max(): ~15x faster than argmax on CPU
+                q_u = (
+                    self._unet_weak_fn(xw_p).max(1).indices
+                )  # max(): ~15x faster than argmax on CPU
             q_ut, q_ms = p_ut.max(1).indices, p_ms.max(1).indices
             if cfg.use_smc:
                 alpha = smc_alpha_tensor(
-                    q_u, q_ut, q_ms,
-                    cfg.num_classes, cfg.phi_classes, cfg.alpha_mode, cfg.alpha_constant,
+                    q_u,
+                    q_ut,
+                    q_ms,
+                    cfg.num_classes,
+                    cfg.phi_classes,
+                    cfg.alpha_mode,
+                    cfg.alpha_constant,
                     progress=t / max(cfg.iterations, 1),
                 )
             else:
-                alpha = torch.full((xw.shape[0],), cfg.alpha_constant, dtype=torch.float64, device=dev)
+                alpha = torch.full(
+                    (xw.shape[0],), cfg.alpha_constant, dtype=torch.float64, device=dev
+                )
             ens = ensemble_pseudo_labels(p_ut, p_ms, alpha, cfg.tau)
             m_p = box_masks(xw.shape[0], P, self.rng, cfg.box_area, cfg.box_ratio).to(dev)
             m_s = resize_mask(m_p, S)
@@ -447,13 +476,22 @@ class SynFoCTrainer:
                 loss = loss + lam * (uns_u + uns_f + l_c + l_d)
         # Every logged value leaves the device in ONE transfer (one GPU sync per step, not 15).
         tlogs: dict[str, torch.Tensor] = {
-            "sup_unet": sup_u, "sup_fm": sup_f,
-            "ce_unet": parts_u["ce"], "dice_unet": parts_u["dice"],
-            "ce_fm": parts_f["ce"], "dice_fm": parts_f["dice"],
+            "sup_unet": sup_u,
+            "sup_fm": sup_f,
+            "ce_unet": parts_u["ce"],
+            "dice_unet": parts_u["dice"],
+            "ce_fm": parts_f["ce"],
+            "dice_fm": parts_f["dice"],
         }
         if semi:
-            tlogs.update(unsup_unet=uns_u, unsup_fm=uns_f, l_c=l_c, l_d=l_d,
-                         confident_fraction=ens["w_unet"].float().mean(), alpha=alpha.mean())
+            tlogs.update(
+                unsup_unet=uns_u,
+                unsup_fm=uns_f,
+                l_c=l_c,
+                l_d=l_d,
+                confident_fraction=ens["w_unet"].float().mean(),
+                alpha=alpha.mean(),
+            )
             if m_c is not None:
                 tlogs["consensus_fraction"] = m_c.float().mean()
             if "label" in unl and bool((unl["label"] >= 0).all()):
@@ -461,7 +499,9 @@ class SynFoCTrainer:
                 gt_u = _resize_labels(unl["label"].to(dev), P)
                 tlogs["pseudo_label_acc"] = (ens["pl_unet"] == gt_u).float().mean()
         tlogs["loss"] = loss
-        values = torch.stack([torch.as_tensor(v, device=dev).detach().float().reshape(()) for v in tlogs.values()])
+        values = torch.stack(
+            [torch.as_tensor(v, device=dev).detach().float().reshape(()) for v in tlogs.values()]
+        )
         logs.update(zip(tlogs, values.tolist(), strict=True))
         if not math.isfinite(logs["loss"]):
             raise TrainingError(
@@ -505,12 +545,21 @@ class SynFoCTrainer:
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def predict(self, images: Sequence[np.ndarray], batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, images: Sequence[np.ndarray], batch: int = 4
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities of both students for (C, H, W) images: (N, K, H, W) each."""
         keys = self.predict_keys if self.cached and images is self.predict_images else None
         return predict_probabilities(
-            self.unet, self.fm_student, images, self.P, self.device, self.precision,
-            bank=self.bank if keys is not None else None, bank_keys=keys, batch=batch,
+            self.unet,
+            self.fm_student,
+            images,
+            self.P,
+            self.device,
+            self.precision,
+            bank=self.bank if keys is not None else None,
+            bank_keys=keys,
+            batch=batch,
             unet_downsample=self.cfg.unet_downsample,
         )
 
@@ -547,7 +596,15 @@ class SynFoCTrainer:
         """Load models (and optimisers, iteration) from a checkpoint of a compatible config."""
         state = ckpt.load_checkpoint(path, map_location=self.device)
         old = SynFoCConfig.from_dict(state["config"])
-        for key in ("num_classes", "in_channels", "foundation", "fm_size", "unet_features", "lora_targets", "lora_rank"):
+        for key in (
+            "num_classes",
+            "in_channels",
+            "foundation",
+            "fm_size",
+            "unet_features",
+            "lora_targets",
+            "lora_rank",
+        ):
             if getattr(old, key) != getattr(self.cfg, key):
                 raise ckpt.CheckpointError(
                     f"checkpoint '{path}' was trained with {key}={getattr(old, key)!r}, "
@@ -574,21 +631,31 @@ class SynFoCTrainer:
         cfg = self.cfg
         t_start = time.perf_counter()
         yield Started(
-            device=str(self.device), precision=self.precision, n_labeled=self.n_labeled,
-            n_unlabeled=self.n_unlabeled, iterations=cfg.iterations,
-            start_iteration=self.iteration, config=cfg.to_dict(),
+            device=str(self.device),
+            precision=self.precision,
+            n_labeled=self.n_labeled,
+            n_unlabeled=self.n_unlabeled,
+            iterations=cfg.iterations,
+            start_iteration=self.iteration,
+            config=cfg.to_dict(),
         )
         try:
             if self.cached and self.predict_images is not None:
                 yield from self._prime_prediction_bank()
             # each rank draws its own batches (different seeds), DDP averages the gradients
             lab_iter = infinite_loader(
-                self.labeled_ds, cfg.batch_labeled, cfg.seed + 101 * self.rank, cfg.num_workers,
+                self.labeled_ds,
+                cfg.batch_labeled,
+                cfg.seed + 101 * self.rank,
+                cfg.num_workers,
                 pin_memory=self.device.type == "cuda",
             )
             unl_iter = (
                 infinite_loader(
-                    self.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7 + 101 * self.rank, cfg.num_workers,
+                    self.unlabeled_ds,
+                    cfg.batch_unlabeled,
+                    cfg.seed + 7 + 101 * self.rank,
+                    cfg.num_workers,
                     pin_memory=self.device.type == "cuda",
                 )
                 if self.unlabeled_ds is not None and not cfg.suponly
@@ -606,10 +673,18 @@ class SynFoCTrainer:
                 logs = self.train_step(lab, unl)
                 dt = time.perf_counter() - t0
                 yield Step(
-                    iteration=self.iteration - 1, total=cfg.iterations,
-                    losses={k: v for k, v in logs.items() if k not in ("alpha", "confident_fraction", "lambda")},
-                    alpha=logs["alpha"], confident_fraction=logs["confident_fraction"],
-                    lam=logs["lambda"], seconds=dt, memory_mb=memory_mb(self.device),
+                    iteration=self.iteration - 1,
+                    total=cfg.iterations,
+                    losses={
+                        k: v
+                        for k, v in logs.items()
+                        if k not in ("alpha", "confident_fraction", "lambda")
+                    },
+                    alpha=logs["alpha"],
+                    confident_fraction=logs["confident_fraction"],
+                    lam=logs["lambda"],
+                    seconds=dt,
+                    memory_mb=memory_mb(self.device),
                 )
                 it = self.iteration
                 if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
@@ -617,7 +692,9 @@ class SynFoCTrainer:
                 if self.val_samples and (it % self._val_every() == 0 or it == cfg.iterations):
                     self._validate_and_keep_best()
                 if (
-                    self.predict_images is not None and cfg.predict_every and it < cfg.iterations
+                    self.predict_images is not None
+                    and cfg.predict_every
+                    and it < cfg.iterations
                     and (it % cfg.predict_every == 0 or it == cfg.first_predict_at)
                 ):
                     fm_p, un_p = self.predict(self.predict_images)
@@ -660,24 +737,42 @@ class SynFoCTrainer:
             self.best = {"unet": (-1.0, None, -1), "fm": (-1.0, None, -1)}
         imgs = [it[1] for it in self._val_items]
         fm_p, un_p = predict_probabilities(
-            self.unet, self.fm_student, imgs, self.P, self.device, self.precision,
+            self.unet,
+            self.fm_student,
+            imgs,
+            self.P,
+            self.device,
+            self.precision,
             unet_downsample=self.cfg.unet_downsample,
         )
         scores = {}
         for key, prob in (("unet", un_p), ("fm", fm_p)):
             dices = [
-                image_metrics(prob[i].argmax(0), it[2], self.cfg.num_classes, self.cfg.phi_classes,
-                              empty_gt="rule")["mean"]["dice"]
+                image_metrics(
+                    prob[i].argmax(0),
+                    it[2],
+                    self.cfg.num_classes,
+                    self.cfg.phi_classes,
+                    empty_gt="rule",
+                )["mean"]["dice"]
                 for i, it in enumerate(self._val_items)
             ]
             scores[key] = float(np.mean(dices))
             if scores[key] > self.best[key][0]:
                 module = self.unet if key == "unet" else self.fm_student
                 state = module.state_dict() if key == "unet" else module.state_for_checkpoint()
-                state = {k: (v.detach().cpu().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
-                         for k, v in state.items()}
+                state = {
+                    k: (
+                        v.detach().cpu().clone()
+                        if isinstance(v, torch.Tensor)
+                        else copy.deepcopy(v)
+                    )
+                    for k, v in state.items()
+                }
                 self.best[key] = (scores[key], state, self.iteration)
-        self.val_history = getattr(self, "val_history", []) + [{"iteration": self.iteration, **scores}]
+        self.val_history = getattr(self, "val_history", []) + [
+            {"iteration": self.iteration, **scores}
+        ]
         return scores
 
     def _restore_best(self) -> None:
@@ -695,7 +790,9 @@ class SynFoCTrainer:
         """Embed the prediction slices once (cached profile) so overlays come quickly."""
         n = len(self.predict_images)
         for i, img in enumerate(self.predict_images):
-            x = _resize(torch.from_numpy(np.ascontiguousarray(img))[None].float(), self.S, "bilinear")[0]
+            x = _resize(
+                torch.from_numpy(np.ascontiguousarray(img))[None].float(), self.S, "bilinear"
+            )[0]
             self.bank.compute((self.predict_keys[i], False), x)
             yield Progress("embedding slices with the frozen encoder", i + 1, n)
 
@@ -705,7 +802,15 @@ class SynFoCTrainer:
 
     def free(self) -> None:
         """Drop the models and optimisers (after the run) and release memory."""
-        for name in ("unet", "unet_teacher", "fm_student", "fm_teacher", "opt_unet", "opt_fm", "bank"):
+        for name in (
+            "unet",
+            "unet_teacher",
+            "fm_student",
+            "fm_teacher",
+            "opt_unet",
+            "opt_fm",
+            "bank",
+        ):
             if hasattr(self, name):
                 setattr(self, name, None)
         release_memory(self.device, collect=self.collect_garbage)
@@ -720,8 +825,15 @@ def frozen_encoder_id(fm, cfg: SynFoCConfig) -> str:
 
 @torch.no_grad()
 def predict_probabilities(
-    unet, fm, images: Sequence[np.ndarray], unet_size: int, device, precision: str,
-    bank: _EmbeddingBank | None = None, bank_keys: Sequence[str] | None = None, batch: int = 4,
+    unet,
+    fm,
+    images: Sequence[np.ndarray],
+    unet_size: int,
+    device,
+    precision: str,
+    bank: _EmbeddingBank | None = None,
+    bank_keys: Sequence[str] | None = None,
+    batch: int = 4,
     unet_downsample: str = "nearest",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities of the foundation model and the U-Net for (C, H, W) images.
@@ -737,11 +849,17 @@ def predict_probabilities(
         fm_out, un_out = [], []
         S = fm.input_size
         for start in range(0, len(images), batch):
-            chunk = [np.ascontiguousarray(a, dtype=np.float32) for a in images[start:start + batch]]
+            chunk = [
+                np.ascontiguousarray(a, dtype=np.float32) for a in images[start : start + batch]
+            ]
             h, w = chunk[0].shape[-2:]
             x = torch.from_numpy(np.stack(chunk)).to(device)
             with autocast(device, precision):
-                lu = unet(_resize(x, unet_size, unet_downsample if x.shape[-1] > unet_size else "bilinear")).float()
+                lu = unet(
+                    _resize(
+                        x, unet_size, unet_downsample if x.shape[-1] > unet_size else "bilinear"
+                    )
+                ).float()
                 if bank is not None:
                     keys = [(bank_keys[start + i], False) for i in range(len(chunk))]
                     xs = _resize(x, S, "bilinear").cpu()

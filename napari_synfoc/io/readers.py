@@ -138,7 +138,7 @@ def _check_file(path: str) -> None:
 def _check_nifti_complete(path: str) -> None:
     gz = path.lower().endswith(".gz")
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
             head = f.read(540)
             need = _nifti_expected_bytes(head)
             if need is None:
@@ -282,8 +282,11 @@ def _finish_2d(arr: np.ndarray, path: str) -> np.ndarray:
             arr = arr[..., :3]
         elif c != 3:
             raise io_error(path, f"unexpected 2D image shape {arr.shape}")
-    if arr.ndim == 3 and is_label_name(path) and np.array_equal(arr[..., 0], arr[..., 1]) and (
-        np.array_equal(arr[..., 0], arr[..., 2])
+    if (
+        arr.ndim == 3
+        and is_label_name(path)
+        and np.array_equal(arr[..., 0], arr[..., 1])
+        and (np.array_equal(arr[..., 0], arr[..., 2]))
     ):
         arr = arr[..., 0]
     if arr.dtype == bool:

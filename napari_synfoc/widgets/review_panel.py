@@ -54,7 +54,11 @@ class ReviewPanel(QWidget):
         grid = QGridLayout()
         self.accept_buttons: dict[str, QPushButton] = {}
         for col, (source, text) in enumerate(
-            (("medsam", "Accept MedSAM"), ("unet", "Accept U-Net"), ("ensemble", "Accept ensemble"))
+            (
+                ("medsam", "Accept MedSAM"),
+                ("unet", "Accept U-Net"),
+                ("ensemble", "Accept ensemble"),
+            )
         ):
             btn = self._button(f"accept_{source}", text)
             btn.clicked.connect(lambda _=False, s=source: self.accept_requested.emit(s))

@@ -568,7 +568,9 @@ class SynFoCWidget(QWidget):
             if field not in self._adv_touched:
                 self._set_field(field, getattr(cfg, field))
         if name == "tiny":
-            self.foundation_combo.setToolTip(tip("foundation") + " (the tiny profile uses a tiny random model)")
+            self.foundation_combo.setToolTip(
+                tip("foundation") + " (the tiny profile uses a tiny random model)"
+            )
 
     def _reset_advanced(self) -> None:
         self._adv_touched.clear()
@@ -784,7 +786,9 @@ class SynFoCWidget(QWidget):
         """Train again, warm-starting from the latest checkpoint with the current labels."""
         return self.train(image_layer, labels_layer, iterations, warm_start=True)
 
-    def train(self, image_layer=None, labels_layer=None, iterations=None, warm_start=False) -> bool:
+    def train(
+        self, image_layer=None, labels_layer=None, iterations=None, warm_start=False
+    ) -> bool:
         """Start training in the background and return at once (True if it started).
 
         ``None`` means the widget's current selection (layers) or spin-box value (iterations).
@@ -826,7 +830,10 @@ class SynFoCWidget(QWidget):
                     overrides[key] = tuple(val) if isinstance(val, list) else val
         rgb = bool(img.rgb)
         extra = [
-            (np.asarray(self.viewer.layers[it.text()].data), bool(self.viewer.layers[it.text()].rgb))
+            (
+                np.asarray(self.viewer.layers[it.text()].data),
+                bool(self.viewer.layers[it.text()].rgb),
+            )
             for it in self.extra_list.selectedItems()
             if it.text() in self.viewer.layers and self.viewer.layers[it.text()] is not img
         ]
@@ -1381,6 +1388,6 @@ class SynFoCWidget(QWidget):
             overlays.finish_layer(layer)
         shutil.rmtree(self._run_root, ignore_errors=True)
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event) -> None:
         self.cleanup()
         super().closeEvent(event)

@@ -78,7 +78,8 @@ class EventLoopProbe(QObject):
                 continue
             stack = traceback.extract_stack(frame)[-depth:]
             out[names.get(ident, str(ident))] = " <- ".join(
-                f"{fs.name} ({fs.filename.rsplit('/', 1)[-1]}:{fs.lineno})" for fs in reversed(stack)
+                f"{fs.name} ({fs.filename.rsplit('/', 1)[-1]}:{fs.lineno})"
+                for fs in reversed(stack)
             )
         return out
 

@@ -55,8 +55,9 @@ def test_resize_pair_shapes_ranges_and_nearest_rule():
     assert out.min() >= 0.0 and out.max() <= 1.0
     # exact 2x upsampling with PIL's centre rule is pixel repetition
     small = rng.integers(0, 3, (5, 7))
-    np.testing.assert_array_equal(resize_label(small, (10, 14)),
-                                  np.repeat(np.repeat(small, 2, 0), 2, 1))
+    np.testing.assert_array_equal(
+        resize_label(small, (10, 14)), np.repeat(np.repeat(small, 2, 0), 2, 1)
+    )
     # a constant image stays constant (Lanczos weights sum to 1)
     c, _ = resize_pair(np.full((1, 13, 17), 0.4, np.float32), None, (40, 21))
     np.testing.assert_allclose(c, 0.4, atol=1e-5)
@@ -100,7 +101,7 @@ def test_label_moves_with_image(op):
     img, lab = pattern()
     base = agreement(img, lab)
     assert base == 1.0
-    kw = ({k: 1.0 for k in OFF} if op == "all" else {op: 1.0})
+    kw = {k: 1.0 for k in OFF} if op == "all" else {op: 1.0}
     cfg = cfg_with(**kw)
     moved = 0
     for seed in range(4):
@@ -127,8 +128,7 @@ def test_scale_magnifies_by_drawn_factors_and_rotation_angles_are_integers():
             ratio = (lo == 2).sum() / (lab == 2).sum()
             assert ratio == pytest.approx(sy * sx, rel=0.08)
     cfg = cfg_with(aug_rotate_p=1.0)
-    angles = {weak_augment(img, lab, cfg, np.random.default_rng(s))[2]["angle"]
-              for s in range(60)}
+    angles = {weak_augment(img, lab, cfg, np.random.default_rng(s))[2]["angle"] for s in range(60)}
     assert all(isinstance(a, int) and -20 <= a <= 20 for a in angles)
     assert len(angles) > 15
 
@@ -163,7 +163,9 @@ def test_elastic_field_statistics_and_fft_smoothing():
     noise = rng.uniform(-1, 1, (2, 48, 64)).astype(np.float32)
     np.testing.assert_allclose(
         smooth_constant(noise, 3.7)[1],
-        ndimage.gaussian_filter(noise[1], 3.7, mode="constant", cval=0.0), atol=1e-6)
+        ndimage.gaussian_filter(noise[1], 3.7, mode="constant", cval=0.0),
+        atol=1e-6,
+    )
     # std of a Gaussian-smoothed U(-1,1) field: sqrt(1/3 / (4 pi sigma^2)); times alpha:
     # sqrt(1/(12 pi)) * 2 / 0.08 = 4.07 px, whatever the size
     expected = np.sqrt(1 / (12 * np.pi)) * cfg.aug_elastic_alpha_frac / cfg.aug_elastic_sigma_frac
@@ -197,8 +199,9 @@ def test_kernel_size_rule():
     assert blur_kernel_size(64, cfg) == 7  # int(6.4) = 6 -> 7
     assert blur_kernel_size(100, cfg) == 11  # 10 -> 11
     assert blur_kernel_size(5, cfg) == 1  # int(0.5) = 0 -> at least 1
-    np.testing.assert_allclose(gaussian_kernel1d(3, 1.0), [0.274069, 0.451863, 0.274069],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        gaussian_kernel1d(3, 1.0), [0.274069, 0.451863, 0.274069], atol=1e-6
+    )
 
 
 def test_gaussian_blur_matches_reflect_padded_convolution():
@@ -217,20 +220,24 @@ def test_brightness_and_contrast_hand_computed():
     img = np.array([[[0.2, 0.4], [0.6, 0.8]]], np.float32)
     nb = dict(strong_blur_kernel_frac=0.0)  # kernel 1: no blur
     rng = np.random.default_rng(0)
-    out = strong_augment(img, cfg_with(strong_brightness=(0.5, 0.5), strong_contrast=(1.0, 1.0),
-                                       **nb), rng)
+    out = strong_augment(
+        img, cfg_with(strong_brightness=(0.5, 0.5), strong_contrast=(1.0, 1.0), **nb), rng
+    )
     np.testing.assert_allclose(out, img * 0.5, atol=1e-6)
-    out = strong_augment(img, cfg_with(strong_brightness=(2.0, 2.0), strong_contrast=(1.0, 1.0),
-                                       **nb), rng)
+    out = strong_augment(
+        img, cfg_with(strong_brightness=(2.0, 2.0), strong_contrast=(1.0, 1.0), **nb), rng
+    )
     np.testing.assert_allclose(out, [[[0.4, 0.8], [1.0, 1.0]]], atol=1e-6)
     # contrast 2 around the mean 0.5: 0.5 + 2 (x - 0.5), clipped
-    out = strong_augment(img, cfg_with(strong_brightness=(1.0, 1.0), strong_contrast=(2.0, 2.0),
-                                       **nb), rng)
+    out = strong_augment(
+        img, cfg_with(strong_brightness=(1.0, 1.0), strong_contrast=(2.0, 2.0), **nb), rng
+    )
     np.testing.assert_allclose(out, [[[0.0, 0.3], [0.7, 1.0]]], atol=1e-6)
     # RGB: the mean grey level is PIL's luma 0.299 R + 0.587 G + 0.114 B = 0.3858
     rgb = np.stack([np.full((2, 2), v, np.float32) for v in (0.2, 0.4, 0.8)])
-    out = strong_augment(rgb, cfg_with(strong_brightness=(1.0, 1.0), strong_contrast=(2.0, 2.0),
-                                       **nb), rng)
+    out = strong_augment(
+        rgb, cfg_with(strong_brightness=(1.0, 1.0), strong_contrast=(2.0, 2.0), **nb), rng
+    )
     np.testing.assert_allclose(out[:, 0, 0], [0.0142, 0.4142, 1.0], atol=1e-5)
 
 

@@ -58,13 +58,15 @@ def test_normalize_intensity_hand_computed():
 def test_samples_from_zyx_stack():
     img, lab = stack()
     extra = np.random.default_rng(1).integers(0, 255, (3, 24, 20)).astype(np.uint8)
-    labeled, unlabeled, info = samples_from_stack(img, lab, [3, 1], extra_unlabeled=[extra],
-                                                  num_classes=2)
+    labeled, unlabeled, info = samples_from_stack(
+        img, lab, [3, 1], extra_unlabeled=[extra], num_classes=2
+    )
     assert [s.name for s in labeled] == ["slice_0001", "slice_0003"]
     assert {s.domain for s in labeled} == {"stack"}
     assert [(s.domain, s.name) for s in unlabeled] == (
         [("stack", f"slice_{i:04d}") for i in (0, 2, 4)]
-        + [("extra1", f"slice_{i:04d}") for i in range(3)])
+        + [("extra1", f"slice_{i:04d}") for i in range(3)]
+    )
     assert all(s.label is None for s in unlabeled)
     im, lb = load_sample_arrays(labeled[1], CFG)
     assert im.shape == (1, 24, 20) and im.dtype == np.float32 and lb.dtype == np.int64
@@ -83,8 +85,9 @@ def test_samples_from_float_stack_use_one_volume_stretch():
     labeled, unlabeled, info = samples_from_stack(img, lab, [0])
     lo, hi = np.percentile(img, [0.5, 99.5])
     assert info["lo"] == pytest.approx(lo) and info["hi"] == pytest.approx(hi)
-    np.testing.assert_allclose(unlabeled[1].image[0], np.clip((img[2] - lo) / (hi - lo), 0, 1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        unlabeled[1].image[0], np.clip((img[2] - lo) / (hi - lo), 0, 1), atol=1e-5
+    )
     preds = stack_slices_for_prediction(img, norm_info=info)
     np.testing.assert_array_equal(preds[2], unlabeled[1].image)
 
@@ -192,11 +195,14 @@ def test_infinite_loader_shapes_passes_and_determinism():
         for k in x:
             assert torch.equal(x[k], y[k])
     # each pass (2 batches of 2) covers all 4 items once, and passes are reshuffled
-    passes = [sorted(torch.cat([first[2 * p]["index"], first[2 * p + 1]["index"]]).tolist())
-              for p in range(3)]
+    passes = [
+        sorted(torch.cat([first[2 * p]["index"], first[2 * p + 1]["index"]]).tolist())
+        for p in range(3)
+    ]
     assert passes == [[0, 1, 2, 3]] * 3
-    orders = [torch.cat([first[2 * p]["index"], first[2 * p + 1]["index"]]).tolist()
-              for p in range(3)]
+    orders = [
+        torch.cat([first[2 * p]["index"], first[2 * p + 1]["index"]]).tolist() for p in range(3)
+    ]
     assert orders == [np.random.default_rng((5, p)).permutation(4).tolist() for p in range(3)]
     assert len({tuple(o) for o in orders}) == 3  # reshuffled every pass
     other = batches(lds, 6, batch_size=2, seed=6)

@@ -17,10 +17,34 @@ FAZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "faz_octa_5sites
 def test_torchrun_two_cpu_ranks_stay_in_sync(tmp_path):
     out = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "napari_synfoc.cli", "train", "--data", str(FAZ), "--labeled-domain", "Domain5",
-        "--n-labeled", "4", "--iterations", "4", "--out", str(out), "--profile", "tiny",
-        "--device", "cpu", "--unlabeled-limit", "3", "--eval-limit", "2", "--quiet",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "napari_synfoc.cli",
+        "train",
+        "--data",
+        str(FAZ),
+        "--labeled-domain",
+        "Domain5",
+        "--n-labeled",
+        "4",
+        "--iterations",
+        "4",
+        "--out",
+        str(out),
+        "--profile",
+        "tiny",
+        "--device",
+        "cpu",
+        "--unlabeled-limit",
+        "3",
+        "--eval-limit",
+        "2",
+        "--quiet",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONIOENCODING="utf-8")
     proc = subprocess.run(cmd, capture_output=True, timeout=600, env=env)
@@ -33,7 +57,9 @@ def test_torchrun_two_cpu_ranks_stay_in_sync(tmp_path):
     assert r0["unet_sha256"] == r1["unet_sha256"]
     assert r0["foundation_sha256"] == r1["foundation_sha256"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and set(metrics["per_domain"]) == {f"Domain{i}" for i in range(1, 6)}
+    assert metrics["world_size"] == 2 and set(metrics["per_domain"]) == {
+        f"Domain{i}" for i in range(1, 6)
+    }
     # and they trained: the saved student differs from its (seeded, identical) initialisation
     from napari_synfoc.config import SynFoCConfig
     from napari_synfoc.core.checkpoint import load_checkpoint
@@ -44,5 +70,9 @@ def test_torchrun_two_cpu_ranks_stay_in_sync(tmp_path):
     cfg = SynFoCConfig.from_dict(state["config"])
     seed_everything(cfg.seed)  # the trainer's own initialisation
     fresh = UNet(cfg.in_channels, cfg.num_classes, tuple(cfg.unet_features)).state_dict()
-    changed = [k for k, v in state["unet_student"].items() if v.is_floating_point() and not (v == fresh[k]).all()]
+    changed = [
+        k
+        for k, v in state["unet_student"].items()
+        if v.is_floating_point() and not (v == fresh[k]).all()
+    ]
     assert changed

@@ -29,7 +29,14 @@ from napari_synfoc.core.foundation.lora import (
     tinyvit_qkv_roles,
 )
 
-FAZ = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ"
+FAZ = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "data"
+    / "faz_octa_5sites"
+    / "data"
+    / "FAZ"
+)
 
 
 def tiny(**kw):
@@ -128,7 +135,9 @@ def test_fused_attention_same_output():
 def test_fused_layernorm2d_is_the_same_function():
     m = tiny(num_classes=2, seed=3)
     lns = [x for x in m.modules() if type(x).__name__ == "LayerNorm2d"]
-    assert lns and all("_fused_layernorm2d_forward" in repr(x.forward) for x in lns)  # build_foundation fused them
+    assert lns and all(
+        "_fused_layernorm2d_forward" in repr(x.forward) for x in lns
+    )  # build_foundation fused them
     ln = lns[0]
     with torch.no_grad():
         ln.weight.copy_(torch.linspace(0.5, 2.0, ln.weight.numel()))

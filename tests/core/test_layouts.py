@@ -34,8 +34,13 @@ def test_faz_generic_layout_counts_and_encoding():
     assert split.layout == "generic" and split.root == FAZ
     assert (split.num_classes, split.in_channels, split.phi_classes) == (2, 1, "plain")
     counts = {d: (len(split.train[d]), len(split.test[d])) for d in split.domains}
-    assert counts == {"Domain1": (244, 60), "Domain2": (150, 50), "Domain3": (200, 100),
-                      "Domain4": (708, 304), "Domain5": (30, 9)}
+    assert counts == {
+        "Domain1": (244, 60),
+        "Domain2": (150, 50),
+        "Domain3": (200, 100),
+        "Domain4": (708, 304),
+        "Domain5": (30, 9),
+    }
     assert split.problems == []
     names = [s.name for s in split.train["Domain1"]]
     assert names == sorted(names)
@@ -91,7 +96,8 @@ def test_fundus_layout_encoding():
     assert split.layout == "fundus"
     assert (split.num_classes, split.in_channels, split.phi_classes) == (3, 3, "fundus")
     assert {d: (len(split.train[d]), len(split.test[d])) for d in split.domains} == {
-        f"Domain{k}": (1, 1) for k in range(1, 5)}
+        f"Domain{k}": (1, 1) for k in range(1, 5)
+    }
     s = split.train["Domain2"][0]
     img, lab = load_sample_arrays(s)
     m = raw(s.mask_path)[..., 0]
@@ -106,7 +112,8 @@ def test_mnms_layout_encoding():
     split = discover(SAMPLES / "mnms")
     assert split.layout == "mnms" and (split.num_classes, split.in_channels) == (4, 1)
     assert {d: (len(split.train[d]), len(split.test[d])) for d in split.domains} == {
-        f"vendor{v}": (3, 3) for v in "ABCD"}
+        f"vendor{v}": (3, 3) for v in "ABCD"
+    }
     s = split.test["vendorD"][1]
     img, lab = load_sample_arrays(s)
     m = raw(s.mask_path)
@@ -123,7 +130,11 @@ def test_busi_layout_split_merge_and_grey():
     assert split.domains == ["benign", "malignant"]  # "normal" dropped
     # lexicographic order, last int(20 %) is test: 5 -> 4/1, 6 -> 5/1
     assert [s.name for s in split.train["benign"]] == [
-        "benign (1)", "benign (2)", "benign (3)", "benign (4)"]
+        "benign (1)",
+        "benign (2)",
+        "benign (3)",
+        "benign (4)",
+    ]
     assert [s.name for s in split.test["benign"]] == ["benign (5)"]
     assert len(split.train["malignant"]) == 5 and len(split.test["malignant"]) == 1
     s = split.train["benign"][3]

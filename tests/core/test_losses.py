@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from napari_synfoc.core.losses import ce_loss, cdcr_losses, dice_loss, supervised_loss, unsupervised_loss
+from napari_synfoc.core.losses import (
+    cdcr_losses,
+    ce_loss,
+    dice_loss,
+    supervised_loss,
+    unsupervised_loss,
+)
 
 
 def H(p: float) -> float:
@@ -68,9 +74,15 @@ def test_ce_normalisation():
     logits = torch.tensor([[[[0.0, 0.0]], [[0.0, math.log(3.0)]]]])
     target = torch.tensor([[[1, 1]]])
     mask = torch.tensor([[[1.0, 0.0]]])
-    assert ce_loss(logits, target).item() == pytest.approx((math.log(2) + math.log(4 / 3)) / 2, abs=1e-6)
-    assert ce_loss(logits, target, mask, norm="all").item() == pytest.approx(math.log(2) / 2, abs=1e-6)
-    assert ce_loss(logits, target, mask, norm="confident").item() == pytest.approx(math.log(2), abs=1e-6)
+    assert ce_loss(logits, target).item() == pytest.approx(
+        (math.log(2) + math.log(4 / 3)) / 2, abs=1e-6
+    )
+    assert ce_loss(logits, target, mask, norm="all").item() == pytest.approx(
+        math.log(2) / 2, abs=1e-6
+    )
+    assert ce_loss(logits, target, mask, norm="confident").item() == pytest.approx(
+        math.log(2), abs=1e-6
+    )
     assert ce_loss(logits, target, torch.zeros(1, 1, 2), norm="confident").item() == 0.0
     with pytest.raises(ValueError, match="norm"):
         ce_loss(logits, target, mask, norm="mean")
@@ -126,7 +138,9 @@ def test_cdcr_fm_larger():
     p_fm = _two_class([[0.9, 0.2], [0.6, 0.3]])
     l_c, l_d, m_c = cdcr_losses(p_fm, _two_class([[0.8]]))
     assert m_c.tolist() == [[[1.0]]]
-    assert l_c.item() == pytest.approx(0.5 * ((H(0.9) + H(0.2) + H(0.6) + H(0.3)) / 8 + H(0.8) / 2), abs=1e-6)
+    assert l_c.item() == pytest.approx(
+        0.5 * ((H(0.9) + H(0.2) + H(0.6) + H(0.3)) / 8 + H(0.8) / 2), abs=1e-6
+    )
     assert l_d.item() == pytest.approx(0.0, abs=1e-9)
     l_c, l_d, m_c = cdcr_losses(p_fm, _two_class([[0.3]]))
     assert m_c.tolist() == [[[0.0]]]

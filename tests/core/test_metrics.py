@@ -72,8 +72,10 @@ def test_hd95_is_percentile_of_union_not_monai_max():
     pred[30:33, 30:33] = True  # a far blob: 8 of 84 pred-surface pixels, 8 of 160 overall
     m = binary_metrics(pred, gt)
     assert m["hd95"] == pytest.approx(medpy_hd95(pred, gt), abs=1e-5)
-    t = lambda a: torch.from_numpy(a[None, None].astype(np.float32))  # noqa: E731
-    monai_hd = compute_hausdorff_distance(t(pred), t(gt), include_background=True, percentile=95).item()
+    t = lambda a: torch.from_numpy(a[None, None].astype(np.float32))
+    monai_hd = compute_hausdorff_distance(
+        t(pred), t(gt), include_background=True, percentile=95
+    ).item()
     assert monai_hd > m["hd95"] + 5  # max of directed percentiles: a different convention
     monai_asd = compute_average_surface_distance(t(pred), t(gt), include_background=True).item()
     assert m["asd"] == pytest.approx(monai_asd, abs=1e-5)
@@ -83,13 +85,28 @@ def test_empty_rules():
     pred, gt = _squares(0)
     empty = np.zeros_like(gt)
     for rule in ("error", "rule"):
-        assert binary_metrics(empty, gt, rule) == {"dice": 0.0, "jaccard": 0.0, "hd95": 100.0, "asd": 100.0}
+        assert binary_metrics(empty, gt, rule) == {
+            "dice": 0.0,
+            "jaccard": 0.0,
+            "hd95": 100.0,
+            "asd": 100.0,
+        }
     with pytest.raises(ValueError, match="ground-truth mask is empty"):
         binary_metrics(pred, empty)
     with pytest.raises(ValueError, match="ground-truth mask is empty"):
         binary_metrics(empty, empty)
-    assert binary_metrics(pred, empty, "rule") == {"dice": 0.0, "jaccard": 0.0, "hd95": 100.0, "asd": 100.0}
-    assert binary_metrics(empty, empty, "rule") == {"dice": 1.0, "jaccard": 1.0, "hd95": 0.0, "asd": 0.0}
+    assert binary_metrics(pred, empty, "rule") == {
+        "dice": 0.0,
+        "jaccard": 0.0,
+        "hd95": 100.0,
+        "asd": 100.0,
+    }
+    assert binary_metrics(empty, empty, "rule") == {
+        "dice": 1.0,
+        "jaccard": 1.0,
+        "hd95": 0.0,
+        "asd": 0.0,
+    }
     assert binary_metrics(pred, gt) == {"dice": 1.0, "jaccard": 1.0, "hd95": 0.0, "asd": 0.0}
     with pytest.raises(ValueError, match="shape"):
         binary_metrics(pred, gt[:4])

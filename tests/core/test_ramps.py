@@ -33,7 +33,9 @@ def test_lambda_quantised_steps_and_scale():
     for T in (30000, 60000, 1000, 500, 300):
         for t in range(0, T, 7):
             s = min(t // (T / 200), 200)
-            assert consistency_weight(t, T) == pytest.approx(math.exp(-5 * (1 - s / 200) ** 2), abs=1e-12)
+            assert consistency_weight(t, T) == pytest.approx(
+                math.exp(-5 * (1 - s / 200) ** 2), abs=1e-12
+            )
 
 
 def test_lambda_short_runs():

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from napari_synfoc.core.smc import ensemble_pseudo_labels, hard_dice, phi, smc_alpha, smc_alpha_tensor
+from napari_synfoc.core.smc import (
+    ensemble_pseudo_labels,
+    hard_dice,
+    phi,
+    smc_alpha,
+    smc_alpha_tensor,
+)
 
 
 def test_hard_dice_smoothing_and_empty_rule():
@@ -52,7 +58,9 @@ def test_smc_alpha_hand_case_and_modes():
     assert smc_alpha(qs, qt, qf, 2, mode="constant", constant=0.3).tolist() == [0.3, 0.3]
     assert smc_alpha(qs, qt, qf, 2, mode="linear", progress=0.25).tolist() == [0.25, 0.25]
     # torch inputs work too
-    assert smc_alpha(*(torch.from_numpy(x) for x in (qs, qt, qf)), 2).tolist() == pytest.approx(got.tolist())
+    assert smc_alpha(*(torch.from_numpy(x) for x in (qs, qt, qf)), 2).tolist() == pytest.approx(
+        got.tolist()
+    )
     with pytest.raises(ValueError, match="mode"):
         smc_alpha(qs, qt, qf, 2, mode="cps")
 
@@ -62,12 +70,16 @@ def test_smc_alpha_resolutions():
     # equal sizes: Φ_mut is the plain Φ
     qf4 = np.zeros_like(qt)
     qf4[0, 1:3, 1:3] = 1
-    assert smc_alpha(qs, qt, qf4, 2, mode="mutual").tolist() == pytest.approx(phi(qt, qf4, 2).tolist())
+    assert smc_alpha(qs, qt, qf4, 2, mode="mutual").tolist() == pytest.approx(
+        phi(qt, qf4, 2).tolist()
+    )
     # fm larger (8): the U-Net labels are nearest-upsampled (each pixel → 2×2 block)
     qf8 = np.zeros((2, 8, 8), np.int64)
     qf8[0, 2:6, 2:6] = 1
     up = np.stack([np.kron(q, np.ones((2, 2), np.int64)) for q in qt])
-    assert smc_alpha(qs, qt, qf8, 2, mode="mutual").tolist() == pytest.approx(phi(up, qf8, 2).tolist())
+    assert smc_alpha(qs, qt, qf8, 2, mode="mutual").tolist() == pytest.approx(
+        phi(up, qf8, 2).tolist()
+    )
     # (2·4+1)/(16+16+1.001) for image 0: overlap of [0:4,0:4] and [2:6,2:6] is 4 pixels
     assert smc_alpha(qs, qt, qf8, 2, mode="mutual")[0] == pytest.approx(9 / 33.001)
 
@@ -81,7 +93,9 @@ def test_smc_alpha_tensor_matches_numpy(mode, phi_classes, k):
     t = [torch.from_numpy(x) for x in (qs, qt, qf)]
     got = smc_alpha_tensor(*t, 2, mode=mode, constant=0.3, progress=0.25)
     assert got.dtype == torch.float64
-    assert got.tolist() == pytest.approx(smc_alpha(qs, qt, qf, 2, mode=mode, constant=0.3, progress=0.25).tolist(), abs=1e-12)
+    assert got.tolist() == pytest.approx(
+        smc_alpha(qs, qt, qf, 2, mode=mode, constant=0.3, progress=0.25).tolist(), abs=1e-12
+    )
     gen = np.random.default_rng(k)
     for fm_size in (6, 12, 24):
         qs, qt = gen.integers(0, k, (3, 12, 12)), gen.integers(0, k, (3, 12, 12))
@@ -90,7 +104,9 @@ def test_smc_alpha_tensor_matches_numpy(mode, phi_classes, k):
         qt[2] = 0
         qf[2] = 0  # and one where both teachers are empty (Φ_mut = 1)
         ref = smc_alpha(qs, qt, qf, k, phi_classes, mode, 0.3, 0.25)
-        got = smc_alpha_tensor(*(torch.from_numpy(x) for x in (qs, qt, qf)), k, phi_classes, mode, 0.3, 0.25)
+        got = smc_alpha_tensor(
+            *(torch.from_numpy(x) for x in (qs, qt, qf)), k, phi_classes, mode, 0.3, 0.25
+        )
         assert got.tolist() == pytest.approx(ref.tolist(), abs=1e-12)
     with pytest.raises(ValueError, match="mode"):
         smc_alpha_tensor(*t, 2, mode="cps")
@@ -99,7 +115,7 @@ def test_smc_alpha_tensor_matches_numpy(mode, phi_classes, k):
 def test_ensemble_thresholds_strict_equal_sizes():
     p_ut = torch.tensor([[1.0, 0.75], [0.0, 0.5]])
     p_fm = torch.tensor([[0.75, 0.75], [0.25, 0.25]])
-    two = lambda fg: torch.stack([1 - fg, fg])[None]  # noqa: E731
+    two = lambda fg: torch.stack([1 - fg, fg])[None]
     out = ensemble_pseudo_labels(two(p_ut), two(p_fm), np.array([0.5]), tau=0.75)
     # P_EN fg = [[.875,.75],[.125,.375]]; max = [[.875,.75],[.875,.625]]
     assert torch.equal(out["p_en"][0, 1], torch.tensor([[0.875, 0.75], [0.125, 0.375]]))

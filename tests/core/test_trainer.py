@@ -70,8 +70,16 @@ def test_deterministic_for_a_seed(tmp_path):
     img, lab = _disc_stack()
     task = StackTask(img, lab, [0, 1])
     cfg = make_config("tiny", iterations=4, seed=7, device="cpu")  # bitwise: CPU kernels
-    a = [e.losses["loss"] for e in train_on_stack(task, cfg, out_dir=tmp_path / "a") if isinstance(e, Step)]
-    b = [e.losses["loss"] for e in train_on_stack(task, cfg, out_dir=tmp_path / "b") if isinstance(e, Step)]
+    a = [
+        e.losses["loss"]
+        for e in train_on_stack(task, cfg, out_dir=tmp_path / "a")
+        if isinstance(e, Step)
+    ]
+    b = [
+        e.losses["loss"]
+        for e in train_on_stack(task, cfg, out_dir=tmp_path / "b")
+        if isinstance(e, Step)
+    ]
     assert a == b
     c = [
         e.losses["loss"]
@@ -90,7 +98,9 @@ def test_cancel_stops_within_one_iteration(tmp_path):
         return n["steps"] >= 2
 
     events = []
-    for e in train_on_stack(task, make_config("tiny", iterations=50), should_stop=stop, out_dir=tmp_path):
+    for e in train_on_stack(
+        task, make_config("tiny", iterations=50), should_stop=stop, out_dir=tmp_path
+    ):
         events.append(e)
         if isinstance(e, Step):
             n["steps"] += 1
@@ -102,10 +112,14 @@ def test_cancel_stops_within_one_iteration(tmp_path):
 def test_warm_start_from_checkpoint(tmp_path):
     img, lab = _disc_stack()
     task = StackTask(img, lab, [0, 1])
-    first = _events(train_on_stack(task, make_config("tiny", iterations=3), out_dir=tmp_path / "a"))
+    first = _events(
+        train_on_stack(task, make_config("tiny", iterations=3), out_dir=tmp_path / "a")
+    )
     ck = first[-1].checkpoint
     second = _events(
-        train_on_stack(task, make_config("tiny", iterations=2), init_checkpoint=ck, out_dir=tmp_path / "b")
+        train_on_stack(
+            task, make_config("tiny", iterations=2), init_checkpoint=ck, out_dir=tmp_path / "b"
+        )
     )
     assert isinstance(second[-1], Done)
     # the warm-started U-Net predicts like the saved one at the start of the new run
@@ -119,13 +133,17 @@ def test_bad_input_gives_clear_failures(tmp_path):
     ev = _events(train_on_stack(StackTask(img, lab, []), make_config("tiny", iterations=2)))
     assert isinstance(ev[-1], Failed) and "no labelled slice" in ev[-1].message
     # labels of another shape
-    ev = _events(train_on_stack(StackTask(img, lab[:, :32], [0]), make_config("tiny", iterations=2)))
+    ev = _events(
+        train_on_stack(StackTask(img, lab[:, :32], [0]), make_config("tiny", iterations=2))
+    )
     assert isinstance(ev[-1], Failed) and "shape" in ev[-1].message
     # corrupt checkpoint
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     ev = _events(
-        train_on_stack(StackTask(img, lab, [0]), make_config("tiny", iterations=2), init_checkpoint=bad)
+        train_on_stack(
+            StackTask(img, lab, [0]), make_config("tiny", iterations=2), init_checkpoint=bad
+        )
     )
     assert isinstance(ev[-1], Failed) and "bad.pt" in ev[-1].message
 
@@ -148,7 +166,11 @@ def test_out_of_memory_message_suggests_lighter_setting(tmp_path, monkeypatch):
 
     monkeypatch.setattr(trainer_mod.SynFoCTrainer, "train_step", boom)
     img, lab = _disc_stack()
-    ev = _events(train_on_stack(StackTask(img, lab, [0]), make_config("tiny", iterations=3), out_dir=tmp_path))
+    ev = _events(
+        train_on_stack(
+            StackTask(img, lab, [0]), make_config("tiny", iterations=3), out_dir=tmp_path
+        )
+    )
     assert isinstance(ev[-1], Failed)
     assert "out of memory" in ev[-1].message and "lighter" in ev[-1].message
 
@@ -157,7 +179,9 @@ def test_suponly_and_ablations_run(tmp_path):
     img, lab = _disc_stack()
     task = StackTask(img, lab, [0, 1])
     for over in ({"suponly": True}, {"use_smc": False}, {"use_cdcr": False}):
-        ev = _events(train_on_stack(task, make_config("tiny", iterations=2, **over), out_dir=tmp_path))
+        ev = _events(
+            train_on_stack(task, make_config("tiny", iterations=2, **over), out_dir=tmp_path)
+        )
         assert isinstance(ev[-1], Done), (over, ev[-1])
         steps = [e for e in ev if isinstance(e, Step)]
         if over.get("suponly"):
@@ -224,8 +248,12 @@ def test_cuda_upstream_way_and_fast_way_train_alike(tmp_path):
         tr = SynFoCTrainer(cfg, lab_s, unl_s)
         assert tr.device.type == "cuda"
         assert (tr.scaler is not None) == (name == "upstream")
-        li = infinite_loader(tr.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers, pin_memory=True)
-        ui = infinite_loader(tr.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7, cfg.num_workers, pin_memory=True)
+        li = infinite_loader(
+            tr.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers, pin_memory=True
+        )
+        ui = infinite_loader(
+            tr.unlabeled_ds, cfg.batch_unlabeled, cfg.seed + 7, cfg.num_workers, pin_memory=True
+        )
         losses = [tr.train_step(next(li), next(ui))["loss"] for _ in range(4)]
         assert all(np.isfinite(losses)), (name, losses)
         first[name] = losses[0]
@@ -245,4 +273,7 @@ def test_compiled_trainer_builds_and_keeps_its_modules():
     for fn in (tr.unet_pair, tr.fm_pair, tr._unet_teacher_fn, tr._fm_teacher_fn, tr._unet_weak_fn):
         assert isinstance(fn, torch._dynamo.eval_frame.OptimizedModule)
     assert not isinstance(tr.unet, torch._dynamo.eval_frame.OptimizedModule)
-    assert tr._unet_teacher_fn._orig_mod is tr.unet_teacher and tr._fm_teacher_fn._orig_mod is tr.fm_teacher
+    assert (
+        tr._unet_teacher_fn._orig_mod is tr.unet_teacher
+        and tr._fm_teacher_fn._orig_mod is tr.fm_teacher
+    )

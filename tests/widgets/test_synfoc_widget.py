@@ -36,8 +36,9 @@ def viewer_widget(make_napari_viewer, qtbot):
     labels = np.zeros_like(gt)
     labels[1] = gt[1]
     labels[4] = gt[4]
-    lab = viewer.add_labels(labels, name="annotations", scale=(2.0, 0.5, 0.5),
-                            translate=(10.0, 0, 0))
+    lab = viewer.add_labels(
+        labels, name="annotations", scale=(2.0, 0.5, 0.5), translate=(10.0, 0, 0)
+    )
     dock, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
     assert isinstance(widget, SynFoCWidget)
     widget.profile_combo.setCurrentText("tiny")
@@ -313,8 +314,9 @@ def test_overlays_built_in_steps_end_as_a_direct_add(make_napari_viewer):
         viewer = make_napari_viewer()
         img, _ = _stack()
         image = viewer.add_image(img, name="stack", scale=(2.0, 0.5, 0.5))
-        lab = viewer.add_labels(np.zeros((Z, H, W), np.int32), name="annotations",
-                                scale=(2.0, 0.5, 0.5))
+        lab = viewer.add_labels(
+            np.zeros((Z, H, W), np.int32), name="annotations", scale=(2.0, 0.5, 0.5)
+        )
         assert viewer.layers.selection.active is lab
         if stepwise:
             missing = overlays.update_overlays(viewer, maps, image, below=lab, max_new=0)
@@ -419,7 +421,9 @@ def test_loss_plot_blits_and_redraws_only_when_axes_change(qtbot):
     qtbot.addWidget(plot)
     plot.show()
     plot.set_run(0, 100)
-    plot.add_point(1, {"loss": 2.0, "sup_unet": 1.0, "ce_unet": 0.5, "consensus_fraction": 0.3}, 0.4)
+    plot.add_point(
+        1, {"loss": 2.0, "sup_unet": 1.0, "ce_unet": 0.5, "consensus_fraction": 0.3}, 0.4
+    )
     plot.redraw()
     assert plot.full_draws == 1 and plot.blits == 0
     assert set(plot.series) == {"loss", "sup_unet"} <= set(PLOT_KEYS)

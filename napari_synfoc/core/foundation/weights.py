@@ -66,7 +66,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FoundationWeightsError(f"checkpoint '{path}' does not exist or is not a file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for broken files
+    except Exception as exc:
         raise FoundationWeightsError(
             f"cannot read checkpoint '{path}': not a readable PyTorch weights file "
             f"(truncated, corrupt or unsafe pickle) [{type(exc).__name__}: {exc}]"

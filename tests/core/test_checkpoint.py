@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
-from napari_synfoc.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from napari_synfoc.core.checkpoint import (
+    CheckpointError,
+    CheckpointWriteError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def test_round_trip_and_format_tag(tmp_path):
@@ -49,3 +55,109 @@ def test_bad_files_are_named(tmp_path):
     torch.save({"image_encoder.weight": torch.zeros(1)}, foreign)
     with pytest.raises(CheckpointError, match="not a napari-synfoc checkpoint"):
         load_checkpoint(foreign)
+
+
+class _Crafted:
+    """Unpickling this object opens (creates) ``marker``: a stand-in for arbitrary code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("container", ["torch-zip", "raw-pickle-2", "raw-pickle-4"])
+def test_crafted_file_is_refused_and_runs_nothing(tmp_path, container):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    payload = {"format": "napari-synfoc/1", "config": {}, "x": _Crafted(marker)}
+    bad = tmp_path / "session.pt"
+    if container == "torch-zip":
+        torch.save(payload, bad)
+    else:
+        bad.write_bytes(pickle.dumps(payload, protocol=int(container[-1])))
+        # the crafted file really does run code under an unrestricted unpickler
+        pickle.loads(bad.read_bytes())
+        assert marker.exists()
+        marker.unlink()
+    if container == "raw-pickle-4":  # stopped at the protocol-4 framing, before any global
+        match = r"cannot read checkpoint '.*session\.pt'.*nothing in it was run"
+    else:
+        match = r"refused to open '.*session\.pt'.*\(\w*\.?open\) that could run code"
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(bad)
+    assert not marker.exists()
+
+
+def test_trainer_checkpoint_loads_with_weights_only(tmp_path):
+    """Everything a real run saves (models, optimisers, RNG states, config, session fields) is
+    plain data that ``weights_only=True`` accepts."""
+    from napari_synfoc.config import make_config
+    from napari_synfoc.core.events import Done
+    from napari_synfoc.core.interactive import (
+        StackTask,
+        read_session,
+        save_session,
+        train_on_stack,
+    )
+
+    rng = np.random.default_rng(0)
+    img = rng.random((4, 32, 32), dtype=np.float32)
+    lab = (img > 0.5).astype(np.uint8)
+    cfg = make_config("tiny", iterations=1, model_selection="val", val_fraction=0.5)
+    ev = list(train_on_stack(StackTask(img, lab, [0, 1]), cfg, out_dir=tmp_path, predict_every=0))
+    assert isinstance(ev[-1], Done), ev[-1]
+    raw = torch.load(ev[-1].checkpoint, weights_only=True)
+    assert raw["format"] == "napari-synfoc/1" and raw["iteration"] == 1
+    sess = save_session(ev[-1].checkpoint, tmp_path / "s.synfoc", [0, 1], img.shape)
+    info = read_session(sess)
+    assert info["labeled_slices"] == [0, 1] and info["image_shape"] == [4, 32, 32]
+
+
+def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    p = save_checkpoint(tmp_path / "ck.pt", {"iteration": 1, "w": torch.ones(100)})
+
+    def full(obj, fh):
+        fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointWriteError, match=r"ck\.pt.*disk is full.*previous file"):
+        save_checkpoint(p, {"iteration": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(p)["iteration"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["ck.pt"]
+
+
+def test_read_only_folder_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    p = save_checkpoint(tmp_path / "ck.pt", {"iteration": 1})
+
+    def read_only(*a, **k):  # root ignores chmod, so the refusal is simulated at the syscall
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(CheckpointWriteError, match=r"cannot be written.*another folder"):
+        save_checkpoint(p, {"iteration": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(p)["iteration"] == 1
+
+
+def test_failed_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    p = save_checkpoint(tmp_path / "ck.pt", {"iteration": 1})
+
+    def no_rename(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", no_rename)
+    with pytest.raises(CheckpointWriteError):
+        save_checkpoint(p, {"iteration": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(p)["iteration"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["ck.pt"]

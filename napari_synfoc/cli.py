@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import FIXES, FOUNDATIONS, PROFILES, SynFoCConfig
+from .config import FIXES, PROFILES, SynFoCConfig, choices, field_meta, resolve_config
 
 
 def write_json_atomic(path: str | Path, data: Any) -> Path:
@@ -68,7 +68,23 @@ def launch_napari(files: list[str] | None = None, sample: bool = True) -> int:
 
 
 # --------------------------------------------------------------------------- config
+# Method switches exposed as ``--name-with-dashes`` with the table's choices and help.
+METHOD_CHOICE_FIELDS = (
+    "alpha_mode",
+    "lr_schedule",
+    "teacher_bn",
+    "ce_norm",
+    "model_selection",
+    "empty_gt_hd95",
+)
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _add_method_args(p: argparse.ArgumentParser) -> None:
+    """Model, compute and method options; choices and help come from the config table."""
     g = p.add_argument_group("model and compute")
     g.add_argument(
         "--profile",
@@ -78,28 +94,27 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--foundation",
-        choices=FOUNDATIONS,
+        choices=choices("foundation"),
         default=None,
-        help="foundation model (default litemedsam, bundled)",
+        help="foundation model (default: the profile's; litemedsam, bundled)",
     )
-    g.add_argument(
-        "--checkpoint",
-        default=None,
-        help="foundation weights for medsam-vitb / sam-vitb (e.g. medsam_vit_b.pth)",
-    )
-    g.add_argument(
-        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps"
-    )
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None)
+    g.add_argument("--checkpoint", default=None, help=field_meta("checkpoint")["help"])
+    g.add_argument("--device", default="auto", help=field_meta("device")["help"])
+    g.add_argument("--precision", choices=choices("precision"), default=None)
     g.add_argument("--seed", type=int, default=1337)
     g.add_argument(
         "--batch", type=int, default=None, help="labelled and unlabelled batch size (each)"
     )
-    g.add_argument("--size", type=int, default=None, help="U-Net input size P")
-    g.add_argument("--fm-size", type=int, default=None, help="foundation input size S")
+    g.add_argument("--size", type=int, default=None, help=field_meta("unet_size")["help"])
+    g.add_argument("--fm-size", type=int, default=None, help=field_meta("fm_size")["help"])
     g.add_argument("--unet-features", default=None, help="U-Net widths, e.g. 16,32,64,128,256")
     g.add_argument("--workers", type=int, default=None, help="DataLoader workers")
-    g.add_argument("--compile", action="store_true", help="torch.compile the U-Net")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the students and teachers (profiles compile only long runs)",
+    )
     m = p.add_argument_group("method (faithful by default) and the spec's fixes")
     m.add_argument(
         "--baseline",
@@ -109,72 +124,49 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--no-smc", action="store_true", help="ablation: constant alpha instead of SMC")
     m.add_argument("--no-cdcr", action="store_true", help="ablation: no L_c / L_d")
+    for name in METHOD_CHOICE_FIELDS:
+        m.add_argument(
+            _opt(name), choices=choices(name), default=None, help=field_meta(name)["help"]
+        )
     m.add_argument(
-        "--alpha-mode", choices=["smc", "self", "mutual", "constant", "linear"], default=None
+        "--dice-bg-masked",
+        action="store_true",
+        default=None,
+        help=field_meta("dice_bg_masked")["help"],
     )
-    m.add_argument("--lr-schedule", choices=["none", "poly"], default=None)
-    m.add_argument("--teacher-bn", choices=["train", "eval"], default=None)
-    m.add_argument("--dice-bg-masked", action="store_true", default=None)
-    m.add_argument("--ce-norm", choices=["all", "confident"], default=None)
-    m.add_argument("--model-selection", choices=["final", "val"], default=None)
-    m.add_argument("--empty-gt-hd95", choices=["error", "rule"], default=None)
     m.add_argument("--fixes", action="store_true", help="turn on every fix of the spec at once")
 
 
 def config_from_args(args: argparse.Namespace, **task: Any) -> SynFoCConfig:
-    """The run's config: task settings, the profile, then explicit options."""
-    from .config import default_profile_for, make_config
-
-    profile = args.profile
-    if profile is None:
-        dev = args.device
-        if dev == "auto":
-            import torch
-
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        profile = default_profile_for(dev)
+    """The run's config through :func:`resolve_config`: task settings, then explicit options."""
     over: dict[str, Any] = dict(task)
-    over["device"] = args.device
     over["seed"] = args.seed
     if getattr(args, "iterations", None) is not None:
         over["iterations"] = args.iterations
     if args.fixes:
         over.update(FIXES)
     simple = {
-        "foundation": args.foundation,
         "checkpoint": args.checkpoint,
         "precision": args.precision,
         "unet_size": args.size,
         "fm_size": args.fm_size,
         "num_workers": args.workers,
-        "alpha_mode": args.alpha_mode,
-        "lr_schedule": args.lr_schedule,
-        "teacher_bn": args.teacher_bn,
         "dice_bg_masked": args.dice_bg_masked,
-        "ce_norm": args.ce_norm,
-        "model_selection": args.model_selection,
-        "empty_gt_hd95": args.empty_gt_hd95,
+        "compile": args.compile,
+        **{name: getattr(args, name) for name in METHOD_CHOICE_FIELDS},
     }
     over.update({k: v for k, v in simple.items() if v is not None})
     if args.batch is not None:
         over["batch_labeled"] = over["batch_unlabeled"] = args.batch
     if args.unet_features:
         over["unet_features"] = tuple(int(v) for v in args.unet_features.split(","))
-    if args.compile:
-        over["compile"] = True
     if args.baseline == "suponly":
         over["suponly"] = True
     if args.no_smc:
         over["use_smc"] = False
     if args.no_cdcr:
         over["use_cdcr"] = False
-    if over.get("foundation") in ("medsam-vitb", "sam-vitb"):
-        # A LoRA ViT-B cannot use the frozen-encoder cache of the CPU profile.
-        over.setdefault("freeze_encoder", False)
-        over.setdefault("cache_embeddings", False)
-        over.setdefault("lora_targets", "qv")
-        over.setdefault("fm_size", 512 if profile in ("faithful", "gpu-fast") else 256)
-    return make_config(profile, **over)
+    return resolve_config(args.profile, args.device, args.foundation, over)
 
 
 # --------------------------------------------------------------------------- train / eval
@@ -457,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--profiles",
         default=None,
-        help="comma-separated profiles to time; settings as name+key=value (gpu-fast+compile=true)",
+        help="comma-separated profiles to time; settings as name+key=value "
+        "(gpu-fast+compile=true)",
     )
     b.add_argument(
         "--no-overlay",

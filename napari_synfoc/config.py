@@ -3,6 +3,13 @@
 Faithful to the official code by default (see ``docs/synfoc_spec.md`` of the shared docs); each
 fix the spec lists sits behind a named switch.  No module reads a magic number of the method from
 anywhere else: they take a :class:`SynFoCConfig`.
+
+Each field carries metadata, the one table every front end reads (the CLI's argparse options,
+the dock's Advanced form, validation): ``choices`` (allowed values, a tuple), ``range``
+(``(lo, hi)``, inclusive, ``None`` for an open side), ``step`` and ``ui_range`` (the form's
+spin box), ``arch`` (the field describes the model's architecture: a warm start keeps the
+checkpoint's value) and ``help``.  :func:`resolve_config` is the one way a profile, a device, a
+foundation model and user overrides become a config.
 """
 
 from __future__ import annotations
@@ -13,7 +20,28 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 FOUNDATIONS = ("litemedsam", "medsam-vitb", "sam-vitb", "tiny")
+VITB_FOUNDATIONS = ("medsam-vitb", "sam-vitb")  # need a checkpoint file; LoRA, no cache
 ALPHA_MODES = ("smc", "self", "mutual", "constant", "linear")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# A profile's torch.compile is kept only for runs at least this long: compiling takes about a
+# minute and pays off after several hundred iterations (the dock's short rounds do not).
+COMPILE_MIN_ITERATIONS = 1000
+
+
+def _f(
+    default: Any,
+    help: str = "",
+    *,
+    choices: tuple | None = None,
+    range: tuple | None = None,
+    step: float | None = None,
+    ui_range: tuple | None = None,
+    arch: bool = False,
+) -> Any:
+    """A dataclass field with its table row (see the module docstring)."""
+    meta = {"help": help, "choices": choices, "range": range, "step": step, "arch": arch}
+    meta["ui_range"] = ui_range
+    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -25,85 +53,124 @@ class SynFoCConfig:
     """
 
     # task
-    num_classes: int = 2  # K, background included
-    in_channels: int = 1  # U-Net input channels (3 for RGB data)
-    phi_classes: str = "plain"  # "plain": classes 1..K-1; "fundus": cup = 1, disc = label > 0
+    num_classes: int = _f(2, "K, background included", range=(2, None), arch=True)
+    in_channels: int = _f(1, "U-Net input channels (3 for RGB data)", range=(1, None), arch=True)
+    phi_classes: str = _f(
+        "plain",
+        '"plain": classes 1..K-1; "fundus": cup = 1, disc = label > 0',
+        choices=("plain", "fundus"),
+    )
     # models
-    foundation: str = "litemedsam"
-    checkpoint: str | None = None  # for medsam-vitb / sam-vitb
-    fm_size: int = 256
-    unet_size: int = 256
-    eval_size: int = 0  # metrics resolution; 0 = unet_size (the spec's P×P)
-    unet_downsample: str = "nearest"  # image resize to P: "nearest" (upstream, aliases) | "area"
-    unet_features: tuple[int, ...] = (64, 128, 256, 512, 1024)
-    lora_rank: int = 4
-    lora_targets: str = "qv"  # "qv" (paper), "qkv", or "none"
-    freeze_encoder: bool = False  # True: no LoRA, encoder frozen; embeddings may be cached
-    cache_embeddings: bool = False  # reuse per-slice encoder outputs (needs freeze_encoder)
+    foundation: str = _f("litemedsam", "foundation model", choices=FOUNDATIONS, arch=True)
+    checkpoint: str | None = _f(None, "weights file for medsam-vitb / sam-vitb", arch=True)
+    fm_size: int = _f(
+        256, "foundation input size S", range=(16, None), step=32, ui_range=(32, 1024), arch=True
+    )
+    unet_size: int = _f(
+        256, "U-Net input size P", range=(16, None), step=32, ui_range=(32, 1024), arch=True
+    )
+    eval_size: int = _f(0, "metrics resolution; 0 = unet_size (the spec's P×P)", range=(0, None))
+    unet_downsample: str = _f(
+        "nearest",
+        'image resize to P: "nearest" (upstream, aliases) | "area"',
+        choices=("nearest", "area"),
+    )
+    unet_features: tuple[int, ...] = _f(
+        (64, 128, 256, 512, 1024), "U-Net widths per level", arch=True
+    )
+    lora_rank: int = _f(4, "LoRA rank", range=(1, None), step=1, ui_range=(1, 64), arch=True)
+    lora_targets: str = _f(
+        "qv", "LoRA on q, v (paper), q, k, v, or none", choices=("qv", "qkv", "none"), arch=True
+    )
+    freeze_encoder: bool = _f(
+        False, "no LoRA, encoder frozen; embeddings may be cached", arch=True
+    )
+    cache_embeddings: bool = _f(False, "reuse per-slice encoder outputs (needs freeze_encoder)")
+    fm_head_init: str = _f("random", 'class heads: "random" (paper) | "pretrained" (SAM token 0; background its negation)', choices=("random", "pretrained"))  # fmt: skip  # noqa: E501
     # schedule
-    iterations: int = 30000
-    batch_labeled: int = 4
-    batch_unlabeled: int = 4
-    seed: int = 1337
+    iterations: int = _f(30000, "training iterations", range=(1, None))
+    batch_labeled: int = _f(4, "labelled batch size", range=(1, None), step=1, ui_range=(1, 64))
+    batch_unlabeled: int = _f(4, "unlabelled batch size", range=(1, None), step=1,
+                              ui_range=(1, 64))  # fmt: skip
+    seed: int = _f(1337, "random seed", range=(0, 2**32 - 1), step=1, ui_range=(0, 2**31 - 1))
     # optimisers (train.py:439-447)
-    unet_lr: float = 0.03
-    unet_momentum: float = 0.9
-    unet_weight_decay: float = 1e-4
-    fm_lr: float = 1.2e-4
-    fm_betas: tuple[float, float] = (0.9, 0.999)
-    fm_weight_decay: float = 0.1
+    unet_lr: float = _f(0.03, "U-Net SGD learning rate", range=(0.0, None), step=0.001,
+                        ui_range=(1e-5, 1.0))  # fmt: skip
+    unet_momentum: float = _f(0.9, "U-Net SGD momentum", range=(0.0, 1.0))
+    unet_weight_decay: float = _f(1e-4, "U-Net weight decay", range=(0.0, None))
+    fm_lr: float = _f(1.2e-4, "foundation AdamW learning rate", range=(0.0, None), step=1e-5,
+                      ui_range=(1e-7, 0.1))  # fmt: skip
+    fm_betas: tuple[float, float] = _f((0.9, 0.999), "foundation AdamW betas")
+    fm_weight_decay: float = _f(0.1, "foundation weight decay", range=(0.0, None))
     # method
-    tau: float = 0.95
-    ema_decay: float = 0.99
-    consistency: float = 1.0  # lambda_max
-    ramp_steps: int = 200  # lambda is quantised into this many steps over the run
-    alpha_mode: str = "smc"
-    alpha_constant: float = 0.5
-    use_smc: bool = True  # False: ensemble with alpha_constant (CDCR-only ablation)
-    use_cdcr: bool = True  # False: no L_c / L_d (SMC-only ablation)
-    suponly: bool = False  # labelled-only baseline: supervised loss only, same schedule
-    box_area: tuple[float, float] = (0.02, 0.40)
-    box_ratio: float = 0.3  # aspect ratio ~ U(r, 1/r)
+    tau: float = _f(0.95, "confidence threshold", range=(0.0, 1.0), step=0.01, ui_range=(0.5, 1.0))
+    ema_decay: float = _f(0.99, "teacher EMA decay", range=(0.0, 1.0), step=0.001,
+                          ui_range=(0.9, 0.9999))  # fmt: skip
+    consistency: float = _f(1.0, "lambda_max", range=(0.0, None), step=0.1, ui_range=(0.0, 10.0))
+    ramp_steps: int = _f(
+        200, "lambda is quantised into this many steps over the run", range=(0, None), step=10,
+        ui_range=(1, 100000),
+    )  # fmt: skip
+    alpha_mode: str = _f("smc", "how the two teachers' predictions are mixed", choices=ALPHA_MODES)
+    alpha_constant: float = _f(0.5, "alpha without SMC", range=(0.0, 1.0), step=0.05)
+    use_smc: bool = _f(True, "False: ensemble with alpha_constant (CDCR-only ablation)")
+    use_cdcr: bool = _f(True, "False: no L_c / L_d (SMC-only ablation)")
+    suponly: bool = _f(False, "labelled-only baseline: supervised loss only, same schedule")
+    box_area: tuple[float, float] = _f((0.02, 0.40), "copy-paste box area fraction")
+    box_ratio: float = _f(0.3, "aspect ratio ~ U(r, 1/r)", range=(0.0, 1.0))
     # weak augmentation (custom_transforms.py)
-    aug_scale_p: float = 0.5
-    aug_scale_range: tuple[float, float] = (1.0, 1.5)
-    aug_rotate_p: float = 0.5
-    aug_rotate_deg: int = 20
-    aug_flip_p: float = 0.5
-    aug_elastic_p: float = 0.5
-    aug_elastic_sigma_frac: float = 0.08
-    aug_elastic_alpha_frac: float = 2.0
+    aug_scale_p: float = _f(0.5, range=(0.0, 1.0))
+    aug_scale_range: tuple[float, float] = _f((1.0, 1.5))
+    aug_rotate_p: float = _f(0.5, range=(0.0, 1.0))
+    aug_rotate_deg: int = _f(20, range=(0, 180))
+    aug_flip_p: float = _f(0.5, range=(0.0, 1.0))
+    aug_elastic_p: float = _f(0.5, range=(0.0, 1.0))
+    aug_elastic_sigma_frac: float = _f(0.08, range=(0.0, None))
+    aug_elastic_alpha_frac: float = _f(2.0, range=(0.0, None))
     # strong augmentation
-    strong_brightness: tuple[float, float] = (0.1, 2.0)
-    strong_contrast: tuple[float, float] = (0.1, 2.0)
-    strong_blur_sigma: tuple[float, float] = (0.1, 2.0)
-    strong_blur_kernel_frac: float = 0.1
+    strong_brightness: tuple[float, float] = _f((0.1, 2.0))
+    strong_contrast: tuple[float, float] = _f((0.1, 2.0))
+    strong_blur_sigma: tuple[float, float] = _f((0.1, 2.0))
+    strong_blur_kernel_frac: float = _f(0.1, range=(0.0, None))
     # switches for the spec's fixes (faithful values first)
-    lr_schedule: str = "none"  # "none" | "poly" (linear warm-up then poly decay)
-    warmup_iterations: int = 250
-    teacher_bn: str = "train"  # "train" | "eval"
-    dice_bg_masked: bool = False  # faithful: background Dice term unmasked
-    ce_norm: str = "all"  # "all" | "confident"
-    model_selection: str = "final"  # "final" | "val" (never test)
-    val_fraction: float = 0.2  # with model_selection="val": labelled images held out
-    val_every: int = 0  # with model_selection="val": validate every N iterations (0: T/10)
-    empty_gt_hd95: str = "error"  # "error" (upstream crashes) | "rule"
+    lr_schedule: str = _f(
+        "none", '"poly": linear warm-up then poly decay', choices=("none", "poly")
+    )
+    warmup_iterations: int = _f(250, "warm-up length of the poly schedule", range=(0, None))
+    teacher_bn: str = _f("train", "teachers' BatchNorm mode", choices=("train", "eval"))
+    dice_bg_masked: bool = _f(False, "mask the background Dice term (faithful: unmasked)")
+    ce_norm: str = _f(
+        "all",
+        "masked CE divided by all pixels or the confident ones",
+        choices=("all", "confident"),
+    )
+    model_selection: str = _f(
+        "final", "keep the final state or the best on held-out labels", choices=("final", "val")
+    )
+    val_fraction: float = _f(0.2, 'with model_selection="val": labelled images held out',
+                             range=(0.0, 1.0))  # fmt: skip
+    val_every: int = _f(0, 'with model_selection="val": validate every N iterations (0: T/10)',
+                        range=(0, None))  # fmt: skip
+    empty_gt_hd95: str = _f(
+        "error", "HD95 on an empty ground truth: error (upstream crashes) or a rule",
+        choices=("error", "rule"),
+    )  # fmt: skip
     # compute
-    device: str = "auto"
-    precision: str = "auto"  # "auto" | "fp32" | "bf16" | "fp16"
-    channels_last: bool = False
-    fused_attention: bool = False  # SAM ViT attention through scaled_dot_product_attention
-    compile: bool = False  # torch.compile both students and both teachers (CUDA)
-    compile_mode: str = (
-        "default"  # torch.compile mode: "default" | "reduce-overhead" (CUDA graphs)
-    )
-    frozen_lowp: bool = (
-        False  # bf16 on CUDA: keep the frozen encoder's Linear/Conv weights in bf16
-    )
-    num_workers: int = 0
-    predict_every: int = 0  # 0: only at the end
-    first_predict_at: int = 5  # an early overlay after this many iterations (when predicting)
-    checkpoint_every: int = 0  # 0: only at the end
+    device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    precision: str = _f("auto", "autocast precision", choices=PRECISIONS)
+    channels_last: bool = _f(False, "channels-last U-Net")
+    fused_attention: bool = _f(False, "SAM ViT attention through scaled_dot_product_attention")
+    compile: bool = _f(False, "torch.compile both students and both teachers (CUDA)")
+    compile_mode: str = _f(
+        "default", '"reduce-overhead" uses CUDA graphs',
+        choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
+    )  # fmt: skip
+    frozen_lowp: bool = _f(False, "bf16 on CUDA: keep the frozen encoder's weights in bf16")
+    num_workers: int = _f(0, "DataLoader workers", range=(0, None))
+    predict_every: int = _f(0, "0: only at the end", range=(0, None))
+    first_predict_at: int = _f(5, "an early overlay after this many iterations", range=(0, None))
+    checkpoint_every: int = _f(0, "0: only at the end", range=(0, None), step=50,
+                              ui_range=(0, 1000000))  # fmt: skip
 
     def replace(self, **changes: Any) -> SynFoCConfig:
         """A copy with ``changes`` applied (unknown keys raise ``TypeError``)."""
@@ -115,8 +182,6 @@ class SynFoCConfig:
             raise ValueError(
                 f"unknown foundation model {self.foundation!r}; choose from {FOUNDATIONS}"
             )
-        if self.alpha_mode not in ALPHA_MODES:
-            raise ValueError(f"unknown alpha mode {self.alpha_mode!r}; choose from {ALPHA_MODES}")
         if self.num_classes < 2:
             raise ValueError("num_classes counts the background and must be at least 2")
         if self.batch_labeled < 1 or self.batch_unlabeled < 1:
@@ -136,29 +201,23 @@ class SynFoCConfig:
                 f"LiteMedSAM takes 256×256 inputs (its TinyViT is built for a 64×64 embedding "
                 f"grid); fm_size={self.fm_size} works only with medsam-vitb / sam-vitb"
             )
-        if self.foundation in ("medsam-vitb", "sam-vitb") and not self.checkpoint:
+        if self.foundation in VITB_FOUNDATIONS and not self.checkpoint:
             raise ValueError(
                 f"{self.foundation} needs a checkpoint file: pass --checkpoint PATH "
                 "(e.g. medsam_vit_b.pth); it cannot be downloaded here"
             )
-        for name in (
-            "lr_schedule",
-            "teacher_bn",
-            "ce_norm",
-            "model_selection",
-            "empty_gt_hd95",
-            "compile_mode",
-        ):
-            allowed = {
-                "compile_mode": ("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
-                "lr_schedule": ("none", "poly"),
-                "teacher_bn": ("train", "eval"),
-                "ce_norm": ("all", "confident"),
-                "model_selection": ("final", "val"),
-                "empty_gt_hd95": ("error", "rule"),
-            }[name]
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            allowed = f.metadata.get("choices")
+            if allowed is not None and value not in allowed:
+                raise ValueError(f"{f.name} must be one of {allowed}, not {value!r}")
+            bounds = f.metadata.get("range")
+            if bounds is not None:
+                lo, hi = bounds
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    raise ValueError(
+                        f"{f.name} must lie in [{lo}, {'∞' if hi is None else hi}], not {value!r}"
+                    )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +237,54 @@ class SynFoCConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+# ----------------------------------------------------------------------------- the table
+_FIELDS = {f.name: f for f in fields(SynFoCConfig)}
+
+
+def field_meta(name: str) -> dict[str, Any]:
+    """The metadata row of config field ``name`` (``KeyError`` names the unknown field)."""
+    if name not in _FIELDS:
+        raise KeyError(f"SynFoCConfig has no field {name!r}")
+    return dict(_FIELDS[name].metadata)
+
+
+def choices(name: str) -> tuple:
+    """The allowed values of a choice field (``ValueError`` if ``name`` has none)."""
+    allowed = field_meta(name)["choices"]
+    if allowed is None:
+        raise ValueError(f"config field {name!r} is not a choice field")
+    return allowed
+
+
+def arch_fields() -> tuple[str, ...]:
+    """Fields that describe the architecture: a warm start keeps the checkpoint's values."""
+    return tuple(f.name for f in fields(SynFoCConfig) if f.metadata.get("arch"))
+
+
+# The dock's Advanced form, in its order; each row's widget comes from :func:`form_spec`.
+ADVANCED_FIELDS = (
+    "use_smc", "use_cdcr", "suponly", "alpha_mode", "alpha_constant", "tau", "ema_decay",
+    "consistency", "ramp_steps", "lora_rank", "lora_targets", "freeze_encoder",
+    "cache_embeddings", "batch_labeled", "batch_unlabeled", "unet_lr", "fm_lr", "fm_size",
+    "unet_size", "precision", "lr_schedule", "teacher_bn", "dice_bg_masked", "ce_norm",
+    "model_selection", "seed", "checkpoint_every",
+)  # fmt: skip
+
+
+def form_spec(name: str) -> tuple | None:
+    """How a form shows field ``name``: None (a check box for a bool), the choices (a combo
+    box), or ``(min, max, step)`` for a spin box."""
+    meta = field_meta(name)
+    if meta["choices"] is not None:
+        return meta["choices"]
+    if _FIELDS[name].type in ("bool", bool):
+        return None
+    lo, hi = meta["ui_range"] or meta["range"] or (None, None)
+    if lo is None or hi is None or meta["step"] is None:
+        raise ValueError(f"config field {name!r} has no finite form range and step")
+    return (lo, hi, meta["step"])
 
 
 # The spec's switches, flipped to their fixed values in one go.
@@ -207,8 +314,8 @@ PROFILES: dict[str, Profile] = {
     "faithful": Profile(
         "faithful",
         "The paper's settings: LoRA (q, v) foundation (MedSAM ViT-B at 512 when chosen; "
-        "LiteMedSAM is fixed at 256), U-Net 64..1024, batch 4+4, fp16 autocast with a grad scaler, "
-        "eager, 2 loader workers. A GPU job.",
+        "LiteMedSAM is fixed at 256), U-Net 64..1024, batch 4+4, fp16 autocast with a grad "
+        "scaler, eager, 2 loader workers. A GPU job.",
         {
             "unet_features": (64, 128, 256, 512, 1024),
             "batch_labeled": 4,
@@ -271,8 +378,77 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda', then 'mps', then 'cpu' (imports torch); anything else unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_config(
+    profile: str | None = "auto",
+    device: str = "auto",
+    foundation: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> SynFoCConfig:
+    """The ONE way a profile, a device, a foundation model and user overrides become a config.
+
+    The CLI, the dock, the benchmarks and sessions all call it, so the same choices give the same
+    config.  In order:
+
+    1. ``profile`` ("auto" or None: ``gpu-fast`` on CUDA, else ``cpu-interactive``) over the
+       defaults; ``device`` is stored as given (``"auto"`` stays ``"auto"``).
+    2. ``foundation`` (None: the profile's).  The ``tiny`` test profile keeps its tiny random
+       model: asking it for another foundation is an error.  A ViT-B foundation (medsam-vitb,
+       sam-vitb) trains with q/v LoRA and no embedding cache, at 512 px in the GPU profiles
+       (faithful, gpu-fast) and 256 px otherwise.
+    3. ``overrides`` (config field -> value; None values are ignored) win over 1 and 2.
+    4. A profile's ``compile`` stays on only for runs of at least ``COMPILE_MIN_ITERATIONS``
+       iterations (compiling takes about a minute); an explicit ``compile`` override wins.
+
+    Returns the validated config; ``ValueError`` explains a bad choice.
+    """
+    name = profile or "auto"
+    if name == "auto":
+        name = default_profile_for(resolve_device(device))
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
+    over = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(over) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown config setting(s) {unknown}; see SynFoCConfig")
+    prof = PROFILES[name].overrides
+    changes: dict[str, Any] = {"device": device}
+    if foundation is not None:
+        if prof.get("foundation") == "tiny" and foundation != "tiny":
+            raise ValueError(
+                f"the tiny test profile uses its tiny random model, not {foundation!r}: "
+                "choose another profile for a real foundation model"
+            )
+        changes["foundation"] = foundation
+    fm = over.get("foundation", changes.get("foundation", prof.get("foundation", "litemedsam")))
+    if fm in VITB_FOUNDATIONS:
+        changes.update(freeze_encoder=False, cache_embeddings=False, lora_targets="qv")
+        changes["fm_size"] = 512 if name in ("faithful", "gpu-fast") else 256
+    changes.update(over)
+    cfg = PROFILES[name].apply(SynFoCConfig()).replace(**changes)
+    if cfg.compile and "compile" not in over and cfg.iterations < COMPILE_MIN_ITERATIONS:
+        cfg = cfg.replace(compile=False)
+    return cfg.validate()
+
+
 def make_config(profile: str | None = None, **overrides: Any) -> SynFoCConfig:
-    """A validated config: defaults, then ``profile``'s settings, then ``overrides``."""
+    """A validated config: defaults, then ``profile``'s settings, then ``overrides``.
+
+    The plain composition for tests and internals; front ends use :func:`resolve_config`.
+    """
     cfg = SynFoCConfig()
     if profile is not None:
         if profile not in PROFILES:

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_CE_NORMS = ("all", "confident")
+from napari_synfoc.config import choices
+
+_CE_NORMS = choices("ce_norm")
 _CLAMP_EPS = 1e-10  # clamp floor for the CDCR entropy (train.py:587)
 
 

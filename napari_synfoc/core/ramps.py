@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from napari_synfoc.config import SynFoCConfig
+from napari_synfoc.config import SynFoCConfig, choices
 
 _DEFAULTS = SynFoCConfig()
-LR_SCHEDULES = ("none", "poly")
+LR_SCHEDULES = choices("lr_schedule")
 
 
 def consistency_weight(

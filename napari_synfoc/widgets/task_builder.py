@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import PROFILES, SynFoCConfig, default_profile_for, make_config
+from ..config import PROFILES, SynFoCConfig, default_profile_for, resolve_config
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # (config name, label shown in the widget)
@@ -114,25 +114,15 @@ def build_config(
     iterations: int | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> SynFoCConfig:
-    """A validated config: the profile ("auto": by device), the foundation, then overrides.
+    """The dock's config through :func:`~napari_synfoc.config.resolve_config` (as the CLI's).
 
     The "tiny" test profile keeps its tiny random foundation model.
     """
-    dev = resolve_device(device) if profile == "auto" else device
-    name = default_profile_for(dev) if profile == "auto" else profile
-    changes: dict[str, Any] = {"device": device}
-    if PROFILES[name].overrides.get("foundation") != "tiny":
-        changes["foundation"] = foundation
-        if foundation in ("medsam-vitb", "sam-vitb"):
-            changes["checkpoint"] = checkpoint or None
-    if iterations is not None:
-        changes["iterations"] = int(iterations)
-    if PROFILES[name].overrides.get("compile"):
-        # The dock trains in short rounds and wants its first overlay fast: compiling (about a
-        # minute) pays off only after several hundred iterations. Opt in from Advanced/overrides.
-        changes["compile"] = False
+    changes: dict[str, Any] = {"iterations": None if iterations is None else int(iterations)}
+    if foundation in ("medsam-vitb", "sam-vitb"):
+        changes["checkpoint"] = checkpoint or None
     changes.update(overrides or {})
-    return make_config(name, **changes)
+    return resolve_config(profile, device, None if profile == "tiny" else foundation, changes)
 
 
 def displayed_profile(profile: str, device: str) -> str:

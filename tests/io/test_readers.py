@@ -22,7 +22,7 @@ from napari_synfoc.io import (
 from napari_synfoc.io.readers import napari_get_reader
 
 SHARED = str(
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "synfoc_format_samples"
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "synfoc_format_samples"
 )
 
 

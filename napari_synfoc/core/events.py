@@ -47,15 +47,44 @@ class Step:
 
 
 @dataclass
+class Encoding:
+    """Frozen-encoder progress: ``done`` of ``total`` slices hold an image embedding.
+
+    Separate from training ``Progress``/``Step``: a GUI shows it in a determinate bar.
+    """
+
+    done: int
+    total: int
+
+
+@dataclass
 class Predictions:
     """Per-slice class probabilities of both students, at the input slices' resolution.
 
-    ``fm_prob`` and ``unet_prob`` are float32 arrays of shape (Z, K, Y, X).
+    ``slices`` None: ``fm_prob`` and ``unet_prob`` are float32 arrays (Z, K, Y, X) covering the
+    whole stack.  ``slices`` given (a partial refresh): the arrays are (len(slices), K, Y, X) and
+    row ``i`` belongs to stack slice ``slices[i]``; ``n_slices`` is the stack's Z.  Slices not
+    listed keep their previous predictions (or have none yet); see :meth:`scatter_into`.
     """
 
     iteration: int
     fm_prob: Any
     unet_prob: Any
+    slices: tuple[int, ...] | None = None
+    n_slices: int | None = None
+
+    def covered(self) -> list[int]:
+        """The stack slices this event holds predictions for."""
+        if self.slices is None:
+            return list(range(len(self.fm_prob)))
+        return [int(z) for z in self.slices]
+
+    def scatter_into(self, fm_full: Any, unet_full: Any) -> list[int]:
+        """Write this event's rows into full (Z, K, Y, X) arrays in place; returns the slices."""
+        idx = self.covered()
+        fm_full[idx] = self.fm_prob
+        unet_full[idx] = self.unet_prob
+        return idx
 
 
 @dataclass
@@ -87,4 +116,14 @@ class Failed:
     exception: BaseException | None = None
 
 
-Event = Started | Progress | Step | Predictions | CheckpointSaved | Done | Cancelled | Failed
+Event = (
+    Started
+    | Progress
+    | Encoding
+    | Step
+    | Predictions
+    | CheckpointSaved
+    | Done
+    | Cancelled
+    | Failed
+)

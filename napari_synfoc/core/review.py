@@ -24,6 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 PROPOSALS = ("medsam", "unet", "ensemble")
+# M_d rules (display only; the CDCR loss keeps the paper's argmax M_d):
+# "argmax": the argmaxes differ (the paper's M_d);
+# "uncertain": the ensemble's top-two margin is below UNCERTAIN_MARGIN (two classes: the mean
+#   probability lies within 0.5 ± UNCERTAIN_MARGIN / 2);
+# "argmax_uncertain": both at once (the models differ AND the ensemble is unsure).
+DIVERGENCE_RULES = ("argmax", "uncertain", "argmax_uncertain")
+DEFAULT_DIVERGENCE_RULE = "argmax"
+UNCERTAIN_MARGIN = 0.5
 
 
 @dataclass
@@ -79,6 +87,66 @@ def review_maps(fm_prob: np.ndarray, unet_prob: np.ndarray) -> ReviewMaps:
     return ReviewMaps(
         fm_label, unet_label, ensemble_label, consensus, divergence, heat, slice_scores
     )
+
+
+def ensemble_margin(fm_prob: np.ndarray, unet_prob: np.ndarray) -> np.ndarray:
+    """Top-two margin of the mean probability over the class axis 1: (Z, Y, X) in [0, 1].
+
+    Two classes: ``|p_fm[1] + p_unet[1] - 1|`` (0 where the ensemble sits at 0.5).
+    """
+    ens = (np.asarray(fm_prob, np.float32) + np.asarray(unet_prob, np.float32)) * 0.5
+    if ens.shape[1] == 2:
+        return np.abs(ens[:, 1] - ens[:, 0])
+    top2 = np.partition(ens, ens.shape[1] - 2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def divergence_map(
+    fm_prob: np.ndarray,
+    unet_prob: np.ndarray,
+    rule: str = DEFAULT_DIVERGENCE_RULE,
+    margin: float = UNCERTAIN_MARGIN,
+) -> np.ndarray:
+    """M_d as uint8 (Z, Y, X) from two (Z, K, Y, X) probability arrays under ``rule``.
+
+    See :data:`DIVERGENCE_RULES`; ``margin`` is the ensemble top-two margin below which a voxel
+    counts as uncertain.
+    """
+    if rule not in DIVERGENCE_RULES:
+        raise ValueError(f"unknown divergence rule {rule!r}; choose from {DIVERGENCE_RULES}")
+    fm = np.asarray(fm_prob, np.float32)
+    un = np.asarray(unet_prob, np.float32)
+    differ = fm.argmax(axis=1) != un.argmax(axis=1)
+    if rule == "argmax":
+        return differ.astype(np.uint8)
+    unsure = ensemble_margin(fm, un) < margin
+    if rule == "uncertain":
+        return unsure.astype(np.uint8)
+    return (differ & unsure).astype(np.uint8)
+
+
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` for the boolean ``positives`` (ties count half).
+
+    The Mann-Whitney statistic with average ranks; None when either class is absent.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(positives, dtype=bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"auroc: {s.size} scores but {y.size} labels")
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    sorted_s = s[order]
+    # average rank (1-based) of each run of tied scores
+    starts = np.flatnonzero(np.r_[True, sorted_s[1:] != sorted_s[:-1]])
+    ends = np.r_[starts[1:], s.size]
+    avg = (starts + ends + 1) / 2.0
+    ranks = np.empty(s.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def rank_slices(scores: Sequence[float] | np.ndarray, labeled_slices: Iterable[int]) -> list[int]:

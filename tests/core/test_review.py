@@ -5,6 +5,9 @@ import pytest
 
 from napari_synfoc.core.review import (
     accept_into_labels,
+    auroc,
+    divergence_map,
+    ensemble_margin,
     labeled_slices,
     rank_slices,
     review_maps,
@@ -130,3 +133,41 @@ def test_squeeze_single():
     assert squeeze_single(a, False).shape == (1, 3, 4)
     with pytest.raises(ValueError):
         squeeze_single(np.zeros((2, 3, 4)), True)
+
+
+def test_auroc_by_hand_with_ties_and_degenerate_cases():
+    # positives 0.35, 0.8 vs negatives 0.1, 0.4: 0.35 beats 0.1 only, 0.8 beats both -> 3/4
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    # a tie between a positive and a negative counts half
+    assert auroc([0.5, 0.5], [1, 0]) == pytest.approx(0.5)
+    assert auroc([0.2, 0.5, 0.5, 0.9], [0, 1, 0, 1]) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    assert auroc([0.3, 0.2], [0, 0]) is None and auroc([0.3], [1]) is None
+    with pytest.raises(ValueError, match="labels"):
+        auroc([0.1, 0.2], [1])
+
+
+def test_ensemble_margin_two_and_three_classes():
+    # mean fg: (0.8+0.4)/2 = 0.6 -> margin |0.6-0.4| = 0.2; (0.5+0.5)/2 -> 0
+    m = ensemble_margin(_probs([[[0.8, 0.5]]]), _probs([[[0.4, 0.5]]]))
+    np.testing.assert_allclose(m, [[[0.2, 0.0]]], atol=1e-6)
+    fm = np.array([0.6, 0.3, 0.1], np.float32).reshape(1, 3, 1, 1)
+    un = np.array([0.2, 0.5, 0.3], np.float32).reshape(1, 3, 1, 1)
+    # mean (0.4, 0.4, 0.2): top two equal -> margin 0
+    np.testing.assert_allclose(ensemble_margin(fm, un), [[[0.0]]], atol=1e-6)
+
+
+def test_divergence_rules_by_hand():
+    fm = _probs([[[0.9, 0.2, 0.6, 0.55]]])
+    un = _probs([[[0.7, 0.8, 0.3, 0.1]]])
+    # argmax differs on pixels 1, 2, 3
+    assert divergence_map(fm, un, "argmax").tolist() == [[[0, 1, 1, 1]]]
+    # ensemble fg 0.8, 0.5, 0.45, 0.325 -> margins 0.6, 0.0, 0.1, 0.35; unsure below 0.5
+    assert divergence_map(fm, un, "uncertain", margin=0.5).tolist() == [[[0, 1, 1, 1]]]
+    assert divergence_map(fm, un, "uncertain", margin=0.3).tolist() == [[[0, 1, 1, 0]]]
+    assert divergence_map(fm, un, "argmax_uncertain", margin=0.3).tolist() == [[[0, 1, 1, 0]]]
+    fm2 = _probs([[[0.6]]])
+    un2 = _probs([[[0.7]]])  # agree, ensemble 0.65 (margin 0.3): uncertain but not divergent
+    assert divergence_map(fm2, un2, "uncertain", margin=0.5).tolist() == [[[1]]]
+    assert divergence_map(fm2, un2, "argmax_uncertain", margin=0.5).tolist() == [[[0]]]
+    with pytest.raises(ValueError, match="divergence rule"):
+        divergence_map(fm, un, "both")

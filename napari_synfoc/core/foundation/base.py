@@ -20,14 +20,26 @@ from .weights import REINIT_DECODER_KEYS
 STATE_FORMAT = "napari-synfoc-foundation/1"
 
 
-def reset_decoder_heads(decoder: nn.Module, num_classes: int) -> None:
-    """Rebuild the decoder's mask tokens, hypernetwork MLPs and IoU head for K tokens (random).
+HEAD_INITS = ("random", "pretrained")
 
-    Done even when K equals SAM's 4, as upstream.  Uses the current torch RNG.
+
+def reset_decoder_heads(decoder: nn.Module, num_classes: int, init: str = "random") -> None:
+    """Rebuild the decoder's mask tokens, hypernetwork MLPs and IoU head for K tokens.
+
+    ``init="random"`` (upstream, spec §5): all three are randomly initialised, even when K equals
+    SAM's 4.  ``init="pretrained"``: every foreground class k >= 1 starts as the pretrained
+    single-mask token 0 with its hypernetwork MLP, and the background class 0 as the same token
+    with the MLP's last layer negated, so at the start the background logit is minus the
+    foreground logit (two classes: p_fg = sigmoid(2·f), the pretrained mask's 0.5 boundary).
+    The IoU head is random in both (its output is unused).  Uses the current torch RNG.
     """
+    if init not in HEAD_INITS:
+        raise ValueError(f"unknown decoder head init {init!r}; choose from {HEAD_INITS}")
     MLP = type(decoder.iou_prediction_head)  # SAM's MLP(in, hidden, out, num_layers)
     dim = decoder.transformer_dim
     old_iou = decoder.iou_prediction_head
+    old_token = decoder.mask_tokens.weight.detach()[0].clone()
+    old_mlp = decoder.output_hypernetworks_mlps[0]
     decoder.num_multimask_outputs = num_classes - 1
     decoder.num_mask_tokens = num_classes
     decoder.mask_tokens = nn.Embedding(num_classes, dim)
@@ -37,6 +49,14 @@ def reset_decoder_heads(decoder: nn.Module, num_classes: int) -> None:
     decoder.iou_prediction_head = MLP(
         dim, old_iou.layers[0].out_features, num_classes, old_iou.num_layers
     )
+    if init == "pretrained":
+        with torch.no_grad():
+            decoder.mask_tokens.weight.copy_(old_token.expand(num_classes, -1))
+            for k, mlp in enumerate(decoder.output_hypernetworks_mlps):
+                mlp.load_state_dict(old_mlp.state_dict())
+                if k == 0:
+                    mlp.layers[-1].weight.neg_()
+                    mlp.layers[-1].bias.neg_()
 
 
 def _fused_layernorm2d_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,6 +306,7 @@ def predict_all_masks(
 
 __all__ = [
     "REINIT_DECODER_KEYS",
+    "HEAD_INITS",
     "FoundationSegmenter",
     "predict_all_masks",
     "reset_decoder_heads",

@@ -97,7 +97,8 @@ def build_sam_parts(
 
 
 def _finish(name: str, parts: _Parts, cfg, base_weights: dict) -> FoundationSegmenter:
-    reset_decoder_heads(parts.mask_decoder, cfg.num_classes)
+    head_init = getattr(cfg, "fm_head_init", "random")
+    reset_decoder_heads(parts.mask_decoder, cfg.num_classes, head_init)
     targets = "none" if cfg.freeze_encoder else cfg.lora_targets
     inject_lora(parts.image_encoder, cfg.lora_rank, targets, sam_vit_qkv_roles)
     lora = {"targets": targets, "rank": cfg.lora_rank if targets != "none" else 0}

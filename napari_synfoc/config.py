@@ -116,6 +116,7 @@ class SynFoCConfig:
     use_smc: bool = _f(True, "False: ensemble with alpha_constant (CDCR-only ablation)")
     use_cdcr: bool = _f(True, "False: no L_c / L_d (SMC-only ablation)")
     suponly: bool = _f(False, "labelled-only baseline: supervised loss only, same schedule")
+    strategy: str = _f("synfoc", "training method (core/strategies): synfoc, or SemiSAM+/IFL/UnCoL (frozen prompted foundation, U-Net trained)", choices=("synfoc", "semisam+", "ifl", "uncol"))  # fmt: skip
     box_area: tuple[float, float] = _f((0.02, 0.40), "copy-paste box area fraction")
     box_ratio: float = _f(0.3, "aspect ratio ~ U(r, 1/r)", range=(0.0, 1.0))
     # weak augmentation (custom_transforms.py)

@@ -209,15 +209,14 @@ def run_training(cfg: SynFoCConfig, labeled, unlabeled, out: Path, quiet: bool =
 
 
 def _evaluate_with_bar(trainer_or_models, split_test, cfg, quiet=False, cache_dir=None):
-    from .core.evaluate import EmbeddingDiskCache, evaluate
+    from .core.embeddings import EmbeddingDiskCache, frozen_encoder_id
+    from .core.evaluate import evaluate
 
     unet, fm, device, precision = trainer_or_models
     total = sum(len(v) for v in split_test.values())
     bar = None if quiet else _progress_bar(total, "evaluating")
     cache = None
     if cfg.freeze_encoder and cache_dir is not None:
-        from .core.trainer import frozen_encoder_id
-
         cache = EmbeddingDiskCache(cache_dir, frozen_encoder_id(fm, cfg))
 
     def progress(done, tot):

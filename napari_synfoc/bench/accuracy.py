@@ -116,9 +116,10 @@ def run_one(
     """Train one row's run and evaluate its final students on every domain's test split."""
     from ..cli import default_cache_dir
     from ..config import make_config
-    from ..core.evaluate import EmbeddingDiskCache, evaluate
+    from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
+    from ..core.evaluate import evaluate
     from ..core.events import Failed, Step
-    from ..core.trainer import SynFoCTrainer, frozen_encoder_id
+    from ..core.trainer import SynFoCTrainer
 
     split, labeled, unlabeled, test = _split(data, sched, domain)
     cfg = make_config(
@@ -366,11 +367,11 @@ def run_hitl(args: argparse.Namespace) -> int:
     from ..cli import _device_name, default_cache_dir, write_json_atomic
     from ..config import make_config
     from ..core.device import pick_device
-    from ..core.evaluate import EmbeddingDiskCache, evaluate
+    from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
+    from ..core.evaluate import evaluate
     from ..core.events import Done, Failed, Predictions
     from ..core.interactive import StackTask, load_trained, train_on_stack
     from ..core.review import rank_slices, review_maps
-    from ..core.trainer import frozen_encoder_id
 
     sched = SCHEDULES[args.schedule]
     data = Path(args.data) if args.data else FAZ_DEFAULT

@@ -208,7 +208,7 @@ def predict_stack(
     checkpoint: str | Path, image: np.ndarray, rgb: bool = False, device: str = "auto"
 ) -> Predictions:
     """Predict every slice of ``image`` with both students of a saved model."""
-    from .trainer import predict_probabilities
+    from .inference import predict_probabilities
 
     cfg, unet, fm, dev, precision = load_trained(checkpoint, device)
     want_c = 3 if rgb else 1

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import SynFoCConfig
 from . import checkpoint as ckpt
@@ -32,6 +31,7 @@ from .device import (
     release_memory,
     resolve_precision,
 )
+from .embeddings import EmbeddingBank, EmbeddingDiskCache, frozen_encoder_id
 from .events import (
     Cancelled,
     CheckpointSaved,
@@ -43,6 +43,9 @@ from .events import (
     Started,
     Step,
 )
+from .inference import predict_probabilities
+from .inference import resize_images as _resize
+from .inference import resize_labels as _resize_labels
 
 
 class TrainingError(RuntimeError):
@@ -56,55 +59,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _resize(x: torch.Tensor, size: int, mode: str = "nearest") -> torch.Tensor:
-    """Resize a B×C×H×W float tensor to size×size (no-op when already that size)."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    if mode in ("nearest", "area"):  # (these modes take no align_corners)
-        return F.interpolate(x, size=(size, size), mode=mode)
-    return F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
-
-
-def _resize_labels(y: torch.Tensor, size: int) -> torch.Tensor:
-    """Nearest-resize a B×H×W integer label tensor."""
-    if y.shape[-1] == size and y.shape[-2] == size:
-        return y
-    return F.interpolate(y[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
-
-
-class _EmbeddingBank:
-    """Frozen-encoder image embeddings, computed once per (sample, flip) and reused."""
-
-    def __init__(self, fm, device, precision, disk=None):
-        self.fm = fm
-        self.device = device
-        self.precision = precision
-        self.disk = disk  # an evaluate.EmbeddingDiskCache shared across runs, or None
-        self.store: dict[tuple[str, bool], torch.Tensor] = {}
-
-    @torch.no_grad()
-    def compute(self, key: tuple[str, bool], image: torch.Tensor) -> torch.Tensor:
-        """Embedding of one C×S×S image (stored in fp16 on the CPU)."""
-        if key not in self.store:
-            x = image[None]
-            if key[1]:
-                x = torch.flip(x, dims=[-1])
-
-            def encode() -> np.ndarray:
-                with autocast(self.device, self.precision):
-                    emb = self.fm.encode(self.fm.normalize(x.to(self.device)))
-                return emb[0].to("cpu", torch.float16).numpy()
-
-            emb = self.disk.fetch(x[0].numpy(), encode) if self.disk is not None else encode()
-            self.store[key] = torch.from_numpy(np.asarray(emb)).to(torch.float16)
-        return self.store[key]
-
-    def batch(self, keys: Sequence[tuple[str, bool]], images: torch.Tensor) -> torch.Tensor:
-        # fp32 before stacking: torch.stack of fp16 tensors fails under CPU autocast
-        embs = [self.compute(k, images[i]).float() for i, k in enumerate(keys)]
-        return torch.stack(embs).to(self.device)
 
 
 class _Pair(torch.nn.Module):
@@ -248,10 +202,8 @@ class SynFoCTrainer:
         if self.cached:
             disk = None
             if embed_cache_dir is not None:
-                from .evaluate import EmbeddingDiskCache
-
                 disk = EmbeddingDiskCache(embed_cache_dir, frozen_encoder_id(self.fm_student, cfg))
-            self.bank = _EmbeddingBank(self.fm_student, self.device, self.precision, disk)
+            self.bank = EmbeddingBank(self.fm_student, self.device, self.precision, disk)
         self.last_checkpoint: Path | None = None
         self.collect_garbage = True  # False in a GUI process (see device.release_memory)
         self._modes_ready = False
@@ -814,64 +766,3 @@ class SynFoCTrainer:
             if hasattr(self, name):
                 setattr(self, name, None)
         release_memory(self.device, collect=self.collect_garbage)
-
-
-def frozen_encoder_id(fm, cfg: SynFoCConfig) -> str:
-    """Identity of a frozen encoder's outputs: model, input size and base weights."""
-    bw = getattr(fm, "base_weights", {}) or {}
-    sha = bw.get("sha256") or f"random-seed{cfg.seed}"
-    return f"{cfg.foundation}-{fm.input_size}-{sha}"
-
-
-@torch.no_grad()
-def predict_probabilities(
-    unet,
-    fm,
-    images: Sequence[np.ndarray],
-    unet_size: int,
-    device,
-    precision: str,
-    bank: _EmbeddingBank | None = None,
-    bank_keys: Sequence[str] | None = None,
-    batch: int = 4,
-    unet_downsample: str = "nearest",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities of the foundation model and the U-Net for (C, H, W) images.
-
-    Returns two float32 arrays (N, K, H, W) at each image's own resolution (all images must share
-    H, W). The U-Net sees the image nearest-resized to its size; the foundation model the image
-    resized to its input size; logits are bilinearly upsampled back before the softmax.
-    """
-    was = (unet.training, fm.training)
-    unet.eval()
-    fm.eval()
-    try:
-        fm_out, un_out = [], []
-        S = fm.input_size
-        for start in range(0, len(images), batch):
-            chunk = [
-                np.ascontiguousarray(a, dtype=np.float32) for a in images[start : start + batch]
-            ]
-            h, w = chunk[0].shape[-2:]
-            x = torch.from_numpy(np.stack(chunk)).to(device)
-            with autocast(device, precision):
-                lu = unet(
-                    _resize(
-                        x, unet_size, unet_downsample if x.shape[-1] > unet_size else "bilinear"
-                    )
-                ).float()
-                if bank is not None:
-                    keys = [(bank_keys[start + i], False) for i in range(len(chunk))]
-                    xs = _resize(x, S, "bilinear").cpu()
-                    emb = bank.batch(keys, xs)
-                    lf = fm.decode(emb).float()
-                else:
-                    lf = fm(_resize(x, S, "bilinear")).float()
-            lu = F.interpolate(lu, size=(h, w), mode="bilinear", align_corners=False)
-            lf = F.interpolate(lf, size=(h, w), mode="bilinear", align_corners=False)
-            un_out.append(torch.softmax(lu, 1).cpu().numpy())
-            fm_out.append(torch.softmax(lf, 1).cpu().numpy())
-        return np.concatenate(fm_out).astype(np.float32), np.concatenate(un_out).astype(np.float32)
-    finally:
-        unet.train(was[0])
-        fm.train(was[1])

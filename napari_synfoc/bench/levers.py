@@ -170,7 +170,8 @@ def make_table(results: list[dict[str, Any]], at=(5, 10, 20, 40), rule: str = ""
         md.append(
             f"| {r['name']} | "
             + " | ".join(cells)
-            + f" | {_fmt(last.get('md_argmax_precision'))} / {_fmt(last.get(f'md_{rule}_precision'))}"
+            + f" | {_fmt(last.get('md_argmax_precision'))}"
+            + f" / {_fmt(last.get(f'md_{rule}_precision'))}"
             + f" | {_fmt(last.get('auroc_heat'))} | {last.get('seconds', 0):.0f} |"
         )
     return "\n".join(md)

@@ -222,7 +222,8 @@ def slice_changes(
 def accept_into_labels(
     labels: np.ndarray, slice_index: int, proposal: np.ndarray, keep_existing: bool = False
 ) -> int:
-    """Write ``proposal`` into slice ``slice_index`` of ``labels`` in place; return #voxels changed."""
+    """Write ``proposal`` into slice ``slice_index`` of ``labels`` in place; return the number of
+    voxels changed."""
     idx, values = slice_changes(labels, slice_index, proposal, keep_existing)
     labels[idx] = values
     return int(values.size)

@@ -71,7 +71,8 @@ def build_litemedsam(cfg) -> FoundationSegmenter:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = load_lite_medsam()
-        reset_decoder_heads(net.mask_decoder, cfg.num_classes, getattr(cfg, "fm_head_init", "random"))
+        head_init = getattr(cfg, "fm_head_init", "random")
+        reset_decoder_heads(net.mask_decoder, cfg.num_classes, head_init)
         targets = "none" if cfg.freeze_encoder else cfg.lora_targets
         inject_lora(net.image_encoder, cfg.lora_rank, targets, tinyvit_qkv_roles)
     lora = {"targets": targets, "rank": cfg.lora_rank if targets != "none" else 0}

@@ -332,7 +332,8 @@ class SynFoCTrainer:
         self._set_lr(t)
         if cfg.compile and cfg.compile_mode == "reduce-overhead" and dev.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # a new step: last step's graph outputs are free
-        lam = consistency_weight(t, cfg.iterations, cfg.consistency, cfg.ramp_steps)
+        ramp = cfg.ramp_length or cfg.iterations  # the ramp's length (0: the whole run)
+        lam = consistency_weight(t, ramp, cfg.consistency, cfg.ramp_steps)
 
         img_l = lab["image"].to(dev, non_blocking=True)
         gt_l = lab["label"].to(dev, non_blocking=True)

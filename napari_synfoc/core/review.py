@@ -149,6 +149,67 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float | None:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+ACQUISITIONS = ("disagreement", "diverse")
+
+
+def slice_features(image: np.ndarray, size: int = 16) -> np.ndarray:
+    """One appearance vector per slice: a ``size``×``size`` block-mean thumbnail, each slice
+    standardised (zero mean, unit norm), so the distance reflects structure and texture, not
+    brightness.  ``image`` is (Z, Y, X) or (Z, Y, X, C) (channels averaged); returns (Z, size²).
+    """
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 4:
+        img = img.mean(axis=-1)
+    if img.ndim != 3:
+        raise ValueError(f"slice_features expects a (Z, Y, X) stack, got shape {img.shape}")
+    z, h, w = img.shape
+    ys = np.linspace(0, h, size + 1).astype(int)
+    xs = np.linspace(0, w, size + 1).astype(int)
+    feats = np.empty((z, size, size), dtype=np.float32)
+    for i in range(size):
+        for j in range(size):
+            block = img[:, ys[i] : max(ys[i + 1], ys[i] + 1), xs[j] : max(xs[j + 1], xs[j] + 1)]
+            feats[:, i, j] = block.mean(axis=(1, 2))
+    f = feats.reshape(z, -1)
+    f -= f.mean(axis=1, keepdims=True)
+    norm = np.linalg.norm(f, axis=1, keepdims=True)
+    return f / np.where(norm > 0, norm, 1.0)
+
+
+def acquisition_scores(
+    slice_scores: Sequence[float] | np.ndarray,
+    labeled_slices: Iterable[int],
+    features: np.ndarray | None = None,
+    method: str = "diverse",
+) -> np.ndarray:
+    """Per-slice "label me next" score (higher first; feed it to :func:`rank_slices`).
+
+    ``"disagreement"``: the slice's mean disagreement (``ReviewMaps.slice_scores``) as is.
+    ``"diverse"``: disagreement times novelty, ``s_z · d_z / max(d)``, where ``d_z`` is the
+    Euclidean distance from slice z's appearance features (:func:`slice_features`) to the
+    nearest labelled slice's: a slice that looks like one already labelled (its neighbour in a
+    volume, an image from the same scanner) teaches little even where the models disagree.
+    Labelled slices score 0.  Without labelled slices or features, novelty is 1.
+    """
+    s = np.asarray(slice_scores, dtype=np.float64).ravel()
+    if method not in ACQUISITIONS:
+        raise ValueError(f"unknown acquisition {method!r}; choose from {ACQUISITIONS}")
+    labeled = sorted({int(i) for i in labeled_slices if 0 <= int(i) < s.size})
+    if method == "disagreement" or features is None or not labeled:
+        out = s.copy()
+    else:
+        f = np.asarray(features, dtype=np.float64)
+        if f.ndim != 2 or f.shape[0] != s.size:
+            raise ValueError(
+                f"features must be (Z, F) with Z = {s.size} slices, got shape {f.shape}"
+            )
+        d = np.linalg.norm(f[:, None, :] - f[None, labeled, :], axis=2).min(axis=1)
+        top = d.max()
+        out = s * (d / top if top > 0 else np.ones_like(d))
+    out[labeled] = 0.0
+    return out
+
+
 def rank_slices(scores: Sequence[float] | np.ndarray, labeled_slices: Iterable[int]) -> list[int]:
     """Slice indices to review: unlabelled slices first, each group by descending score.
 

@@ -5,6 +5,7 @@ import pytest
 
 from napari_synfoc.core.review import (
     accept_into_labels,
+    acquisition_scores,
     auroc,
     divergence_map,
     ensemble_margin,
@@ -12,6 +13,7 @@ from napari_synfoc.core.review import (
     rank_slices,
     review_maps,
     slice_changes,
+    slice_features,
     squeeze_single,
 )
 
@@ -171,3 +173,38 @@ def test_divergence_rules_by_hand():
     assert divergence_map(fm2, un2, "argmax_uncertain", margin=0.5).tolist() == [[[0]]]
     with pytest.raises(ValueError, match="divergence rule"):
         divergence_map(fm, un, "both")
+
+
+def test_acquisition_diverse_by_hand():
+    scores = [0.2, 0.5, 0.4, 0.1]
+    feats = np.array([[0.0], [0.1], [1.0], [2.0]])
+    # distance to labelled slice 0: 0, 0.1, 1, 2 -> novelty /2: 0, 0.05, 0.5, 1
+    out = acquisition_scores(scores, [0], feats, "diverse")
+    np.testing.assert_allclose(out, [0.0, 0.025, 0.2, 0.1])
+    assert rank_slices(out, [0]) == [2, 3, 1, 0]
+    # plain disagreement would pick slice 1, the look-alike of the labelled slice
+    assert rank_slices(acquisition_scores(scores, [0], feats, "disagreement"), [0])[0] == 1
+    # nearest labelled slice counts: with 0 and 3 labelled, d = 0, 0.1, 1, 0 -> /1
+    np.testing.assert_allclose(acquisition_scores(scores, [0, 3], feats), [0.0, 0.05, 0.4, 0.0])
+    # no labelled slice: novelty 1
+    np.testing.assert_allclose(acquisition_scores(scores, [], feats), scores)
+    with pytest.raises(ValueError, match="features"):
+        acquisition_scores(scores, [0], feats[:3])
+    with pytest.raises(ValueError, match="acquisition"):
+        acquisition_scores(scores, [0], feats, "entropy")
+
+
+def test_slice_features_ignore_brightness_and_contrast():
+    rng = np.random.default_rng(0)
+    a = rng.random((32, 32)).astype(np.float32)
+    stack = np.stack([a, 3 * a + 5, np.full((32, 32), 0.7, np.float32), a[::-1]])
+    f = slice_features(stack, size=4)
+    assert f.shape == (4, 16)
+    np.testing.assert_allclose(f[0], f[1], atol=1e-5)
+    np.testing.assert_allclose(f[2], 0.0)  # a flat slice has no structure
+    np.testing.assert_allclose(np.linalg.norm(f[0]), 1.0, atol=1e-5)
+    assert np.linalg.norm(f[0] - f[3]) > 0.1
+    # block means by hand: 2x2 image of a 4x4 ramp, each block mean then centred, unit norm
+    img = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    blocks = np.array([2.5, 4.5, 10.5, 12.5]) - 7.5
+    np.testing.assert_allclose(slice_features(img, size=2)[0], blocks / np.linalg.norm(blocks))

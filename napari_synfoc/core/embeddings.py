@@ -49,10 +49,13 @@ class EmbeddingDiskCache:
         return None
 
     def fetch(self, image: np.ndarray, encode: Callable[[], np.ndarray]) -> np.ndarray:
-        """The stored embedding of ``image``, or ``encode()`` stored now."""
+        """The stored embedding of ``image``, or ``encode()`` stored now.
+
+        Always the stored fp16 values, so a first run and a later one read the same numbers.
+        """
         emb = self.get(image)
         if emb is None:
-            emb = encode()
+            emb = np.asarray(encode()).astype(np.float16)
             self.put(image, emb)
         return emb
 

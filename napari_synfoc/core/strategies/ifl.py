@@ -124,7 +124,7 @@ class IFL(UNetStrategy):
     def unlabeled(self, trainer, inp: StepInputs):
         from ..losses import unsupervised_loss
 
-        cfg, dev = trainer.cfg, trainer.device
+        dev = trainer.device
         extra: dict = {}
         if inp.t in self.starts[1:]:
             info = self.pseudo_label_round(trainer)

@@ -61,7 +61,7 @@ def test_manifest_contributions():
     [widget] = c.widgets
     assert widget.command == WIDGET_CMD and widget.display_name == "SynFoC"
     cmds = {cmd.id: cmd.python_name for cmd in c.commands}
-    assert cmds[WIDGET_CMD] == "napari_synfoc.widgets.synfoc_widget:SynFoCWidget"
+    assert cmds[WIDGET_CMD] == "napari_synfoc.widgets.dock:SynFoCWidget"
     # every I/O command resolves to a real callable
     for cid, py in cmds.items():
         if cid == WIDGET_CMD:

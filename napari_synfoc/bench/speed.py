@@ -239,9 +239,9 @@ def measure_overlay(
     app = QApplication.instance()
     # The dock warms its imports up in the background as it opens (while a user picks layers);
     # let that finish so the stall measured is the one of training itself.
-    from ..widgets import synfoc_widget as sw
+    from ..widgets.process_tweaks import warm_up_threads
 
-    for t in list(sw._WARM_UP):
+    for t in warm_up_threads():
         while t.is_alive():
             app.processEvents()
             t.join(0.01)

@@ -71,6 +71,10 @@ class LossPlot(QWidget):
         self._timer.start()
 
     # ------------------------------------------------------------------ data
+    def stop(self) -> None:
+        """Stop the periodic redraw (the dock is closing)."""
+        self._timer.stop()
+
     def set_run(self, first: int, last: int) -> None:
         """Fix the x axis to a run's iterations (called when its length is known)."""
         lo, hi = float(first), float(max(last, first + 1))

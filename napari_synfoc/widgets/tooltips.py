@@ -59,8 +59,14 @@ TOOLTIPS: dict[str, str] = {
         "Go to the unlabelled slice where MedSAM and the U-Net disagree most (then the next "
         "one on each press)."
     ),
-    "accept_medsam": "Copy the MedSAM prediction of the current slice into your labels (undo: Ctrl-Z on the Labels layer).",
-    "accept_unet": "Copy the U-Net prediction of the current slice into your labels (undo: Ctrl-Z on the Labels layer).",
+    "accept_medsam": (
+        "Copy the MedSAM prediction of the current slice into your labels (undo: Ctrl-Z on the "
+        "Labels layer)."
+    ),
+    "accept_unet": (
+        "Copy the U-Net prediction of the current slice into your labels (undo: Ctrl-Z on the "
+        "Labels layer)."
+    ),
     "accept_ensemble": (
         "Copy the ensemble (mean of both models) prediction of the current slice into your "
         "labels (undo: Ctrl-Z on the Labels layer)."

@@ -93,7 +93,7 @@ def test_whole_loop(viewer_widget, qtbot):
     np.testing.assert_array_equal(lab.data[1], gt[1])
 
     # ranking: unlabelled slices first, by descending disagreement
-    scores = widget._maps.slice_scores
+    scores = widget.controller.maps.slice_scores
     ranking = widget.ranking()
     assert set(ranking) == {0, 2, 3, 5}
     assert [scores[z] for z in ranking] == sorted([scores[z] for z in ranking], reverse=True)
@@ -113,7 +113,7 @@ def test_whole_loop(viewer_widget, qtbot):
     # accept the U-Net prediction for this slice: writes only that slice, undo restores it
     z = ranking[1]
     before = np.array(lab.data, copy=True)
-    proposal = widget._maps.unet_label[z]
+    proposal = widget.controller.maps.unet_label[z]
     changed = widget.accept("unet")
     assert changed == int((before[z] != proposal).sum())
     np.testing.assert_array_equal(lab.data[z], proposal)
@@ -125,18 +125,18 @@ def test_whole_loop(viewer_widget, qtbot):
     np.testing.assert_array_equal(lab.data, before)
     # accept again for the retrain
     widget.accept("ensemble", slice_index=z)
-    np.testing.assert_array_equal(lab.data[z], widget._maps.ensemble_label[z])
+    np.testing.assert_array_equal(lab.data[z], widget.controller.maps.ensemble_label[z])
     expected_labeled = widget.labeled_slices()
     assert z in expected_labeled
 
     # retrain warm-starts from the latest checkpoint with the corrections
-    first_ckpt = widget._latest_checkpoint
+    first_ckpt = widget.controller.latest_checkpoint
     assert first_ckpt is not None and first_ckpt.exists()
     assert widget.retrain_btn.isEnabled()
     _train_and_wait(widget, qtbot, iterations=1, warm_start=True)
     assert widget.outcome == "done", widget.last_message
-    assert widget._trained_labeled == expected_labeled
-    assert widget._latest_checkpoint != first_ckpt
+    assert widget.controller.trained_labeled == expected_labeled
+    assert widget.controller.latest_checkpoint != first_ckpt
     assert widget.last_init_checkpoint == first_ckpt
     assert viewer.layers[overlays.CONSENSUS].data.shape == (Z, H, W)
 
@@ -161,9 +161,9 @@ def test_stop_mid_training_and_edits_go_to_the_next_run(viewer_widget, qtbot):
     assert widget.event_counts.get("Cancelled") == 1
     assert widget.stop_btn.text() == "Stop"
     assert widget.train_btn.isEnabled() and widget.retrain_btn.isEnabled()
-    assert widget._worker is None
+    assert not widget.controller.busy
     # the snapshot taken at start had slices 1 and 4; the new stroke is kept for the next run
-    assert widget._trained_labeled == [1, 4]
+    assert widget.controller.trained_labeled == [1, 4]
     assert widget.labeled_slices() == [1, 2, 4]
     np.testing.assert_array_equal(lab.data[2], gt[2])
     assert "Retrain to use them" in widget.last_message
@@ -229,17 +229,17 @@ def test_2d_rgb_image_synchronous(make_napari_viewer, qtbot, monkeypatch):
     assert widget.extra_list.item(0).text() == "other scanner"
     assert widget.train(image_layer=image, labels_layer=lab, iterations=1)
     # synchronous: the run is over when train() returns
-    assert not widget.is_training and widget._worker is None
+    assert not widget.is_training and not widget.controller.busy
     assert widget.outcome == "done", widget.last_message
     assert widget.event_counts.get("Started") == 1
     for name in overlays.OVERLAY_NAMES:
         assert viewer.layers[name].data.shape == (H, W)
     # built at once in the GUI thread, so the generator was told at once not to wait for them
     # (else it would have blocked the GUI thread for OVERLAY_WAIT_S)
-    assert widget._overlays_ready.is_set()
+    assert widget.controller.overlays_ready.is_set()
     assert extra.data.shape == (3, H, W)
     n = widget.accept("medsam")
-    np.testing.assert_array_equal(lab.data, widget._maps.fm_label[0])
+    np.testing.assert_array_equal(lab.data, widget.controller.maps.fm_label[0])
     assert n >= 0
     widget.cleanup()
 
@@ -365,8 +365,8 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(monkeypatch)
 
     from napari_synfoc.core import interactive
     from napari_synfoc.core.events import Predictions, Step
-    from napari_synfoc.widgets import synfoc_widget as sw
     from napari_synfoc.widgets import task_builder
+    from napari_synfoc.widgets import worker as sw
 
     prob = np.full((2, 2, 8, 8), 0.5, np.float32)
 
@@ -380,7 +380,7 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(monkeypatch)
     monkeypatch.setattr(sw, "OVERLAY_WAIT_S", 0.3)
 
     def run(ready, stop):
-        gen = sw._training_events(
+        gen = sw.training_events(
             np.zeros((2, 8, 8)), False, np.zeros((2, 8, 8)), [0], [], None, {}, None, None, 1,
             stop, ready,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """The review panel: slices ranked by MedSAM/U-Net disagreement, jump and accept buttons.
 
-It only shows state and emits signals; :class:`SynFoCWidget` does the work.
+It only shows state and emits signals; the dock does the work.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .tooltips import SHORTCUTS, tip
+from ..tooltips import tip
+from .common import make_button
 
 
 class ReviewPanel(QWidget):
@@ -48,7 +49,7 @@ class ReviewPanel(QWidget):
         self.table.cellClicked.connect(self._on_cell)
         lay.addWidget(self.table)
 
-        self.next_btn = self._button("next_uncertain", "Next uncertain slice")
+        self.next_btn = make_button("next_uncertain", "Next uncertain slice", self)
         self.next_btn.clicked.connect(self.next_requested.emit)
         lay.addWidget(self.next_btn)
         grid = QGridLayout()
@@ -60,7 +61,7 @@ class ReviewPanel(QWidget):
                 ("ensemble", "Accept ensemble"),
             )
         ):
-            btn = self._button(f"accept_{source}", text)
+            btn = make_button(f"accept_{source}", text, self)
             btn.clicked.connect(lambda _=False, s=source: self.accept_requested.emit(s))
             self.accept_buttons[source] = btn
             grid.addWidget(btn, 0, col)
@@ -70,13 +71,6 @@ class ReviewPanel(QWidget):
         self.keep_existing.setToolTip(tip("keep_existing"))
         lay.addWidget(self.keep_existing)
         self.set_enabled(False)
-
-    def _button(self, key: str, text: str) -> QPushButton:
-        label = f"{text} ({SHORTCUTS[key]})" if key in SHORTCUTS else text
-        btn = QPushButton(label, self)
-        btn.setObjectName(key)
-        btn.setToolTip(tip(key))
-        return btn
 
     def set_enabled(self, enabled: bool) -> None:
         """Enable the jump/accept buttons (only once predictions exist)."""

@@ -1,0 +1,400 @@
+"""The dock's state and actions without Qt or napari: runs, review maps, ranking, accept, sessions.
+
+The dock hands plain arrays in and is told what to show through a :class:`ControllerView`
+(every method a no-op here).  Layers never reach this module: where a result belongs to a layer,
+the dock passes an opaque ``target`` that comes back with the maps.  Tests drive it headless with
+the synchronous job backend (:mod:`.jobs`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.events import Cancelled, CheckpointSaved, Done, Failed, Progress, Started, Step
+from ..core.review import ReviewMaps, rank_slices, slice_changes
+from .controller_io import SessionActions
+from .jobs import JobRunner, training_source
+from .process_tweaks import GcFreeze, avoid_triton_llvm_clash
+from .worker import OVERLAY_WAIT_S, ReviewUpdate, training_events
+
+# Config fields that define the model architecture: a warm start keeps the checkpoint's values.
+ARCH_FIELDS = (
+    "foundation", "checkpoint", "fm_size", "unet_size", "unet_features", "lora_rank",
+    "lora_targets", "freeze_encoder", "in_channels", "num_classes",
+)  # fmt: skip
+__all__ = ["OVERLAY_WAIT_S", "ControllerView", "DockController", "LabelEdit", "ReviewUpdate"]
+SOURCES = {"medsam": "MedSAM", "unet": "U-Net", "ensemble": "ensemble"}
+
+
+@dataclass
+class LabelEdit:
+    """What accepting a prediction changes: napari ``data_setitem`` input for one slice.
+
+    ``now_empty``: the slice holds no label after the edit (the dock marks it labelled).
+    """
+
+    slice_index: int
+    indices: tuple[np.ndarray, ...]
+    values: np.ndarray
+    now_empty: bool
+
+
+class ControllerView:
+    """What the controller tells its front end.  Every method is a no-op; the dock overrides."""
+
+    def message(self, text: str, error: bool = False, notify: bool = True) -> None:
+        """A message for the user (``notify``: also as a napari notification)."""
+
+    def status(self, text: str) -> None:
+        """The one-line status of the running job."""
+
+    def progress(self, low: int, high: int, value: int) -> None:
+        """A determinate progress bar: ``value`` in ``[low, high]``."""
+
+    def run_started(self, first: int, last: int) -> None:
+        """Training runs from iteration ``first`` to ``last`` (the loss plot's x range)."""
+
+    def step(self, event: Step) -> None:
+        """One training iteration ended."""
+
+    def show_maps(self, maps: ReviewMaps, target: Any) -> bool:
+        """Show ``maps`` for ``target``; True while overlay layers are still being built."""
+        return False
+
+    def changed(self) -> None:
+        """Run state, checkpoint or maps changed (buttons, ranking)."""
+
+    def finished(self) -> None:
+        """A job ended (after the controller's own bookkeeping)."""
+
+
+class DockController(SessionActions):
+    """Run state and the dock's actions, Qt-free.
+
+    Parameters
+    ----------
+    view : ControllerView, optional
+        Receives messages, progress and maps (default: a silent view).
+    jobs : JobRunner, optional
+        Where jobs run (default: a thread, or synchronous with ``SYNFOC_NOTHREADS=1``).
+    """
+
+    def __init__(self, view: ControllerView | None = None, jobs: JobRunner | None = None):
+        self.view = view or ControllerView()
+        self.jobs = jobs or JobRunner()
+        self.running = False  # a training run (not a prediction) is in progress
+        self.stop_flag = threading.Event()
+        self.overlays_ready = threading.Event()  # set: no overlay layer left to build
+        self.run_root = Path(tempfile.mkdtemp(prefix="synfoc-"))
+        weakref.finalize(self, shutil.rmtree, str(self.run_root), True)
+        self.run_count = 0
+        self.latest_checkpoint: Path | None = None
+        self.checkpoint_config: dict[str, Any] | None = None
+        self.maps: ReviewMaps | None = None
+        self.maps_target: Any = None
+        self.visited: set[int] = set()
+        self.trained_labeled: list[int] = []
+        self.train_image_shape: tuple[int, ...] = ()
+        self.train_target: Any = None
+        self.labels_edited_while_training = False
+        self.outcome: str | None = None
+        self.last_message = ""
+        self.event_counts: dict[str, int] = {}
+        self.prediction_updates = 0
+        self.last_init_checkpoint: Path | None = None
+        self.device = ""
+        self._start_it = 0
+        self._peak_mb = 0.0
+        self._t0 = 0.0
+        self._gc = GcFreeze()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def busy(self) -> bool:
+        """True while a job (training or prediction) runs."""
+        return self.jobs.busy
+
+    def say(self, text: str, error: bool = False, notify: bool = True) -> None:
+        self.last_message = text
+        self.view.message(text, error, notify)
+
+    # ------------------------------------------------------------------ training
+    def start_run(
+        self,
+        image: np.ndarray,
+        rgb: bool,
+        labels: np.ndarray,
+        labeled: Sequence[int],
+        params: dict[str, Any],
+        *,
+        extra: Sequence[tuple[np.ndarray, bool]] = (),
+        folder: str | None = None,
+        predict_every: int = 0,
+        warm_start: bool = False,
+        target: Any = None,
+        image_name: str = "image",
+        overlays_exist: bool = False,
+    ) -> bool:
+        """Start training on snapshots of the data; False (with a message) if it cannot start.
+
+        ``params`` are :func:`.task_builder.build_config` arguments; ``extra`` holds
+        (array, is_rgb) pairs of unlabelled images.  ``labels`` must already be a copy.
+        """
+        if self.busy:
+            self.say("Training is already running: stop it first.", error=True)
+            return False
+        params = dict(params)
+        overrides = dict(params.get("overrides") or {})
+        init = None
+        if warm_start:
+            if self.latest_checkpoint is None or not Path(self.latest_checkpoint).exists():
+                self.say(
+                    "Nothing to warm-start from: train once (or load a session) first.", error=True
+                )
+                return False
+            init = self.latest_checkpoint
+            for key in ARCH_FIELDS:
+                if self.checkpoint_config and key in self.checkpoint_config:
+                    val = self.checkpoint_config[key]
+                    overrides[key] = tuple(val) if isinstance(val, list) else val
+        params["overrides"] = overrides
+        self.last_init_checkpoint = init
+        self.run_count += 1
+        out_dir = self.run_root / f"run{self.run_count:03d}"
+        self.stop_flag = threading.Event()
+        self.overlays_ready = threading.Event()
+        if overlays_exist or self.jobs.synchronous:
+            # nothing to wait for (the sync backend builds overlays at once in this thread)
+            self.overlays_ready.set()
+        labeled = [int(z) for z in labeled]
+        events = training_events(
+            image, bool(rgb), labels, labeled, list(extra), folder, params, init, out_dir,
+            predict_every, self.stop_flag, self.overlays_ready,
+            source=training_source(self.jobs.backend),
+        )  # fmt: skip
+        self.train_target = target
+        self.trained_labeled = labeled
+        shape = tuple(int(s) for s in np.shape(image))
+        self.train_image_shape = shape[:-1] if rgb else shape
+        self.labels_edited_while_training = False
+        self.outcome = None
+        self.event_counts = {}
+        self._start_it = 0
+        self.device = ""
+        self._t0 = time.perf_counter()
+        self.view.progress(0, 1, 0)  # determinate from the start: never a busy bar
+        self.view.status("Starting (loading models)…")
+        self.say(
+            f"Training on '{image_name}' with {len(labeled)} labelled slice(s)"
+            + (" (warm start)." if warm_start else "."),
+            notify=False,
+        )
+        self.running = True
+        avoid_triton_llvm_clash()
+        self._gc.hold()
+        self.view.changed()
+        self.jobs.start_events(events, self.handle_event, self._on_error, self._on_run_finished)
+        return True
+
+    def stop(self) -> bool:
+        """Ask training to stop (ends within one iteration); False when nothing runs."""
+        if not self.running:
+            return False
+        self.stop_flag.set()
+        self.overlays_ready.set()
+        self.view.status("Stopping after the current iteration…")
+        self.view.changed()
+        return True
+
+    def labels_edited(self) -> None:
+        """The user painted: remembered if a run is going on (its snapshot is older)."""
+        if self.running:
+            self.labels_edited_while_training = True
+
+    def overlays_built(self) -> None:
+        """The front end finished building the overlay layers: training may go on."""
+        self.overlays_ready.set()
+
+    def handle_event(self, event: Any) -> None:
+        """One engine event (in the GUI thread): update the state and tell the view."""
+        name = type(event).__name__
+        self.event_counts[name] = self.event_counts.get(name, 0) + 1
+        view = self.view
+        if isinstance(event, Started):
+            self.device = f"{event.device} ({event.precision})"
+            self._peak_mb = 0.0
+            self._start_it = int(event.start_iteration)
+            view.run_started(self._start_it, self._start_it + int(event.iterations))
+            if event.config:
+                self.checkpoint_config = dict(event.config)
+            view.status(
+                f"Training on {self.device}: {event.n_labeled} labelled, "
+                f"{event.n_unlabeled} unlabelled images, {event.iterations} iterations."
+            )
+        elif isinstance(event, Progress):
+            view.progress(0, max(1, event.total), event.done)
+            view.status(f"{event.message} ({event.done}/{event.total}) on {self.device}")
+        elif isinstance(event, Step):
+            lo = self._start_it if event.total > self._start_it else 0
+            view.progress(lo, event.total, event.iteration + 1)
+            view.step(event)
+            if event.memory_mb is not None:
+                self._peak_mb = max(self._peak_mb, float(event.memory_mb))
+            mem = f" · {event.memory_mb:.0f} MB" if event.memory_mb is not None else ""
+            view.status(
+                f"Iteration {event.iteration + 1}/{event.total} on {self.device}{mem} · "
+                f"{event.seconds:.2f} s/it · α {event.alpha:.2f}"
+            )
+        elif isinstance(event, ReviewUpdate):
+            if self.set_maps(event.maps, self.train_target):
+                return  # the view calls overlays_built() when the layers exist
+            self.overlays_ready.set()
+        elif isinstance(event, CheckpointSaved):
+            self.latest_checkpoint = Path(event.path)
+            view.changed()
+        elif isinstance(event, (Done, Cancelled, Failed)):
+            if event.checkpoint is not None:
+                self.latest_checkpoint = Path(event.checkpoint)
+            if isinstance(event, Done):
+                self.outcome = "done"
+                self.say(
+                    f"Training done: {event.iteration} iterations in {event.seconds:.0f} s. "
+                    "Review the slices below, accept or correct, then Retrain.",
+                    notify=False,
+                )
+            elif isinstance(event, Cancelled):
+                self.outcome = "cancelled"
+                self.say(f"Training stopped at iteration {event.iteration}.", notify=False)
+            else:
+                self.outcome = "failed"
+                self.say(f"Training failed: {event.message}", error=True)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.outcome = "failed"
+        self.say(f"Training failed: {type(exc).__name__}: {exc}", error=True)
+
+    def _on_run_finished(self) -> None:
+        self._gc.release()
+        self.running = False
+        self.stop_flag = threading.Event()
+        # no gc.collect() here: the engine frees its models and GPU memory in the worker, and a
+        # full collection of napari's heap would stall the event loop for ~0.5 s
+        tail = ""
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            tail = f" GPU memory still allocated: {torch.cuda.memory_allocated() / 2**20:.0f} MB."
+        took = time.perf_counter() - self._t0
+        where = f" on {self.device}" if self.device else ""
+        peak = f", peak memory {self._peak_mb:.0f} MB" if self._peak_mb else ""
+        self.view.status(
+            f"Idle: training {self.outcome or 'finished'} after {took:.1f} s{where}{peak}.{tail}"
+        )
+        if self.labels_edited_while_training and self.outcome != "failed":
+            self.say(
+                self.last_message + " Labels changed while training ran: Retrain to use them.",
+                notify=False,
+            )
+        self.view.changed()
+        self.view.finished()
+
+    # ------------------------------------------------------------------ review
+    def set_maps(self, maps: ReviewMaps, target: Any) -> bool:
+        """New review maps for ``target``; True while the view still builds overlay layers."""
+        self.maps = maps
+        self.maps_target = target
+        self.visited.clear()
+        self.prediction_updates += 1
+        pending = bool(self.view.show_maps(maps, target))
+        self.view.changed()
+        return pending
+
+    def maps_fit(self, labels_shape: Sequence[int] | None) -> bool:
+        """True if a labels array of ``labels_shape`` matches the current maps."""
+        if self.maps is None or labels_shape is None:
+            return False
+        want = self.maps.fm_label.shape
+        have = tuple(labels_shape)
+        return have == (want[1:] if len(have) == 2 else want)
+
+    def ranking(self, labeled: Sequence[int] = ()) -> list[int]:
+        """Unlabelled slices by descending disagreement (empty before predictions exist)."""
+        if self.maps is None:
+            return []
+        done = {int(z) for z in labeled}
+        return [z for z in rank_slices(self.maps.slice_scores, done) if z not in done]
+
+    def table(self, labeled: Sequence[int] = ()) -> tuple[list[int], Any]:
+        """Every slice in review-table order (unlabelled first) and the per-slice scores."""
+        if self.maps is None:
+            return [], []
+        return rank_slices(self.maps.slice_scores, labeled), self.maps.slice_scores
+
+    def next_uncertain(self, labeled: Sequence[int] = ()) -> int | None:
+        """The most uncertain unlabelled slice not visited since the last predictions."""
+        if self.maps is None:
+            self.say("No predictions yet: train first.", error=True, notify=False)
+            return None
+        order = self.ranking(labeled)
+        if not order:
+            self.say("Every slice is labelled.", notify=False)
+            return None
+        todo = [z for z in order if z not in self.visited]
+        if not todo:
+            self.visited.clear()
+            todo = order
+        z = todo[0]
+        self.visited.add(z)
+        self.say(
+            f"Slice {z}: disagreement {self.maps.slice_scores[z]:.4f} "
+            f"(rank {order.index(z) + 1} of {len(order)} unlabelled).",
+            notify=False,
+        )
+        return z
+
+    def accept(
+        self, labels: np.ndarray | None, slice_index: int, source: str = "ensemble",
+        keep_existing: bool = False,
+    ) -> LabelEdit | None:  # fmt: skip
+        """The edit that writes the ``source`` prediction into one slice, or None (message).
+
+        ``source`` is "medsam", "unet" or "ensemble".  The caller applies the edit (one undoable
+        step) and, when ``now_empty``, marks the slice labelled.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; choose from {tuple(SOURCES)}")
+        if self.maps is None:
+            self.say("No predictions yet: train first.", error=True, notify=False)
+            return None
+        if labels is None or not self.maps_fit(np.shape(labels)):
+            self.say(
+                "The selected Labels layer does not match the predictions' shape "
+                f"{self.maps.fm_label.shape}.",
+                error=True,
+            )
+            return None
+        z = int(slice_index)
+        lab = np.asarray(labels)
+        idx, values = slice_changes(lab, z, self.maps.proposal(source)[z], keep_existing)
+        after = np.array(lab if lab.ndim == 2 else lab[z], copy=True)
+        after[idx if lab.ndim == 2 else idx[1:]] = values
+        self.say(
+            f"Accepted the {SOURCES[source]} prediction into slice {z} ({values.size} voxels "
+            "changed; Ctrl-Z on the Labels layer undoes it).",
+            notify=False,
+        )
+        return LabelEdit(z, idx, values, not after.any())
+
+    def cleanup(self) -> None:
+        """Remove this controller's run folder (checkpoints of unsaved runs)."""
+        shutil.rmtree(self.run_root, ignore_errors=True)

@@ -1,0 +1,147 @@
+"""The controller's session, prediction and export actions (Qt-free; see :mod:`.controller`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.review import ReviewMaps, review_maps
+from .process_tweaks import avoid_triton_llvm_clash
+
+
+class SessionActions:
+    """Save / load sessions, predict an image, export labels and maps.
+
+    A mixin of :class:`~.controller.DockController`: it uses the controller's state
+    (``latest_checkpoint``, ``maps``, ``jobs``, ``view``, ...).
+    """
+
+    # ------------------------------------------------------------------ sessions
+    def save_session(self, path: str | Path) -> Path:
+        """Save both models, the config and the labelled-slice list to ``path`` (atomic)."""
+        if self.latest_checkpoint is None:
+            raise ValueError("nothing to save yet: train first")
+        from ..core.interactive import save_session
+
+        out = save_session(
+            self.latest_checkpoint, path, self.trained_labeled, self.train_image_shape
+        )
+        self.say(f"Session saved to {out}.", notify=False)
+        return Path(out)
+
+    def load_session(
+        self, path: str | Path, labels: np.ndarray | None = None
+    ) -> tuple[dict[str, Any], list[int]]:
+        """Load a session: Retrain continues from it, Predict uses it.
+
+        Returns the session info and the session's labelled slices that are empty in
+        ``labels`` (when its shape matches the session's image): the caller marks them labelled.
+        """
+        from ..core.interactive import read_session
+
+        info = read_session(path)
+        self.latest_checkpoint = Path(path)
+        self.checkpoint_config = dict(info["config"])
+        shape = tuple(info.get("image_shape") or ())
+        empty: list[int] = []
+        if labels is not None and shape and tuple(np.shape(labels)) == shape:
+            data = np.asarray(labels)
+            n = 1 if data.ndim == 2 else data.shape[0]
+            empty = [
+                int(z) for z in info["labeled_slices"]
+                if 0 <= z < n and not (data if data.ndim == 2 else data[z]).any()
+            ]  # fmt: skip
+        self.trained_labeled = list(info["labeled_slices"])
+        self.train_image_shape = shape
+        self.say(
+            f"Loaded session {Path(path).name}: {info['iteration']} iterations, "
+            f"{len(info['labeled_slices'])} labelled slice(s), foundation "
+            f"{info['config'].get('foundation')}. Retrain continues from it; Predict uses it.",
+            notify=False,
+        )
+        self.view.changed()
+        return info, empty
+
+    # ------------------------------------------------------------------ predict and export
+    def predict(
+        self, image: np.ndarray, rgb: bool, device: str = "auto", target: Any = None,
+        name: str = "image",
+    ) -> bool:  # fmt: skip
+        """Predict ``image`` with the latest or loaded model in the background; False if not."""
+        if self.busy:
+            self.say("Busy: wait for the running job to end.", error=True)
+            return False
+        if self.latest_checkpoint is None:
+            self.say("No model yet: train first or load a session.", error=True)
+            return False
+        ckpt = self.latest_checkpoint
+
+        def run() -> ReviewMaps:
+            from ..core.interactive import predict_stack
+
+            pred = predict_stack(ckpt, image, rgb=rgb, device=device)
+            return review_maps(pred.fm_prob, pred.unet_prob)
+
+        def done(maps: ReviewMaps) -> None:
+            if self.set_maps(maps, target):
+                return
+            self.overlays_ready.set()
+
+        def failed(exc: BaseException) -> None:
+            self.outcome = "failed"
+            self.say(f"Prediction failed: {exc}", error=True)
+
+        def finished() -> None:
+            self._gc.release()
+            if self.outcome != "failed":
+                self.outcome = "done"
+                self.say(f"Predicted '{name}' with {Path(ckpt).name}.", notify=False)
+            self.view.status(f"Idle (prediction took {time.perf_counter() - self._t0:.1f} s).")
+            self.view.changed()
+            self.view.finished()
+
+        self._t0 = time.perf_counter()
+        self.outcome = None
+        avoid_triton_llvm_clash()
+        self._gc.hold()
+        self.view.status(f"Predicting '{name}'…")
+        self.view.changed()
+        self.jobs.start_call(run, done, failed, finished)
+        return True
+
+    def export_labels(self, path: str | Path, labels: np.ndarray, geometry: Any) -> str:
+        """Write ``labels`` with ``geometry`` (an ``io.geometry.Geometry``, atomic); the path."""
+        from ..io.writers import write_volume
+
+        out = write_volume(path, np.asarray(labels), geometry, labels=True)
+        self.say(f"Labels written to {out}.", notify=False)
+        return out
+
+    def export_predictions(
+        self, folder: str | Path, geometry: Any, two_d: bool = False, suffix: str = ".nii.gz"
+    ) -> list[str]:
+        """Write the six review maps into ``folder`` with ``geometry``; the paths."""
+        from ..io.writers import write_volume
+
+        if self.maps is None:
+            raise ValueError("no predictions to export: train or predict first")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        m = self.maps
+        files = {
+            "medsam_prediction": (m.fm_label, True),
+            "unet_prediction": (m.unet_label, True),
+            "ensemble_prediction": (m.ensemble_label, True),
+            "consensus": (m.consensus, True),
+            "divergence": (m.divergence, True),
+            "disagreement": (m.heat, False),
+        }
+        out = []
+        for stem, (arr, is_label) in files.items():
+            data = arr[0] if two_d else arr
+            out.append(write_volume(folder / f"{stem}{suffix}", data, geometry, labels=is_label))
+        self.say(f"Wrote {len(out)} prediction files to {folder}.", notify=False)
+        return out

@@ -1,0 +1,456 @@
+"""The "SynFoC" dock: label a few slices, train in the background, review, fix, retrain.
+
+The dock builds the panels (:mod:`.panels`), binds the keys and forwards the scripting API to the
+Qt-free :class:`~.controller.DockController`, which holds the run state.  Training runs in
+napari's ``thread_worker`` (``SYNFOC_NOTHREADS=1``: synchronously; see :mod:`.jobs`); the worker
+never touches Qt, and torch is imported when training starts, never when napari loads the dock.
+
+Scripting::
+
+    dock, w = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
+    w.train(iterations=20)      # returns at once
+    w.wait()                    # processes Qt events until training has ended
+    w.next_uncertain(); w.accept("ensemble"); w.retrain(); w.wait()
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import QEventLoop, QTimer
+from qtpy.QtWidgets import QApplication, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from ..core.review import labeled_slices
+from . import slices
+from .controller import ControllerView, DockController
+from .jobs import JobRunner
+from .overlay_builder import OverlayBuilder
+from .panels.data import DataPanel
+from .panels.model import ModelPanel
+from .panels.review import ReviewPanel
+from .panels.run import RunPanel
+from .panels.session import SessionPanel
+from .process_tweaks import warm_up_imports
+from .task_builder import check_selection
+from .tooltips import SHORTCUTS
+
+
+class _View(ControllerView):
+    """What the controller's notices do in the dock."""
+
+    def __init__(self, dock: SynFoCWidget):
+        self.dock = dock
+
+    def message(self, text, error=False, notify=True):
+        self.dock.run_panel.show_message(text, error)
+        if notify:
+            from napari.utils.notifications import show_error, show_info
+
+            (show_error if error else show_info)(text)
+
+    def status(self, text):
+        self.dock.status.setText(text)
+
+    def progress(self, low, high, value):
+        self.dock.run_panel.set_progress(low, high, value)
+
+    def run_started(self, first, last):
+        self.dock.loss_plot.set_run(first, last)
+
+    def step(self, event):
+        self.dock.loss_plot.add_point(event.iteration + 1, event.losses, event.alpha)
+
+    def show_maps(self, maps, target):
+        d = self.dock
+        pending = d.overlay_builder.show(
+            maps, target, d.labels_combo.value, at_once=d.controller.jobs.synchronous
+        )
+        d.review.set_enabled(True)
+        d.refresh_ranking()
+        return pending
+
+    def changed(self):
+        self.dock.update_buttons()
+
+    def finished(self):
+        self.dock.refresh_labeled()
+        self.dock.loss_plot.redraw()
+
+
+class SynFoCWidget(QWidget):
+    """Dock widget: train SynFoC from a partly labelled layer and review MedSAM vs U-Net.
+
+    Parameters
+    ----------
+    napari_viewer : napari.viewer.Viewer
+        The viewer whose layers are read and where the overlays are shown.
+
+    Attributes
+    ----------
+    controller : DockController
+        The Qt-free state and actions (``outcome``, ``maps``, ``latest_checkpoint``, ...).
+    """
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.controller = DockController(_View(self), JobRunner())
+        self.overlay_builder = OverlayBuilder(napari_viewer, self.controller.overlays_built, self)
+        self._build_ui()
+        self._bind_keys()
+        self.model_panel.show_profile()
+        self.refresh_labeled()
+        warm_up_imports()
+
+    # ------------------------------------------------------------------ UI construction
+    def _build_ui(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        outer.addWidget(scroll)
+        body = QWidget()
+        scroll.setWidget(body)
+        lay = QVBoxLayout(body)
+        lay.setSpacing(4)
+        self.data_panel = DataPanel(self.viewer)
+        self.model_panel = ModelPanel()
+        self.run_panel = RunPanel()
+        self.review = ReviewPanel()
+        self.session_panel = SessionPanel(
+            {
+                "save_session": lambda p: self._guard(self.save_session, p),
+                "load_session": lambda p: self._guard(self.load_session, p),
+                "predict": lambda: self.predict(),
+                "export_labels": lambda p: self._guard(self.export_labels, p),
+                "export_predictions": lambda p: self._guard(self.export_predictions, p),
+            }
+        )
+        lay.addWidget(self.data_panel)
+        lay.addWidget(self.model_panel)
+        lay.addWidget(self.run_panel)
+        lay.addWidget(QLabel("<b>Review: where MedSAM and the U-Net disagree</b>"))
+        lay.addWidget(self.review)
+        lay.addWidget(self.session_panel)
+        lay.addStretch(1)
+        # the widgets scripts and tests reach by name
+        d, m, r = self.data_panel, self.model_panel, self.run_panel
+        self.image_combo, self.labels_combo = d.image_combo, d.labels_combo
+        self.labeled_list, self.labeled_title, self.mark_btn = (
+            d.labeled_list, d.labeled_title, d.mark_btn,
+        )  # fmt: skip
+        self.extra_list, self.folder_edit = d.extra_list, d.folder_edit
+        self.foundation_combo, self.checkpoint_edit = m.foundation_combo, m.checkpoint_edit
+        self.device_combo, self.profile_combo = m.device_combo, m.profile_combo
+        self.iterations_spin, self.predict_every_spin = m.iterations_spin, m.predict_every_spin
+        self.advanced = m.advanced
+        self.train_btn, self.retrain_btn, self.stop_btn = r.train_btn, r.retrain_btn, r.stop_btn
+        self.progress, self.status, self.message = r.progress, r.status, r.message
+        self.loss_plot = r.loss_plot
+        self.action_buttons = self.session_panel.buttons
+        # signals
+        d.slice_clicked.connect(self.goto_slice)
+        d.mark_requested.connect(lambda: self.mark_current_slice())
+        d.labels_layer_changed.connect(self.refresh_labeled)
+        d.labels_painted.connect(self._on_labels_painted)
+        r.train_btn.clicked.connect(lambda: self.train())
+        r.retrain_btn.clicked.connect(lambda: self.retrain())
+        r.stop_btn.clicked.connect(lambda: self.stop())
+        self.review.slice_clicked.connect(self.goto_slice)
+        self.review.next_requested.connect(lambda: self.next_uncertain())
+        self.review.accept_requested.connect(lambda s: self.accept(s))
+        self._label_refresh_timer = QTimer(self)
+        self._label_refresh_timer.setSingleShot(True)
+        self._label_refresh_timer.setInterval(250)
+        self._label_refresh_timer.timeout.connect(self.refresh_labeled)
+        self.update_buttons()
+
+    def update_buttons(self) -> None:
+        c = self.controller
+        has_ckpt = c.latest_checkpoint is not None
+        self.run_panel.set_state(c.busy, c.running, c.stop_flag.is_set(), has_ckpt)
+        self.session_panel.set_state(c.busy, has_ckpt, c.maps is not None)
+
+    def _on_labels_painted(self) -> None:
+        self.controller.labels_edited()
+        self._label_refresh_timer.start()
+
+    def _bind_keys(self) -> None:
+        self._key_actions = {
+            "next_uncertain": lambda _v: self.next_uncertain(),
+            "mark_labeled": lambda _v: self.mark_current_slice(),
+            "accept_medsam": lambda _v: self.accept("medsam"),
+            "accept_unet": lambda _v: self.accept("unet"),
+            "accept_ensemble": lambda _v: self.accept("ensemble"),
+        }
+        for key, fn in self._key_actions.items():
+            self.viewer.bind_key(SHORTCUTS[key], fn, overwrite=True)
+
+    def _unbind_keys(self) -> None:
+        from napari.utils.key_bindings import coerce_keybinding
+
+        for key, fn in self._key_actions.items():
+            if self.viewer.keymap.get(coerce_keybinding(SHORTCUTS[key])) is fn:
+                self.viewer.bind_key(SHORTCUTS[key], None)
+        self._key_actions = {}
+
+    def _say(self, text: str, error: bool = False, notify: bool = True) -> None:
+        self.controller.say(text, error, notify)
+
+    def _guard(self, fn, *args) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a button must never crash napari
+            self._say(f"{exc}", error=True)
+            return None
+
+    # ------------------------------------------------------------------ state (read-only)
+    @property
+    def is_training(self) -> bool:
+        """True from ``train()`` until the run has ended (done, cancelled or failed)."""
+        return self.controller.running
+
+    outcome = property(lambda self: self.controller.outcome, doc='"done", "cancelled", "failed"')
+    last_message = property(lambda self: self.controller.last_message, doc="last message shown")
+    event_counts = property(lambda self: self.controller.event_counts, doc="events of the run")
+    prediction_updates = property(lambda self: self.controller.prediction_updates)
+    last_init_checkpoint = property(lambda self: self.controller.last_init_checkpoint)
+
+    def set_profile(self, name: str) -> None:
+        """Choose the compute profile ("auto", "tiny", "cpu-interactive", ...) by name."""
+        self.model_panel.set_profile(name)
+
+    def advanced_overrides(self) -> dict[str, Any]:
+        """Config overrides from the Advanced section: only the fields the user changed."""
+        return self.model_panel.advanced.overrides()
+
+    # ------------------------------------------------------------------ labelled slices
+    def labeled_slices(self, labels_layer: Any = None) -> list[int]:
+        """Slices of the labels layer that count as labelled right now (painted or marked)."""
+        return slices.layer_labeled_slices(labels_layer or self.labels_combo.value)
+
+    def refresh_labeled(self) -> None:
+        """Redraw the labelled-slice list and the review table."""
+        layer = self.labels_combo.value
+        labeled = self.labeled_slices(layer)
+        self.data_panel.show_labeled(labeled, slices.empty_marked(layer, labeled))
+        self.refresh_ranking()
+
+    def _maps_labels_layer(self) -> Any:
+        """The labels layer that matches the current maps (None if none fits)."""
+        lab = self.labels_combo.value
+        return lab if lab is not None and self.controller.maps_fit(np.shape(lab.data)) else None
+
+    def _review_labeled(self) -> list[int]:
+        lab = self._maps_labels_layer()
+        return self.labeled_slices(lab) if lab is not None else []
+
+    def refresh_ranking(self) -> None:
+        labeled = self._review_labeled()
+        order, scores = self.controller.table(labeled)
+        if order:
+            self.review.set_ranking(order, scores, labeled)
+
+    def current_slice(self, layer: Any = None) -> int:
+        """Index of the slice shown now, in the data of ``layer`` (default: the labels layer)."""
+        layer = layer or self.labels_combo.value or self.image_combo.value
+        return slices.current_slice(self.viewer, layer)
+
+    def goto_slice(self, z: int) -> None:
+        """Show slice ``z`` of the image (no-op for a 2D image)."""
+        layer = self.controller.maps_target or self.image_combo.value or self.labels_combo.value
+        if slices.goto_slice(self.viewer, layer, int(z)):
+            self.review.select_slice(int(z))
+
+    def mark_current_slice(self, z: int | None = None) -> list[int]:
+        """Toggle "labelled (all background)" for slice ``z`` (default: the current one)."""
+        layer = self.labels_combo.value
+        if layer is None:
+            self._say("Choose a Labels layer first.", error=True)
+            return []
+        z = self.current_slice(layer) if z is None else int(z)
+        marked = set(slices.marked(layer))
+        if z in marked:
+            marked.discard(z)
+            self._say(f"Slice {z} is no longer marked as labelled.", notify=False)
+        else:
+            marked.add(z)
+            self._say(f"Slice {z} counts as labelled (background where unpainted).", notify=False)
+        out = slices.set_marked(layer, marked)
+        self.refresh_labeled()
+        return out
+
+    # ------------------------------------------------------------------ training
+    def retrain(self, image_layer=None, labels_layer=None, iterations=None) -> bool:
+        """Train again, warm-starting from the latest checkpoint with the current labels."""
+        return self.train(image_layer, labels_layer, iterations, warm_start=True)
+
+    def train(
+        self, image_layer=None, labels_layer=None, iterations=None, warm_start=False
+    ) -> bool:
+        """Start training in the background and return at once (True if it started).
+
+        ``None`` means the dock's current selection (layers) or spin-box value (iterations).
+        The labels are copied now, so edits made while training runs go to the next run.
+        """
+        if self.controller.busy:
+            self._say("Training is already running: stop it first.", error=True)
+            return False
+        if image_layer is not None:
+            self.image_combo.set_value(image_layer)
+        if labels_layer is not None:
+            self.labels_combo.set_value(labels_layer)
+        img = image_layer or self.image_combo.value
+        lab = labels_layer or self.labels_combo.value
+        if iterations is not None:
+            self.iterations_spin.setValue(int(iterations))
+        problem = self._check(img, lab)
+        if problem:
+            self._say(problem, error=True)
+            return False
+        labels = np.array(lab.data, copy=True)  # edits during training go to the next run
+        labeled = labeled_slices(labels, slices.marked(lab), spatial_ndim=lab.ndim)
+        problem = self._check(img, lab, labeled)
+        if problem:
+            self._say(problem, error=True)
+            return False
+        self.loss_plot.clear()
+        started = self.controller.start_run(
+            np.asarray(img.data), bool(img.rgb), labels, labeled, self.model_panel.params(),
+            extra=self.data_panel.extra_images(), folder=self.data_panel.folder(),
+            predict_every=self.predict_every_spin.value(), warm_start=warm_start, target=img,
+            image_name=img.name, overlays_exist=self.overlay_builder.overlays_exist(),
+        )  # fmt: skip
+        self.update_buttons()
+        return started
+
+    def _check(self, img: Any, lab: Any, labeled: list[int] | None = None) -> str | None:
+        if img is not None and getattr(img, "multiscale", False):
+            return f"Image '{img.name}' is multiscale; SynFoC needs a single-resolution image."
+        return check_selection(
+            None if img is None else np.shape(img.data),
+            bool(img.rgb) if img is not None else False,
+            None if lab is None else np.shape(lab.data),
+            labeled,
+            image_name=getattr(img, "name", "image"),
+            labels_name=getattr(lab, "name", "labels"),
+        )
+
+    def stop(self) -> None:
+        """Ask training to stop; it ends within one iteration with a Cancelled event."""
+        self.controller.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Process Qt events until the running job (training or prediction) has ended.
+
+        Returns True if it ended, False on ``timeout`` seconds.
+        """
+        app = QApplication.instance()
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        while self.controller.busy or self.overlay_builder.busy():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            time.sleep(0.002)
+        return True
+
+    # ------------------------------------------------------------------ review
+    def ranking(self) -> list[int]:
+        """Unlabelled slices by descending disagreement (empty before predictions exist)."""
+        return self.controller.ranking(self._review_labeled())
+
+    def next_uncertain(self) -> int | None:
+        """Go to the most uncertain unlabelled slice not visited since the last predictions."""
+        z = self.controller.next_uncertain(self._review_labeled())
+        if z is not None:
+            self.goto_slice(z)
+        return z
+
+    def accept(self, source: str = "ensemble", slice_index: int | None = None) -> int:
+        """Write the ``source`` prediction of one slice into the labels (one undoable step).
+
+        Returns the number of voxels changed.
+
+        ``source`` is "medsam", "unet" or "ensemble"; the slice defaults to the current one.
+        """
+        lab = self._maps_labels_layer()
+        z = 0 if lab is None else self.current_slice(lab) if slice_index is None else slice_index
+        keep = self.review.keep_existing.isChecked()
+        edit = self.controller.accept(None if lab is None else lab.data, int(z), source, keep)
+        if edit is None:
+            return 0
+        if edit.values.size:
+            lab.data_setitem(edit.indices, edit.values)
+        if edit.now_empty:
+            slices.set_marked(lab, [*slices.marked(lab), edit.slice_index])
+        self.refresh_labeled()
+        return int(edit.values.size)
+
+    # ------------------------------------------------------------------ sessions and export
+    def save_session(self, path: str | os.PathLike) -> Path:
+        """Save both models, the config and the labelled-slice list to ``path`` (atomic)."""
+        return self.controller.save_session(path)
+
+    def load_session(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Load a saved session: Retrain continues from it and Predict uses it."""
+        lab = self.labels_combo.value
+        info, empty = self.controller.load_session(path, None if lab is None else lab.data)
+        if empty:
+            slices.set_marked(lab, [*slices.marked(lab), *empty])
+        self.refresh_labeled()
+        return info
+
+    def predict(self, image_layer: Any = None) -> bool:
+        """Predict ``image_layer`` (default: the selected image) with the latest/loaded model."""
+        img = image_layer or self.image_combo.value
+        if img is None and not self.controller.busy:
+            self._say("Choose an Image layer to predict.", error=True)
+            return False
+        return self.controller.predict(
+            None if img is None else np.asarray(img.data), bool(getattr(img, "rgb", False)),
+            self.device_combo.currentText(), target=img, name=getattr(img, "name", "image"),
+        )  # fmt: skip
+
+    def _geometry(self, layer: Any):
+        from ..io.geometry import Geometry
+
+        meta = {"scale": layer.scale, "translate": layer.translate, "metadata": layer.metadata}
+        return Geometry.from_layer_meta(meta, int(layer.ndim))
+
+    def export_labels(self, path: str | os.PathLike, labels_layer: Any = None) -> str:
+        """Write the labels with the source image's geometry (atomic); returns the path."""
+        lab = labels_layer or self.labels_combo.value
+        if lab is None:
+            raise ValueError("no Labels layer to export")
+        img = self.image_combo.value
+        src = img if img is not None and img.ndim == lab.ndim else lab
+        return self.controller.export_labels(path, lab.data, self._geometry(src))
+
+    def export_predictions(self, folder: str | os.PathLike, suffix: str = ".nii.gz") -> list[str]:
+        """Write the six review maps into ``folder`` with the image's geometry; the paths."""
+        target = self.controller.maps_target
+        if self.controller.maps is None or target is None:
+            raise ValueError("no predictions to export: train or predict first")
+        return self.controller.export_predictions(
+            folder, self._geometry(target), two_d=target.ndim == 2, suffix=suffix
+        )
+
+    # ------------------------------------------------------------------ teardown
+    def cleanup(self) -> None:
+        """Stop training, unbind shortcuts, disconnect from the viewer, remove temp files."""
+        if self.controller.running:
+            self.stop()
+            self.wait(timeout=30)
+        self._unbind_keys()
+        self.data_panel.disconnect_viewer()
+        self.loss_plot.stop()
+        self.overlay_builder.close()
+        self.controller.cleanup()
+
+    def closeEvent(self, event) -> None:
+        self.cleanup()
+        super().closeEvent(event)

@@ -1,0 +1,143 @@
+"""One job runner for the dock: a background thread, or synchronous for tests.
+
+A job is an event generator (training: every yielded event reaches ``on_event`` in the GUI
+thread) or a plain call (prediction: its result reaches ``on_result``).  One job at a time.
+
+Backends:
+
+- ``"thread"``: napari's ``thread_worker``; callbacks arrive in the GUI thread through Qt signals.
+  napari is imported when a job starts, never when this module is imported.
+- ``"sync"``: the job runs to its end inside ``start_*`` (tests, ``SYNFOC_NOTHREADS=1``); no Qt.
+- ``"process"``: the thread runner draining a generator that trains in a child process
+  (:func:`training_source` returns ``core.process_runner.train_in_child`` for it).  The thread
+  only reads events, so it stays light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .process_tweaks import nothreads
+
+BACKENDS = ("thread", "sync", "process")
+
+
+def default_backend() -> str:
+    """``"sync"`` when ``SYNFOC_NOTHREADS`` is set, else ``"thread"``."""
+    return "sync" if nothreads() else "thread"
+
+
+def training_source(backend: str) -> Callable[..., Iterator[Any]]:
+    """The function whose events a training run drains, for ``backend``.
+
+    ``train_on_stack`` (in this process) for "thread" and "sync"; for "process", the hook
+    ``napari_synfoc.core.process_runner.train_in_child`` (same signature, same events).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown job backend {backend!r}; choose from {BACKENDS}")
+    if backend == "process":
+        from ..core.process_runner import train_in_child
+
+        return train_in_child
+    from ..core.interactive import train_on_stack
+
+    return train_on_stack
+
+
+def _noop(*_: Any) -> None:
+    return None
+
+
+class JobRunner:
+    """Runs one job at a time on the chosen backend and reports through callbacks."""
+
+    def __init__(self, backend: str | None = None):
+        backend = backend or default_backend()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown job backend {backend!r}; choose from {BACKENDS}")
+        self.backend = backend
+        self._worker: Any = None
+        self._busy = False
+
+    @property
+    def busy(self) -> bool:
+        """True from the start of a job until its ``on_finished`` has run."""
+        return self._busy
+
+    @property
+    def synchronous(self) -> bool:
+        return self.backend == "sync"
+
+    def start_events(
+        self,
+        events: Iterator[Any],
+        on_event: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] = _noop,
+        on_finished: Callable[[], None] = _noop,
+    ) -> None:
+        """Drain ``events``: each goes to ``on_event``; then ``on_finished`` (always)."""
+        self._claim()
+        if self.synchronous:
+            try:
+                for event in events:
+                    on_event(event)
+            except Exception as exc:  # noqa: BLE001 - reported through on_error
+                on_error(exc)
+            finally:
+                self._finish(on_finished)
+            return
+
+        def drain():
+            yield from events
+
+        self._start_thread(drain, on_error, on_finished, yielded=on_event)
+
+    def start_call(
+        self,
+        fn: Callable[[], Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[BaseException], None] = _noop,
+        on_finished: Callable[[], None] = _noop,
+    ) -> None:
+        """Run ``fn()``: its result goes to ``on_result``; then ``on_finished`` (always)."""
+        self._claim()
+        if self.synchronous:
+            try:
+                result = fn()
+            except Exception as exc:  # noqa: BLE001 - reported through on_error
+                on_error(exc)
+            else:
+                on_result(result)
+            finally:
+                self._finish(on_finished)
+            return
+        self._start_thread(fn, on_error, on_finished, returned=on_result)
+
+    # ------------------------------------------------------------------ internals
+    def _claim(self) -> None:
+        if self._busy:
+            raise RuntimeError("a job is already running: wait for it to end or stop it")
+        self._busy = True
+
+    def _finish(self, on_finished: Callable[[], None]) -> None:
+        self._worker = None
+        self._busy = False
+        on_finished()
+
+    def _start_thread(self, fn, on_error, on_finished, yielded=None, returned=None) -> None:
+        from napari.qt.threading import create_worker
+
+        try:
+            worker = create_worker(fn, _start_thread=False)
+        except Exception:
+            self._busy = False
+            raise
+        if yielded is not None:
+            worker.yielded.connect(yielded)
+        if returned is not None:
+            worker.returned.connect(returned)
+        worker.errored.connect(on_error)
+        worker.finished.connect(lambda: self._finish(on_finished))
+        self._worker = worker
+        worker.start()

@@ -1,0 +1,139 @@
+"""The model and compute panel: foundation model, checkpoint, device, profile, iterations, and the
+Advanced form (shows what :func:`~napari_synfoc.config.resolve_config` would build)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...config import PROFILES, VITB_FOUNDATIONS, resolve_config
+from ..task_builder import DEVICES, FOUNDATION_CHOICES, PROFILE_CHOICES, displayed_profile
+from ..tooltips import tip
+from .advanced import AdvancedForm
+
+# Only to show a ViT-B profile's values before the user has picked a checkpoint file.
+_DISPLAY_CHECKPOINT = "(checkpoint file)"
+
+
+class ModelPanel(QWidget):
+    """Model and compute choices; :meth:`params` is what a run is built from."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        self.foundation_combo = QComboBox()
+        for key, text in FOUNDATION_CHOICES:
+            self.foundation_combo.addItem(text, key)
+        self.foundation_combo.setObjectName("foundation")
+        self.foundation_combo.setToolTip(tip("foundation"))
+        form.addRow("Foundation model", self.foundation_combo)
+        row = QHBoxLayout()
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setObjectName("checkpoint")
+        self.checkpoint_edit.setPlaceholderText("medsam_vit_b.pth")
+        self.checkpoint_edit.setToolTip(tip("checkpoint"))
+        self.checkpoint_btn = QPushButton("…")
+        self.checkpoint_btn.setMaximumWidth(30)
+        self.checkpoint_btn.clicked.connect(self._browse_checkpoint)
+        row.addWidget(self.checkpoint_edit)
+        row.addWidget(self.checkpoint_btn)
+        form.addRow("Checkpoint", row)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICES))
+        self.profile_combo = QComboBox()
+        self.profile_combo.addItems(list(PROFILE_CHOICES))
+        self.iterations_spin = QSpinBox()
+        self.iterations_spin.setRange(1, 1_000_000)
+        self.iterations_spin.setValue(300)
+        self.predict_every_spin = QSpinBox()
+        self.predict_every_spin.setRange(0, 1_000_000)
+        self.predict_every_spin.setSpecialValueText("auto")
+        for key, w, text in (
+            ("device", self.device_combo, "Device"),
+            ("profile", self.profile_combo, "Compute profile"),
+            ("iterations", self.iterations_spin, "Iterations"),
+            ("predict_every", self.predict_every_spin, "Refresh overlays every"),
+        ):
+            w.setObjectName(key)
+            w.setToolTip(tip(key))
+            form.addRow(text, w)
+        lay.addLayout(form)
+        self.advanced = AdvancedForm()
+        self.advanced.reset_btn.clicked.connect(self.reset_advanced)
+        lay.addWidget(self.advanced)
+        self.foundation_combo.currentIndexChanged.connect(self._on_foundation_changed)
+        self.device_combo.currentIndexChanged.connect(self.show_profile)
+        self.profile_combo.currentIndexChanged.connect(self.show_profile)
+        self._on_foundation_changed()
+
+    # ------------------------------------------------------------------ values
+    def foundation(self) -> str:
+        return str(self.foundation_combo.currentData())
+
+    def checkpoint(self) -> str | None:
+        return self.checkpoint_edit.text().strip() or None
+
+    def params(self) -> dict[str, Any]:
+        """``task_builder.build_config`` arguments from the current choices."""
+        return {
+            "profile": self.profile_combo.currentText(),
+            "device": self.device_combo.currentText(),
+            "foundation": self.foundation(),
+            "checkpoint": self.checkpoint(),
+            "iterations": self.iterations_spin.value(),
+            "overrides": self.advanced.overrides(),
+        }
+
+    def set_profile(self, name: str) -> None:
+        """Choose a compute profile by name (``ValueError`` names the choices)."""
+        if name not in PROFILE_CHOICES:
+            raise ValueError(f"unknown profile {name!r}; choose from {PROFILE_CHOICES}")
+        self.profile_combo.setCurrentText(name)
+
+    # ------------------------------------------------------------------ the Advanced form
+    def shown_config(self):
+        """The config the current choices give, as the Advanced form shows it (no torch)."""
+        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        tiny = PROFILES[name].overrides.get("foundation") == "tiny"
+        fm = None if tiny else self.foundation()
+        over = {"iterations": self.iterations_spin.value()}
+        if fm in VITB_FOUNDATIONS:
+            over["checkpoint"] = self.checkpoint() or _DISPLAY_CHECKPOINT
+        return resolve_config(name, self.device_combo.currentText(), fm, over)
+
+    def show_profile(self, *_: Any) -> None:
+        """Show the chosen profile's values in the Advanced form (user edits are kept)."""
+        self.advanced.show_config(self.shown_config())
+        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        extra = " (the tiny profile uses a tiny random model)" if name == "tiny" else ""
+        self.foundation_combo.setToolTip(tip("foundation") + extra)
+
+    def reset_advanced(self) -> None:
+        self.advanced.touched.clear()
+        self.show_profile()
+
+    def _on_foundation_changed(self, *_: Any) -> None:
+        needs = self.foundation() in VITB_FOUNDATIONS
+        self.checkpoint_edit.setEnabled(needs)
+        self.checkpoint_btn.setEnabled(needs)
+        self.show_profile()
+
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Foundation model checkpoint", "", "PyTorch checkpoint (*.pth *.pt)"
+        )
+        if path:
+            self.checkpoint_edit.setText(path)

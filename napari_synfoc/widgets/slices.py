@@ -1,0 +1,67 @@
+"""Slice bookkeeping on napari layers (no Qt): marked slices, labelled slices, the dims point.
+
+A labels layer's metadata holds the slices the user marked labelled although they are all
+background (``MARKED_KEY``); painted slices count by themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from ..core.review import labeled_slices
+
+MARKED_KEY = "synfoc_marked_slices"  # labels layer metadata: all-background slices marked labelled
+
+
+def marked(layer: Any) -> list[int]:
+    """The slices marked labelled on ``layer`` (empty for None)."""
+    return [int(z) for z in layer.metadata.get(MARKED_KEY, [])] if layer is not None else []
+
+
+def set_marked(layer: Any, slices: Iterable[int]) -> list[int]:
+    """Store ``slices`` as the marked slices of ``layer``; the sorted list."""
+    out = sorted({int(z) for z in slices})
+    layer.metadata[MARKED_KEY] = out
+    return out
+
+
+def layer_labeled_slices(layer: Any) -> list[int]:
+    """Slices of a labels layer that count as labelled now (painted or marked)."""
+    if layer is None or np.ndim(layer.data) not in (2, 3):
+        return []
+    return labeled_slices(np.asarray(layer.data), marked(layer))
+
+
+def empty_marked(layer: Any, labeled: Iterable[int]) -> set[int]:
+    """The labelled slices of ``layer`` that hold no label (marked all-background)."""
+    if layer is None:
+        return set()
+    data = np.asarray(layer.data)
+    done = set(labeled)
+    return {
+        z for z in marked(layer)
+        if z in done and not (data if data.ndim == 2 else data[z]).any()
+    }  # fmt: skip
+
+
+def current_slice(viewer: Any, layer: Any) -> int:
+    """Index of the slice the viewer shows, in ``layer``'s data (0 for 2D or None)."""
+    if layer is None or layer.ndim == 2:
+        return 0
+    pos = layer.world_to_data(viewer.dims.point)
+    n = int(np.shape(layer.data)[0])
+    return int(np.clip(np.round(pos[0]), 0, n - 1))
+
+
+def goto_slice(viewer: Any, layer: Any, z: int) -> bool:
+    """Move the viewer to slice ``z`` of ``layer``; False for a 2D or absent layer."""
+    if layer is None or layer not in viewer.layers or layer.ndim < 3:
+        return False
+    here = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)
+    here[0] = z
+    world = layer.data_to_world(here)
+    viewer.dims.set_point(viewer.dims.ndim - layer.ndim, float(world[0]))
+    return True

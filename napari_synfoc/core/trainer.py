@@ -136,6 +136,9 @@ class SynFoCTrainer:
         from .data import LabeledDataset, UnlabeledDataset
 
         self.cfg = cfg.validate()
+        from .strategies import strategy_for
+
+        self.strategy = strategy_for(self.cfg)  # cfg.strategy; "synfoc" = train_step below
         if len(labeled) == 0:
             raise TrainingError(
                 "no labelled images: label at least one slice (or pass --n-labeled >= 1)"
@@ -207,6 +210,7 @@ class SynFoCTrainer:
         self.last_checkpoint: Path | None = None
         self.collect_garbage = True  # False in a GUI process (see device.release_memory)
         self._modes_ready = False
+        self.strategy.build(self)
         if init_checkpoint is not None:
             self.load(init_checkpoint, warm_start=True)
 
@@ -316,6 +320,8 @@ class SynFoCTrainer:
         (labelled and mixed batch inside it, as separate forward passes so BatchNorm sees them
         apart as upstream does), so the students can be wrapped in DistributedDataParallel.
         """
+        if self.strategy.replaces_step:  # SemiSAM+, IFL, UnCoL (core/strategies)
+            return self.strategy.train_step(self, lab, unl)
         from .ema import ema_update
         from .losses import cdcr_losses, supervised_loss, unsupervised_loss
         from .mixing import box_masks, copy_paste, mix_targets, resize_mask
@@ -503,7 +509,7 @@ class SynFoCTrainer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities of both students for (C, H, W) images: (N, K, H, W) each."""
         keys = self.predict_keys if self.cached and images is self.predict_images else None
-        return predict_probabilities(
+        fm_p, un_p = predict_probabilities(
             self.unet,
             self.fm_student,
             images,
@@ -515,6 +521,9 @@ class SynFoCTrainer:
             batch=batch,
             unet_downsample=self.cfg.unet_downsample,
         )
+        # a prompted strategy's foundation side: the frozen model prompted by the U-Net
+        fm_prompted = self.strategy.foundation_probabilities(self, images, keys, un_p)
+        return (fm_p if fm_prompted is None else fm_prompted), un_p
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -73,38 +73,23 @@ class Sample:
 def normalize_intensity(
     array: np.ndarray, rgb: bool = False, lo_hi: tuple[float, float] | None = None
 ) -> np.ndarray:
-    """Intensities to float32 in [0, 1]: uint8 / 255, otherwise a 0.5-99.5 percentile stretch.
+    """Intensities to float32 in [0, 1] through :func:`~.intensity.normalise_volume`.
 
-    The percentiles are taken over the whole array (a volume, all channels of RGB together);
-    pass ``lo_hi`` to reuse bounds computed earlier.  A constant array maps to zeros.  NaNs
-    become 0.  ``rgb`` only documents that a trailing axis of 3 is colour (it does not change
-    the arithmetic).
+    ``lo_hi`` (bounds computed earlier, e.g. a ``norm_info``'s) is used as a fixed window; an
+    empty one (hi <= lo, a constant volume) maps to zeros as the default mapping does.
     """
-    del rgb  # the stretch is joint over channels either way
-    a = np.asarray(array)
-    if a.dtype == np.uint8 and lo_hi is None:
-        return a.astype(np.float32) / np.float32(255.0)
-    a = a.astype(np.float32)
-    if lo_hi is None:
-        lo_hi = intensity_bounds(a)
-    lo, hi = lo_hi
-    if hi <= lo:
-        return np.zeros(a.shape, np.float32)
-    out = (np.nan_to_num(a, nan=lo) - np.float32(lo)) / np.float32(hi - lo)
-    return np.clip(out, 0.0, 1.0, out=out)
+    from .intensity import normalise_volume
+
+    if lo_hi is not None and lo_hi[1] <= lo_hi[0]:
+        return np.zeros(np.shape(array), np.float32)
+    return normalise_volume(array, rgb, lo_hi)
 
 
 def intensity_bounds(array: np.ndarray) -> tuple[float, float]:
-    """The (lo, hi) that :func:`normalize_intensity` uses: (0, 255) for uint8, else the
-    0.5 and 99.5 percentiles (NaNs ignored)."""
-    a = np.asarray(array)
-    if a.dtype == np.uint8:
-        return 0.0, 255.0
-    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
-    if finite.size == 0:
-        return 0.0, 0.0
-    lo, hi = np.percentile(finite, [0.5, 99.5])
-    return float(lo), float(hi)
+    """The (lo, hi) of the default mapping (:func:`~.intensity.percentile_bounds`)."""
+    from .intensity import percentile_bounds
+
+    return percentile_bounds(array)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -379,6 +364,7 @@ def samples_from_stack(
     extra_unlabeled: Sequence[np.ndarray] = (),
     rgb: bool = False,
     num_classes: int | None = None,
+    window: tuple[float, float] | None = None,
 ) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
     """Samples from a napari image (and labels) layer.
 
@@ -386,7 +372,8 @@ def samples_from_stack(
     matching (Z, Y, X) / (Y, X) integer map.  Slices in ``labeled_slices`` become labelled
     samples (``slice_0007``, domain ``"stack"``); every other slice, and every slice of each
     ``extra_unlabeled`` array (domains ``extra1``, ``extra2``, ...), is unlabelled.  Intensities
-    are normalised per volume by :func:`normalize_intensity`.  Returns
+    are normalised once per volume by :func:`~.intensity.normalise_volume` (``window``: a fixed
+    intensity window for the stack and the extras, else the default mapping).  Returns
     ``(labeled, unlabeled, norm_info)`` with ``norm_info = {"lo", "hi", "method", "rgb",
     "shape"}``.
     """
@@ -412,9 +399,15 @@ def samples_from_stack(
         raise DataError(f"labelled slice(s) {bad} outside the stack's 0..{z - 1}")
     if lab_vol is None:
         raise DataError("labelled slices were given but there is no labels layer")
-    lo, hi = intensity_bounds(vol)
-    method = "uint8/255" if vol.dtype == np.uint8 else "percentile 0.5-99.5"
-    norm = normalize_intensity(vol, rgb)
+    from .intensity import check_window, normalise_volume
+
+    if window is not None:
+        lo, hi = check_window(window)
+        method = "window"
+    else:
+        lo, hi = intensity_bounds(vol)
+        method = "uint8/255" if vol.dtype == np.uint8 else "percentile 0.5-99.5"
+    norm = normalise_volume(vol, rgb, window)
     norm_info = {
         "lo": lo,
         "hi": hi,
@@ -452,7 +445,7 @@ def samples_from_stack(
             )
     for k, extra in enumerate(extra_unlabeled, start=1):
         ev = _as_slices(extra, rgb, f"extra image {k}")
-        en = normalize_intensity(ev, rgb)
+        en = normalise_volume(ev, rgb, window)
         if en.shape[-1] != vol.shape[-1]:
             raise DataError(
                 f"extra image {k} has {en.shape[-1]} channels, the stack has {vol.shape[-1]}"
@@ -472,15 +465,19 @@ def samples_from_stack(
 
 
 def stack_slices_for_prediction(
-    image: np.ndarray, rgb: bool = False, norm_info: dict[str, Any] | None = None
+    image: np.ndarray,
+    rgb: bool = False,
+    norm_info: dict[str, Any] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> list[np.ndarray]:
     """Every slice of a stack as float32 (C, H, W) in [0, 1], normalised as for training.
 
-    Pass the ``norm_info`` from :func:`samples_from_stack` to reuse its bounds exactly.
+    Pass the ``norm_info`` from :func:`samples_from_stack` to reuse its bounds exactly, or the
+    same ``window``.  (Training on a stack reuses its samples' images instead.)
     """
     vol = _as_slices(image, rgb, "image")
-    lo_hi = None
-    if norm_info is not None and vol.dtype != np.uint8:
+    lo_hi = window
+    if norm_info is not None and (vol.dtype != np.uint8 or norm_info["method"] == "window"):
         lo_hi = (norm_info["lo"], norm_info["hi"])
     norm = normalize_intensity(vol, rgb, lo_hi=lo_hi)
     return [np.ascontiguousarray(np.moveaxis(s, -1, 0)) for s in norm]

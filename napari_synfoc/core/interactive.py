@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,93 +14,19 @@ import numpy as np
 
 from ..config import SynFoCConfig
 from .events import Event, Failed, Predictions
-
-
-@dataclass
-class StackTask:
-    """A stack with a few labelled slices, plus optional unlabelled stacks from other scanners.
-
-    ``image``: (Z, Y, X), (Z, Y, X, 3) when ``rgb``, (Y, X) or (Y, X, 3).  ``labels``: integers
-    with the image's spatial shape; only ``labeled_slices`` count (an all-background slice counts
-    when listed).
-    """
-
-    image: np.ndarray
-    labels: np.ndarray | None
-    labeled_slices: list[int]
-    rgb: bool = False
-    extra_unlabeled: list[np.ndarray] = field(default_factory=list)
-    num_classes: int | None = None
-
-    def stack(self) -> np.ndarray:
-        """The image as a stack: (Z, Y, X) or (Z, Y, X, 3)."""
-        img = np.asarray(self.image)
-        if img.ndim == (3 if self.rgb else 2):
-            img = img[None]
-        return img
-
-    def stack_labels(self) -> np.ndarray | None:
-        if self.labels is None:
-            return None
-        lab = np.asarray(self.labels)
-        return lab[None] if lab.ndim == 2 else lab
-
-    def resolved_num_classes(self) -> int:
-        if self.num_classes is not None:
-            return int(self.num_classes)
-        lab = self.stack_labels()
-        if lab is None or not self.labeled_slices:
-            return 2
-        top = int(lab[list(self.labeled_slices)].max())
-        return max(2, top + 1)
-
-
-def validate_task(task: StackTask) -> str | None:
-    """A readable problem with the task, or None when it can be trained on."""
-    img = task.stack()
-    if img.ndim != (4 if task.rgb else 3):
-        return (
-            f"the image has shape {tuple(np.shape(task.image))}; expected a 2D image or a "
-            "(Z, Y, X) stack" + (" with a trailing RGB axis" if task.rgb else "")
-        )
-    lab = task.stack_labels()
-    if lab is None:
-        return "no Labels layer: paint the structure on a few slices first"
-    spatial = img.shape[:3]
-    if lab.shape != spatial:
-        return (
-            f"the labels have shape {tuple(np.shape(task.labels))} but the image has spatial shape "
-            f"{tuple(spatial) if img.shape[0] > 1 else tuple(spatial[1:])}: pick the Labels layer "
-            "that belongs to this image"
-        )
-    if not task.labeled_slices:
-        return (
-            "no labelled slice: paint the structure on at least one slice (or mark an "
-            "all-background slice as labelled)"
-        )
-    bad = [z for z in task.labeled_slices if not 0 <= z < spatial[0]]
-    if bad:
-        return f"labelled slice indices {bad} are outside the stack (0..{spatial[0] - 1})"
-    if not np.issubdtype(lab.dtype, np.integer):
-        return f"the labels must be integers, not {lab.dtype}"
-    if lab.min() < 0:
-        return "the labels contain negative values"
-    if np.isnan(np.asarray(img, dtype=np.float32)).any():
-        return "the image contains NaN values"
-    unl = spatial[0] - len(set(task.labeled_slices)) + len(task.extra_unlabeled)
-    if unl == 0:
-        return (
-            "every slice is labelled and no extra unlabelled data was given: SynFoC learns from "
-            "unlabelled slices too; add images from other scanners or leave slices unlabelled"
-        )
-    return None
+from .task import StackTask, validate_task
 
 
 def _samples(task: StackTask):
     from .data import samples_from_stack
 
     return samples_from_stack(
-        task.image, task.labels, task.labeled_slices, task.extra_unlabeled, rgb=task.rgb
+        task.image,
+        task.labels,
+        task.labeled_slices,
+        task.extra_unlabeled,
+        rgb=task.rgb,
+        window=task.intensity_window,
     )
 
 
@@ -127,8 +52,10 @@ def train_on_stack(
     init_checkpoint: str | Path | None = None,
     out_dir: str | Path | None = None,
     predict_every: int | None = None,
-    embed_cache_dir: str | Path | None = None,
+    embed_cache_dir: str | Path | bool | None = True,
     background: bool = False,
+    view_slice: int | None = None,
+    encode_per_step: int = 2,
 ) -> Iterator[Event]:
     """Train SynFoC on ``task`` and yield events, ending with Done, Cancelled or Failed.
 
@@ -136,6 +63,15 @@ def train_on_stack(
     iterations (default: the config's, or about 5 times per run) and at the end.
     ``background=True`` (a GUI's worker thread): run at lower CPU priority and skip full garbage
     collections, so the event loop stays responsive.
+
+    Frozen-encoder (cached) configs: ``embed_cache_dir`` True (default) keeps the embeddings in
+    :func:`default_embed_cache_dir` so a retrain, a warm start or a second run on the same image
+    encodes nothing again; a path uses that folder; None or False keeps them in memory only.
+    ``view_slice`` (the slice the user looks at) switches on the view-first mode: only the
+    labelled slices, the slice in view and a few near it are encoded before training; the rest
+    is encoded ``encode_per_step`` slices per iteration, nearest first, and ``Predictions``
+    events then cover a subset (``Predictions.slices``) until every slice is encoded.
+    ``Encoding(done, total)`` events report the frozen encoder's progress.
     """
     if background and threading.current_thread() is not threading.main_thread():
         from .device import lower_thread_priority
@@ -150,9 +86,8 @@ def train_on_stack(
         if predict_every is None:
             predict_every = cfg.predict_every or max(1, cfg.iterations // 5)
         cfg = cfg.replace(predict_every=predict_every).validate()
-        labeled, unlabeled, _ = _samples(task)
-        slices = _prediction_slices(task.image, task.rgb)
-        keys = _stack_keys(labeled, unlabeled, len(slices))
+        labeled, unlabeled, _ = _samples(task)  # the one normalisation of the volume
+        slices, keys = _stack_slices(labeled, unlabeled, task.stack().shape[0])
         from .trainer import SynFoCTrainer
 
         trainer = SynFoCTrainer(
@@ -163,7 +98,9 @@ def train_on_stack(
             init_checkpoint=init_checkpoint,
             predict_images=slices,
             predict_keys=keys,
-            embed_cache_dir=embed_cache_dir,
+            embed_cache_dir=_cache_dir(embed_cache_dir),
+            view_slice=view_slice,
+            encode_per_step=encode_per_step,
         )
         trainer.collect_garbage = not background
     except Exception as exc:  # noqa: BLE001 - shown to the user as a Failed event
@@ -171,19 +108,44 @@ def train_on_stack(
         yield Failed(msg, 0, None, exc)
         return
     try:
-        for event in trainer.run(should_stop):
-            yield event
+        yield from trainer.run(should_stop)
     finally:
         trainer.free()
 
 
-def _stack_keys(labeled, unlabeled, n_slices: int) -> list[str]:
-    """Embedding-bank keys of the stack's slices, in slice order (shared with training)."""
-    by_index: dict[int, str] = {}
+def default_embed_cache_dir() -> Path:
+    """Where frozen-encoder embeddings persist across runs: ``$NAPARI_SYNFOC_CACHE_DIR`` or the
+    user cache folder (``~/.cache/napari-synfoc`` on Linux), sub-folder ``embeddings``."""
+    import os
+
+    root = os.environ.get("NAPARI_SYNFOC_CACHE_DIR")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("napari-synfoc")
+    return Path(root) / "embeddings"
+
+
+def _cache_dir(embed_cache_dir: str | Path | bool | None) -> Path | None:
+    if embed_cache_dir is True:
+        return default_embed_cache_dir()
+    if embed_cache_dir is None or embed_cache_dir is False:
+        return None
+    return Path(embed_cache_dir)
+
+
+def _stack_slices(labeled, unlabeled, n_slices: int) -> tuple[list[np.ndarray], list[str]]:
+    """The stack's normalised slices in slice order (the samples' own arrays, not a second
+    normalisation) and their embedding-bank keys (shared with training)."""
+    by_index = {}
     for s in list(labeled) + list(unlabeled):
         if s.domain == "stack" and s.name.startswith("slice_"):
-            by_index[int(s.name.split("_")[1])] = f"{s.domain}/{s.name}"
-    return [by_index.get(i, f"predict/{i}") for i in range(n_slices)]
+            by_index[int(s.name.split("_")[1])] = s
+    missing = sorted(set(range(n_slices)) - set(by_index))
+    if missing:
+        raise ValueError(f"internal: stack slices {missing[:5]} have no sample")
+    ordered = [by_index[i] for i in range(n_slices)]
+    return [s.image for s in ordered], [f"{s.domain}/{s.name}" for s in ordered]
 
 
 def load_trained(checkpoint: str | Path, device: str = "auto"):
@@ -251,6 +213,7 @@ def save_session(
 
 
 __all__ = [
+    "default_embed_cache_dir",
     "StackTask",
     "load_trained",
     "predict_stack",

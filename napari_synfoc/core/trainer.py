@@ -39,6 +39,7 @@ from .events import (
     Event,
     Failed,
     Predictions,
+    Encoding,
     Progress,
     Started,
     Step,
@@ -132,6 +133,8 @@ class SynFoCTrainer:
         predict_images: Sequence[np.ndarray] | None = None,
         predict_keys: Sequence[str] | None = None,
         embed_cache_dir: str | Path | None = None,
+        view_slice: int | None = None,
+        encode_per_step: int = 2,
     ):
         from .data import LabeledDataset, UnlabeledDataset
 
@@ -182,6 +185,9 @@ class SynFoCTrainer:
                 if predict_keys
                 else [f"predict/{i}" for i in range(len(self.predict_images))]
             )
+        # View-first mode (cached runs with a slice in view): see _prime_near_view
+        self.view_slice = view_slice
+        self.encode_per_step = max(1, int(encode_per_step))
         seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
         self.rng = np.random.default_rng(cfg.seed + 1 + 1000 * self.rank)
 
@@ -602,7 +608,10 @@ class SynFoCTrainer:
             config=cfg.to_dict(),
         )
         try:
-            if self.cached and self.predict_images is not None:
+            progressive = self._progressive()
+            if progressive:
+                yield from self._prime_near_view()
+            elif self.cached and self.predict_images is not None:
                 yield from self._prime_prediction_bank()
             # each rank draws its own batches (different seeds), DDP averages the gradients
             lab_iter = infinite_loader(
@@ -631,7 +640,10 @@ class SynFoCTrainer:
                     return
                 t0 = time.perf_counter()
                 lab = next(lab_iter)
-                unl = next(unl_iter) if unl_iter is not None else None
+                if unl_iter is None:
+                    unl = None
+                else:
+                    unl = self._ready_unlabeled_batch() if progressive else next(unl_iter)
                 logs = self.train_step(lab, unl)
                 dt = time.perf_counter() - t0
                 yield Step(
@@ -653,7 +665,9 @@ class SynFoCTrainer:
                     yield CheckpointSaved(self.save(), it)
                 if self.val_samples and (it % self._val_every() == 0 or it == cfg.iterations):
                     self._validate_and_keep_best()
-                if (
+                if progressive:
+                    yield from self._progressive_refresh(it)
+                elif (
                     self.predict_images is not None
                     and cfg.predict_every
                     and it < cfg.iterations
@@ -666,6 +680,8 @@ class SynFoCTrainer:
             path = self.save()
             yield CheckpointSaved(path, self.iteration)
             if self.predict_images is not None:
+                if progressive:
+                    yield from self._encode_pending(len(self._pending))
                 fm_p, un_p = self.predict(self.predict_images)
                 yield Predictions(self.iteration, fm_p, un_p)
             yield Done(self.iteration, path, time.perf_counter() - t_start)
@@ -747,6 +763,127 @@ class SynFoCTrainer:
                 self.unet.load_state_dict(state)
             else:
                 self.fm_student.load_checkpoint_state(state)
+
+    # ------------------------------------------------------------------ view-first encoding
+    def _progressive(self) -> bool:
+        """View-first mode: a cached run that predicts a stack whose slice in view is known.
+
+        Only the labelled slices, the slice in view and one unlabelled batch near it are encoded
+        before training; the rest is encoded ``encode_per_step`` slices per iteration, nearest to
+        the view first, while unlabelled batches are drawn from the encoded slices (unmirrored).
+        Predictions then come as partial events (``Predictions.slices``) as slices get encoded.
+        """
+        view = self.view_slice is not None
+        return bool(self.cached and self.predict_images is not None and view)
+
+    def _embed(self, kind: str, i: int) -> None:
+        """Encode stack slice ``i`` (kind "slice") or unlabelled sample ``i`` ("unl")."""
+        if kind == "slice":
+            img = torch.from_numpy(np.ascontiguousarray(self.predict_images[i]))[None].float()
+            self.bank.compute((self.predict_keys[i], False), _resize(img, self.S, "bilinear")[0])
+        else:
+            img = torch.from_numpy(np.asarray(self.unlabeled_ds.images[i]))[None].float()
+            self.bank.compute((self._unl_keys[i], False), _resize(img, self.S)[0])
+
+    def _prime_near_view(self) -> Iterator[Event]:
+        n = len(self.predict_images)
+        view = min(max(int(self.view_slice), 0), n - 1)
+        lab, pred = set(self._lab_keys), set(self.predict_keys)
+        by_view = sorted(range(n), key=lambda i: (abs(i - view), i))
+        queue = [("slice", i) for i in by_view] + [
+            ("unl", j) for j, k in enumerate(self._unl_keys) if k not in pred
+        ]
+        first = [("slice", i) for i in range(n) if self.predict_keys[i] in lab]
+        first.append(("slice", view))
+        need = self.cfg.batch_unlabeled if not self.cfg.suponly else 0
+        unl_keys = set(self._unl_keys)
+        for kind, i in queue:  # one unlabelled batch's worth, nearest to the view
+            if need <= 0:
+                break
+            key = self.predict_keys[i] if kind == "slice" else self._unl_keys[i]
+            if key in unl_keys and (kind, i) not in first:
+                first.append((kind, i))
+                need -= 1
+        first = list(dict.fromkeys(first))
+        chosen = set(first)
+        self._pending = [q for q in queue if q not in chosen]
+        self._encode_total = len(first) + len(self._pending)
+        self._encode_done = 0
+        self._fresh: list[int] = []  # encoded stack slices without a prediction yet
+        self._covered: set[int] = set()
+        self._pool_rng = np.random.default_rng(self.cfg.seed + 7)
+        self._pool_draw = 0
+        yield Encoding(0, self._encode_total)
+        yield from self._encode(first)
+
+    def _encode(self, items) -> Iterator[Event]:
+        for kind, i in items:
+            self._embed(kind, i)
+            if kind == "slice":
+                self._fresh.append(i)
+            self._encode_done += 1
+            yield Encoding(self._encode_done, self._encode_total)
+
+    def _encode_pending(self, count: int) -> Iterator[Event]:
+        items, self._pending = self._pending[:count], self._pending[count:]
+        yield from self._encode(items)
+
+    def _ready_unlabeled_batch(self) -> dict[str, Any]:
+        """An unlabelled batch drawn from the samples whose embedding is ready (unmirrored)."""
+        ready = [j for j, k in enumerate(self._unl_keys) if (k, False) in self.bank.store]
+        if not ready:
+            raise TrainingError("no unlabelled slice has been encoded yet (internal error)")
+        b = self.cfg.batch_unlabeled
+        picks = self._pool_rng.choice(ready, size=b, replace=len(ready) < b)
+        items = [self.unlabeled_ds[(int(j), self._pool_draw + n)] for n, j in enumerate(picks)]
+        self._pool_draw += b
+        for item in items:
+            if item["flip"]:  # undo the mirror: the pool holds unmirrored embeddings only
+                for key in ("image", "strong", "label"):
+                    item[key] = torch.flip(item[key], dims=[-1])
+                item["flip"] = False
+        return torch.utils.data.default_collate(items)
+
+    def _progressive_refresh(self, it: int) -> Iterator[Event]:
+        """Encode a few more slices; predict the new ones (every ``first_predict_at``
+        iterations) or every encoded one (at ``first_predict_at`` and every ``predict_every``)."""
+        cfg = self.cfg
+        start = max(1, cfg.first_predict_at)
+        if self._pending and it > cfg.first_predict_at:
+            yield from self._encode_pending(self.encode_per_step)
+        if it >= cfg.iterations:
+            return  # the run's end predicts every slice
+        if it == cfg.first_predict_at or (cfg.predict_every and it % cfg.predict_every == 0):
+            idx = sorted(self._covered | set(self._fresh))
+        elif self._fresh and it > start and (it - start) % start == 0:
+            idx = sorted(set(self._fresh))
+        else:
+            return
+        if not idx:
+            return
+        self._fresh = []
+        self._covered |= set(idx)
+        fm_p, un_p = self.predict_slices(idx)
+        n = len(self.predict_images)
+        yield Predictions(it, fm_p, un_p, None if len(idx) == n else tuple(idx), n)
+
+    def predict_slices(self, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Both students' probabilities for the stack slices ``idx`` (embeddings from the bank)."""
+        images = [self.predict_images[i] for i in idx]
+        keys = [self.predict_keys[i] for i in idx]
+        fm_p, un_p = predict_probabilities(
+            self.unet,
+            self.fm_student,
+            images,
+            self.P,
+            self.device,
+            self.precision,
+            bank=self.bank,
+            bank_keys=keys,
+            unet_downsample=self.cfg.unet_downsample,
+        )
+        fm_prompted = self.strategy.foundation_probabilities(self, images, keys, un_p)
+        return (fm_p if fm_prompted is None else fm_prompted), un_p
 
     def _prime_prediction_bank(self) -> Iterator[Event]:
         """Embed the prediction slices once (cached profile) so overlays come quickly."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import arch_fields
 from ..core.events import Cancelled, CheckpointSaved, Done, Failed, Progress, Started, Step
 from ..core.review import ReviewMaps, rank_slices, slice_changes
 from .controller_io import SessionActions
@@ -28,11 +29,6 @@ from .jobs import JobRunner, training_source
 from .process_tweaks import GcFreeze, avoid_triton_llvm_clash
 from .worker import OVERLAY_WAIT_S, ReviewUpdate, training_events
 
-# Config fields that define the model architecture: a warm start keeps the checkpoint's values.
-ARCH_FIELDS = (
-    "foundation", "checkpoint", "fm_size", "unet_size", "unet_features", "lora_rank",
-    "lora_targets", "freeze_encoder", "in_channels", "num_classes",
-)  # fmt: skip
 __all__ = ["OVERLAY_WAIT_S", "ControllerView", "DockController", "LabelEdit", "ReviewUpdate"]
 SOURCES = {"medsam": "MedSAM", "unet": "U-Net", "ensemble": "ensemble"}
 
@@ -164,7 +160,7 @@ class DockController(SessionActions):
                 )
                 return False
             init = self.latest_checkpoint
-            for key in ARCH_FIELDS:
+            for key in arch_fields():  # a warm start keeps the checkpoint's architecture
                 if self.checkpoint_config and key in self.checkpoint_config:
                     val = self.checkpoint_config[key]
                     overrides[key] = tuple(val) if isinstance(val, list) else val

@@ -1,0 +1,264 @@
+"""The dock's controller and job runner headless: no napari, no Qt, no display.
+
+Real engine, tiny random models, CPU, the synchronous job backend (a run is over when
+``start_run`` returns).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.events import Step
+from napari_synfoc.widgets.controller import ControllerView, DockController
+from napari_synfoc.widgets.jobs import JobRunner, training_source
+
+Z, H, W = 6, 64, 64
+TINY = {"profile": "tiny", "device": "cpu", "foundation": "litemedsam", "checkpoint": None}
+
+
+def _stack(seed=0, z=Z):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:H, :W]
+    img = rng.normal(0.2, 0.05, (z, H, W)).astype(np.float32)
+    gt = np.zeros((z, H, W), np.int32)
+    for i in range(z):
+        disc = (yy - 32) ** 2 + (xx - 28 - i) ** 2 < (10 + i) ** 2
+        img[i][disc] += 0.6
+        gt[i][disc] = 1
+    return img, gt
+
+
+class Recorder(ControllerView):
+    """Keeps every notice; ``on_step`` runs on each Step (to act mid-run)."""
+
+    def __init__(self):
+        self.messages, self.statuses, self.bars, self.maps, self.steps = [], [], [], [], []
+        self.finished_calls = 0
+        self.on_step = None
+
+    def message(self, text, error=False, notify=True):
+        self.messages.append((text, error))
+
+    def status(self, text):
+        self.statuses.append(text)
+
+    def progress(self, low, high, value):
+        self.bars.append((low, high, value))
+
+    def step(self, event):
+        self.steps.append(event.iteration)
+        if self.on_step is not None:
+            self.on_step(event)
+
+    def show_maps(self, maps, target):
+        self.maps.append((maps, target))
+        return False
+
+    def finished(self):
+        self.finished_calls += 1
+
+
+def _controller():
+    view = Recorder()
+    return DockController(view, JobRunner("sync")), view
+
+
+def _labels(gt, slices=(1, 4)):
+    lab = np.zeros_like(gt)
+    for z in slices:
+        lab[z] = gt[z]
+    return lab
+
+
+def _run(ctl, img, lab, labeled, iterations, predict_every=0, **kw):
+    params = dict(TINY, iterations=iterations, overrides={})
+    return ctl.start_run(img, False, lab, labeled, params, predict_every=predict_every, **kw)
+
+
+def test_whole_loop_headless(tmp_path):
+    ctl, view = _controller()
+    img, gt = _stack()
+    lab = _labels(gt)
+    assert _run(ctl, img, lab, [1, 4], 2, predict_every=1, target="stack", image_name="stack")
+    assert not ctl.busy and not ctl.running
+    assert ctl.outcome == "done", ctl.last_message
+    assert ctl.event_counts["Step"] == 2 and ctl.event_counts["Started"] == 1
+    assert view.steps == [0, 1] and view.finished_calls == 1
+    # the bar is determinate from the start to the end: never a busy (0, 0) range
+    assert view.bars[0] == (0, 1, 0)
+    assert all(high > low for low, high, _ in view.bars)
+    assert view.bars[-1] == (0, 2, 2)
+    assert "Idle: training done" in view.statuses[-1]
+    # predictions during and at the end of the run, shown for the target passed in
+    assert ctl.prediction_updates >= 2 and view.maps[-1][1] == "stack"
+    assert ctl.maps.fm_label.shape == (Z, H, W)
+    assert ctl.latest_checkpoint is not None and ctl.latest_checkpoint.exists()
+    assert ctl.trained_labeled == [1, 4] and ctl.train_image_shape == (Z, H, W)
+
+    # ranking: unlabelled slices only, by descending disagreement
+    scores = ctl.maps.slice_scores
+    order = ctl.ranking([1, 4])
+    assert set(order) == {0, 2, 3, 5}
+    assert [scores[z] for z in order] == sorted((scores[z] for z in order), reverse=True)
+    table, _ = ctl.table([1, 4])
+    assert table[:4] == order and set(table[4:]) == {1, 4}
+    assert ctl.next_uncertain([1, 4]) == order[0]
+    assert ctl.next_uncertain([1, 4]) == order[1]
+    assert "rank 2 of 4" in ctl.last_message
+
+    # accept: the edit changes only that slice, and applying it gives the proposal
+    z = order[1]
+    edit = ctl.accept(lab, z, "unet")
+    proposal = ctl.maps.unet_label[z]
+    assert edit.slice_index == z and edit.values.size == int((lab[z] != proposal).sum())
+    after = lab.copy()
+    after[edit.indices] = edit.values
+    np.testing.assert_array_equal(after[z], proposal)
+    others = [i for i in range(Z) if i != z]
+    np.testing.assert_array_equal(after[others], lab[others])
+    assert edit.now_empty == (not proposal.any())
+    # keep_existing: the user's non-zero voxels win
+    mine = lab.copy()
+    mine[z, :4, :4] = 2
+    kept = ctl.accept(mine, z, "ensemble", keep_existing=True)
+    mine[kept.indices] = kept.values
+    assert (mine[z, :4, :4] == 2).all()
+    assert ctl.accept(np.zeros((Z, 32, 32), np.int32), z) is None
+    assert "does not match" in ctl.last_message and view.messages[-1][1] is True
+    with pytest.raises(ValueError, match="unknown source"):
+        ctl.accept(lab, z, "medsm")
+
+    # session: save, then a fresh controller loads it and predicts another image
+    session = ctl.save_session(tmp_path / "s.pt")
+    other, _ = _controller()
+    empty_labels = np.zeros((Z, H, W), np.int32)
+    empty_labels[1] = gt[1]
+    info, empty = other.load_session(session, empty_labels)
+    assert info["labeled_slices"] == [1, 4] and empty == [4]  # slice 4 has no label here
+    assert other.trained_labeled == [1, 4] and other.latest_checkpoint == session
+    img2, _ = _stack(2, z=3)
+    assert other.predict(img2, False, "cpu", target="new", name="new")
+    assert other.outcome == "done", other.last_message
+    assert other.maps.fm_label.shape == (3, H, W) and other.maps_target == "new"
+
+    # export: the six maps and the labels, with a geometry, read back equal
+    from napari_synfoc.io.geometry import Geometry
+    from napari_synfoc.io.readers import read_volume
+
+    geom = Geometry((2.0, 0.5, 0.5), (10.0, 0.0, 0.0))
+    files = other.export_predictions(tmp_path / "pred", geom)
+    assert len(files) == 6
+    arr, g = read_volume(tmp_path / "pred" / "consensus.nii.gz")
+    np.testing.assert_array_equal(arr, other.maps.consensus)
+    np.testing.assert_allclose(g.spacing, (2.0, 0.5, 0.5))
+    out = ctl.export_labels(tmp_path / "labels.nii.gz", after, geom)
+    np.testing.assert_array_equal(read_volume(out)[0], after)
+    ctl.cleanup()
+    other.cleanup()
+    assert not ctl.run_root.exists()
+
+
+def test_stop_mid_run_then_warm_start_keeps_the_architecture():
+    ctl, view = _controller()
+    img, gt = _stack()
+    view.on_step = lambda event: ctl.stop()  # press Stop as the first step arrives
+    assert _run(ctl, img, _labels(gt), [1, 4], 200)
+    assert ctl.outcome == "cancelled", ctl.last_message
+    assert ctl.event_counts["Cancelled"] == 1
+    assert ctl.event_counts["Step"] <= 2  # within one iteration of the request
+    assert not ctl.stop_flag.is_set()  # a fresh flag for the next run
+    first = ctl.latest_checkpoint
+    assert first is not None and first.exists()
+    view.on_step = None
+    # a warm start keeps the checkpoint's architecture whatever the form says
+    params = dict(TINY, iterations=1, overrides={"unet_size": 32, "tau": 0.9})
+    assert ctl.start_run(img, False, _labels(gt, (1, 2, 4)), [1, 2, 4], params, warm_start=True)
+    assert ctl.outcome == "done", ctl.last_message
+    assert ctl.last_init_checkpoint == first and ctl.latest_checkpoint != first
+    assert ctl.checkpoint_config["unet_size"] == 64 and ctl.checkpoint_config["tau"] == 0.9
+    assert ctl.trained_labeled == [1, 2, 4]
+
+
+def test_refusals_and_engine_failure_are_messages():
+    ctl, view = _controller()
+    img, gt = _stack()
+    assert ctl.next_uncertain([]) is None and "train first" in ctl.last_message
+    assert ctl.accept(gt, 0) is None and "train first" in ctl.last_message
+    assert not ctl.predict(img, False) and "No model yet" in ctl.last_message
+    assert not ctl.stop()
+    assert not _run(ctl, img, _labels(gt), [1, 4], 1, warm_start=True)
+    assert "Nothing to warm-start from" in ctl.last_message and not ctl.busy
+    with pytest.raises(ValueError, match="train first"):
+        ctl.save_session("x.pt")
+    # a second run while one runs is refused (asked from inside the running one)
+    refused = []
+    view.on_step = lambda e: refused.append(_run(ctl, img, _labels(gt), [1, 4], 1))
+    assert _run(ctl, img, _labels(gt), [1, 4], 1)
+    assert refused == [False] and ctl.outcome == "done"
+    view.on_step = None
+    # the engine's Failed event: a ViT-B model without its checkpoint file
+    params = dict(TINY, profile="cpu-interactive", foundation="medsam-vitb", iterations=1)
+    assert ctl.start_run(img, False, _labels(gt), [1, 4], params)
+    assert ctl.outcome == "failed" and "checkpoint" in ctl.last_message
+    assert view.messages[-1][1] is True and not ctl.running
+
+
+def test_sync_runner_drains_any_event_generator_and_reports_errors():
+    runner = JobRunner("sync")
+    seen, done = [], []
+
+    def events():
+        assert runner.busy
+        yield from (Step(i, 3, {}, 0.5, 0.1, 1.0, 0.1) for i in range(3))
+
+    runner.start_events(events(), seen.append, on_finished=lambda: done.append(1))
+    assert [e.iteration for e in seen] == [0, 1, 2] and done == [1] and not runner.busy
+
+    def broken():
+        yield 1
+        raise RuntimeError("boom")
+
+    errors, seen = [], []
+    runner.start_events(broken(), seen.append, errors.append, lambda: done.append(2))
+    assert seen == [1] and str(errors[0]) == "boom" and done == [1, 2] and not runner.busy
+    results = []
+    runner.start_call(lambda: 42, results.append)
+    assert results == [42]
+
+    def nested():
+        with pytest.raises(RuntimeError, match="already running"):
+            runner.start_call(lambda: 0, results.append)
+        yield 0
+
+    runner.start_events(nested(), seen.append)
+    with pytest.raises(ValueError, match="unknown job backend"):
+        JobRunner("gpu")
+
+
+def test_training_sources_per_backend():
+    from napari_synfoc.core import interactive
+
+    assert training_source("thread") is interactive.train_on_stack
+    assert training_source("sync") is interactive.train_on_stack
+    runner = pytest.importorskip("napari_synfoc.core.process_runner")
+    assert training_source("process") is runner.train_in_child
+    assert JobRunner("process").synchronous is False
+
+
+def test_controller_imports_no_qt_napari_or_torch():
+    code = (
+        "import sys\n"
+        "import napari_synfoc.widgets.controller, napari_synfoc.widgets.jobs\n"
+        "import napari_synfoc.widgets.worker, napari_synfoc.widgets.slices\n"
+        "print(sorted(m for m in ('qtpy', 'PyQt5', 'PySide2', 'napari', 'torch') "
+        "if m in sys.modules))"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "DISPLAY"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "[]"

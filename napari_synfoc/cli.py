@@ -464,8 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print torch.profiler tables of N extra iterations per profile",
     )
 
-    bm = sub.add_parser("benchmark", help="accuracy benchmarks (FAZ protocol, human-in-the-loop)")
-    bm.add_argument("which", choices=["faz", "hitl"])
+    bm = sub.add_parser(
+        "benchmark",
+        help="accuracy benchmarks (FAZ protocol, human-in-the-loop); "
+        "'benchmark interactive|prompts --help' for the interactive and prompt benchmarks",
+    )
+    bm.add_argument("which", choices=["faz", "hitl", *DELEGATED_BENCHMARKS])
     bm.add_argument("--out", required=True)
     bm.add_argument("--schedule", choices=["cpu", "gpu"], default="cpu")
     bm.add_argument("--data", default=None)
@@ -474,7 +478,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# ``napari-synfoc benchmark NAME ...``: benchmarks with their own options, imported lazily.
+DELEGATED_BENCHMARKS = {
+    "interactive": "napari_synfoc.bench.interactive",
+    "prompts": "napari_synfoc.bench.prompts",
+}
+
+
+def _delegated_benchmark(argv: list[str]) -> int | None:
+    """Run ``benchmark interactive|prompts ...`` through that module's ``main(argv)``."""
+    if len(argv) < 2 or argv[0] != "benchmark" or argv[1] not in DELEGATED_BENCHMARKS:
+        return None
+    import importlib
+
+    module = importlib.import_module(DELEGATED_BENCHMARKS[argv[1]])
+    return int(module.main(argv[2:]) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        delegated = _delegated_benchmark(argv)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"napari-synfoc: {exc}", file=sys.stderr)
+        return 2
+    if delegated is not None:
+        return delegated
     args = build_parser().parse_args(argv)
     try:
         if args.command is None:

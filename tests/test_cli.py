@@ -110,3 +110,21 @@ def test_missing_required_options_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(argv)
     assert e.value.code == 2
+
+
+def test_benchmark_subcommands_delegate_lazily(monkeypatch):
+    import sys
+    import types
+
+    from napari_synfoc import cli
+
+    seen = {}
+    for name, module in cli.DELEGATED_BENCHMARKS.items():
+        fake = types.ModuleType(module)
+        fake.main = lambda argv, name=name: seen.setdefault(name, list(argv)) and 0
+        monkeypatch.setitem(sys.modules, module, fake)
+    assert main(["benchmark", "interactive", "--quick", "--out", "x"]) == 0
+    assert main(["benchmark", "prompts", "--out", "y"]) == 0
+    assert seen == {"interactive": ["--quick", "--out", "x"], "prompts": ["--out", "y"]}
+    args = build_parser().parse_args(["benchmark", "faz", "--out", "o"])
+    assert args.which == "faz"

@@ -17,6 +17,8 @@ META_SPACING = "synfoc_spacing"
 META_ORIGIN = "synfoc_origin"
 META_DIRECTION = "synfoc_direction"
 META_SOURCE = "synfoc_source"
+# How the reader transposed/flipped the file's voxels: {"axes": [...], "flip": [...]}.
+META_FILE_AXES = "synfoc_file_axes"
 
 
 class SynFoCIOError(ValueError):
@@ -92,48 +94,75 @@ class Geometry:
         return image
 
     # --- napari boundary ----------------------------------------------------------------
+    def affine_matrix(self) -> np.ndarray:
+        """The ``(n+1, n+1)`` voxel-index -> patient-mm matrix (napari order)."""
+        n = self.ndim
+        m = np.eye(n + 1)
+        m[:n, :n] = np.asarray(self.direction) @ np.diag(self.spacing)
+        m[:n, n] = self.origin
+        return m
+
+    @classmethod
+    def from_affine(cls, matrix: Any, what: str = "the layer") -> Geometry:
+        """Spacing, origin and direction from a voxel -> world ``(n+1, n+1)`` matrix.
+
+        ValueError when the linear part is not a scaled rotation/reflection (a shear, or a
+        zero scale), which medical formats cannot store.
+        """
+        m = np.asarray(matrix, dtype=float)
+        n = m.shape[0] - 1
+        lin = m[:n, :n]
+        spacing = np.linalg.norm(lin, axis=0)
+        if np.any(spacing <= 0) or not np.all(np.isfinite(lin)):
+            raise ValueError(f"{what} has a zero or non-finite voxel size {tuple(spacing)}")
+        d = lin / spacing
+        if not np.allclose(d.T @ d, np.eye(n), atol=1e-4):
+            raise ValueError(
+                f"{what} is sheared (its transform is not a rotation times a voxel size); "
+                "medical formats store only spacing, origin and direction: remove the shear"
+            )
+        return cls(tuple(spacing), tuple(m[:n, n]), tuple(map(tuple, d)))
+
     def to_metadata(self, source: str | os.PathLike | None = None) -> dict[str, Any]:
-        """The ``synfoc_*`` metadata entries (plain lists, JSON friendly)."""
-        meta: dict[str, Any] = {
-            META_SPACING: list(self.spacing),
-            META_ORIGIN: list(self.origin),
-            META_DIRECTION: [list(r) for r in self.direction],
-        }
-        if source is not None:
-            meta[META_SOURCE] = os.fspath(source)
-        return meta
+        """``synfoc_source`` metadata (the path the layer came from), JSON friendly."""
+        return {META_SOURCE: os.fspath(source)} if source is not None else {}
 
     def to_layer_kwargs(self, source: str | os.PathLike | None = None) -> dict[str, Any]:
-        """``scale``, ``translate`` and ``metadata`` for a napari layer with this geometry."""
+        """napari layer kwargs putting the layer in patient coordinates (mm, LPS reversed).
+
+        ``scale`` = spacing and ``affine`` = direction + origin, so world = D (s * index) + o:
+        napari's world axes (0, 1, 2) are patient (S, P, L) in mm and the status bar shows
+        millimetres.  Pass the same kwargs to layers drawn on this one.
+        """
+        n = self.ndim
+        aff = np.eye(n + 1)
+        aff[:n, :n] = self.direction
+        aff[:n, n] = self.origin
         return {
             "scale": list(self.spacing),
-            "translate": list(self.origin),
+            "translate": [0.0] * n,
+            "affine": aff,
             "metadata": self.to_metadata(source),
         }
 
     @classmethod
     def from_layer_meta(cls, meta: dict[str, Any], ndim: int) -> Geometry:
-        """Geometry of a napari layer from its data-tuple ``meta`` (scale, translate, metadata).
+        """Geometry of a napari layer's last ``ndim`` axes from its data-tuple ``meta``.
 
-        Spacing and origin come from the layer's ``scale``/``translate`` (what the user sees);
-        the direction from ``metadata['synfoc_direction']`` when it fits ``ndim`` axes, else
-        identity.  Missing entries fall back to the ``synfoc_*`` metadata, then to defaults.
+        Composes ``affine`` @ (translate, rotate, shear, scale) as napari does, so world
+        coordinates are the patient position.  Layers saved by older versions (direction only
+        in ``metadata['synfoc_direction']``, no rotation/affine) keep that direction.
         """
+        full = _layer_matrix(meta, ndim)
         md = meta.get("metadata") or {}
-
-        def pick(key: str, md_key: str, default: float) -> tuple[float, ...]:
-            for cand in (meta.get(key), md.get(md_key)):
-                if cand is not None and len(cand) >= ndim:
-                    return tuple(float(v) for v in list(cand)[-ndim:])
-            return (default,) * ndim
-
-        spacing = pick("scale", META_SPACING, 1.0)
-        origin = pick("translate", META_ORIGIN, 0.0)
-        direction = md.get(META_DIRECTION)
-        d = np.asarray(direction, dtype=float) if direction is not None else None
-        if d is None or d.shape != (ndim, ndim):
-            d = np.eye(ndim)
-        return cls(spacing, origin, tuple(map(tuple, d)))
+        legacy = md.get(META_DIRECTION)
+        if legacy is not None and np.allclose(full[:ndim, :ndim], np.diag(np.diag(full)[:ndim])):
+            d = np.asarray(legacy, dtype=float)
+            if d.shape == (ndim, ndim):
+                spacing = tuple(np.diag(full)[:ndim])
+                if all(s > 0 for s in spacing):
+                    return cls(spacing, tuple(full[:ndim, ndim]), tuple(map(tuple, d)))
+        return cls.from_affine(full, str(meta.get("name") or "the layer"))
 
     def allclose(self, other: Geometry, atol: float = 1e-5) -> bool:
         """True when both geometries agree within ``atol``."""
@@ -143,3 +172,140 @@ class Geometry:
             and np.allclose(self.origin, other.origin, atol=atol)
             and np.allclose(self.direction, other.direction, atol=atol)
         )
+
+
+def _tail(values: Any, ndim: int, default: float) -> np.ndarray:
+    if values is None:
+        return np.full(ndim, default)
+    v = np.asarray(values, dtype=float).ravel()
+    return v[-ndim:] if v.size >= ndim else np.concatenate([np.full(ndim - v.size, default), v])
+
+
+def _tail_matrix(m: Any, ndim: int) -> np.ndarray:
+    """The bottom-right ``ndim`` x ``ndim`` block of a square matrix (identity when None)."""
+    if m is None:
+        return np.eye(ndim)
+    a = np.asarray(m, dtype=float)
+    if a.shape[0] < ndim:
+        out = np.eye(ndim)
+        out[ndim - a.shape[0] :, ndim - a.shape[0] :] = a
+        return out
+    return a[-ndim:, -ndim:]
+
+
+def _layer_matrix(meta: dict[str, Any], ndim: int) -> np.ndarray:
+    """napari's data -> world ``(ndim+1)``-square matrix (scale/translate/rotate/shear/affine)."""
+    scale = _tail(meta.get("scale"), ndim, 1.0)
+    translate = _tail(meta.get("translate"), ndim, 0.0)
+    rotate = _tail_matrix(meta.get("rotate"), ndim)
+    shear_in = meta.get("shear")
+    shear = np.eye(ndim)
+    if shear_in is not None:
+        sh = np.asarray(shear_in, dtype=float)
+        if sh.ndim == 2:
+            shear = _tail_matrix(sh, ndim)
+        elif sh.size:
+            big = int(round((1 + np.sqrt(8 * sh.size + 1)) / 2))
+            full = np.eye(big)
+            full[np.triu(np.ones((big, big)), 1).astype(bool)] = sh
+            shear = full[-ndim:, -ndim:]
+    inner = np.eye(ndim + 1)
+    inner[:ndim, :ndim] = rotate @ shear @ np.diag(scale)
+    inner[:ndim, ndim] = translate
+    aff_in = meta.get("affine")
+    outer = np.eye(ndim + 1)
+    if aff_in is not None:
+        a = np.asarray(getattr(aff_in, "affine_matrix", aff_in), dtype=float)
+        k = a.shape[0] - 1
+        if k >= ndim:
+            outer[:ndim, :ndim] = a[k - ndim : k, k - ndim : k]
+            outer[:ndim, ndim] = a[k - ndim : k, k]
+        else:
+            outer[ndim - k : ndim, ndim - k : ndim] = a[:k, :k]
+            outer[ndim - k : ndim, ndim] = a[:k, k]
+    return outer @ inner
+
+
+def geometry_from_layer(layer: Any) -> Geometry:
+    """The patient geometry of a napari layer's grid (its spatial axes), from its transforms."""
+    ndim = int(layer.ndim)
+    meta = {
+        "name": getattr(layer, "name", None),
+        "scale": layer.scale,
+        "translate": layer.translate,
+        "rotate": getattr(layer, "rotate", None),
+        "shear": getattr(layer, "shear", None),
+        "affine": getattr(layer, "affine", None),
+        "metadata": getattr(layer, "metadata", None),
+    }
+    return Geometry.from_layer_meta(meta, ndim)
+
+
+def layer_kwargs(geometry: Geometry, source: str | os.PathLike | None = None) -> dict[str, Any]:
+    """napari layer kwargs (scale, translate, affine, metadata) for ``geometry``."""
+    return geometry.to_layer_kwargs(source)
+
+
+# --- reorientation: the layer grid follows the patient axes --------------------------------
+def patient_axes(direction: Any) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """``(axes, flip)``: the transpose and flips that make index axis ``i`` run along patient
+    axis ``i`` in the positive direction (napari order (S, P, L))."""
+    d = np.abs(np.asarray(direction, dtype=float))
+    n = d.shape[0]
+    axes = [-1] * n
+    free_rows, free_cols = set(range(n)), set(range(n))
+    for _ in range(n):  # greedy on the largest remaining cosine: always a permutation
+        i, j = max(((i, j) for i in free_rows for j in free_cols), key=lambda ij: d[ij])
+        axes[i] = j
+        free_rows.discard(i)
+        free_cols.discard(j)
+    signed = np.asarray(direction, dtype=float)
+    flip = tuple(bool(signed[i, axes[i]] < 0) for i in range(n))
+    return tuple(axes), flip
+
+
+def reorient(
+    array: np.ndarray, geometry: Geometry, axes: Any, flip: Any
+) -> tuple[np.ndarray, Geometry]:
+    """Transpose ``array`` by ``axes`` then reverse the axes where ``flip``; the geometry
+    follows so every voxel keeps its patient position (exactly, up to float rounding)."""
+    axes = [int(a) for a in axes]
+    flip = [bool(f) for f in flip]
+    n = geometry.ndim
+    arr = np.asarray(array).transpose(axes + list(range(n, np.ndim(array))))
+    sl = tuple(slice(None, None, -1) if f else slice(None) for f in flip)
+    arr = arr[sl]
+    d = np.asarray(geometry.direction, dtype=float)
+    sp = np.asarray(geometry.spacing, dtype=float)
+    shape = np.shape(array)
+    corner = np.zeros(n)
+    for a, f in zip(axes, flip, strict=True):
+        if f:
+            corner[a] = shape[a] - 1
+    origin = np.asarray(geometry.origin) + d @ (sp * corner)
+    new_d = np.stack(
+        [d[:, a] * (-1.0 if f else 1.0) for a, f in zip(axes, flip, strict=True)], axis=1
+    )
+    return arr, Geometry(tuple(sp[axes]), tuple(origin), tuple(map(tuple, new_d)))
+
+
+def inverse_orientation(axes: Any, flip: Any) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """The ``(axes, flip)`` that undo :func:`reorient` with ``(axes, flip)``."""
+    inv = tuple(int(i) for i in np.argsort(np.asarray(axes, dtype=int)))
+    return inv, tuple(bool(flip[k]) for k in inv)
+
+
+def file_array_and_geometry(
+    data: Any, geometry: Geometry, metadata: dict[str, Any] | None
+) -> tuple[np.ndarray, Geometry]:
+    """Data on a layer grid back in the voxel order of the file it was read from.
+
+    ``metadata`` is the source layer's (its ``synfoc_file_axes`` entry, written by the
+    reader); without one, or when the axes do not fit, the layer grid is returned unchanged.
+    """
+    arr = np.asarray(data)
+    rec = (metadata or {}).get(META_FILE_AXES)
+    if not rec or len(rec.get("axes", ())) != geometry.ndim:
+        return arr, geometry
+    axes, flip = inverse_orientation(rec["axes"], rec["flip"])
+    return reorient(arr, geometry, axes, flip)

@@ -17,13 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from napari_synfoc.io.geometry import Geometry, SynFoCIOError, io_error
+from napari_synfoc.io.geometry import (
+    META_FILE_AXES,
+    Geometry,
+    SynFoCIOError,
+    io_error,
+    patient_axes,
+    reorient,
+)
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff")
 IMAGE2D_SUFFIXES = PIL_SUFFIXES + TIFF_SUFFIXES
-SUPPORTED_SUFFIXES = VOLUME_SUFFIXES + IMAGE2D_SUFFIXES
+SUPPORTED_SUFFIXES = VOLUME_SUFFIXES + DICOM_SUFFIXES + IMAGE2D_SUFFIXES
+# The medical patterns napari's built-in reader also claims: see prefer_synfoc_reader().
+MEDICAL_PATTERNS = tuple(f"*{s}" for s in VOLUME_SUFFIXES + DICOM_SUFFIXES)
 
 # A file is a label map when its stem ends like these (case-insensitive), e.g. ``case1_seg``,
 # ``liver-mask``, ``benign (4)_mask_1``, or when it sits in a folder named like a label folder.
@@ -34,7 +44,6 @@ _LABEL_DIRS = {
     "mask", "masks", "label", "labels", "labelstr", "labelsts", "gt", "seg", "segs",
     "segmentation", "segmentations",
 }  # fmt: skip
-_DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -86,7 +95,7 @@ def looks_like_dicom_dir(folder: str | os.PathLike) -> bool:
         return True
     for e in files[:64]:
         name = e.name.lower()
-        if name.endswith(_DICOM_SUFFIXES) or _has_dicm_magic(e.path):
+        if name.endswith(DICOM_SUFFIXES) or _has_dicm_magic(e.path):
             return True
     return False
 
@@ -226,29 +235,143 @@ def _image_to_array(img: Any, path: str, allow_rgb: bool) -> tuple[np.ndarray, G
     return arr, Geometry.from_sitk(img)
 
 
-def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
-    """Read the largest DICOM series in ``folder`` (not recursive) as (Z, Y, X) + geometry."""
+class DicomSeries:
+    """One DICOM series of a folder: GDCM's id, a readable name, its files (sorted)."""
+
+    def __init__(self, uid: str, files: Sequence[str], name: str) -> None:
+        self.uid = uid
+        self.files = list(files)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"DicomSeries({self.name!r}, {len(self.files)} files)"
+
+
+def _dicom_info(path: str) -> tuple[str, tuple[int, ...]] | None:
+    """(series name, (rows, columns)) of one DICOM file, None when unreadable.  The name is
+    its SeriesDescription, else "series <SeriesNumber>", else its SeriesInstanceUID."""
+    import SimpleITK as sitk
+
+    r = sitk.ImageFileReader()
+    r.SetFileName(path)
+    try:
+        r.ReadImageInformation()
+    except RuntimeError:
+        return None
+
+    def tag(key: str) -> str:
+        return r.GetMetaData(key).strip() if r.HasMetaDataKey(key) else ""
+
+    if tag("0008|103e"):
+        name = tag("0008|103e")
+    elif tag("0020|0011"):
+        name = f"series {tag('0020|0011')}"
+    else:
+        name = tag("0020|000e") or os.path.basename(path)
+    return name, tuple(int(v) for v in r.GetSize()[:2][::-1])
+
+
+def list_dicom_series(folder: str | os.PathLike) -> tuple[list[DicomSeries], list[str]]:
+    """The DICOM series of ``folder`` (not recursive), largest first, and the names of the
+    files in none of them (not DICOM, unreadable).
+
+    GDCM groups the files (series UID and its series details); each group is further split
+    by image size, so slices of different sizes never form one volume.  Two series with the
+    same name get their image size and slice count appended.
+    """
     import SimpleITK as sitk
 
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise io_error(folder, "not a folder")
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
-    if not ids:
-        n = sum(1 for e in os.scandir(folder) if e.is_file())
-        what = (
-            "the folder is empty" if n == 0 else f"none of its {n} files is a readable DICOM image"
-        )
-        raise io_error(folder, f"no DICOM series found ({what})")
-    series = [sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid) for sid in ids]
-    names = max(series, key=len)
+    found: list[tuple[str, list[str], str, tuple[int, ...]]] = []
+    for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder, True):
+        groups: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+        for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid, True):
+            info = _dicom_info(f)
+            if info is not None:
+                groups.setdefault(info, []).append(f)
+        for k, ((name, size), files) in enumerate(groups.items()):
+            found.append((f"{sid}#{k}" if len(groups) > 1 else sid, files, name, size))
+    used = {os.path.realpath(f) for _, files, _, _ in found for f in files}
+    left = sorted(
+        e.name
+        for e in os.scandir(folder)
+        if e.is_file() and not e.name.startswith(".") and os.path.realpath(e.path) not in used
+    )
+    names = [name for _, _, name, _ in found]
+    series = []
+    for sid, files, name, size in found:
+        if names.count(name) > 1:
+            name = f"{name} ({size[0]}x{size[1]}, {len(files)} slices)"
+        series.append(DicomSeries(sid, files, name))
+    series.sort(key=lambda s: -len(s.files))
+    return series, left
+
+
+def read_dicom_files(files: Sequence[str], what: str) -> tuple[np.ndarray, Geometry]:
+    """Read one DICOM series (its file names in order) as (Z, Y, X) + geometry."""
+    import SimpleITK as sitk
+
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(names)
+    reader.SetFileNames(list(files))
     try:
         img = reader.Execute()
     except RuntimeError as e:
-        raise io_error(folder, f"DICOM series is unreadable ({_itk_reason(e)})") from e
-    return _image_to_array(img, folder, allow_rgb=False)
+        raise io_error(what, f"DICOM series is unreadable ({_itk_reason(e)})") from e
+    return _image_to_array(img, what, allow_rgb=False)
+
+
+def _no_series_error(folder: str) -> SynFoCIOError:
+    n = sum(1 for e in os.scandir(folder) if e.is_file())
+    what = "the folder is empty" if n == 0 else f"none of its {n} files is a readable DICOM image"
+    return io_error(folder, f"no DICOM series found ({what})")
+
+
+def left_out_message(folder: str, left: Sequence[str], opened: str) -> str:
+    """The message naming the files of ``folder`` that were not opened."""
+    shown = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+    return (
+        f"{os.path.basename(os.path.normpath(folder))}: {len(left)} file(s) not opened "
+        f"({opened}): {shown}"
+    )
+
+
+def read_dicom_series(
+    folder: str | os.PathLike, series: int | str | None = None
+) -> tuple[np.ndarray, Geometry]:
+    """Read one DICOM series of ``folder`` as (Z, Y, X) + geometry.
+
+    ``series``: an index into :func:`list_dicom_series` (largest first), GDCM's series id or
+    the series name; None = the largest.  Files left out are named in a ``UserWarning``.
+    """
+    import warnings
+
+    folder = os.fspath(folder)
+    all_series, left = list_dicom_series(folder)
+    if not all_series:
+        raise _no_series_error(folder)
+    if series is None:
+        chosen = all_series[0]
+    elif isinstance(series, int):
+        if not 0 <= series < len(all_series):
+            raise io_error(folder, f"series {series} does not exist ({len(all_series)} found)")
+        chosen = all_series[series]
+    else:
+        match = [s for s in all_series if series in (s.uid, s.name)]
+        if not match:
+            raise io_error(
+                folder,
+                f"no series {series!r}; found: {', '.join(s.name for s in all_series)}",
+            )
+        chosen = match[0]
+    others = [f for s in all_series if s is not chosen for f in s.files]
+    skipped = sorted(left + [os.path.basename(f) for f in others])
+    if skipped:
+        warnings.warn(
+            left_out_message(folder, skipped, f"series {chosen.name!r} was read"), stacklevel=2
+        )
+    return read_dicom_files(chosen.files, folder)
 
 
 def _read_pil(path: str) -> tuple[np.ndarray, Geometry]:
@@ -318,6 +441,8 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     if suffix == ".mhd":
         _check_mhd_data_file(p)
     img = _sitk_read(p)
+    if suffix in DICOM_SUFFIXES:
+        return _image_to_array(img, p, allow_rgb=False)
     if suffix in TIFF_SUFFIXES:
         if img.GetDimension() == 3 and img.GetSize()[2] == 1:
             img = img[:, :, 0]
@@ -356,23 +481,71 @@ def check_labels_match(
 
 
 # --- napari --------------------------------------------------------------------------------
-def read_layer_data(path: str | os.PathLike) -> list[LayerData]:
-    """Read ``path`` into napari layer-data tuples (one image or labels layer with geometry)."""
-    p = os.fspath(path)
-    arr, geom = read_volume(p)
-    kwargs = geom.to_layer_kwargs(source=os.path.abspath(p))
-    kwargs["name"] = file_stem(p)
+def _layer(arr: np.ndarray, geom: Geometry, name: str, source: str, label_name: bool) -> LayerData:
+    """One layer-data tuple in patient coordinates; volumes are transposed/flipped so their
+    index axes follow the patient axes (S, P, L) and the views open upright."""
     rgb = arr.ndim == geom.ndim + 1
-    if (
-        not rgb
-        and np.issubdtype(arr.dtype, np.integer)
-        and not os.path.isdir(p)
-        and is_label_name(p)
-    ):
-        return [(arr, kwargs, "labels")]
+    file_axes = None
+    if not rgb and geom.ndim == 3:
+        axes, flip = patient_axes(geom.direction)
+        if axes != (0, 1, 2) or any(flip):
+            arr, geom = reorient(arr, geom, axes, flip)
+            file_axes = {"axes": list(axes), "flip": list(flip)}
+    kwargs = geom.to_layer_kwargs(source=source)
+    if file_axes is not None:
+        kwargs["metadata"][META_FILE_AXES] = file_axes
+    kwargs["name"] = name
+    if not rgb and np.issubdtype(arr.dtype, np.integer) and label_name:
+        return (arr, kwargs, "labels")
     if rgb:
         kwargs["rgb"] = True
-    return [(arr, kwargs, "image")]
+    return (arr, kwargs, "image")
+
+
+def read_layer_data(path: str | os.PathLike) -> list[LayerData]:
+    """Read ``path`` into napari layer-data tuples with patient geometry (napari ``affine``).
+
+    A DICOM folder gives one layer per series (named by its description), and a
+    ``UserWarning`` names the files that belong to no series.
+    """
+    import warnings
+
+    p = os.fspath(path)
+    src = os.path.abspath(p)
+    if os.path.isdir(p):
+        all_series, left = list_dicom_series(p)
+        if not all_series:
+            raise _no_series_error(p)
+        if left:
+            warnings.warn(
+                left_out_message(p, left, "not part of any readable DICOM series"), stacklevel=2
+            )
+        out = []
+        for s in all_series:
+            arr, geom = read_dicom_files(s.files, p)
+            out.append(_layer(arr, geom, s.name, src, False))
+        return out
+    arr, geom = read_volume(p)
+    return [_layer(arr, geom, file_stem(p), src, is_label_name(p))]
+
+
+def prefer_synfoc_reader() -> list[str]:
+    """Make napari open the medical file types with this plugin without asking.
+
+    napari's built-in reader claims the same patterns, so napari would show its "choose a
+    reader" dialog; this records the plugin as the preferred reader in napari's settings for
+    each of :data:`MEDICAL_PATTERNS` that has no preference yet (a user's choice is kept).
+    Returns the patterns set.  Needs napari (imported lazily).
+    """
+    from napari.settings import get_settings
+
+    plugins = get_settings().plugins
+    current = dict(plugins.extension2reader)
+    added = [pat for pat in MEDICAL_PATTERNS if pat not in current]
+    if added:
+        current.update({pat: "napari-synfoc" for pat in added})
+        plugins.extension2reader = current
+    return added
 
 
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
@@ -388,4 +561,7 @@ def _read_paths(path: str | list[str]) -> list[LayerData]:
     out: list[LayerData] = []
     for p in paths:
         out.extend(read_layer_data(p))
+    from napari_synfoc.io.view import upright_current_viewer
+
+    upright_current_viewer()  # coronal/sagittal views with the head at the top
     return out

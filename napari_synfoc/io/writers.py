@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_synfoc.io.geometry import Geometry, SynFoCIOError, io_error
+from napari_synfoc.io.geometry import Geometry, SynFoCIOError, file_array_and_geometry, io_error
 from napari_synfoc.io.readers import file_suffix
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
@@ -96,14 +96,22 @@ def write_volume(
 
 
 # --- napari writers: single-layer signature (path, data, meta) -> list[str] ----------------
-def _layer_geometry(data: Any, meta: dict[str, Any], rgb: bool) -> Geometry:
-    ndim = np.ndim(data) - (1 if rgb else 0)
-    return Geometry.from_layer_meta(meta, ndim)
+def _file_grid(data: Any, meta: dict[str, Any], rgb: bool) -> tuple[np.ndarray, Geometry]:
+    """The layer's data and patient geometry, back in the voxel order of its source file."""
+    arr = np.asarray(data)
+    ndim = arr.ndim - (1 if rgb else 0)
+    try:
+        geom = Geometry.from_layer_meta(meta, ndim)
+    except ValueError as e:
+        raise SynFoCIOError(f"cannot write layer {meta.get('name', '')!r}: {e}") from None
+    return file_array_and_geometry(arr, geom, meta.get("metadata"))
 
 
 def napari_write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """npe2 writer for a Labels layer: geometry from the layer's scale/translate/metadata."""
-    return [write_volume(path, data, _layer_geometry(data, meta, False), labels=True)]
+    """npe2 writer for a Labels layer: patient geometry from the layer's transforms (affine,
+    scale, translate...), voxels in the order of the file the layer was read from."""
+    arr, geom = _file_grid(data, meta, False)
+    return [write_volume(path, arr, geom, labels=True)]
 
 
 def napari_write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
@@ -111,5 +119,5 @@ def napari_write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     rgb = bool(meta.get("rgb", False))
     if meta.get("multiscale") and isinstance(data, (list, tuple)):
         data = data[0]  # full resolution
-    arr = np.asarray(data)
-    return [write_volume(path, arr, _layer_geometry(arr, meta, rgb), rgb=rgb)]
+    arr, geom = _file_grid(data, meta, rgb)
+    return [write_volume(path, arr, geom, rgb=rgb)]

@@ -15,38 +15,53 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-synfoc"
 
 
+def _world(layer, index_zyx):
+    return np.asarray(layer.data_to_world(np.asarray(index_zyx, float)))
+
+
 def test_volume_round_trip_through_viewer(make_napari_viewer, tmp_path, oblique_sitk_volume):
     img, exp = oblique_sitk_volume
     viewer = make_napari_viewer()
     for i, suffix in enumerate((".nii.gz", ".mha", ".nrrd")):
         src = tmp_path / f"ct{i}{suffix}"
         sitk.WriteImage(img, str(src))
+        ref = sitk.ReadImage(str(src))  # what the file holds (NIfTI stores float32 geometry)
         [layer] = viewer.open(str(src), plugin=PLUGIN)
         assert layer.__class__.__name__ == "Image" and layer.name == f"ct{i}"
-        np.testing.assert_array_equal(np.asarray(layer.data), exp["array"])
-        np.testing.assert_allclose(layer.scale, (2.5, 0.8, 0.7), atol=1e-5)
-        np.testing.assert_allclose(layer.translate, exp["origin"], atol=1e-4)
-        np.testing.assert_allclose(layer.metadata["synfoc_direction"], exp["direction"], atol=1e-5)
         assert layer.metadata["synfoc_source"] == os.path.abspath(src)
+        # world coordinates are the patient position (LPS, napari order) of every voxel
+        for idx_xyz in ((0, 0, 0), (10, 8, 4), (3, 5, 2)):
+            lps = np.asarray(ref.TransformIndexToPhysicalPoint(idx_xyz))
+            data_idx = np.round(layer.world_to_data(lps[::-1])).astype(int)
+            np.testing.assert_allclose(_world(layer, data_idx), lps[::-1], atol=1e-4)
+            assert layer.data[tuple(data_idx)] == exp["array"][idx_xyz[::-1]]
 
-        # a labels layer made on that image, saved through our writer, keeps the full geometry
-        seg = ((exp["array"] > 300).astype(np.uint8) + (exp["array"] > 900)).astype(np.uint8)
+        # a labels layer drawn on that image (same transforms), saved through our writer, lands
+        # on the image file's own voxel grid
+        seg = (np.asarray(layer.data) > 300).astype(np.uint8) + (np.asarray(layer.data) > 900)
         labels = viewer.add_labels(
-            seg, scale=layer.scale, translate=layer.translate, metadata=dict(layer.metadata)
+            seg.astype(np.uint8),
+            scale=layer.scale,
+            affine=layer.affine,
+            metadata=dict(layer.metadata),
         )
         out = tmp_path / f"ct{i}_seg{suffix}"
         written = labels.save(str(out), plugin=PLUGIN)
         assert written == [str(out)]
         back = sitk.ReadImage(str(out))
-        np.testing.assert_array_equal(sitk.GetArrayFromImage(back), seg)
-        np.testing.assert_allclose(back.GetSpacing(), img.GetSpacing(), atol=1e-6)
-        np.testing.assert_allclose(back.GetOrigin(), img.GetOrigin(), atol=1e-4)
-        np.testing.assert_allclose(back.GetDirection(), img.GetDirection(), atol=1e-6)
+        file_seg = (exp["array"] > 300).astype(np.uint8) + (exp["array"] > 900)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(back), file_seg)
+        np.testing.assert_allclose(back.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+        np.testing.assert_allclose(back.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(back.GetDirection(), ref.GetDirection(), atol=1e-6)
 
-        # and reopens as a Labels layer (the name ends in _seg) on the same grid
+        # and reopens as a Labels layer (the name ends in _seg) on the same world grid
         [again] = viewer.open(str(out), plugin=PLUGIN)
         assert again.__class__.__name__ == "Labels"
         np.testing.assert_array_equal(np.asarray(again.data), seg)
+        np.testing.assert_allclose(
+            again.affine.affine_matrix, layer.affine.affine_matrix, atol=1e-5
+        )
         np.testing.assert_allclose(again.scale, layer.scale, atol=1e-6)
 
     # without naming the plugin napari picks our writer from the double suffix
@@ -63,7 +78,8 @@ def test_dicom_and_png_in_viewer(make_napari_viewer, tmp_path, write_dicom_serie
     [layer] = viewer.open(str(tmp_path / "dcm"), plugin=PLUGIN)
     np.testing.assert_array_equal(np.asarray(layer.data), arr)
     np.testing.assert_allclose(layer.scale, (2.0, 0.5, 0.5), atol=1e-4)
-    np.testing.assert_allclose(layer.translate, (-4.0, 0.0, 0.0), atol=1e-4)
+    np.testing.assert_allclose(_world(layer, (0, 0, 0)), (-4.0, 0.0, 0.0), atol=1e-4)
+    np.testing.assert_allclose(_world(layer, (2, 9, 7)), (0.0, 4.5, 3.5), atol=1e-4)
 
     grey = (np.arange(12 * 16) % 200).astype(np.uint8).reshape(12, 16)
     rgb = np.stack([grey, grey[::-1], 255 - grey], -1)

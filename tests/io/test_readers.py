@@ -45,11 +45,13 @@ def test_geometry_matches_sitk_index_to_physical(oblique_sitk_volume):
     assert back.GetDirection() == pytest.approx(img.GetDirection())
     kw = g.to_layer_kwargs(source="x.nii.gz")
     assert kw["scale"] == [2.5, 0.8, 0.7]
-    assert kw["translate"] == [-30.0, 12.5, 40.25]
+    assert kw["translate"] == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(kw["affine"][:3, 3], [-30.0, 12.5, 40.25])
+    np.testing.assert_allclose(kw["affine"][:3, :3], exp["direction"], atol=1e-12)
     assert kw["metadata"]["synfoc_source"] == "x.nii.gz"
 
 
-def test_geometry_from_layer_meta_prefers_scale_translate():
+def test_geometry_from_layer_meta_legacy_direction_metadata():
     d = [[0.0, 1.0], [1.0, 0.0]]
     meta = {"scale": [2.0, 3.0], "translate": [5.0, -1.0], "metadata": {"synfoc_direction": d}}
     g = Geometry.from_layer_meta(meta, 2)
@@ -108,8 +110,8 @@ def test_label_file_becomes_labels_layer(tmp_path, oblique_sitk_volume):
     np.testing.assert_array_equal(data, (exp["array"] > 500).astype(np.uint8))
     assert meta["name"] == "ct_Seg"
     np.testing.assert_allclose(meta["scale"], exp["spacing"], atol=1e-5)
-    np.testing.assert_allclose(meta["translate"], exp["origin"], atol=1e-4)
-    np.testing.assert_allclose(meta["metadata"]["synfoc_direction"], exp["direction"], atol=1e-5)
+    np.testing.assert_allclose(meta["affine"][:3, 3], exp["origin"], atol=1e-4)
+    np.testing.assert_allclose(meta["affine"][:3, :3], exp["direction"], atol=1e-5)
     [(_, meta_img, kind_img)] = read_layer_data(tmp_path / "ct.nii.gz")
     assert kind_img == "image"
     assert meta_img["metadata"]["synfoc_source"] == os.path.abspath(tmp_path / "ct.nii.gz")
@@ -126,14 +128,19 @@ def test_dicom_series_folder(tmp_path, write_dicom_series):
     # a second, shorter series in the same folder (e.g. a scout): the largest series wins
     scout = arr[:2, :8, :8]
     write_dicom_series(folder, scout, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), "1.2.826.0.1.3680043.8.9")
-    data, g = read_volume(folder)
+    with pytest.warns(UserWarning, match=r"series: 2 file\(s\) not opened .*S9_IM0000.dcm"):
+        data, g = read_volume(folder)
     np.testing.assert_array_equal(data, arr)
     np.testing.assert_allclose(g.spacing, (3.0, 0.75, 0.6), atol=1e-4)
     np.testing.assert_allclose(g.origin, (5.0, 20.0, -10.0), atol=1e-4)
     np.testing.assert_allclose(g.direction, np.eye(3), atol=1e-6)
     assert napari_get_reader(str(folder)) is not None
-    [(_, meta, kind)] = read_layer_data(folder)
-    assert kind == "image" and meta["name"] == "series"
+    # the napari reader opens every series as its own layer (largest first, named by id)
+    [(a1, m1, k1), (a2, m2, k2)] = read_layer_data(folder)
+    assert k1 == k2 == "image"
+    assert m1["name"] == "1.2.826.0.1.3680043.8.498.1" and m2["name"] == "1.2.826.0.1.3680043.8.9"
+    np.testing.assert_array_equal(a1, arr)
+    np.testing.assert_array_equal(a2, scout)
 
 
 # --- 2D ------------------------------------------------------------------------------------

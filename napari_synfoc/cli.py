@@ -11,44 +11,15 @@ napari-synfoc benchmark faz --out DIR
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import FIXES, PROFILES, SynFoCConfig, choices, field_meta, resolve_config
-
-
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Write JSON to ``path`` through a temp file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=_json_default)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(o: Any):
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+from .io.results import default_cache_dir, device_name, write_json_atomic
 
 
 # --------------------------------------------------------------------------- napari
@@ -230,10 +201,6 @@ def _evaluate_with_bar(trainer_or_models, split_test, cfg, quiet=False, cache_di
     return res
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("SYNFOC_CACHE", Path.home() / ".cache" / "napari-synfoc"))
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from .core.layouts import discover, make_ssl_split
 
@@ -286,7 +253,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     metrics = {
         "config": cfg.to_dict(),
-        "device": _device_name(trainer.device),
+        "device": device_name(trainer.device),
         "iterations": trainer.iteration,
         "seconds_per_iteration": statistics.mean(times) if times else None,
         "seconds_per_iteration_median": statistics.median(times) if times else None,
@@ -338,7 +305,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
     metrics = {
         "config": cfg.to_dict(),
-        "device": _device_name(dev),
+        "device": device_name(dev),
         "model": str(args.model),
         **res,
     }
@@ -359,25 +326,6 @@ def _limit_per_domain(samples, n: int):
             out.append(s)
             seen[s.domain] = seen.get(s.domain, 0) + 1
     return out
-
-
-def _device_name(dev) -> str:
-    import platform
-
-    import torch
-
-    if getattr(dev, "type", str(dev)) == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(dev)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"cpu: {cpu} ({os.cpu_count()} cores)"
 
 
 def _print_summary(m: dict) -> None:

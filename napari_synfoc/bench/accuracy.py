@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -114,12 +113,12 @@ def run_one(
     seed: int = 1337,
 ) -> dict[str, Any]:
     """Train one row's run and evaluate its final students on every domain's test split."""
-    from ..cli import default_cache_dir
     from ..config import make_config
     from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
     from ..core.evaluate import evaluate
     from ..core.events import Failed, Step
     from ..core.trainer import SynFoCTrainer
+    from ..io.results import default_cache_dir
 
     split, labeled, unlabeled, test = _split(data, sched, domain)
     cfg = make_config(
@@ -261,22 +260,9 @@ def plot_results(results, domains: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parents[2],
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def run_faz(args: argparse.Namespace) -> int:
-    from ..cli import _device_name, write_json_atomic
     from ..core.device import pick_device
+    from ..io.results import device_name, git_commit, write_json_atomic
 
     sched = SCHEDULES[args.schedule]
     data = Path(args.data) if args.data else FAZ_DEFAULT
@@ -305,8 +291,8 @@ def run_faz(args: argparse.Namespace) -> int:
             write_json_atomic(res_path, {"runs": results})
     meta = {
         "schedule": sched.__dict__,
-        "device": _device_name(pick_device(args.device)),
-        "commit": _git_commit(),
+        "device": device_name(pick_device(args.device)),
+        "commit": git_commit(),
         "wall_s_this_call": time.perf_counter() - t0,
         "command": f"napari-synfoc benchmark faz --schedule {args.schedule} --out {args.out}",
     }
@@ -364,7 +350,6 @@ def hitl_stack(data: Path, per_domain: int = 8):
 
 def run_hitl(args: argparse.Namespace) -> int:
     """Disagreement-ranked vs random slice choice, Dice on the test splits after every round."""
-    from ..cli import _device_name, default_cache_dir, write_json_atomic
     from ..config import make_config
     from ..core.device import pick_device
     from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
@@ -372,6 +357,7 @@ def run_hitl(args: argparse.Namespace) -> int:
     from ..core.events import Done, Failed, Predictions
     from ..core.interactive import StackTask, load_trained, train_on_stack
     from ..core.review import rank_slices, review_maps
+    from ..io.results import default_cache_dir, device_name, git_commit, write_json_atomic
 
     sched = SCHEDULES[args.schedule]
     data = Path(args.data) if args.data else FAZ_DEFAULT
@@ -453,8 +439,8 @@ def run_hitl(args: argparse.Namespace) -> int:
         curves[strategy] = curve
     meta = {
         "schedule": sched.__dict__,
-        "device": _device_name(pick_device(args.device)),
-        "commit": _git_commit(),
+        "device": device_name(pick_device(args.device)),
+        "commit": git_commit(),
         "wall_s": time.perf_counter() - t0,
         "stack": names,
         "command": f"napari-synfoc benchmark hitl --schedule {args.schedule} --out {args.out}",

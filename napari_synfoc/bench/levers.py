@@ -93,10 +93,10 @@ def run_lever(
     log=print,
 ) -> dict[str, Any]:
     """Train S40 with ``overrides`` on the dock's profile until iteration ``stop``."""
-    from ..cli import default_cache_dir
     from ..config import make_config
     from ..core.events import Done, Failed, Predictions, Step
     from ..core.interactive import StackTask, train_on_stack
+    from ..io.results import default_cache_dir
 
     labels = np.zeros_like(gt)
     labels[list(S40_LABELED)] = gt[list(S40_LABELED)]
@@ -187,9 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=None, help="FAZ root (default: the shared data)")
     ap.add_argument("--save-probs", default=None, help="folder for per-refresh probabilities")
     args = ap.parse_args(argv)
-    from ..cli import _device_name, write_json_atomic
     from ..core.device import pick_device
-    from .accuracy import _git_commit
+    from ..io.results import device_name, git_commit, write_json_atomic
 
     names = [n for n in args.levers.split(",") if n]
     unknown = [n for n in names if n not in LEVERS]
@@ -213,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             save_probs=Path(args.save_probs) if args.save_probs else None,
             log=lambda s: print(s, file=sys.stderr, flush=True),
         )
-        res["commit"] = _git_commit()
-        res["device"] = _device_name(pick_device(args.device))
+        res["commit"] = git_commit()
+        res["device"] = device_name(pick_device(args.device))
         runs[n] = res
         write_json_atomic(
             results_path,

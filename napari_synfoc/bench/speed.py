@@ -87,13 +87,13 @@ def time_profile(
     """
     import torch
 
-    from ..config import make_config
+    from ..config import resolve_config
     from ..core.data import infinite_loader, samples_from_stack
     from ..core.device import peak_rss_mb
     from ..core.trainer import SynFoCTrainer
 
     name, extra = parse_profile_spec(profile)
-    over: dict[str, Any] = {"device": device, "iterations": 10_000}
+    over: dict[str, Any] = {"iterations": 10_000}
     if name in ("faithful", "gpu-fast"):
         if torch.cuda.is_available() and device != "cpu":
             # The paper's model: SAM ViT-B at 512 with q/v LoRA, the U-Net at P = 384 (Prostate,
@@ -111,7 +111,7 @@ def time_profile(
                 foundation="litemedsam", precision="fp32" if name == "faithful" else "auto"
             )
     over.update(extra)
-    cfg = make_config(name, **over)
+    cfg = resolve_config(name, device, None, over)  # as the CLI and the dock build it
     n_slices = 6 if cfg.cache_embeddings else 8
     img, labels, labeled = _demo_task(n_slices, 256, 3)
     lab, unl, _ = samples_from_stack(img, labels, labeled)
@@ -120,7 +120,10 @@ def time_profile(
     if tr.cached:
         # The one-off cost of the frozen encoder: every slice and its mirror, once.
         t = time.perf_counter()
-        for ds, keys in ((tr.labeled_ds, tr._lab_keys), (tr.unlabeled_ds, tr._unl_keys)):
+        # the trainer's bank keys: "domain/name" of each sample
+        lab_keys = [f"{s.domain}/{s.name}" for s in lab]
+        unl_keys = [f"{s.domain}/{s.name}" for s in unl]
+        for ds, keys in ((tr.labeled_ds, lab_keys), (tr.unlabeled_ds, unl_keys)):
             for i in range(len(keys)):
                 x = torch.from_numpy(ds.images[i]) if hasattr(ds, "images") else ds[i]["image"]
                 x = (
@@ -130,7 +133,7 @@ def time_profile(
                 )
                 tr.bank.compute((keys[i], False), x)
                 tr.bank.compute((keys[i], True), x)
-        t_embed = (time.perf_counter() - t) / max(1, 2 * (len(tr._lab_keys) + len(tr._unl_keys)))
+        t_embed = (time.perf_counter() - t) / max(1, 2 * (len(lab_keys) + len(unl_keys)))
     pin = tr.device.type == "cuda"
     li = infinite_loader(
         tr.labeled_ds, cfg.batch_labeled, cfg.seed, cfg.num_workers, pin_memory=pin
@@ -217,12 +220,12 @@ def measure_overlay(
     size: int = 256,
     n_labeled: int = 3,
     iterations: int = 60,
-    profile: str | None = None,
 ) -> dict[str, Any]:
     """Time from ``widget.train()`` to the first prediction layers, and the longest UI stall.
 
     Runs napari in this process (needs a display: Xvfb is fine) through the widget's own
-    scripting API, exactly the code path a user's click takes.
+    scripting API, exactly the code path a user's click takes, with the dock's default settings
+    (profile "auto", resolved by :func:`~napari_synfoc.config.resolve_config`).
     """
     import napari
     from qtpy.QtWidgets import QApplication
@@ -234,8 +237,6 @@ def measure_overlay(
     il = viewer.add_image(img, name="stack")
     ll = viewer.add_labels(labels, name="labels")
     _, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
-    if profile is not None and hasattr(widget, "set_profile"):
-        widget.set_profile(profile)
     app = QApplication.instance()
     # The dock warms its imports up in the background as it opens (while a user picks layers);
     # let that finish so the stall measured is the one of training itself.
@@ -281,6 +282,7 @@ def measure_overlay(
         "n_slices": n_slices,
         "size": size,
         "n_labeled": n_labeled,
+        "profile": "auto (the dock's default)",
     }
     viewer.close()
     return out
@@ -328,8 +330,8 @@ def main(args: argparse.Namespace) -> int:
     """The ``bench`` subcommand."""
     import torch
 
-    from ..cli import _device_name, write_json_atomic
     from ..core.device import pick_device
+    from ..io.results import device_name, write_json_atomic
 
     dev = pick_device(args.device)
     if args.profiles:
@@ -371,7 +373,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     out = {
-        "device": _device_name(dev),
+        "device": device_name(dev),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "reference_encoder_s": ref,
@@ -388,7 +390,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         overlay = _run_worker(["--overlay"], 900, xvfb=True)
         print(
-            f"first overlay {overlay['first_overlay_s']} s, UI max gap {overlay['ui_max_gap_ms']} ms",
+            f"first overlay {overlay['first_overlay_s']} s, "
+            f"UI max gap {overlay['ui_max_gap_ms']} ms",
             file=sys.stderr,
         )
         out.update(

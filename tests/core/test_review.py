@@ -194,17 +194,24 @@ def test_acquisition_diverse_by_hand():
         acquisition_scores(scores, [0], feats, "entropy")
 
 
-def test_slice_features_ignore_brightness_and_contrast():
+def test_slice_features_separate_textures_not_noise_realisations():
     rng = np.random.default_rng(0)
-    a = rng.random((32, 32)).astype(np.float32)
-    stack = np.stack([a, 3 * a + 5, np.full((32, 32), 0.7, np.float32), a[::-1]])
-    f = slice_features(stack, size=4)
+
+    def texture(smooth: int) -> np.ndarray:
+        a = rng.random((64, 64))
+        k = np.ones(smooth) / smooth  # box blur along both axes: coarser texture
+        a = np.apply_along_axis(np.convolve, 0, a, k, "same")
+        return np.apply_along_axis(np.convolve, 1, a, k, "same").astype(np.float32)
+
+    fine1, fine2, coarse = texture(1), texture(1), texture(6)
+    stack = np.stack([fine1, fine2, coarse, fine1])
+    f = slice_features(stack, bins=8, hist_bins=8)
     assert f.shape == (4, 16)
-    np.testing.assert_allclose(f[0], f[1], atol=1e-5)
-    np.testing.assert_allclose(f[2], 0.0)  # a flat slice has no structure
-    np.testing.assert_allclose(np.linalg.norm(f[0]), 1.0, atol=1e-5)
-    assert np.linalg.norm(f[0] - f[3]) > 0.1
-    # block means by hand: 2x2 image of a 4x4 ramp, each block mean then centred, unit norm
-    img = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
-    blocks = np.array([2.5, 4.5, 10.5, 12.5]) - 7.5
-    np.testing.assert_allclose(slice_features(img, size=2)[0], blocks / np.linalg.norm(blocks))
+    np.testing.assert_allclose(f[0], f[3])  # the same slice twice
+    np.testing.assert_allclose(f[:, :8].sum(axis=1), 0.0, atol=1e-5)  # spectrum: mean removed
+    np.testing.assert_allclose(np.linalg.norm(f[:, 8:], axis=1), 1.0, atol=1e-5)  # sqrt(hist)
+    same = np.linalg.norm(f[0] - f[1])
+    other = np.linalg.norm(f[0] - f[2])
+    assert other > 3 * same
+    with pytest.raises(ValueError, match="stack"):
+        slice_features(np.zeros((4, 4)))

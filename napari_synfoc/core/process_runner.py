@@ -1,0 +1,404 @@
+"""Training in a child process: a crash, an out-of-memory kill or a hang in training cannot take
+the caller (napari, with the user's unsaved labels) down, and its memory goes back on exit.
+
+:func:`train_in_child` runs :func:`napari_synfoc.core.interactive.train_on_stack` in a
+``spawn``-started child and yields the same typed events. The task's arrays go through ``.npy``
+files in a private temp folder (the child memory-maps them); large prediction arrays come back
+the same way. The parent never imports torch or the models for this.
+
+Stop escalates: a stop message first (the trainer saves a checkpoint and ends with Cancelled);
+if the child has not finished after ``stop_timeout_s``, SIGTERM, then SIGKILL to the child's
+process group and every descendant found in ``/proc``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from multiprocessing import connection as mp_connection
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .events import Cancelled, CheckpointSaved, Done, Event, Failed, Predictions, Step
+
+# Prediction arrays above this many bytes travel through a file instead of the pipe.
+FILE_TRANSFER_BYTES = 1 << 20
+_STOP = "stop"
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # child Process objects still running
+
+
+@dataclasses.dataclass(frozen=True)
+class _ArrayFile:
+    """A placeholder for an array written to ``path`` (read back and deleted by the parent)."""
+
+    path: str
+
+
+# ----------------------------------------------------------------------------- process tree
+def descendant_pids(pid: int | None = None) -> list[int]:
+    """Every live descendant of ``pid`` (default: this process), from ``/proc`` (Linux).
+
+    Zombies are left out: they hold no memory and are reaped by their parent.
+    """
+    pid = os.getpid() if pid is None else pid
+    children: dict[int, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            # fields after the ')' that closes the command name: state, ppid, ...
+            rest = stat[stat.rfind(")") + 2 :].split()
+            if rest[0] in ("Z", "X"):
+                continue
+            children.setdefault(int(rest[1]), []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _kill_tree(proc, term_grace_s: float = 2.0) -> None:
+    """SIGTERM the child, then SIGKILL its process group and every descendant; reap it."""
+    if proc.pid is None:
+        return
+    tree = descendant_pids(proc.pid)
+    if proc.exitcode is None:
+        with contextlib.suppress(OSError):
+            proc.terminate()
+        proc.join(term_grace_s)
+    tree = set(tree) | set(descendant_pids(proc.pid))
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the child leads its own group (setpgrp)
+    if proc.exitcode is None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    proc.join(5.0)
+
+
+@atexit.register
+def _kill_live_children() -> None:
+    for proc in list(_LIVE):
+        with contextlib.suppress(Exception):
+            _kill_tree(proc, term_grace_s=0.5)
+
+
+# ----------------------------------------------------------------------------- task transfer
+def _write_task(task, folder: Path) -> dict[str, Any]:
+    """The task's fields: arrays as ``.npy`` files in ``folder``, the rest as they are."""
+    spec: dict[str, Any] = {"class": (type(task).__module__, type(task).__qualname__)}
+    fields: dict[str, Any] = {}
+    for i, f in enumerate(dataclasses.fields(task)):
+        value = getattr(task, f.name)
+        if isinstance(value, np.ndarray):
+            path = folder / f"{i}_{f.name}.npy"
+            np.save(path, value, allow_pickle=False)
+            fields[f.name] = _ArrayFile(str(path))
+        elif isinstance(value, list | tuple) and value and isinstance(value[0], np.ndarray):
+            paths = []
+            for j, arr in enumerate(value):
+                path = folder / f"{i}_{f.name}_{j}.npy"
+                np.save(path, np.asarray(arr), allow_pickle=False)
+                paths.append(_ArrayFile(str(path)))
+            fields[f.name] = paths
+        else:
+            fields[f.name] = value
+    spec["fields"] = fields
+    return spec
+
+
+def _read_task(spec: dict[str, Any]):
+    import importlib
+
+    module, name = spec["class"]
+    cls = getattr(importlib.import_module(module), name)
+
+    def load(v):
+        if isinstance(v, _ArrayFile):
+            return np.load(v.path, mmap_mode="r", allow_pickle=False)
+        if isinstance(v, list) and v and isinstance(v[0], _ArrayFile):
+            return [load(x) for x in v]
+        return v
+
+    return cls(**{k: load(v) for k, v in spec["fields"].items()})
+
+
+# ----------------------------------------------------------------------------- the child
+def _picklable_exception(exc: BaseException | None) -> BaseException | None:
+    import pickle
+
+    if exc is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - replaced by a plain copy of its text
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def oom_message(where: str) -> str:
+    """The one out-of-memory message (a lighter profile is the way out)."""
+    return (
+        f"out of memory {where}: use a lighter setting (the cpu-interactive profile, batch "
+        "2+2, a smaller --size, or a narrower U-Net). Your labels are untouched."
+    )
+
+
+def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
+    """Entry point of the training process (spawned; imports torch only here)."""
+    os.setpgrp()  # own process group: a stop kills the child and its DataLoader workers at once
+    from .device import apply_child_cpu_policy
+
+    apply_child_cpu_policy()
+    stop = threading.Event()
+
+    def watch_parent() -> None:
+        try:
+            while True:
+                if stop_r.recv() == _STOP:
+                    stop.set()
+        except (EOFError, OSError):  # the parent is gone: do not train on as an orphan
+            stop.set()
+            time.sleep(5.0)
+            os._exit(3)
+
+    threading.Thread(target=watch_parent, name="synfoc-parent-watch", daemon=True).start()
+    n_files = 0
+
+    def send(event) -> None:
+        nonlocal n_files
+        if isinstance(event, Predictions):
+            arrays = {}
+            for name in ("fm_prob", "unet_prob"):
+                arr = getattr(event, name)
+                if isinstance(arr, np.ndarray) and arr.nbytes > FILE_TRANSFER_BYTES:
+                    path = os.path.join(folder, f"pred_{n_files}_{name}.npy")
+                    n_files += 1
+                    np.save(path, arr, allow_pickle=False)
+                    arr = _ArrayFile(path)
+                arrays[name] = arr
+            event = dataclasses.replace(event, **arrays)
+        elif isinstance(event, Failed):
+            event = dataclasses.replace(event, exception=_picklable_exception(event.exception))
+        events_w.send(event)
+
+    from .device import is_oom
+    from .interactive import train_on_stack
+
+    iteration = 0
+    try:
+        task = _read_task(spec)
+        for event in train_on_stack(task, cfg, should_stop=stop.is_set, **kwargs):
+            if isinstance(event, Step):
+                iteration = event.iteration + 1
+            if isinstance(event, Failed) and event.exception is not None:
+                if is_oom(event.exception) and "out of memory" not in event.message:
+                    event = dataclasses.replace(
+                        event, message=oom_message(f"at iteration {event.iteration}")
+                    )
+            send(event)
+            if fault is not None:
+                fault(event)
+    except BaseException as exc:  # noqa: BLE001 - anything reaches the parent as a Failed event
+        if is_oom(exc):
+            msg = oom_message(f"at iteration {iteration}")
+        else:
+            msg = f"training failed at iteration {iteration}: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):
+            send(Failed(msg, iteration, None, exc))
+    finally:
+        with contextlib.suppress(Exception):
+            events_w.close()
+
+
+# ----------------------------------------------------------------------------- the parent
+_START_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_module_hidden():
+    """Start the child without re-running the caller's ``__main__`` (a script without a
+    ``__name__ == "__main__"`` guard, napari's launcher, a notebook): the child's entry point
+    lives in this package and needs nothing from it."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    with _START_LOCK:
+        try:
+            main.__dict__.pop("__file__", None)
+            main.__spec__ = None
+            yield
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a child process ended, for the user (signal name and likely cause)."""
+    if exitcode is None:
+        return "stopped responding"
+    if exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode)
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+        what = {
+            signal.SIGKILL: "; the system may have run out of memory (try a lighter profile)",
+            signal.SIGSEGV: " (a crash in native code)",
+            signal.SIGBUS: " (a crash in native code)",
+            signal.SIGABRT: " (a native library aborted)",
+            signal.SIGILL: " (a crash in native code)",
+        }.get(sig, "")
+        return f"was killed by {sig.name} (signal {-exitcode}){what}"
+    return f"exited unexpectedly with code {exitcode}"
+
+
+def _load_arrays(event):
+    if isinstance(event, Predictions):
+        arrays = {}
+        for name in ("fm_prob", "unet_prob"):
+            arr = getattr(event, name)
+            if isinstance(arr, _ArrayFile):
+                path = arr.path
+                arr = np.load(path, allow_pickle=False)
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            arrays[name] = arr
+        event = dataclasses.replace(event, **arrays)
+    return event
+
+
+def train_in_child(
+    task,
+    cfg,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    stop_timeout_s: float = 30.0,
+    close_timeout_s: float = 3.0,
+    exit_timeout_s: float = 15.0,
+    poll_s: float = 0.1,
+    fault: Callable[[Event], None] | None = None,
+    **train_on_stack_kwargs,
+) -> Iterator[Event]:
+    """Run :func:`~napari_synfoc.core.interactive.train_on_stack` in a ``spawn`` child process
+    and yield its events; always ends with exactly one Done, Cancelled or Failed.
+
+    ``should_stop`` is polled every ``poll_s`` seconds; when it turns true the child is asked to
+    stop (it saves a checkpoint and sends Cancelled). If it has not finished ``stop_timeout_s``
+    later it is terminated, then killed with its children, and Cancelled carries the last
+    checkpoint seen. A child that dies yields Failed naming the signal or exit code. Closing the
+    generator early stops the child the same way, waiting at most ``close_timeout_s`` for it to
+    save before killing it; after its last event the child gets ``exit_timeout_s`` to exit before
+    it is killed. ``fault`` (tests only) is a picklable function the child calls after
+    each event it sends.
+    """
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    folder = Path(tempfile.mkdtemp(prefix="synfoc-job-"))
+    proc = None
+    events_r = events_w = stop_r = stop_w = None
+    last_ckpt: Path | None = None
+    iteration = 0
+    finished = False
+    try:
+        spec = _write_task(task, folder)
+        events_r, events_w = ctx.Pipe(duplex=False)
+        stop_r, stop_w = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=_child_main,
+            args=(spec, cfg, train_on_stack_kwargs, str(folder), events_w, stop_r, fault),
+            name="synfoc-training",
+        )
+        with _main_module_hidden():
+            proc.start()
+        _LIVE.add(proc)
+        events_w.close()  # the child holds the only write end: EOF means it is gone
+        stop_r.close()
+        stop_deadline: float | None = None
+        while True:
+            if stop_deadline is None and should_stop():
+                with contextlib.suppress(OSError):
+                    stop_w.send(_STOP)
+                stop_deadline = time.monotonic() + stop_timeout_s
+            if stop_deadline is not None and time.monotonic() > stop_deadline:
+                _kill_tree(proc)
+                finished = True
+                yield Cancelled(iteration, last_ckpt)
+                return
+            ready = mp_connection.wait([events_r, proc.sentinel], timeout=poll_s)
+            if events_r in ready:
+                try:
+                    event = events_r.recv()
+                except (EOFError, OSError):
+                    event = None
+                if event is not None:
+                    event = _load_arrays(event)
+                    if isinstance(event, Step):
+                        iteration = event.iteration + 1
+                    elif isinstance(event, CheckpointSaved):
+                        last_ckpt = Path(event.path)
+                    terminal = isinstance(event, Done | Cancelled | Failed)
+                    finished = terminal
+                    yield event
+                    if terminal:
+                        return
+                    continue
+            elif proc.sentinel not in ready:
+                continue
+            # the child is gone (or its pipe broke) without a final event
+            proc.join(5.0)
+            finished = True
+            kept = (
+                f"; the last checkpoint '{last_ckpt}' is kept"
+                if last_ckpt is not None
+                else "; no checkpoint was written yet"
+            )
+            yield Failed(
+                f"the training process {describe_exit(proc.exitcode)} at iteration "
+                f"{iteration}. Your labels are untouched{kept}.",
+                iteration,
+                last_ckpt,
+            )
+            return
+    finally:
+        if proc is not None and proc.pid is not None:
+            if proc.exitcode is None and not finished:  # closed early: ask, then force
+                with contextlib.suppress(OSError):
+                    stop_w.send(_STOP)
+                proc.join(close_timeout_s)
+            if proc.exitcode is None and finished:  # it sent its last event: let it exit
+                proc.join(exit_timeout_s)
+            if proc.exitcode is None:
+                _kill_tree(proc, term_grace_s=1.0)
+            proc.join()
+            # descendants that outlived it (e.g. DataLoader workers in its process group)
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            _LIVE.discard(proc)
+        for conn in (events_r, events_w, stop_r, stop_w):
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.close()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,8 +1,8 @@
 """One place for every default: the SynFoC configuration and the named compute profiles.
 
-Faithful to the official code by default (see ``docs/synfoc_spec.md`` of the shared docs); each
-fix the spec lists sits behind a named switch.  No module reads a magic number of the method from
-anywhere else: they take a :class:`SynFoCConfig`.
+Faithful to the official SynFoC code by default; each fix of a known upstream quirk sits behind
+a named switch (:data:`FIXES` turns them all on).  No module reads a magic number of the method
+from anywhere else: they take a :class:`SynFoCConfig`.
 
 Each field carries metadata, the one table every front end reads (the CLI's argparse options,
 the dock's Advanced form, validation): ``choices`` (allowed values, a tuple), ``range``
@@ -117,7 +117,12 @@ class SynFoCConfig:
     use_smc: bool = _f(True, "False: ensemble with alpha_constant (CDCR-only ablation)")
     use_cdcr: bool = _f(True, "False: no L_c / L_d (SMC-only ablation)")
     suponly: bool = _f(False, "labelled-only baseline: supervised loss only, same schedule")
-    strategy: str = _f("synfoc", "training method (core/strategies): synfoc, or SemiSAM+/IFL/UnCoL (frozen prompted foundation, U-Net trained)", choices=("synfoc", "semisam+", "ifl", "uncol"))  # fmt: skip
+    strategy: str = _f(
+        "synfoc",
+        "training method (core/strategies): synfoc, or SemiSAM+/IFL/UnCoL (frozen prompted "
+        "foundation, U-Net trained)",
+        choices=("synfoc", "semisam+", "ifl", "uncol"),
+    )
     box_area: tuple[float, float] = _f((0.02, 0.40), "copy-paste box area fraction")
     box_ratio: float = _f(0.3, "aspect ratio ~ U(r, 1/r)", range=(0.0, 1.0))
     # weak augmentation (custom_transforms.py)
@@ -362,6 +367,7 @@ PROFILES: dict[str, Profile] = {
             "cache_embeddings": True,
             "lora_targets": "none",
             "precision": "auto",
+            "fm_head_init": "pretrained",  # measured: bench/levers.py, docs/results/levers_cpu
         },
     ),
     "tiny": Profile(

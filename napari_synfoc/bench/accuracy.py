@@ -1,5 +1,6 @@
-"""``napari-synfoc benchmark faz|hitl``: the SynFoC protocol on the five FAZ sites and the
-simulated human in the loop (``docs/benchmarks.md`` §1 and §2 of the shared docs).
+"""``napari-synfoc benchmark faz|hitl``: the SynFoC protocol on the five FAZ sites (train on
+a few labelled images of one site, test on every site) and the simulated human in the loop
+(label slices chosen by disagreement or at random, retrain, measure Dice).
 
 Every row uses the same schedule and seed, and reports the model at the end of the schedule
 (never a test-selected checkpoint). Results: ``DIR/results.json``, ``DIR/table.md`` and PNG plots.

@@ -1,5 +1,5 @@
 """``napari-synfoc bench``: seconds per iteration per profile, peak memory, time to the first
-overlay through the widget, and the longest UI stall, all measured in one run (benchmarks.md §3).
+overlay through the widget, and the longest UI stall, all measured in one run.
 
 Each profile is timed in its own subprocess so its peak RSS is its own; the overlay measurement
 runs napari in a subprocess (under ``xvfb-run`` when there is no display).

@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     """Import torch and torchvision (and with them triton) before any test opens a napari
     viewer: triton's LLVM segfaults when Mesa's libLLVM (software OpenGL under Xvfb) is loaded
-    first. The widget guards its own imports (widgets/task_builder.avoid_triton_llvm_clash)."""
+    first. The widget guards its own imports (widgets/process_tweaks.avoid_triton_llvm_clash)."""
     import torch  # noqa: F401
     import torchvision  # noqa: F401
 

@@ -14,36 +14,31 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import arch_fields
-from ..core.events import Cancelled, CheckpointSaved, Done, Failed, Progress, Started, Step
-from ..core.review import ReviewMaps, rank_slices, slice_changes
+from ..core.events import (
+    Cancelled,
+    CheckpointSaved,
+    Done,
+    Encoding,
+    Failed,
+    Progress,
+    Started,
+    Step,
+)
+from ..core.review import ReviewMaps
+from ..core.task import StackTask, validate_task
 from .controller_io import SessionActions
+from .controller_review import LabelEdit, ReviewActions
 from .jobs import JobRunner, training_source
 from .process_tweaks import GcFreeze, avoid_triton_llvm_clash
 from .worker import OVERLAY_WAIT_S, ReviewUpdate, training_events
 
 __all__ = ["OVERLAY_WAIT_S", "ControllerView", "DockController", "LabelEdit", "ReviewUpdate"]
-SOURCES = {"medsam": "MedSAM", "unet": "U-Net", "ensemble": "ensemble"}
-
-
-@dataclass
-class LabelEdit:
-    """What accepting a prediction changes: napari ``data_setitem`` input for one slice.
-
-    ``now_empty``: the slice holds no label after the edit (the dock marks it labelled).
-    """
-
-    slice_index: int
-    indices: tuple[np.ndarray, ...]
-    values: np.ndarray
-    now_empty: bool
 
 
 class ControllerView:
@@ -57,6 +52,9 @@ class ControllerView:
 
     def progress(self, low: int, high: int, value: int) -> None:
         """A determinate progress bar: ``value`` in ``[low, high]``."""
+
+    def encoding(self, done: int, total: int) -> None:
+        """Frozen-encoder progress (a second determinate bar); ``done >= total``: hide it."""
 
     def run_started(self, first: int, last: int) -> None:
         """Training runs from iteration ``first`` to ``last`` (the loss plot's x range)."""
@@ -75,7 +73,7 @@ class ControllerView:
         """A job ended (after the controller's own bookkeeping)."""
 
 
-class DockController(SessionActions):
+class DockController(ReviewActions, SessionActions):
     """Run state and the dock's actions, Qt-free.
 
     Parameters
@@ -99,6 +97,7 @@ class DockController(SessionActions):
         self.checkpoint_config: dict[str, Any] | None = None
         self.maps: ReviewMaps | None = None
         self.maps_target: Any = None
+        self.covered: set[int] | None = None  # slices with predictions (None: all)
         self.visited: set[int] = set()
         self.trained_labeled: list[int] = []
         self.train_image_shape: tuple[int, ...] = ()
@@ -128,27 +127,31 @@ class DockController(SessionActions):
     # ------------------------------------------------------------------ training
     def start_run(
         self,
-        image: np.ndarray,
-        rgb: bool,
-        labels: np.ndarray,
-        labeled: Sequence[int],
+        task: StackTask,
         params: dict[str, Any],
         *,
-        extra: Sequence[tuple[np.ndarray, bool]] = (),
         folder: str | None = None,
         predict_every: int = 0,
         warm_start: bool = False,
         target: Any = None,
-        image_name: str = "image",
+        image_name: str | None = None,
+        labels_name: str | None = None,
         overlays_exist: bool = False,
+        view_slice: int | None = None,
     ) -> bool:
-        """Start training on snapshots of the data; False (with a message) if it cannot start.
+        """Validate ``task`` and start training on it; False (with a message) if it cannot start.
 
-        ``params`` are :func:`.task_builder.build_config` arguments; ``extra`` holds
-        (array, is_rgb) pairs of unlabelled images.  ``labels`` must already be a copy.
+        ``task`` holds snapshots (the labels already copied); ``params`` are
+        :func:`.task_builder.build_config` arguments; ``folder``'s images are added as
+        unlabelled data in the worker.  ``image_name`` / ``labels_name`` name the layers in
+        messages; ``view_slice`` (the slice in view) lets a frozen encoder start there.
         """
         if self.busy:
             self.say("Training is already running: stop it first.", error=True)
+            return False
+        problem = validate_task(task, image_name, labels_name)
+        if problem:
+            self.say(problem, error=True)
             return False
         params = dict(params)
         overrides = dict(params.get("overrides") or {})
@@ -173,16 +176,16 @@ class DockController(SessionActions):
         if overlays_exist or self.jobs.synchronous:
             # nothing to wait for (the sync backend builds overlays at once in this thread)
             self.overlays_ready.set()
-        labeled = [int(z) for z in labeled]
+        labeled = sorted({int(z) for z in task.labeled_slices})
         events = training_events(
-            image, bool(rgb), labels, labeled, list(extra), folder, params, init, out_dir,
-            predict_every, self.stop_flag, self.overlays_ready,
-            source=training_source(self.jobs.backend),
+            task, params, self.stop_flag, folder=folder, init_checkpoint=init, out_dir=out_dir,
+            predict_every=predict_every, overlays_ready=self.overlays_ready,
+            source=training_source(self.jobs.backend), view_slice=view_slice,
         )  # fmt: skip
         self.train_target = target
         self.trained_labeled = labeled
-        shape = tuple(int(s) for s in np.shape(image))
-        self.train_image_shape = shape[:-1] if rgb else shape
+        shape = tuple(int(s) for s in np.shape(task.image))
+        self.train_image_shape = shape[:-1] if task.rgb else shape
         self.labels_edited_while_training = False
         self.outcome = None
         self.event_counts = {}
@@ -192,7 +195,7 @@ class DockController(SessionActions):
         self.view.progress(0, 1, 0)  # determinate from the start: never a busy bar
         self.view.status("Starting (loading models)…")
         self.say(
-            f"Training on '{image_name}' with {len(labeled)} labelled slice(s)"
+            f"Training on '{image_name or 'the image'}' with {len(labeled)} labelled slice(s)"
             + (" (warm start)." if warm_start else "."),
             notify=False,
         )
@@ -241,6 +244,13 @@ class DockController(SessionActions):
         elif isinstance(event, Progress):
             view.progress(0, max(1, event.total), event.done)
             view.status(f"{event.message} ({event.done}/{event.total}) on {self.device}")
+        elif isinstance(event, Encoding):
+            view.encoding(event.done, event.total)
+            if not self.event_counts.get("Step"):
+                view.status(
+                    f"Encoding slices with the frozen encoder ({event.done}/{event.total}) "
+                    f"on {self.device}"
+                )
         elif isinstance(event, Step):
             lo = self._start_it if event.total > self._start_it else 0
             view.progress(lo, event.total, event.iteration + 1)
@@ -253,7 +263,7 @@ class DockController(SessionActions):
                 f"{event.seconds:.2f} s/it · α {event.alpha:.2f}"
             )
         elif isinstance(event, ReviewUpdate):
-            if self.set_maps(event.maps, self.train_target):
+            if self.set_maps(event.maps, self.train_target, event.covered):
                 return  # the view calls overlays_built() when the layers exist
             self.overlays_ready.set()
         elif isinstance(event, CheckpointSaved):
@@ -293,6 +303,7 @@ class DockController(SessionActions):
         took = time.perf_counter() - self._t0
         where = f" on {self.device}" if self.device else ""
         peak = f", peak memory {self._peak_mb:.0f} MB" if self._peak_mb else ""
+        self.view.encoding(0, 0)
         self.view.status(
             f"Idle: training {self.outcome or 'finished'} after {took:.1f} s{where}{peak}.{tail}"
         )
@@ -303,93 +314,6 @@ class DockController(SessionActions):
             )
         self.view.changed()
         self.view.finished()
-
-    # ------------------------------------------------------------------ review
-    def set_maps(self, maps: ReviewMaps, target: Any) -> bool:
-        """New review maps for ``target``; True while the view still builds overlay layers."""
-        self.maps = maps
-        self.maps_target = target
-        self.visited.clear()
-        self.prediction_updates += 1
-        pending = bool(self.view.show_maps(maps, target))
-        self.view.changed()
-        return pending
-
-    def maps_fit(self, labels_shape: Sequence[int] | None) -> bool:
-        """True if a labels array of ``labels_shape`` matches the current maps."""
-        if self.maps is None or labels_shape is None:
-            return False
-        want = self.maps.fm_label.shape
-        have = tuple(labels_shape)
-        return have == (want[1:] if len(have) == 2 else want)
-
-    def ranking(self, labeled: Sequence[int] = ()) -> list[int]:
-        """Unlabelled slices by descending disagreement (empty before predictions exist)."""
-        if self.maps is None:
-            return []
-        done = {int(z) for z in labeled}
-        return [z for z in rank_slices(self.maps.slice_scores, done) if z not in done]
-
-    def table(self, labeled: Sequence[int] = ()) -> tuple[list[int], Any]:
-        """Every slice in review-table order (unlabelled first) and the per-slice scores."""
-        if self.maps is None:
-            return [], []
-        return rank_slices(self.maps.slice_scores, labeled), self.maps.slice_scores
-
-    def next_uncertain(self, labeled: Sequence[int] = ()) -> int | None:
-        """The most uncertain unlabelled slice not visited since the last predictions."""
-        if self.maps is None:
-            self.say("No predictions yet: train first.", error=True, notify=False)
-            return None
-        order = self.ranking(labeled)
-        if not order:
-            self.say("Every slice is labelled.", notify=False)
-            return None
-        todo = [z for z in order if z not in self.visited]
-        if not todo:
-            self.visited.clear()
-            todo = order
-        z = todo[0]
-        self.visited.add(z)
-        self.say(
-            f"Slice {z}: disagreement {self.maps.slice_scores[z]:.4f} "
-            f"(rank {order.index(z) + 1} of {len(order)} unlabelled).",
-            notify=False,
-        )
-        return z
-
-    def accept(
-        self, labels: np.ndarray | None, slice_index: int, source: str = "ensemble",
-        keep_existing: bool = False,
-    ) -> LabelEdit | None:  # fmt: skip
-        """The edit that writes the ``source`` prediction into one slice, or None (message).
-
-        ``source`` is "medsam", "unet" or "ensemble".  The caller applies the edit (one undoable
-        step) and, when ``now_empty``, marks the slice labelled.
-        """
-        if source not in SOURCES:
-            raise ValueError(f"unknown source {source!r}; choose from {tuple(SOURCES)}")
-        if self.maps is None:
-            self.say("No predictions yet: train first.", error=True, notify=False)
-            return None
-        if labels is None or not self.maps_fit(np.shape(labels)):
-            self.say(
-                "The selected Labels layer does not match the predictions' shape "
-                f"{self.maps.fm_label.shape}.",
-                error=True,
-            )
-            return None
-        z = int(slice_index)
-        lab = np.asarray(labels)
-        idx, values = slice_changes(lab, z, self.maps.proposal(source)[z], keep_existing)
-        after = np.array(lab if lab.ndim == 2 else lab[z], copy=True)
-        after[idx if lab.ndim == 2 else idx[1:]] = values
-        self.say(
-            f"Accepted the {SOURCES[source]} prediction into slice {z} ({values.size} voxels "
-            "changed; Ctrl-Z on the Labels layer undoes it).",
-            notify=False,
-        )
-        return LabelEdit(z, idx, values, not after.any())
 
     def cleanup(self) -> None:
         """Remove this controller's run folder (checkpoints of unsaved runs)."""

@@ -25,6 +25,7 @@ from qtpy.QtCore import QEventLoop, QTimer
 from qtpy.QtWidgets import QApplication, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ..core.review import labeled_slices
+from ..core.task import StackTask
 from . import slices
 from .controller import ControllerView, DockController
 from .jobs import JobRunner
@@ -35,7 +36,7 @@ from .panels.review import ReviewPanel
 from .panels.run import RunPanel
 from .panels.session import SessionPanel
 from .process_tweaks import warm_up_imports
-from .task_builder import check_selection
+from .task_builder import match_channels
 from .tooltips import SHORTCUTS
 
 
@@ -57,6 +58,9 @@ class _View(ControllerView):
 
     def progress(self, low, high, value):
         self.dock.run_panel.set_progress(low, high, value)
+
+    def encoding(self, done, total):
+        self.dock.run_panel.set_encoding(done, total)
 
     def run_started(self, first, last):
         self.dock.loss_plot.set_run(first, last)
@@ -308,37 +312,32 @@ class SynFoCWidget(QWidget):
         lab = labels_layer or self.labels_combo.value
         if iterations is not None:
             self.iterations_spin.setValue(int(iterations))
-        problem = self._check(img, lab)
-        if problem:
-            self._say(problem, error=True)
+        if img is not None and getattr(img, "multiscale", False):
+            self._say(f"Image '{img.name}' is multiscale: pick a single-resolution image.", True)
             return False
-        labels = np.array(lab.data, copy=True)  # edits during training go to the next run
-        labeled = labeled_slices(labels, slices.marked(lab), spatial_ndim=lab.ndim)
-        problem = self._check(img, lab, labeled)
-        if problem:
-            self._say(problem, error=True)
-            return False
+        task = self._snapshot_task(img, lab)
         self.loss_plot.clear()
         started = self.controller.start_run(
-            np.asarray(img.data), bool(img.rgb), labels, labeled, self.model_panel.params(),
-            extra=self.data_panel.extra_images(), folder=self.data_panel.folder(),
+            task, self.model_panel.params(), folder=self.data_panel.folder(),
             predict_every=self.predict_every_spin.value(), warm_start=warm_start, target=img,
-            image_name=img.name, overlays_exist=self.overlay_builder.overlays_exist(),
+            image_name=getattr(img, "name", None), labels_name=getattr(lab, "name", None),
+            overlays_exist=self.overlay_builder.overlays_exist(),
+            view_slice=None if img is None else self.current_slice(img),
         )  # fmt: skip
         self.update_buttons()
         return started
 
-    def _check(self, img: Any, lab: Any, labeled: list[int] | None = None) -> str | None:
-        if img is not None and getattr(img, "multiscale", False):
-            return f"Image '{img.name}' is multiscale; SynFoC needs a single-resolution image."
-        return check_selection(
-            None if img is None else np.shape(img.data),
-            bool(img.rgb) if img is not None else False,
-            None if lab is None else np.shape(lab.data),
-            labeled,
-            image_name=getattr(img, "name", "image"),
-            labels_name=getattr(lab, "name", "labels"),
-        )
+    def _snapshot_task(self, img: Any, lab: Any) -> StackTask:
+        """The training task from the layers: the labels copied now (later strokes go to the
+        next run), extra image layers matched to the image's channels."""
+        rgb = bool(getattr(img, "rgb", False))
+        labels = None if lab is None else np.array(lab.data, copy=True)
+        labeled = []
+        if labels is not None and labels.ndim in (2, 3):
+            labeled = labeled_slices(labels, slices.marked(lab), spatial_ndim=labels.ndim)
+        extra = [match_channels(a, rgb, is_rgb) for a, is_rgb in self.data_panel.extra_images()]
+        image = None if img is None else np.asarray(img.data)
+        return StackTask(image, labels, labeled, rgb=rgb, extra_unlabeled=extra)
 
     def stop(self) -> None:
         """Ask training to stop; it ends within one iteration with a Cancelled event."""

@@ -1,14 +1,13 @@
-"""From layer data to a training task and config (no Qt; torch only inside functions).
+"""The dock's choices (devices, foundation models, profiles), its config builder and the extra
+unlabelled data (no Qt; torch only inside functions).
 
-The widget calls these in the GUI thread (cheap checks and copies) and in the worker thread
-(loading a folder, building the config that needs the device).
+Validation of a training task lives in :func:`napari_synfoc.core.task.validate_task`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,84 +25,10 @@ FOUNDATION_CHOICES = (
 PROFILE_CHOICES = ("auto", *PROFILES)
 
 
-class SelectionError(ValueError):
-    """The chosen layers cannot be trained on; the message tells the user what to change."""
-
-
 def spatial_shape(image_shape: Sequence[int], rgb: bool) -> tuple[int, ...]:
     """The image's shape without its RGB axis."""
     shape = tuple(int(s) for s in image_shape)
     return shape[:-1] if rgb else shape
-
-
-def check_selection(
-    image_shape: Sequence[int] | None,
-    rgb: bool,
-    labels_shape: Sequence[int] | None,
-    labeled: Sequence[int] | None = None,
-    image_name: str = "image",
-    labels_name: str = "labels",
-) -> str | None:
-    """A readable problem with the chosen image/labels, or None when training can start."""
-    if image_shape is None:
-        return "Choose an Image layer (a 2D image or a (Z, Y, X) stack) to train on."
-    spatial = spatial_shape(image_shape, rgb)
-    if len(spatial) not in (2, 3):
-        return (
-            f"Image '{image_name}' has shape {tuple(image_shape)}: SynFoC needs a 2D image "
-            "(grey or RGB) or a (Z, Y, X) stack."
-        )
-    if labels_shape is None:
-        return (
-            "Choose a Labels layer: paint the structure on a few slices of "
-            f"'{image_name}' (Layers > New Labels layer), then train."
-        )
-    if tuple(labels_shape) != spatial:
-        return (
-            f"Labels '{labels_name}' have shape {tuple(labels_shape)} but image "
-            f"'{image_name}' has {'spatial ' if rgb else ''}shape {spatial}: pick the Labels "
-            "layer that belongs to this image."
-        )
-    if labeled is not None and len(labeled) == 0:
-        return (
-            f"Labels '{labels_name}' are empty: paint the structure on at least one slice "
-            "(or mark an all-background slice as labelled) before training."
-        )
-    return None
-
-
-def avoid_triton_llvm_clash() -> bool:
-    """Keep torch from importing triton when Mesa's LLVM is already loaded; True if blocked.
-
-    napari's OpenGL on Mesa (llvmpipe: VMs, remote desktops, Xvfb) loads ``libLLVM``; importing
-    triton's own LLVM afterwards segfaults the process (torchvision -> torch._dynamo probes for
-    triton).  Triton is only needed for ``torch.compile`` on CUDA, so it is hidden in that case.
-    Linux only (reads ``/proc/self/maps``); a no-op when triton is already imported.
-    """
-    if "triton" in sys.modules:
-        return False
-    try:
-        with open("/proc/self/maps") as fh:
-            loaded = "libLLVM" in fh.read()
-    except OSError:
-        return False
-    if loaded:
-        sys.modules["triton"] = None  # ``import triton`` now raises ImportError
-    return loaded
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda', 'mps' or 'cpu' (imports torch)."""
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def build_config(
@@ -183,25 +108,3 @@ def match_channels(arr: np.ndarray, rgb: bool, is_rgb: bool | None = None) -> np
     if not rgb and is_rgb:
         return a.astype(np.float32).mean(axis=-1)
     return a
-
-
-def build_task(
-    image: np.ndarray,
-    rgb: bool,
-    labels: np.ndarray,
-    labeled: Iterable[int],
-    extra: Sequence[np.ndarray] = (),
-):
-    """A :class:`StackTask` from snapshots (the caller copies the labels first).
-
-    ``extra`` arrays must already match the task's channels (see :func:`match_channels`).
-    """
-    from ..core.interactive import StackTask
-
-    return StackTask(
-        image=image,
-        labels=labels,
-        labeled_slices=[int(z) for z in labeled],
-        rgb=bool(rgb),
-        extra_unlabeled=list(extra),
-    )

@@ -3,8 +3,11 @@ config from snapshots, train, and turn predictions into review maps before the G
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 from ..core.events import Failed, Predictions
 from ..core.review import ReviewMaps, review_maps
@@ -16,44 +19,75 @@ OVERLAY_WAIT_S = 5.0
 
 @dataclass
 class ReviewUpdate:
-    """Predictions turned into review maps in the worker thread (what the GUI receives)."""
+    """Predictions turned into review maps in the worker thread (what the GUI receives).
+
+    ``covered``: the slices that hold a prediction (None: all); the others show background
+    until the view-first encoder reaches them.
+    """
 
     iteration: int
     maps: ReviewMaps
+    covered: list[int] | None = None
+
+
+class _FullPredictions:
+    """Stack-sized probabilities assembled from partial ``Predictions`` events."""
+
+    def __init__(self) -> None:
+        self.fm = self.unet = None
+        self.covered: set[int] = set()
+
+    def add(self, event: Predictions) -> ReviewUpdate:
+        if event.slices is None:
+            self.fm, self.unet = event.fm_prob, event.unet_prob
+            self.covered = set(range(len(event.fm_prob)))
+            return ReviewUpdate(event.iteration, review_maps(self.fm, self.unet))
+        n = int(event.n_slices)
+        shape = (n, *np.shape(event.fm_prob)[1:])
+        if self.fm is None or tuple(self.fm.shape) != shape:
+            k = shape[1]  # unpredicted slices: uniform probabilities (background, no dispute)
+            self.fm = np.full(shape, 1.0 / k, np.float32)
+            self.unet = np.full(shape, 1.0 / k, np.float32)
+            self.covered = set()
+        self.covered.update(event.scatter_into(self.fm, self.unet))
+        covered = None if len(self.covered) == n else sorted(self.covered)
+        return ReviewUpdate(event.iteration, review_maps(self.fm, self.unet), covered)
 
 
 def training_events(
-    image, rgb, labels, labeled, extra, folder, params, init_checkpoint, out_dir,
-    predict_every, stop_flag, overlays_ready=None, source=None,
+    task, params, stop_flag, *, folder=None, init_checkpoint=None, out_dir=None,
+    predict_every=0, overlays_ready=None, source=None, view_slice=None,
 ):  # fmt: skip
-    """Worker-thread generator: build the task and config, train, yield events (no Qt here).
+    """Worker-thread generator: build the config, add the folder's images, train, yield events.
 
-    ``source`` trains and yields events (default: ``train_on_stack``).  After yielding
-    predictions, it waits (at most ``OVERLAY_WAIT_S``) until ``overlays_ready`` is set: while the
-    GUI thread builds the overlay layers (the first predictions only), training pauses, so the
-    GUI thread does not share a 2-core machine with a training step.
+    ``task`` is a validated :class:`~napari_synfoc.core.task.StackTask` of snapshots; ``params``
+    are :func:`.task_builder.build_config` arguments.  ``source`` trains and yields events
+    (default: ``train_on_stack``).  After yielding predictions, it waits (at most
+    ``OVERLAY_WAIT_S``) until ``overlays_ready`` is set: while the GUI thread builds the overlay
+    layers (the first predictions only), training pauses, so the GUI thread does not share a
+    2-core machine with a training step.  No Qt here.
     """
     try:
-        from .task_builder import build_config, build_task, load_folder_images, match_channels
+        from .task_builder import build_config, load_folder_images
 
-        extra_arrays = [match_channels(a, rgb, is_rgb) for a, is_rgb in extra]
         if folder:
-            extra_arrays += load_folder_images(folder, rgb)
+            extra = [*task.extra_unlabeled, *load_folder_images(folder, task.rgb)]
+            task = dataclasses.replace(task, extra_unlabeled=extra)
         cfg = build_config(**params)
-        task = build_task(image, rgb, labels, labeled, extra_arrays)
         if source is None:
             source = training_source("thread")
     except Exception as exc:  # noqa: BLE001 - reported in the widget
         msg = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         yield Failed(msg, 0, None, exc)
         return
-    del image, labels, extra
+    kwargs = {"view_slice": view_slice} if view_slice is not None else {}
+    full = _FullPredictions()
     for event in source(
         task, cfg, should_stop=stop_flag.is_set, init_checkpoint=init_checkpoint,
-        out_dir=out_dir, predict_every=predict_every or None, background=True,
+        out_dir=out_dir, predict_every=predict_every or None, background=True, **kwargs,
     ):  # fmt: skip
         if isinstance(event, Predictions):
-            yield ReviewUpdate(event.iteration, review_maps(event.fm_prob, event.unet_prob))
+            yield full.add(event)
             if overlays_ready is not None:
                 deadline = time.monotonic() + OVERLAY_WAIT_S
                 while not (overlays_ready.is_set() or stop_flag.is_set()):

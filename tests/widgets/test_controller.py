@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from napari_synfoc.core.events import Step
+from napari_synfoc.core.task import StackTask
 from napari_synfoc.widgets.controller import ControllerView, DockController
 from napari_synfoc.widgets.jobs import JobRunner, training_source
 
@@ -39,6 +40,8 @@ class Recorder(ControllerView):
         self.messages, self.statuses, self.bars, self.maps, self.steps = [], [], [], [], []
         self.finished_calls = 0
         self.on_step = None
+        self.encodings = []
+        self.on_maps = None
 
     def message(self, text, error=False, notify=True):
         self.messages.append((text, error))
@@ -49,6 +52,9 @@ class Recorder(ControllerView):
     def progress(self, low, high, value):
         self.bars.append((low, high, value))
 
+    def encoding(self, done, total):
+        self.encodings.append((done, total))
+
     def step(self, event):
         self.steps.append(event.iteration)
         if self.on_step is not None:
@@ -56,6 +62,8 @@ class Recorder(ControllerView):
 
     def show_maps(self, maps, target):
         self.maps.append((maps, target))
+        if self.on_maps is not None:
+            self.on_maps()
         return False
 
     def finished(self):
@@ -74,9 +82,13 @@ def _labels(gt, slices=(1, 4)):
     return lab
 
 
+def _task(img, lab, labeled):
+    return StackTask(img, lab, list(labeled))
+
+
 def _run(ctl, img, lab, labeled, iterations, predict_every=0, **kw):
     params = dict(TINY, iterations=iterations, overrides={})
-    return ctl.start_run(img, False, lab, labeled, params, predict_every=predict_every, **kw)
+    return ctl.start_run(_task(img, lab, labeled), params, predict_every=predict_every, **kw)
 
 
 def test_whole_loop_headless(tmp_path):
@@ -176,7 +188,8 @@ def test_stop_mid_run_then_warm_start_keeps_the_architecture():
     view.on_step = None
     # a warm start keeps the checkpoint's architecture whatever the form says
     params = dict(TINY, iterations=1, overrides={"unet_size": 32, "tau": 0.9})
-    assert ctl.start_run(img, False, _labels(gt, (1, 2, 4)), [1, 2, 4], params, warm_start=True)
+    task = _task(img, _labels(gt, (1, 2, 4)), [1, 2, 4])
+    assert ctl.start_run(task, params, warm_start=True)
     assert ctl.outcome == "done", ctl.last_message
     assert ctl.last_init_checkpoint == first and ctl.latest_checkpoint != first
     assert ctl.checkpoint_config["unet_size"] == 64 and ctl.checkpoint_config["tau"] == 0.9
@@ -202,9 +215,71 @@ def test_refusals_and_engine_failure_are_messages():
     view.on_step = None
     # the engine's Failed event: a ViT-B model without its checkpoint file
     params = dict(TINY, profile="cpu-interactive", foundation="medsam-vitb", iterations=1)
-    assert ctl.start_run(img, False, _labels(gt), [1, 4], params)
+    assert ctl.start_run(_task(img, _labels(gt), [1, 4]), params)
     assert ctl.outcome == "failed" and "checkpoint" in ctl.last_message
     assert view.messages[-1][1] is True and not ctl.running
+
+
+def test_the_core_validator_refuses_before_a_run_starts():
+    ctl, view = _controller()
+    img, gt = _stack()
+    params = dict(TINY, iterations=1, overrides={})
+    bad = StackTask(img, np.zeros((Z, 32, 32), np.int32), [1])
+    assert not ctl.start_run(bad, params, image_name="stack", labels_name="wrong shape")
+    assert "'wrong shape'" in ctl.last_message and "(6, 32, 32)" in ctl.last_message
+    assert "(6, 64, 64)" in ctl.last_message and view.messages[-1][1] is True
+    empty = StackTask(img, np.zeros((Z, H, W), np.int32), [])
+    assert not ctl.start_run(empty, params, labels_name="empty")
+    assert "'empty' are empty" in ctl.last_message
+    assert not ctl.start_run(StackTask(img, None, []), params)
+    assert "Choose a Labels layer" in ctl.last_message
+    assert not ctl.busy and ctl.run_count == 0 and ctl.event_counts == {}
+
+
+def test_encoding_progress_and_partial_predictions(monkeypatch):
+    """Frozen-encoder progress goes to its own determinate bar; partial predictions are
+    assembled into stack-sized maps and only the predicted slices are ranked."""
+    from napari_synfoc.core import interactive
+    from napari_synfoc.core.events import Done, Encoding, Predictions, Started
+
+    seen = {}
+    k = 2
+    part = np.zeros((2, k, H, W), np.float32)
+    part[:, 1] = 1.0  # both models: foreground everywhere on slices 0 and 2
+    part[1, 0, :, : W // 2], part[1, 1, :, : W // 2] = 1.0, 0.0
+    full = np.full((3, k, H, W), 0.5, np.float32)
+
+    def fake_train(task, cfg, **kw):
+        seen.update(kw)
+        yield Started("cpu", "fp32", 1, 2, 2)
+        yield Encoding(1, 3)
+        yield Encoding(2, 3)
+        yield Predictions(0, part, part[::-1].copy(), slices=(0, 2), n_slices=3)
+        yield Encoding(3, 3)
+        yield Step(0, 2, {"loss": 1.0}, 0.5, 0.1, 1.0, 0.1)
+        yield Predictions(1, full, full)
+        yield Done(2, None, 0.1)
+
+    monkeypatch.setattr(interactive, "train_on_stack", fake_train)
+    ctl, view = _controller()
+    rankings = []
+    view.on_maps = lambda: rankings.append(sorted(ctl.ranking([])))
+    img, gt = _stack(z=3)
+    task = StackTask(img, _labels(gt, (1,)), [1])
+    assert ctl.start_run(task, dict(TINY, iterations=2), view_slice=2)
+    assert ctl.outcome == "done", ctl.last_message
+    assert seen["view_slice"] == 2
+    assert view.encodings[:3] == [(1, 3), (2, 3), (3, 3)] and view.encodings[-1] == (0, 0)
+    assert any("Encoding slices" in s and "(2/3)" in s for s in view.statuses)
+    assert all(high > low for low, high, _ in view.bars)
+    first = view.maps[0][0]
+    assert first.fm_label.shape == (3, H, W)
+    # slice 1 was not predicted yet: background in both maps, and not ranked
+    assert not first.fm_label[1].any() and not first.unet_label[1].any()
+    assert (first.fm_label[0] == 1).all() and (first.unet_label[2][:, W // 2 :] == 1).all()
+    assert rankings[0] == [0, 2]  # unpredicted slice 1 is not offered for review
+    assert rankings[1] == [0, 1, 2] and ctl.covered is None  # then the whole stack
+    assert sorted(ctl.ranking([1])) == [0, 2]
 
 
 def test_sync_runner_drains_any_event_generator_and_reports_errors():

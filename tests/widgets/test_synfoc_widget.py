@@ -376,14 +376,10 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(monkeypatch)
 
     monkeypatch.setattr(interactive, "train_on_stack", fake_train)
     monkeypatch.setattr(task_builder, "build_config", lambda **kw: None)
-    monkeypatch.setattr(task_builder, "build_task", lambda *a: None)
     monkeypatch.setattr(sw, "OVERLAY_WAIT_S", 0.3)
 
     def run(ready, stop):
-        gen = sw.training_events(
-            np.zeros((2, 8, 8)), False, np.zeros((2, 8, 8)), [0], [], None, {}, None, None, 1,
-            stop, ready,
-        )  # fmt: skip
+        gen = sw.training_events(None, {}, stop, predict_every=1, overlays_ready=ready)
         assert type(next(gen)).__name__ == "ReviewUpdate"
         t = time.perf_counter()
         assert isinstance(next(gen), Step)

@@ -32,6 +32,11 @@ class RunPanel(QWidget):
         self.progress.setFormat("%v / %m")
         self.set_progress(0, 1, 0)
         lay.addWidget(self.progress)
+        self.encode_bar = QProgressBar()
+        self.encode_bar.setObjectName("encoding")
+        self.encode_bar.setFormat("Encoding slices: %v / %m")
+        self.encode_bar.setVisible(False)
+        lay.addWidget(self.encode_bar)
         self.status = QLabel("Idle.")
         self.status.setObjectName("status")
         self.status.setWordWrap(True)
@@ -50,6 +55,16 @@ class RunPanel(QWidget):
         if self.progress.minimum() != low or self.progress.maximum() != high:
             self.progress.setRange(int(low), high)
         self.progress.setValue(int(value))
+
+    def set_encoding(self, done: int, total: int) -> None:
+        """Frozen-encoder progress in its own determinate bar, hidden once every slice is done."""
+        if done >= total:
+            self.encode_bar.setVisible(False)
+            return
+        if self.encode_bar.maximum() != total:
+            self.encode_bar.setRange(0, int(total))
+        self.encode_bar.setValue(int(done))
+        self.encode_bar.setVisible(True)
 
     def show_message(self, text: str, error: bool = False) -> None:
         self.message.setText(text)

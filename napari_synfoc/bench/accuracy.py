@@ -55,9 +55,9 @@ SCHEDULES = {
         hitl_iterations=60,
         description=(
             "2-core CPU budget: cpu-interactive profile (frozen LiteMedSAM encoder with cached "
-            "embeddings, trained mask decoder, U-Net 16..256 at 128 px, metrics at 256 px, batch 2+2), 200 "
-            "iterations; unlabelled pool = the first 24 train images of every domain (minus the "
-            "labelled ones); test = the first 20 test images of every domain"
+            "embeddings, trained mask decoder, U-Net 16..256 at 128 px, metrics at 256 px, "
+            "batch 2+2), 200 iterations; unlabelled pool = the first 24 train images of every "
+            "domain (minus the labelled ones); test = the first 20 test images of every domain"
         ),
     ),
     "gpu": Schedule(
@@ -213,7 +213,8 @@ def make_table(results: dict[str, dict[str, dict[str, Any]]], domains: list[str]
         lines.append(
             f"| {label} | "
             + " | ".join(cells)
-            + f" | {100 * m['dice']:.2f} | {100 * m['jaccard']:.2f} | {m['hd95']:.2f} | {m['asd']:.2f} |"
+            + f" | {100 * m['dice']:.2f} | {100 * m['jaccard']:.2f}"
+            + f" | {m['hd95']:.2f} | {m['asd']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -224,11 +225,13 @@ def per_test_domain_table(results, run: str, model: str, labeled_domain: str) ->
     for d, v in r["per_domain"].items():
         m = v[model]
         lines.append(
-            f"| {d} | {100 * m['dice']:.2f} | {100 * m['jaccard']:.2f} | {m['hd95']:.2f} | {m['asd']:.2f} |"
+            f"| {d} | {100 * m['dice']:.2f} | {100 * m['jaccard']:.2f} | {m['hd95']:.2f} | "
+            f"{m['asd']:.2f} |"
         )
     a = r["average"][model]
     lines.append(
-        f"| average | {100 * a['dice']:.2f} | {100 * a['jaccard']:.2f} | {a['hd95']:.2f} | {a['asd']:.2f} |"
+        f"| average | {100 * a['dice']:.2f} | {100 * a['jaccard']:.2f} | {a['hd95']:.2f} | "
+        f"{a['asd']:.2f} |"
     )
     return "\n".join(lines)
 
@@ -285,7 +288,8 @@ def run_faz(args: argparse.Namespace) -> int:
             results.setdefault(d, {})[run] = r
             print(
                 f"[faz]   U-Net {100 * r['average']['unet']['dice']:.2f}  foundation "
-                f"{100 * r['average']['foundation']['dice']:.2f}  ({r['train_s']:.0f}+{r['eval_s']:.0f} s)",
+                f"{100 * r['average']['foundation']['dice']:.2f}  "
+                f"({r['train_s']:.0f}+{r['eval_s']:.0f} s)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -451,13 +455,15 @@ def run_hitl(args: argparse.Namespace) -> int:
     md = [
         "# Simulated human in the loop (FAZ, 40-slice stack)",
         "",
-        f"Device: {meta['device']}. Commit: {meta['commit']}. Wall time: {meta['wall_s'] / 60:.1f} min. "
+        f"Device: {meta['device']}. Commit: {meta['commit']}. "
+        f"Wall time: {meta['wall_s'] / 60:.1f} min. "
         f"Command: `{meta['command']}`.",
         "",
         f"{sched.hitl_iterations} iterations per round (warm start), {sched.profile} profile; "
         "Dice averaged over the five test domains.",
         "",
-        "| labelled slices | disagreement: U-Net | disagreement: foundation | random: U-Net | random: foundation |",
+        "| labelled slices | disagreement: U-Net | disagreement: foundation | random: U-Net "
+        "| random: foundation |",
         "|---|---|---|---|---|",
     ]
     for a, b in zip(curves["disagreement"], curves["random"], strict=True):

@@ -13,7 +13,8 @@ _DEFAULTS = SynFoCConfig()
 
 
 def ema_decay(t: int, decay: float = _DEFAULTS.ema_decay) -> float:
-    """Warm-start decay at 0-based iteration t: 0 at t=0, 0.5 at t=1, ``decay`` from t ≥ 1/(1−decay)−1."""
+    """Warm-start decay at 0-based iteration t: 0 at t=0, 0.5 at t=1, ``decay`` from
+    t ≥ 1/(1−decay)−1."""
     return min(1.0 - 1.0 / (t + 1), decay)
 
 
@@ -22,7 +23,8 @@ def _update_pairs(pairs: list[tuple[Tensor, Tensor]], d: float) -> None:
     for tp, sp in pairs:
         if tp.shape != sp.shape:
             raise ValueError(
-                f"ema_update: teacher/student shapes differ: {tuple(tp.shape)} vs {tuple(sp.shape)}"
+                "ema_update: teacher/student shapes differ: "
+                f"{tuple(tp.shape)} vs {tuple(sp.shape)}"
             )
     if not pairs:
         return
@@ -55,7 +57,8 @@ def ema_update_modules(
     decay: float = _DEFAULTS.ema_decay,
     names: set[str] | None = None,
 ) -> None:
-    """EMA over parameters matched by name (all when ``names`` is None); buffers (BN stats) untouched."""
+    """EMA over parameters matched by name (all when ``names`` is None); buffers (BN stats)
+    untouched."""
     tparams = dict(teacher.named_parameters())
     sparams = dict(student.named_parameters())
     wanted = set(sparams) if names is None else set(names)

@@ -20,7 +20,8 @@ Layouts (``detect_layout`` picks one; ``discover`` lists the samples):
 
 Unpaired files are skipped, listed in ``DataSplit.problems`` and reported with one warning.
 Mask values are checked when a sample is loaded
-(:func:`napari_synfoc.core.data.load_sample_arrays`), so discovery of thousands of files stays fast.
+(:func:`napari_synfoc.core.data.load_sample_arrays`), so discovery of thousands of files stays
+fast.
 """
 
 from __future__ import annotations
@@ -255,7 +256,7 @@ def _busi(root: Path, problems):
                     channels=1,
                 )
             )
-        for stem, ms in sorted(masks.items()):
+        for _stem, ms in sorted(masks.items()):
             problems.extend(f"mask without image: {q}" for q in ms)
         n_test = int(len(samples) * 0.2)
         train[cls] = samples[: len(samples) - n_test]

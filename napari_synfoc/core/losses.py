@@ -107,7 +107,8 @@ def cdcr_losses(p_fm: Tensor, p_unet: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """
     if p_fm.ndim != 4 or p_unet.ndim != 4:
         raise ValueError(
-            f"cdcr_losses: expected B×K×H×W inputs, got {tuple(p_fm.shape)} and {tuple(p_unet.shape)}"
+            "cdcr_losses: expected B×K×H×W inputs, got "
+            f"{tuple(p_fm.shape)} and {tuple(p_unet.shape)}"
         )
     if p_fm.shape[:2] != p_unet.shape[:2]:
         raise ValueError(

@@ -62,7 +62,8 @@ def binary_metrics(pred: np.ndarray, gt: np.ndarray, empty_gt: str = "error") ->
     if n_gt == 0:
         if empty_gt == "error":
             raise ValueError(
-                "binary_metrics: the ground-truth mask is empty, where HD95/ASD (and medpy's Jaccard) "
+                "binary_metrics: the ground-truth mask is empty, where HD95/ASD (and medpy's "
+                "Jaccard) "
                 "are undefined and upstream crashes; use empty_gt='rule' (config empty_gt_hd95) "
                 "to score it"
             )

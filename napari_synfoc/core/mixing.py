@@ -72,7 +72,8 @@ def copy_paste(unlabeled: Tensor, labeled: Tensor, m: Tensor) -> Tensor:
     """Mixed image ``u·(1−M) + l·M`` for B×C×H×W images and a B×H×W box mask."""
     if unlabeled.shape != labeled.shape or unlabeled.ndim != 4:
         raise ValueError(
-            f"copy_paste: images must both be B×C×H×W of equal shape, got {tuple(unlabeled.shape)} "
+            "copy_paste: images must both be B×C×H×W of equal shape, got "
+            f"{tuple(unlabeled.shape)} "
             f"and {tuple(labeled.shape)}"
         )
     b, _, h, w = unlabeled.shape
@@ -85,7 +86,7 @@ def copy_paste(unlabeled: Tensor, labeled: Tensor, m: Tensor) -> Tensor:
 
 
 def mix_targets(pl: Tensor, w: Tensor, gt: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
-    """Mixed targets: pseudo-label outside the box, GT inside; confidence forced to 1 in the box."""
+    """Mixed targets: pseudo-label outside the box, GT inside; confidence 1 in the box."""
     if not (pl.shape == w.shape == gt.shape == m.shape):
         raise ValueError(
             "mix_targets: pl, w, gt and m must share one B×H×W shape, got "

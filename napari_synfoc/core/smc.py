@@ -122,7 +122,8 @@ def smc_alpha(
 ) -> np.ndarray:
     """Per-image ensemble weight α of the U-Net teacher, float64 [B] (spec §3, Table 8 modes).
 
-    ``"smc"``: Φ_self·Φ_mut; ``"self"``; ``"mutual"``; ``"constant"``; ``"linear"`` (= progress t/T).
+    ``"smc"``: Φ_self·Φ_mut; ``"self"``; ``"mutual"``; ``"constant"``; ``"linear"``
+    (= progress t/T).
     """
     if mode not in ALPHA_MODES:
         raise ValueError(f"smc_alpha: mode must be one of {ALPHA_MODES}, not {mode!r}")
@@ -145,7 +146,8 @@ def _phi_tensor(q1: Tensor, q2: Tensor, num_classes: int, phi_classes: str) -> T
     """:func:`phi` in torch on the labels' device, float64 [B] (counts are exact in float64)."""
     if q1.shape != q2.shape or q1.ndim != 3:
         raise ValueError(
-            f"phi: expected two B×H×W label maps of equal shape, got {tuple(q1.shape)} and {tuple(q2.shape)}"
+            "phi: expected two B×H×W label maps of equal shape, got "
+            f"{tuple(q1.shape)} and {tuple(q2.shape)}"
         )
     dices = []
     for a, b in zip(
@@ -185,7 +187,8 @@ def smc_alpha_tensor(
         return torch.full((batch,), float(progress), dtype=torch.float64, device=dev)
     if q_fm_teacher.ndim != 3 or q_fm_teacher.shape[0] != batch:
         raise ValueError(
-            f"confidences: foundation labels {tuple(q_fm_teacher.shape)} do not match U-Net labels "
+            f"confidences: foundation labels {tuple(q_fm_teacher.shape)} do not match "
+            "U-Net labels "
             f"{tuple(q_unet_teacher.shape)}"
         )
     phi_self = _phi_tensor(q_unet_student, q_unet_teacher, num_classes, phi_classes)

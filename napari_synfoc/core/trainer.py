@@ -36,10 +36,10 @@ from .events import (
     Cancelled,
     CheckpointSaved,
     Done,
+    Encoding,
     Event,
     Failed,
     Predictions,
-    Encoding,
     Progress,
     Started,
     Step,
@@ -343,7 +343,8 @@ class SynFoCTrainer:
             self._modes_ready = True
         self._set_lr(t)
         if cfg.compile and cfg.compile_mode == "reduce-overhead" and dev.type == "cuda":
-            torch.compiler.cudagraph_mark_step_begin()  # a new step: last step's graph outputs are free
+            # a new step: last step's graph outputs are free
+            torch.compiler.cudagraph_mark_step_begin()
         ramp = cfg.ramp_length or cfg.iterations  # the ramp's length (0: the whole run)
         lam = consistency_weight(t, ramp, cfg.consistency, cfg.ramp_steps)
 
@@ -593,7 +594,8 @@ class SynFoCTrainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
-        """Train ``cfg.iterations`` iterations, yielding events; never raises for training errors."""
+        """Train ``cfg.iterations`` iterations, yielding events; never raises for training
+        errors."""
         from .data import infinite_loader
 
         cfg = self.cfg

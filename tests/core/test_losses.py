@@ -36,7 +36,8 @@ MASK = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]])
 # unmasked: fg inter .8+.4, Σp² .64+.16+.01+.36, Σg² 2; bg inter .9+.4, Σp² .04+.36+.81+.16, Σg² 2
 LOSS_FG = 1 - 2 * 1.2 / (1.17 + 2)
 LOSS_BG = 1 - 2 * 1.3 / (1.37 + 2)
-# masked (pixel (0,1) dropped): fg inter .8, Σp² .64+.01+.36, Σg² 1; bg inter .9+.4, Σp² .04+.81+.16, Σg² 2
+# masked (pixel (0,1) dropped): fg inter .8, Σp² .64+.01+.36, Σg² 1;
+# bg inter .9+.4, Σp² .04+.81+.16, Σg² 2
 LOSS_FG_M = 1 - 2 * 0.8 / (1.01 + 1)
 LOSS_BG_M = 1 - 2 * 1.3 / (1.01 + 2)
 

@@ -72,7 +72,10 @@ def test_hd95_is_percentile_of_union_not_monai_max():
     pred[30:33, 30:33] = True  # a far blob: 8 of 84 pred-surface pixels, 8 of 160 overall
     m = binary_metrics(pred, gt)
     assert m["hd95"] == pytest.approx(medpy_hd95(pred, gt), abs=1e-5)
-    t = lambda a: torch.from_numpy(a[None, None].astype(np.float32))
+
+    def t(a):
+        return torch.from_numpy(a[None, None].astype(np.float32))
+
     monai_hd = compute_hausdorff_distance(
         t(pred), t(gt), include_background=True, percentile=95
     ).item()

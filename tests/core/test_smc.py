@@ -115,7 +115,10 @@ def test_smc_alpha_tensor_matches_numpy(mode, phi_classes, k):
 def test_ensemble_thresholds_strict_equal_sizes():
     p_ut = torch.tensor([[1.0, 0.75], [0.0, 0.5]])
     p_fm = torch.tensor([[0.75, 0.75], [0.25, 0.25]])
-    two = lambda fg: torch.stack([1 - fg, fg])[None]
+
+    def two(fg):
+        return torch.stack([1 - fg, fg])[None]
+
     out = ensemble_pseudo_labels(two(p_ut), two(p_fm), np.array([0.5]), tau=0.75)
     # P_EN fg = [[.875,.75],[.125,.375]]; max = [[.875,.75],[.875,.625]]
     assert torch.equal(out["p_en"][0, 1], torch.tensor([[0.875, 0.75], [0.125, 0.375]]))

@@ -27,7 +27,7 @@ def _disc_stack(z=6, size=64, seed=0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     imgs, labs = [], []
-    for i in range(z):
+    for _ in range(z):
         cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
         r = rng.integers(size // 8, size // 4)
         lab = ((yy - cy) ** 2 + (xx - cx) ** 2 < r * r).astype(np.uint8)

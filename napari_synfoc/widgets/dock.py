@@ -27,7 +27,8 @@ from qtpy.QtWidgets import QApplication, QLabel, QScrollArea, QVBoxLayout, QWidg
 from ..core.review import labeled_slices
 from ..core.task import StackTask
 from . import slices
-from .controller import ControllerView, DockController
+from .controller import DockController
+from .dock_view import DockView
 from .jobs import JobRunner
 from .overlay_builder import OverlayBuilder
 from .panels.data import DataPanel
@@ -38,51 +39,6 @@ from .panels.session import SessionPanel
 from .process_tweaks import warm_up_imports
 from .task_builder import match_channels
 from .tooltips import SHORTCUTS
-
-
-class _View(ControllerView):
-    """What the controller's notices do in the dock."""
-
-    def __init__(self, dock: SynFoCWidget):
-        self.dock = dock
-
-    def message(self, text, error=False, notify=True):
-        self.dock.run_panel.show_message(text, error)
-        if notify:
-            from napari.utils.notifications import show_error, show_info
-
-            (show_error if error else show_info)(text)
-
-    def status(self, text):
-        self.dock.status.setText(text)
-
-    def progress(self, low, high, value):
-        self.dock.run_panel.set_progress(low, high, value)
-
-    def encoding(self, done, total):
-        self.dock.run_panel.set_encoding(done, total)
-
-    def run_started(self, first, last):
-        self.dock.loss_plot.set_run(first, last)
-
-    def step(self, event):
-        self.dock.loss_plot.add_point(event.iteration + 1, event.losses, event.alpha)
-
-    def show_maps(self, maps, target):
-        d = self.dock
-        pending = d.overlay_builder.show(
-            maps, target, d.labels_combo.value, at_once=d.controller.jobs.synchronous
-        )
-        d.review.set_enabled(True)
-        d.refresh_ranking()
-        return pending
-
-    def changed(self):
-        self.dock.update_buttons()
-
-    def finished(self):
-        self.dock.refresh_labeled()
-        self.dock.loss_plot.redraw()
 
 
 class SynFoCWidget(QWidget):
@@ -102,7 +58,7 @@ class SynFoCWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.controller = DockController(_View(self), JobRunner())
+        self.controller = DockController(DockView(self), JobRunner())
         self.overlay_builder = OverlayBuilder(napari_viewer, self.controller.overlays_built, self)
         self._build_ui()
         self._bind_keys()
@@ -414,12 +370,6 @@ class SynFoCWidget(QWidget):
             self.device_combo.currentText(), target=img, name=getattr(img, "name", "image"),
         )  # fmt: skip
 
-    def _geometry(self, layer: Any):
-        from ..io.geometry import Geometry
-
-        meta = {"scale": layer.scale, "translate": layer.translate, "metadata": layer.metadata}
-        return Geometry.from_layer_meta(meta, int(layer.ndim))
-
     def export_labels(self, path: str | os.PathLike, labels_layer: Any = None) -> str:
         """Write the labels with the source image's geometry (atomic); returns the path."""
         lab = labels_layer or self.labels_combo.value
@@ -427,7 +377,7 @@ class SynFoCWidget(QWidget):
             raise ValueError("no Labels layer to export")
         img = self.image_combo.value
         src = img if img is not None and img.ndim == lab.ndim else lab
-        return self.controller.export_labels(path, lab.data, self._geometry(src))
+        return self.controller.export_labels(path, lab.data, slices.io_geometry(src))
 
     def export_predictions(self, folder: str | os.PathLike, suffix: str = ".nii.gz") -> list[str]:
         """Write the six review maps into ``folder`` with the image's geometry; the paths."""
@@ -435,7 +385,7 @@ class SynFoCWidget(QWidget):
         if self.controller.maps is None or target is None:
             raise ValueError("no predictions to export: train or predict first")
         return self.controller.export_predictions(
-            folder, self._geometry(target), two_d=target.ndim == 2, suffix=suffix
+            folder, slices.io_geometry(target), two_d=target.ndim == 2, suffix=suffix
         )
 
     # ------------------------------------------------------------------ teardown

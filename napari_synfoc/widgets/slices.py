@@ -1,4 +1,5 @@
-"""Slice bookkeeping on napari layers (no Qt): marked slices, labelled slices, the dims point.
+"""Slice bookkeeping on napari layers (no Qt): marked and labelled slices, the dims point, the
+layer's geometry for export.
 
 A labels layer's metadata holds the slices the user marked labelled although they are all
 background (``MARKED_KEY``); painted slices count by themselves.
@@ -65,3 +66,11 @@ def goto_slice(viewer: Any, layer: Any, z: int) -> bool:
     world = layer.data_to_world(here)
     viewer.dims.set_point(viewer.dims.ndim - layer.ndim, float(world[0]))
     return True
+
+
+def io_geometry(layer: Any):
+    """The :class:`~napari_synfoc.io.geometry.Geometry` of a layer (scale, translate, metadata)."""
+    from ..io.geometry import Geometry
+
+    meta = {"scale": layer.scale, "translate": layer.translate, "metadata": layer.metadata}
+    return Geometry.from_layer_meta(meta, int(layer.ndim))

@@ -57,3 +57,32 @@ def test_lr_factor():
     assert lr_factor(1000, 1000, "poly") == 0.0
     with pytest.raises(ValueError, match="schedule"):
         lr_factor(0, 10, "cosine")
+
+
+def test_ramp_length_sets_the_trainers_lambda_schedule(tmp_path):
+    """``ramp_length`` (interactive lever): lambda reaches lam_max after that many iterations
+    instead of at the end of the run; 0 keeps the paper's whole-run ramp."""
+    import numpy as np
+
+    from napari_synfoc.config import make_config
+    from napari_synfoc.core.events import Step
+    from napari_synfoc.core.interactive import StackTask, train_on_stack
+
+    rng = np.random.default_rng(0)
+    img = rng.random((4, 32, 32)).astype(np.float32)
+    lab = (img > 0.5).astype(np.uint8)
+    labels = np.zeros_like(lab)
+    labels[0] = lab[0]
+    task = StackTask(img, labels, [0])
+
+    def lambdas(**over):
+        cfg = make_config("tiny", iterations=4, fm_size=32, unet_size=32, **over)
+        evs = train_on_stack(task, cfg, out_dir=tmp_path / str(over))
+        return [e.lam for e in evs if isinstance(e, Step)]
+
+    # ramp over 2 iterations, 200 steps: s = t*200//2 -> 0, 100, 200, 200
+    e5, e125 = np.exp(-5.0), np.exp(-1.25)
+    np.testing.assert_allclose(lambdas(ramp_length=2), [e5, e125, 1.0, 1.0], rtol=1e-6)
+    # the paper's ramp over the whole run (4 iterations): s = 0, 50, 100, 150
+    whole = [np.exp(-5 * (1 - s / 200) ** 2) for s in (0, 50, 100, 150)]
+    np.testing.assert_allclose(lambdas(), whole, rtol=1e-6)

@@ -50,7 +50,7 @@ def test_manifest_contributions():
     [reader] = c.readers
     assert reader.accepts_directories
     assert set(reader.filename_patterns) == {
-        "*.nii", "*.nii.gz", "*.mha", "*.mhd", "*.nrrd",
+        "*.nii", "*.nii.gz", "*.mha", "*.mhd", "*.nrrd", "*.dcm", "*.dicom", "*.ima",
         "*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff",
     }  # fmt: skip
     writers = {tuple(w.layer_types): set(w.filename_extensions) for w in c.writers}
@@ -68,6 +68,36 @@ def test_manifest_contributions():
             continue
         mod, attr = py.split(":")
         assert callable(getattr(importlib.import_module(mod), attr)), py
+
+
+def test_reader_is_first_and_preferred_for_medical_files(tmp_path, monkeypatch):
+    """npe2 lists our reader first for medical files; napari's built-in reader claims the same
+    patterns (so napari would ask), and prefer_synfoc_reader() records our plugin as the
+    preferred reader for them, keeping a choice the user already made."""
+    import napari.settings
+    from napari.plugins.utils import get_preferred_reader
+    from napari.settings import NapariSettings, get_settings
+    from npe2 import PluginManager
+
+    from napari_synfoc.io.readers import MEDICAL_PATTERNS, prefer_synfoc_reader
+
+    pm = PluginManager.instance()
+    pm.discover()
+    for name in ("x.nii.gz", "x.nii", "x.mha", "x.mhd", "x.nrrd", "x.dcm", str(tmp_path)):
+        readers = [r.plugin_name for r in pm.iter_compatible_readers([name])]
+        assert readers[0] == "napari-synfoc", (name, readers)
+    assert "napari" in [r.plugin_name for r in pm.iter_compatible_readers(["x.nii.gz"])]
+
+    # a private, never-saved settings object: the user's napari settings file is not touched
+    monkeypatch.setattr(napari.settings, "_SETTINGS", NapariSettings(config_path=None))
+    plugins = get_settings().plugins
+    plugins.extension2reader = {"*.nrrd": "someone-else"}
+    added = prefer_synfoc_reader()
+    assert "*.nrrd" not in added and set(added) == set(MEDICAL_PATTERNS) - {"*.nrrd"}
+    assert get_preferred_reader(str(tmp_path / "scan.nii.gz")) == "napari-synfoc"
+    assert get_preferred_reader(str(tmp_path / "one.dcm")) == "napari-synfoc"
+    assert get_preferred_reader(str(tmp_path / "x.nrrd")) == "someone-else"
+    assert prefer_synfoc_reader() == []  # idempotent
 
 
 def test_widget_command_resolves():

@@ -149,13 +149,13 @@ def cpu_policy(cores: int | None = None) -> tuple[int, int]:
 def apply_child_cpu_policy(cores: int | None = None) -> tuple[int, int]:
     """Set this process's torch intra-op threads and OS priority from :func:`cpu_policy`.
 
-    For a dedicated training process (it lowers the priority of the whole process). Also asks
-    OpenMP not to spin while it waits, which wastes a shared core. Returns (threads, niceness).
+    For a dedicated training process (it lowers the priority of the whole process; the process
+    runner also sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads). Returns (threads,
+    niceness).
     """
     import os
 
     threads, niceness = cpu_policy(cores)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     torch.set_num_threads(threads)
     with contextlib.suppress(OSError, AttributeError):
         current = os.getpriority(os.PRIO_PROCESS, 0)

@@ -167,6 +167,9 @@ def oom_message(where: str) -> str:
 def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
     """Entry point of the training process (spawned; imports torch only here)."""
     os.setpgrp()  # own process group: a stop kills the child and its DataLoader workers at once
+    # OpenMP reads this when torch loads: waiting threads sleep instead of spinning on a core
+    # that the UI or another process needs
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from .device import apply_child_cpu_policy
 
     apply_child_cpu_policy()

@@ -7,6 +7,7 @@ only the rows the user changed become overrides.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from qtpy.QtWidgets import (
@@ -22,6 +23,13 @@ from superqt import QCollapsible
 
 from ...config import ADVANCED_FIELDS, SynFoCConfig, field_meta, form_spec
 from ..tooltips import TOOLTIPS
+
+
+def _decimals(low: float, step: float) -> int:
+    """Enough decimals to show the range's lower bound and step (else Qt rounds them away)."""
+    small = [abs(v) for v in (low, step) if v]
+    need = max((math.ceil(-math.log10(v)) for v in small), default=0) + 2
+    return int(min(10, max(3, need)))
 
 
 class AdvancedForm(QCollapsible):
@@ -64,7 +72,7 @@ class AdvancedForm(QCollapsible):
             w.valueChanged.connect(lambda _=None, n=name: self._touch(n))
         else:
             w = QDoubleSpinBox()
-            w.setDecimals(6)
+            w.setDecimals(_decimals(float(spec[0]), float(spec[2])))
             w.setRange(float(spec[0]), float(spec[1]))
             w.setSingleStep(float(spec[2]))
             w.setValue(float(value))

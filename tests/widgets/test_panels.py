@@ -1,0 +1,70 @@
+"""The dock's panels on their own: the run panel's bars and the generated Advanced form."""
+
+from __future__ import annotations
+
+import pytest
+
+from napari_synfoc.config import ADVANCED_FIELDS, form_spec, resolve_config
+
+pytestmark = pytest.mark.gui
+
+
+def test_run_panel_bars_are_always_determinate(qtbot):
+    from napari_synfoc.widgets.panels.run import RunPanel
+
+    panel = RunPanel()
+    qtbot.addWidget(panel)
+    panel.set_progress(0, 0, 0)  # an empty range would make Qt draw a busy bar
+    assert panel.progress.maximum() > panel.progress.minimum()
+    panel.set_progress(5, 12, 7)
+    assert (panel.progress.minimum(), panel.progress.maximum(), panel.progress.value()) == (
+        5, 12, 7,
+    )  # fmt: skip
+    panel.set_encoding(3, 10)
+    assert not panel.encode_bar.isHidden() and panel.encode_bar.maximum() == 10
+    assert panel.encode_bar.value() == 3
+    panel.set_encoding(10, 10)
+    assert panel.encode_bar.isHidden()
+    panel.set_state(busy=True, running=True, stopping=True, has_checkpoint=True)
+    assert panel.stop_btn.text() == "Stopping…" and not panel.stop_btn.isEnabled()
+    assert not panel.train_btn.isEnabled() and not panel.retrain_btn.isEnabled()
+
+
+def test_advanced_form_is_generated_from_the_config_table(qtbot):
+    from qtpy.QtWidgets import QCheckBox, QComboBox
+
+    from napari_synfoc.widgets.panels.model import ModelPanel
+
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    form = panel.advanced
+    assert list(form.widgets) == list(ADVANCED_FIELDS)
+    for name, w in form.widgets.items():
+        spec = form_spec(name)
+        if spec is None:
+            assert isinstance(w, QCheckBox), name
+        elif isinstance(spec[0], str):
+            assert [w.itemText(i) for i in range(w.count())] == list(spec), name
+        else:
+            assert (w.minimum(), w.maximum()) == pytest.approx(spec[:2]), name
+        assert w.toolTip(), name
+    # the profile's values are shown (not overrides); only user edits become overrides
+    panel.profile_combo.setCurrentText("cpu-interactive")
+    panel.device_combo.setCurrentText("cpu")
+    shown = resolve_config("cpu-interactive", "cpu", "litemedsam", {"iterations": 300})
+    assert form.value("freeze_encoder") is True and form.value("unet_lr") == shown.unet_lr
+    assert form.overrides() == {}
+    tau = form.widgets["tau"]
+    tau.setValue(0.9)
+    assert isinstance(form.widgets["alpha_mode"], QComboBox)
+    assert form.overrides() == {"tau": pytest.approx(0.9)}
+    # a ViT-B model: the form shows what resolve_config builds (LoRA, no embedding cache)
+    panel.foundation_combo.setCurrentIndex(1)
+    assert form.value("freeze_encoder") is False and form.value("lora_targets") == "qv"
+    assert form.value("cache_embeddings") is False and form.value("tau") == pytest.approx(0.9)
+    panel.reset_advanced()
+    assert form.overrides() == {} and form.value("tau") == shown.tau
+    params = panel.params()
+    assert params["foundation"] == "medsam-vitb" and params["overrides"] == {}
+    with pytest.raises(ValueError, match="unknown profile"):
+        panel.set_profile("fastest")

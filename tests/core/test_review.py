@@ -28,7 +28,7 @@ def test_review_maps_two_classes_by_hand():
     # one slice, 1x3 pixels
     fm = _probs([[[0.9, 0.2, 0.6]]])
     un = _probs([[[0.7, 0.8, 0.3]]])
-    m = review_maps(fm, un)
+    m = review_maps(fm, un, rule="argmax")
     assert m.fm_label.tolist() == [[[1, 0, 1]]]
     assert m.unet_label.tolist() == [[[1, 1, 0]]]
     # mean fg: 0.8, 0.5, 0.45 -> ensemble argmax of the sum; tie at 0.5 goes to class 0
@@ -40,6 +40,9 @@ def test_review_maps_two_classes_by_hand():
     np.testing.assert_allclose(m.heat, [[[0.2, 0.6, 0.3]]], atol=1e-6)
     np.testing.assert_allclose(m.slice_scores, [(0.2 + 0.6 + 0.3) / 3], atol=1e-6)
     assert m.heat.dtype == np.float32 and m.fm_label.dtype == np.uint8
+    # default rule: ensemble fg 0.8, 0.5, 0.45 -> margins 0.6, 0.0, 0.1; unsure below 0.4
+    assert review_maps(fm, un).divergence.tolist() == [[[0, 1, 1]]]
+    assert review_maps(fm, un, margin=0.05).divergence.tolist() == [[[0, 1, 0]]]
 
 
 def test_review_maps_three_classes_half_l1():

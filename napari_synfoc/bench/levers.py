@@ -28,10 +28,12 @@ DOCK_ITERATIONS = 300  # the dock's default run length (the schedule's ramps dep
 
 # name -> config overrides on top of the dock's profile
 LEVERS: dict[str, dict[str, Any]] = {
+    # the paper's heads: what the profile did before this lever (issue 12's table)
     "paper_heads": {"fm_head_init": "random", "fm_lr": 1.2e-4},
     "pretrained_heads": {"fm_head_init": "pretrained", "fm_lr": 1.2e-4},
     "fm_lr_1e-3": {"fm_head_init": "random", "fm_lr": 1e-3},
     "pretrained+lr": {"fm_head_init": "pretrained", "fm_lr": 1e-3},
+    "pretrained+lr+ramp100": {"fm_head_init": "pretrained", "fm_lr": 1e-3, "ramp_length": 100},
     "profile": {},  # the interactive profile as committed
 }
 
@@ -177,6 +179,41 @@ def make_table(results: list[dict[str, Any]], at=(5, 10, 20, 40), rule: str = ""
     return "\n".join(md)
 
 
+def rescore(runs: dict[str, Any], probs: Path, gt: np.ndarray) -> None:
+    """Recompute every refresh's metrics from the saved probabilities (times kept)."""
+    unlabeled = [z for z in range(len(gt)) if z not in S40_LABELED]
+    for name, run in runs.items():
+        for row in run["refreshes"]:
+            path = probs / f"{name}_it{row['iteration']:04d}.npz"
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no saved probabilities for {name}")
+            d = np.load(path)
+            fm, un = d["fm"].astype(np.float32), d["unet"].astype(np.float32)
+            keep = {k: row[k] for k in ("iteration", "seconds")}
+            row.clear()
+            row.update(keep)
+            row.update(refresh_metrics(fm, un, gt, unlabeled))
+
+
+def _markdown(runs: dict[str, Any]) -> str:
+    from ..core.review import DEFAULT_DIVERGENCE_RULE, UNCERTAIN_MARGIN
+
+    return "\n".join(
+        [
+            "# Interactive quality levers on S40 (Dice on the unlabelled slices)",
+            "",
+            f"Profile `{DOCK_PROFILE}` ({DOCK_ITERATIONS}-iteration schedule, stopped early); "
+            "wall times are noisy (shared 2-core CPU, other jobs running; frozen-encoder "
+            "embeddings from the disk cache after the first run). M_d rule "
+            f"`{DEFAULT_DIVERGENCE_RULE}`: ensemble top-two margin < {UNCERTAIN_MARGIN}. AUROC: "
+            "the continuous disagreement map |p_fm - p_unet| for the ensemble's error pixels.",
+            "",
+            make_table(list(runs.values())),
+            "",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m napari_synfoc.bench.levers", description=__doc__)
     ap.add_argument("--out", required=True, help="folder for levers.json / levers.md")
@@ -186,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data", default=None, help="FAZ root (default: the shared data)")
     ap.add_argument("--save-probs", default=None, help="folder for per-refresh probabilities")
+    ap.add_argument(
+        "--rescore",
+        action="store_true",
+        help="recompute the metrics of levers.json from --save-probs (no training): after a "
+        "change of the M_d rule",
+    )
     args = ap.parse_args(argv)
     from ..core.device import pick_device
     from ..io.results import device_name, git_commit, write_json_atomic
@@ -200,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     results_path = out / "levers.json"
     old = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
     runs: dict[str, Any] = dict(old.get("runs", {}))
+    if args.rescore:
+        if not args.save_probs:
+            ap.error("--rescore needs --save-probs (the folder the runs saved probabilities to)")
+        rescore(runs, Path(args.save_probs), gt)
+        old["runs"] = runs
+        write_json_atomic(results_path, old)
+        (out / "levers.md").write_text(_markdown(runs))
+        print((out / "levers.md").read_text())
+        return 0
     for n in names:
         res = run_lever(
             n,
@@ -227,18 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": runs,
             },
         )
-        md = [
-            "# Interactive quality levers on S40 (Dice on the unlabelled slices)",
-            "",
-            "Profile "
-            f"`{DOCK_PROFILE}` ({DOCK_ITERATIONS}-iteration schedule, stopped early); "
-            "wall times are noisy (shared 2-core CPU, frozen-encoder embeddings from the disk "
-            "cache after the first run).",
-            "",
-            make_table(list(runs.values())),
-            "",
-        ]
-        (out / "levers.md").write_text("\n".join(md))
+        (out / "levers.md").write_text(_markdown(runs))
     print((out / "levers.md").read_text())
     return 0
 

@@ -277,7 +277,8 @@ def run_stack(
             records.append(rec)
             paused += time.perf_counter() - ts
             q = (
-                f" ens {rec['dice_ensemble']:.3f} fm {rec['dice_fm']:.3f} un {rec['dice_unet']:.3f}"
+                f" ens {rec['dice_ensemble']:.3f} fm {rec['dice_fm']:.3f}"
+                f" un {rec['dice_unet']:.3f}"
                 if "dice_ensemble" in rec
                 else ""
             )
@@ -509,8 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "interactive.md").write_text(markdown(data))
     plot(data, out / "interactive.png")
     for g in data["goals"]:
-        print(f"{g['goal']:20s} {g['stack']:5s} {_fmt(g['value'])} (limit {g['limit']}): "
-              f"{'met' if g['met'] else 'MISSED' if g['met'] is False else 'not reached'}")  # fmt: skip
+        met = "met" if g["met"] else "MISSED" if g["met"] is False else "not reached"
+        print(f"{g['goal']:20s} {g['stack']:5s} {_fmt(g['value'])} (limit {g['limit']}): {met}")
     return 0 if ok else 1
 
 

@@ -97,6 +97,33 @@ class EmbeddingBank:
             self.store[key] = torch.from_numpy(np.asarray(emb)).to(torch.float16)
         return self.store[key]
 
+    @torch.no_grad()
+    def compute_many(
+        self, keys: Sequence[tuple[str, bool]], images: Sequence[torch.Tensor]
+    ) -> int:
+        """Store the embeddings of several C×S×S images with ONE encoder call for those neither
+        in memory nor on disk (batched encoding is cheaper per image on a CPU); returns how many
+        were encoded."""
+        todo = []
+        for key, image in zip(keys, images, strict=True):
+            if key in self.store:
+                continue
+            x = torch.flip(image, dims=[-1]) if key[1] else image
+            emb = self.disk.get(x.numpy()) if self.disk is not None else None
+            if emb is None:
+                todo.append((key, x))
+            else:
+                self.store[key] = torch.from_numpy(np.asarray(emb)).to(torch.float16)
+        if todo:
+            x = torch.stack([t for _, t in todo]).to(self.device)
+            with autocast(self.device, self.precision):
+                embs = self.fm.encode(self.fm.normalize(x)).to("cpu", torch.float16)
+            for (key, img), emb in zip(todo, embs, strict=True):
+                if self.disk is not None:
+                    self.disk.put(img.numpy(), emb.numpy())
+                self.store[key] = emb.clone()
+        return len(todo)
+
     def batch(self, keys: Sequence[tuple[str, bool]], images: torch.Tensor) -> torch.Tensor:
         """Embeddings of a batch of C×S×S images, stacked on the bank's device (fp32)."""
         # fp32 before stacking: torch.stack of fp16 tensors fails under CPU autocast

@@ -55,7 +55,7 @@ def train_on_stack(
     embed_cache_dir: str | Path | bool | None = True,
     background: bool = False,
     view_slice: int | None = None,
-    encode_per_step: int = 2,
+    encode_per_step: int = 4,
 ) -> Iterator[Event]:
     """Train SynFoC on ``task`` and yield events, ending with Done, Cancelled or Failed.
 

@@ -134,7 +134,7 @@ class SynFoCTrainer:
         predict_keys: Sequence[str] | None = None,
         embed_cache_dir: str | Path | None = None,
         view_slice: int | None = None,
-        encode_per_step: int = 2,
+        encode_per_step: int = 4,
     ):
         from .data import LabeledDataset, UnlabeledDataset
 
@@ -642,6 +642,8 @@ class SynFoCTrainer:
                     return
                 t0 = time.perf_counter()
                 lab = next(lab_iter)
+                if progressive:
+                    lab = self._unmirror_unready(lab, self._lab_keys)
                 if unl_iter is None:
                     unl = None
                 else:
@@ -778,14 +780,17 @@ class SynFoCTrainer:
         view = self.view_slice is not None
         return bool(self.cached and self.predict_images is not None and view)
 
-    def _embed(self, kind: str, i: int) -> None:
-        """Encode stack slice ``i`` (kind "slice") or unlabelled sample ``i`` ("unl")."""
+    def _queue_item(self, kind: str, i: int) -> tuple[tuple[str, bool], torch.Tensor]:
+        """Bank key and S×S image of a queue item: stack slice ``i`` ("slice"), unlabelled
+        sample ``i`` ("unl") or the mirrored view of labelled sample ``i`` ("lab_flip")."""
         if kind == "slice":
             img = torch.from_numpy(np.ascontiguousarray(self.predict_images[i]))[None].float()
-            self.bank.compute((self.predict_keys[i], False), _resize(img, self.S, "bilinear")[0])
-        else:
+            return (self.predict_keys[i], False), _resize(img, self.S, "bilinear")[0]
+        if kind == "unl":
             img = torch.from_numpy(np.asarray(self.unlabeled_ds.images[i]))[None].float()
-            self.bank.compute((self._unl_keys[i], False), _resize(img, self.S)[0])
+            return (self._unl_keys[i], False), _resize(img, self.S)[0]
+        img = torch.from_numpy(np.asarray(self.labeled_ds.images[i]))[None].float()
+        return (self._lab_keys[i], True), _resize(img, self.S)[0]
 
     def _prime_near_view(self) -> Iterator[Event]:
         n = len(self.predict_images)
@@ -796,9 +801,11 @@ class SynFoCTrainer:
             ("unl", j) for j, k in enumerate(self._unl_keys) if k not in pred
         ]
         first = [("slice", i) for i in range(n) if self.predict_keys[i] in lab]
-        first.append(("slice", view))
         need = self.cfg.batch_unlabeled if not self.cfg.suponly else 0
         unl_keys = set(self._unl_keys)
+        if self.predict_keys[view] in unl_keys:
+            need -= 1
+        first.append(("slice", view))
         for kind, i in queue:  # one unlabelled batch's worth, nearest to the view
             if need <= 0:
                 break
@@ -808,7 +815,12 @@ class SynFoCTrainer:
                 need -= 1
         first = list(dict.fromkeys(first))
         chosen = set(first)
+        # mirrored labelled views after the stack's slices (until then labelled draws are
+        # unmirrored), unlabelled samples from other images last
+        lab_flips = [("lab_flip", j) for j in range(len(self._lab_keys))]
         self._pending = [q for q in queue if q not in chosen]
+        n_stack = sum(1 for q in self._pending if q[0] == "slice")
+        self._pending[n_stack:n_stack] = lab_flips
         self._encode_total = len(first) + len(self._pending)
         self._encode_done = 0
         self._fresh: list[int] = []  # encoded stack slices without a prediction yet
@@ -818,13 +830,25 @@ class SynFoCTrainer:
         yield Encoding(0, self._encode_total)
         yield from self._encode(first)
 
-    def _encode(self, items) -> Iterator[Event]:
-        for kind, i in items:
-            self._embed(kind, i)
-            if kind == "slice":
-                self._fresh.append(i)
-            self._encode_done += 1
+    def _encode(self, items, batch: int = 4) -> Iterator[Event]:
+        """Encode queue items, ``batch`` per encoder call; an Encoding event after each call."""
+        for s in range(0, len(items), batch):
+            chunk = items[s : s + batch]
+            keys, images = zip(*(self._queue_item(k, i) for k, i in chunk), strict=True)
+            self.bank.compute_many(keys, images)
+            self._fresh.extend(i for k, i in chunk if k == "slice")
+            self._encode_done += len(chunk)
             yield Encoding(self._encode_done, self._encode_total)
+
+    def _unmirror_unready(self, batch: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+        """Undo the mirror of batch items whose mirrored embedding is not encoded yet."""
+        for b, (i, f) in enumerate(zip(batch["index"], batch["flip"], strict=True)):
+            if bool(f) and (keys[int(i)], True) not in self.bank.store:
+                for name in ("image", "strong", "label"):
+                    if name in batch:
+                        batch[name][b] = torch.flip(batch[name][b], dims=[-1])
+                batch["flip"][b] = False
+        return batch
 
     def _encode_pending(self, count: int) -> Iterator[Event]:
         items, self._pending = self._pending[:count], self._pending[count:]
@@ -839,12 +863,8 @@ class SynFoCTrainer:
         picks = self._pool_rng.choice(ready, size=b, replace=len(ready) < b)
         items = [self.unlabeled_ds[(int(j), self._pool_draw + n)] for n, j in enumerate(picks)]
         self._pool_draw += b
-        for item in items:
-            if item["flip"]:  # undo the mirror: the pool holds unmirrored embeddings only
-                for key in ("image", "strong", "label"):
-                    item[key] = torch.flip(item[key], dims=[-1])
-                item["flip"] = False
-        return torch.utils.data.default_collate(items)
+        batch = torch.utils.data.default_collate(items)
+        return self._unmirror_unready(batch, self._unl_keys)
 
     def _progressive_refresh(self, it: int) -> Iterator[Event]:
         """Encode a few more slices; predict the new ones (every ``first_predict_at``

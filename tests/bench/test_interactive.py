@@ -130,7 +130,7 @@ def test_smoke_progressive_run_and_reports(tmp_path, count_encodes):
     counts = [x["slices_with_both"] for x in recs]
     assert counts == sorted(counts)
     assert all(0.0 <= x["dice_ensemble"] <= 1.0 for x in recs)
-    assert recs[-1]["encoded"] == [10, 10]
+    assert recs[-1]["encoded"] == [12, 12]  # 10 slices + 2 mirrored labelled views
     assert recs[-1]["scored_slices"] == 8
     data = {
         "command": "x",
@@ -161,7 +161,8 @@ def test_second_run_and_retrain_encode_nothing(tmp_path, count_encodes):
     first = count_encodes["images"]
     # each slice once, plus flipped views of the slices drawn with a flip
     assert 10 <= first <= 20
-    assert [e for e in ev1 if isinstance(e, Encoding)][-1].done == 10
+    enc = [e for e in ev1 if isinstance(e, Encoding)]
+    assert enc[0].done == 0 and enc[-1].done == enc[-1].total == 12
     ev2 = list(
         train_on_stack(
             task, cfg, view_slice=4, embed_cache_dir=cache, init_checkpoint=ev1[-1].checkpoint

@@ -15,7 +15,7 @@ Preprocessing is the trainer's, so embeddings are shared with a training run thr
 cache: the slice is normalised per volume as :func:`prepare_volume` (= the trainer's prediction
 slices), bilinearly resized to the encoder's S×S (aspect ratio not kept, no padding: the
 trainer's rule, not upstream LiteMedSAM's pad recipe), and keyed by SHA-1 of the model id and
-the resized ``C×S×S`` float32 array (:class:`~napari_synfoc.core.evaluate.EmbeddingDiskCache`'s
+the resized ``C×S×S`` float32 array (:class:`~napari_synfoc.core.embeddings.EmbeddingDiskCache`'s
 key).  Embeddings are rounded to fp16 like the trainer's cache, so a cached and a fresh call
 give the same mask.
 
@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -284,9 +285,13 @@ class PromptSegmenter:
         self.base_weights = base
         emb = tuple(int(v) for v in net.prompt_encoder.image_embedding_size)
         self.mask_size = 4 * emb[0]  # decoder low-res logits / mask prompt grid
-        # the trainer's frozen_encoder_id: f"{foundation}-{input size}-{sha or random-seedN}"
-        sha = base.get("sha256") or f"random-seed{seed}"
-        self.model_id = f"{foundation}-{self.input_size}-{sha}"
+        from .embeddings import frozen_encoder_id
+
+        # the trainer's id, so the disk cache is shared with training runs
+        self.model_id = frozen_encoder_id(
+            SimpleNamespace(base_weights=base, input_size=self.input_size),
+            SimpleNamespace(foundation=foundation, seed=seed),
+        )
         self.precision = self._resolve_precision(precision)
         self.lru_size = int(lru_size)
         self._lru: OrderedDict[str, Any] = OrderedDict()

@@ -81,9 +81,8 @@ def test_same_cache_key_and_embedding_as_the_trainer(tmp_path):
     import torch
 
     from napari_synfoc.config import SynFoCConfig
-    from napari_synfoc.core.evaluate import EmbeddingDiskCache
+    from napari_synfoc.core.embeddings import EmbeddingDiskCache, frozen_encoder_id
     from napari_synfoc.core.foundation import build_foundation
-    from napari_synfoc.core.trainer import frozen_encoder_id
 
     cfg = SynFoCConfig(foundation="tiny", fm_size=64, num_classes=2, freeze_encoder=True)
     fm = build_foundation(cfg)

@@ -33,7 +33,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "pretrained_heads": {"fm_head_init": "pretrained", "fm_lr": 1.2e-4},
     "fm_lr_1e-3": {"fm_head_init": "random", "fm_lr": 1e-3},
     "pretrained+lr": {"fm_head_init": "pretrained", "fm_lr": 1e-3},
-    "pretrained+lr+ramp100": {"fm_head_init": "pretrained", "fm_lr": 1e-3, "ramp_length": 100},
+    "pretrained+ramp100": {"fm_head_init": "pretrained", "ramp_length": 100},
     "profile": {},  # the interactive profile as committed
 }
 

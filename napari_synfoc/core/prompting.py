@@ -19,11 +19,12 @@ the resized ``C×S×S`` float32 array (:class:`~napari_synfoc.core.embeddings.Em
 key).  Embeddings are rounded to fp16 like the trainer's cache, so a cached and a fresh call
 give the same mask.
 
-Point refinement (LiteMedSAM was trained with box prompts only): the nearest equivalent of SAM's
-mask-plus-points prompt.  The previous mask gives a box (its bounding box) and is passed as the
-dense mask prompt (``±MASK_PROMPT_LOGIT`` at the decoder's R×R low-res grid); the clicks are
-point prompts.  Without a previous mask only the clicks are used (SAM's multimask output, the
-best predicted-IoU mask kept when there is exactly one click).
+Point refinement (LiteMedSAM was trained with box prompts only, so SAM's mask-plus-points prompt
+makes its masks worse: measured in bench/prompts.py).  The nearest equivalent used here: the
+decoder gets the box of the previous mask plus the clicks as point prompts, and its proposal is
+merged into the previous mask only in the connected error region under each click
+(:func:`click_local_merge`).  Without a previous mask the clicks (and an optional box) are the
+prompt (SAM's multimask output, best predicted IoU, for a single click).
 """
 
 from __future__ import annotations
@@ -164,6 +165,29 @@ def interpolate_boxes(boxes: Mapping[int, Sequence[float]]) -> dict[int, tuple[f
             t = (zz - a) / (b - a)
             out[zz] = tuple(float(v) for v in (1 - t) * arr[a] + t * arr[b])
     out[keys[-1]] = tuple(float(v) for v in arr[keys[-1]])
+    return out
+
+
+def click_local_merge(previous, proposal, points, labels) -> np.ndarray:
+    """Refine ``previous`` with the decoder's ``proposal`` only where the clicks are.
+
+    For a positive click, the connected part of ``proposal & ~previous`` under it is added; for
+    a negative click, the connected part of ``previous & ~proposal`` under it is removed.
+    Changes away from the clicks are ignored (LiteMedSAM was trained on boxes only; its
+    point-conditioned masks drift elsewhere, measured in bench/prompts.py).
+    """
+    from scipy import ndimage as ndi
+
+    out = np.asarray(previous, bool).copy()
+    prop = np.asarray(proposal, bool)
+    h, w = out.shape
+    for (x, y), positive in zip(np.asarray(points), np.asarray(labels), strict=True):
+        r, c = min(max(int(round(y)), 0), h - 1), min(max(int(round(x)), 0), w - 1)
+        region = prop & ~out if positive else out & ~prop
+        comp, _ = ndi.label(region)
+        k = comp[r, c]
+        if k:
+            out[comp == k] = bool(positive)
     return out
 
 
@@ -434,29 +458,40 @@ class PromptSegmenter:
         *,
         box=None,
         rgb: bool = False,
+        refine: str = "merge",
     ) -> np.ndarray:
         """Bool ``(H, W)`` mask from clicks, refining ``mask`` (the last mask, or a seed such as
         the ensemble's) when given.
 
         ``points``: ``N×2`` ``(x, y)``; ``point_labels``: 1 positive / 0 negative.  With a
-        non-empty ``mask`` the decoder gets its bounding box (unless ``box`` is given), the mask
-        as a dense prompt and the points (see the module docstring).
+        non-empty ``mask`` the decoder gets its bounding box (unless ``box`` is given) and the
+        points; ``refine="merge"`` (default) merges that proposal into ``mask`` only in the
+        error region under each click (:func:`click_local_merge`), ``refine="sam"`` returns the
+        decoder's mask with ``mask`` also given as the dense mask prompt (SAM's protocol).
         """
         chw = as_chw(image_slice, rgb)
         hw = chw.shape[-2:]
         p, lab = check_points(points, point_labels, hw)
-        m = None
+        prev = None
         if mask is not None:
-            m = np.asarray(mask)
-            if m.shape != tuple(hw):
-                raise ValueError(f"mask shape {m.shape} does not match the slice {tuple(hw)}")
-            m = m > 0
-            if box is None and m.any():
-                box = mask_to_box(m)
-            if not m.any():
-                m = None
+            prev = np.asarray(mask)
+            if prev.shape != tuple(hw):
+                raise ValueError(f"mask shape {prev.shape} does not match the slice {tuple(hw)}")
+            prev = prev > 0
+            if not prev.any():
+                prev = None
+        if prev is not None and box is None:
+            box = mask_to_box(prev)
         b = check_box(box, hw) if box is not None else None
-        return self._decode(self.embedding(chw), hw, box=b, points=p, labels=lab, mask=m)
+        emb = self.embedding(chw)
+        if refine not in ("merge", "sam"):
+            raise ValueError(f"refine must be 'merge' or 'sam', got {refine!r}")
+        if refine == "sam":  # SAM's protocol: box + points + the previous mask as dense prompt
+            return self._decode(emb, hw, box=b, points=p, labels=lab, mask=prev)
+        proposal = self._decode(emb, hw, box=b, points=p, labels=lab)
+        if prev is None:
+            return proposal
+        return click_local_merge(prev, proposal, p, lab)
 
     def refine_from_mask(self, image_slice, seed_mask, point, positive: bool, *, rgb=False):
         """One click on a seed mask (e.g. the ensemble's where the models disagree): a

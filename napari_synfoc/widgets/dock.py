@@ -1,9 +1,10 @@
 """The "SynFoC" dock: label a few slices, train in the background, review, fix, retrain.
 
 The dock builds the panels (:mod:`.panels`), binds the keys and forwards the scripting API to the
-Qt-free :class:`~.controller.DockController`, which holds the run state.  Training runs in
-napari's ``thread_worker`` (``SYNFOC_NOTHREADS=1``: synchronously; see :mod:`.jobs`); the worker
-never touches Qt, and torch is imported when training starts, never when napari loads the dock.
+Qt-free :class:`~.controller.DockController`, which holds the run state.  Training runs in a
+child process by default, its events read by a light thread (``backend="thread"``: in a thread
+of napari's process; ``"sync"``: synchronously; or ``SYNFOC_BACKEND``, see :mod:`.jobs`); the
+worker never touches Qt, and torch is never imported when napari loads the dock.
 
 Scripting::
 
@@ -48,6 +49,8 @@ class SynFoCWidget(QWidget):
     ----------
     napari_viewer : napari.viewer.Viewer
         The viewer whose layers are read and where the overlays are shown.
+    backend : str, optional
+        Where training runs: "process" (default), "thread" or "sync" (see :mod:`.jobs`).
 
     Attributes
     ----------
@@ -55,16 +58,17 @@ class SynFoCWidget(QWidget):
         The Qt-free state and actions (``outcome``, ``maps``, ``latest_checkpoint``, ...).
     """
 
-    def __init__(self, napari_viewer, parent=None):
+    def __init__(self, napari_viewer, parent=None, backend: str | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.controller = DockController(DockView(self), JobRunner())
+        self.controller = DockController(DockView(self), JobRunner(backend))
         self.overlay_builder = OverlayBuilder(napari_viewer, self.controller.overlays_built, self)
         self._build_ui()
         self._bind_keys()
         self.model_panel.show_profile()
         self.refresh_labeled()
-        warm_up_imports()
+        if self.controller.jobs.backend != "process":  # the child imports torch, not napari
+            warm_up_imports()
 
     # ------------------------------------------------------------------ UI construction
     def _build_ui(self) -> None:

@@ -8,24 +8,40 @@ Backends:
 - ``"thread"``: napari's ``thread_worker``; callbacks arrive in the GUI thread through Qt signals.
   napari is imported when a job starts, never when this module is imported.
 - ``"sync"``: the job runs to its end inside ``start_*`` (tests, ``SYNFOC_NOTHREADS=1``); no Qt.
-- ``"process"``: the thread runner draining a generator that trains in a child process
-  (:func:`training_source` returns ``core.process_runner.train_in_child`` for it).  The thread
-  only reads events, so it stays light.
+- ``"process"`` (the dock's default): the thread runner draining a generator that trains in a
+  ``spawn`` child process (:func:`training_source` returns ``core.process_runner.train_in_child``
+  for it).  The thread only reads events, so it stays light; a crash, an out-of-memory kill or a
+  hang in training cannot take napari down, and the training memory goes back when the child
+  exits.  Predictions (``start_call``) still run in the thread.
+
+Choosing a backend: ``SynFoCWidget(viewer, backend="thread")`` or ``JobRunner("sync")`` in code;
+the environment variable ``SYNFOC_BACKEND=process|thread|sync`` for a whole session;
+``SYNFOC_NOTHREADS=1`` is the older spelling of ``sync`` and wins over both.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .process_tweaks import nothreads
 
 BACKENDS = ("thread", "sync", "process")
+BACKEND_ENV = "SYNFOC_BACKEND"
 
 
 def default_backend() -> str:
-    """``"sync"`` when ``SYNFOC_NOTHREADS`` is set, else ``"thread"``."""
-    return "sync" if nothreads() else "thread"
+    """``"sync"`` when ``SYNFOC_NOTHREADS`` is set, else ``$SYNFOC_BACKEND``, else
+    ``"process"`` (training in a child process)."""
+    if nothreads():
+        return "sync"
+    name = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if not name:
+        return "process"
+    if name not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={name!r} is not a job backend; choose from {BACKENDS}")
+    return name
 
 
 def training_source(backend: str) -> Callable[..., Iterator[Any]]:

@@ -100,6 +100,7 @@ class SynFoCConfig:
     unet_weight_decay: float = _f(1e-4, "U-Net weight decay", range=(0.0, None))
     fm_lr: float = _f(1.2e-4, "foundation AdamW learning rate", range=(0.0, None), step=1e-5,
                       ui_range=(1e-7, 0.1))  # fmt: skip
+    fm_head_lr: float = _f(0.0, "learning rate of the foundation's class heads (mask tokens, hypernetwork MLPs); 0: fm_lr", range=(0.0, None))  # fmt: skip  # noqa: E501
     fm_betas: tuple[float, float] = _f((0.9, 0.999), "foundation AdamW betas")
     fm_weight_decay: float = _f(0.1, "foundation weight decay", range=(0.0, None))
     # method

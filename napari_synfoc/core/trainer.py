@@ -255,7 +255,7 @@ class SynFoCTrainer:
             foreach=True,
         )
         self.opt_fm = torch.optim.AdamW(
-            [p for _, p in self.fm_student.trainable_named_parameters()],
+            fm_param_groups(self.fm_student, cfg),
             lr=cfg.fm_lr,
             betas=tuple(cfg.fm_betas),
             weight_decay=cfg.fm_weight_decay,
@@ -317,7 +317,7 @@ class SynFoCTrainer:
         for g in self.opt_unet.param_groups:
             g["lr"] = self.cfg.unet_lr * f
         for g in self.opt_fm.param_groups:
-            g["lr"] = self.cfg.fm_lr * f
+            g["lr"] = g.get("base_lr", self.cfg.fm_lr) * f
 
     def train_step(self, lab: dict, unl: dict | None) -> dict[str, float]:
         """One SynFoC iteration on a labelled and an unlabelled batch; returns logged values.
@@ -935,3 +935,21 @@ class SynFoCTrainer:
             if hasattr(self, name):
                 setattr(self, name, None)
         release_memory(self.device, collect=self.collect_garbage)
+
+
+HEAD_PREFIXES = ("mask_decoder.mask_tokens.", "mask_decoder.output_hypernetworks_mlps.")
+
+
+def fm_param_groups(fm, cfg: SynFoCConfig) -> list[dict[str, Any]]:
+    """The foundation optimiser's parameter groups: one at ``fm_lr`` (the paper), or, with
+    ``fm_head_lr`` > 0, the class heads (mask tokens, hypernetwork MLPs) at ``fm_head_lr`` and
+    the rest at ``fm_lr``.  Each group keeps its ``base_lr`` for the schedule."""
+    named = fm.trainable_named_parameters()
+    if not cfg.fm_head_lr:
+        return [{"params": [p for _, p in named], "base_lr": cfg.fm_lr}]
+    heads = [p for n, p in named if n.startswith(HEAD_PREFIXES)]
+    rest = [p for n, p in named if not n.startswith(HEAD_PREFIXES)]
+    return [
+        {"params": rest, "lr": cfg.fm_lr, "base_lr": cfg.fm_lr},
+        {"params": heads, "lr": cfg.fm_head_lr, "base_lr": cfg.fm_head_lr},
+    ]

@@ -56,3 +56,21 @@ def test_random_heads_are_the_default_and_differ_per_class():
 def test_unknown_head_init_is_rejected():
     with pytest.raises(ValueError, match="pretrained"):
         reset_decoder_heads(_decoder(), 2, "zeros")
+
+
+def test_head_learning_rate_groups():
+    from napari_synfoc.core.trainer import fm_param_groups
+
+    fm = build_foundation(make_config("tiny"))
+    n_all = len(fm.trainable_named_parameters())
+    # the paper: one group at fm_lr
+    (g,) = fm_param_groups(fm, make_config("tiny", fm_lr=1e-4))
+    assert len(g["params"]) == n_all and g["base_lr"] == 1e-4
+    rest, heads = fm_param_groups(fm, make_config("tiny", fm_lr=1e-4, fm_head_lr=1e-3))
+    assert (rest["lr"], heads["lr"]) == (1e-4, 1e-3)
+    assert len(rest["params"]) + len(heads["params"]) == n_all
+    ids = {id(p) for p in heads["params"]}
+    dec = fm.mask_decoder
+    assert id(dec.mask_tokens.weight) in ids
+    assert all(id(p) in ids for p in dec.output_hypernetworks_mlps.parameters())
+    assert id(dec.iou_token.weight) not in ids

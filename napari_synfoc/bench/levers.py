@@ -34,6 +34,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "fm_lr_1e-3": {"fm_head_init": "random", "fm_lr": 1e-3},
     "pretrained+lr": {"fm_head_init": "pretrained", "fm_lr": 1e-3},
     "pretrained+ramp100": {"fm_head_init": "pretrained", "ramp_length": 100},
+    "pretrained+headlr1e-3": {"fm_head_init": "pretrained", "fm_head_lr": 1e-3},
     "profile": {},  # the interactive profile as committed
 }
 

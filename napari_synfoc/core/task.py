@@ -12,6 +12,8 @@ import numpy as np
 
 # Label values at or above this are almost surely a mask saved as 0/255, not class indices.
 MAX_CLASS_INDEX = 254
+# Largest slice (pixels) accepted for training: 2048 x 2048.
+MAX_SLICE_PIXELS = 2048 * 2048
 
 
 @dataclass
@@ -99,6 +101,14 @@ def validate_task(
     img = task.stack()
     spatial = tuple(img.shape[:3])
     shown = spatial if raw.ndim - int(task.rgb) == 3 else spatial[1:]
+    n_z, n_y, n_x = spatial
+    if n_y * n_x > MAX_SLICE_PIXELS:
+        mb = 2 * n_z * n_y * n_x * 4 / 2**20
+        return (
+            f"{img_n} has {n_y}×{n_x} slices: SynFoC works at 256 px and the overlays at this "
+            f"size need about {mb:.0f} MB per class; downsample the image (e.g. bin 4×4) or "
+            "crop it to the structure first."
+        )
     if task.labels is None:
         return (
             f"Choose a Labels layer: paint the structure on a few slices of {img_n} "

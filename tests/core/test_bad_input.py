@@ -86,10 +86,6 @@ def test_a_4d_volume():
     _check(_task(image=np.zeros((2, 4, 32, 32), np.float32)), "Image 'scan'", "(Z, Y, X)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validate_task has no slice-size check yet (proposed to the lead in H5's report)",
-)
 def test_a_4096_square_slice():
     img = np.zeros((2, 4096, 4096), np.uint8)
     img[:, :100] = 200

@@ -375,21 +375,26 @@ class PromptSegmenter:
             if k in self._lru:
                 self._lru.move_to_end(k)
                 return self._lru[k].float()
-            emb = self.disk.get(x[0].numpy()) if self.disk is not None else None
-            if emb is None:
-                emb = self._encode(x)
-                if self.disk is not None:
-                    self.disk.put(x[0].numpy(), emb)
-            t = torch.from_numpy(np.asarray(emb, dtype=np.float16))[None]
+        # encoded outside the lock: a prompt on an embedded slice never waits for an encoder
+        # pass running in another thread (e.g. a propagation worker)
+        emb = self.disk.get(x[0].numpy()) if self.disk is not None else None
+        if emb is None:
+            emb = self._encode(x)
+            if self.disk is not None:
+                self.disk.put(x[0].numpy(), emb)
+        t = torch.from_numpy(np.asarray(emb, dtype=np.float16))[None]
+        with self._lock:
             self._lru[k] = t
+            self._lru.move_to_end(k)
             while len(self._lru) > self.lru_size:
                 self._lru.popitem(last=False)
-            return t.float()
+        return t.float()
 
     def _encode(self, x) -> np.ndarray:
         import torch
 
-        self.encoder_calls += 1
+        with self._lock:
+            self.encoder_calls += 1
         x3 = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
         with torch.no_grad():
             if self.precision == "bf16":

@@ -34,10 +34,12 @@ from .jobs import JobRunner
 from .overlay_builder import OverlayBuilder
 from .panels.data import DataPanel
 from .panels.model import ModelPanel
+from .panels.prompt import PromptPanel
 from .panels.review import ReviewPanel
 from .panels.run import RunPanel
 from .panels.session import SessionPanel
 from .process_tweaks import warm_up_imports
+from .prompt_tool import PROMPT_LAYERS, PromptTool
 from .task_builder import match_channels
 from .tooltips import SHORTCUTS
 
@@ -99,6 +101,11 @@ class SynFoCWidget(QWidget):
         lay.addWidget(self.run_panel)
         lay.addWidget(QLabel("<b>Review: where MedSAM and the U-Net disagree</b>"))
         lay.addWidget(self.review)
+        self.prompt_panel = PromptPanel()  # box / click prompts, fixes, box propagation
+        prompt_jobs = JobRunner("sync" if self.controller.jobs.synchronous else "thread")
+        self.prompts = PromptTool(self, self.prompt_panel, prompt_jobs)
+        self.data_panel.labels_combo.exclude.update(PROMPT_LAYERS)
+        lay.addWidget(self.prompt_panel)
         lay.addWidget(self.session_panel)
         lay.addStretch(1)
         # the widgets scripts and tests reach by name
@@ -402,6 +409,7 @@ class SynFoCWidget(QWidget):
         self.data_panel.disconnect_viewer()
         self.loss_plot.stop()
         self.overlay_builder.close()
+        self.prompts.cleanup()
         self.controller.cleanup()
 
     def closeEvent(self, event) -> None:

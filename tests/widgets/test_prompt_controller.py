@@ -1,0 +1,217 @@
+"""The prompt controller headless: no napari, no Qt.  The tiny random prompt model for the real
+prompt path; a rectangle "segmenter" where a test needs to know the mask exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.label_edit import apply_edit, revert
+from napari_synfoc.core.review import review_maps
+from napari_synfoc.widgets.jobs import JobRunner
+from napari_synfoc.widgets.prompt_controller import PromptController
+
+Z, H, W = 6, 64, 64
+
+
+def _image():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:H, :W]
+    img = rng.normal(0.2, 0.05, (Z, H, W)).astype(np.float32)
+    for z in range(Z):
+        img[z][(yy - 32) ** 2 + (xx - 30 - z) ** 2 < (9 + z) ** 2] += 0.6
+    return img
+
+
+def _rect(z, r0, c0, r1, c1):
+    """napari rectangle vertices (z, row, col) on slice z."""
+    return np.array([[z, r0, c0], [z, r0, c1], [z, r1, c1], [z, r1, c0]], float)
+
+
+class RectSegmenter:
+    """Masks the box exactly; points add / remove a 3×3 square (a known answer)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def segment_with_box(self, chw, box):
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        m = np.zeros(chw.shape[-2:], bool)
+        m[y0 : y1 + 1, x0 : x1 + 1] = True
+        self.calls.append(("box", tuple(box)))
+        return m
+
+    def segment_with_points(self, chw, xy, labels, mask=None, box=None):
+        m = np.zeros(chw.shape[-2:], bool) if mask is None else mask.copy()
+        for (x, y), lab in zip(xy, labels, strict=True):
+            m[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2] = bool(lab)
+        self.calls.append(("points", len(xy)))
+        return m
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from napari_synfoc.core.prompting import PromptSegmenter
+
+    return PromptSegmenter("tiny", size=64, seed=0, precision="fp32")
+
+
+def _ctl(seg):
+    said = []
+    c = PromptController(lambda t, e=False: said.append((t, e)), lambda: seg, JobRunner("sync"))
+    return c, said
+
+
+def test_box_prompt_on_the_tiny_model_edits_one_slice_and_class_and_reverts_exactly(tiny):
+    c, said = _ctl(tiny)
+    img = _image()
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[2, :5, :5] = 2  # another class on the prompted slice
+    labels[3] = 1  # another slice
+    before = labels.copy()
+    pe = c.prompt(img, labels, 2, box=_rect(2, 20, 15, 45, 50), cls=1)
+    assert pe is not None and pe.slices == [2] and pe.mask.any()
+    assert np.all(pe.edit.indices[0] == 2) and set(pe.edit.new_values.tolist()) <= {0, 1}
+    apply_edit(labels, pe.edit)
+    assert (labels[2] == 1).sum() > 0
+    assert np.array_equal(labels[2, :5, :5], before[2, :5, :5])  # class 2 kept
+    assert np.array_equal(np.delete(labels, 2, 0), np.delete(before, 2, 0))
+    revert(labels, pe.edit)
+    assert np.array_equal(labels, before)
+    assert not said[-1][1] and "Ctrl-Z" in said[-1][0]
+
+
+def test_replace_and_add_semantics_and_points_refine_the_last_mask():
+    img = _image()
+    for mode in ("replace", "add"):
+        c, _ = _ctl(RectSegmenter())
+        c.mode = mode
+        labels = np.zeros((Z, H, W), np.uint8)
+        labels[1, 60:, 60:] = 1  # painted class 1 outside the coming box
+        pe = c.prompt(img, labels, 1, box=_rect(1, 10, 10, 20, 20), cls=1)
+        apply_edit(labels, pe.edit)
+        assert (labels[1, 10:21, 10:21] == 1).all()
+        assert (labels[1, 60:, 60:] == 1).all() == (mode == "add")
+        # a negative point inside the box mask removes a 3x3 square of it (box + points)
+        pe = c.prompt(
+            img, labels, 1, box=_rect(1, 10, 10, 20, 20), points=[[1, 15, 15]], point_labels=[0]
+        )
+        apply_edit(labels, pe.edit)
+        assert (labels[1, 14:17, 14:17] == 0).all() and labels[1, 10, 10] == 1
+        assert (labels[1, 60:, 60:] == 1).all() == (mode == "add")
+        # points alone refine the base (the box mask) of this slice: the last hole is re-filled
+        pe = c.prompt(img, labels, 1, points=[[1, 12, 12]], point_labels=[0])
+        apply_edit(labels, pe.edit)
+        assert labels[1, 15, 15] == 1 and (labels[1, 11:14, 11:14] == 0).all()
+
+
+def test_bad_prompts_give_a_message_and_change_nothing(tiny):
+    c, said = _ctl(tiny)
+    img = _image()
+    labels = np.zeros((Z, H, W), np.int32)
+    cases = {
+        "outside": dict(box=_rect(2, 100, 100, 120, 120)),
+        "zero-area": dict(box=_rect(2, 10, 10, 10, 30)),
+        "another slice": dict(points=[[4, 10, 10]], point_labels=[1]),
+        "not on slice 2": dict(box=_rect(3, 10, 10, 20, 20)),
+        "No prompt": dict(),
+    }
+    for words, kw in cases.items():
+        assert c.prompt(img, labels, 2, **kw) is None, words
+        assert said[-1][1] and words.lower() in said[-1][0].lower(), said[-1]
+        assert "slice 2" in said[-1][0] or "slice" in said[-1][0]
+    assert c.prompt(None, labels, 2, box=_rect(2, 5, 5, 20, 20)) is None
+    assert "No image" in said[-1][0]
+    assert c.prompt(img, None, 2, box=_rect(2, 5, 5, 20, 20)) is None
+    assert "No Labels layer" in said[-1][0]
+    assert c.prompt(img, labels[:, :10], 2, box=_rect(2, 5, 5, 20, 20)) is None
+    assert "does not match" in said[-1][0]
+    assert c.last is None and not labels.any()
+
+
+def _maps(labels_shape):
+    """Review maps: MedSAM (and the ensemble) say class 1 in one square, the U-Net in another."""
+    z, h, w = labels_shape
+    fm = np.zeros((z, 2, h, w), np.float32)
+    un = np.zeros_like(fm)
+    fm[:, 0] = 1
+    un[:, 0], un[:, 1] = 0.6, 0.4
+    fm[:, 0, 10:20, 10:20], fm[:, 1, 10:20, 10:20] = 0.1, 0.9  # the ensemble follows MedSAM
+    un[:, 0, 30:40, 30:40], un[:, 1, 30:40, 30:40] = 0.0, 1.0
+    return review_maps(fm, un, rule="argmax")
+
+
+def test_fix_region_accepts_the_chosen_model_in_one_connected_region_only():
+    c, said = _ctl(RectSegmenter())
+    labels = np.zeros((Z, H, W), np.int32)
+    maps = _maps(labels.shape)
+    assert c.fix_region(labels, 2, (2, 15, 15), None) is None and "No predictions" in said[-1][0]
+    assert c.fix_region(labels, 2, (2, 50, 50), maps, "medsam") is None
+    assert "No disagreement" in said[-1][0]
+    pe = c.fix_region(labels, 2, (2, 15, 15), maps, "medsam")
+    apply_edit(labels, pe.edit)
+    assert (labels[2, 10:20, 10:20] == 1).all() and labels.sum() == 100  # only that region
+    # the U-Net says background there: accepting it in the region undoes MedSAM's square
+    pe = c.fix_region(labels, 2, (2, 12, 12), maps, "unet")
+    apply_edit(labels, pe.edit)
+    assert labels.sum() == 0
+    # the U-Net's own region on another slice, with the click on that slice
+    pe = c.fix_region(labels, 4, (4, 35, 35), maps, "unet")
+    apply_edit(labels, pe.edit)
+    assert (labels[4, 30:40, 30:40] == 1).all() and labels.sum() == 100
+
+
+def test_reprompt_seeded_with_the_ensemble(tiny):
+    seg = RectSegmenter()
+    c, _ = _ctl(seg)
+    img = _image()
+    labels = np.zeros((Z, H, W), np.int32)
+    maps = _maps(labels.shape)
+    pe = c.reprompt_from_ensemble(img, labels, 3, (3, 15, 15), False, maps)
+    seed = maps.ensemble_label[3] == 1
+    expect = seed.copy()
+    expect[14:17, 14:17] = False
+    assert np.array_equal(pe.mask, expect) and c.base.source == "ensemble seed"
+    c2, _ = _ctl(tiny)  # the real prompt path runs on the tiny model
+    pe = c2.reprompt_from_ensemble(img, labels, 3, (3, 15, 15), True, maps)
+    assert pe is not None and pe.mask.shape == (H, W)
+
+
+def test_propagation_proposals_accept_all_one_edit_and_cancel_keeps_whole_slices(tiny):
+    c, said = _ctl(tiny)
+    img = _image()
+    labels = np.zeros((Z, H, W), np.int32)
+    got = []
+    boxes = [_rect(1, 15, 15, 45, 45), _rect(4, 20, 20, 50, 50)]
+    assert c.start_propagation(img, labels.shape, boxes, on_slice=lambda *a: got.append(a))
+    assert sorted(c.proposals) == [1, 2, 3, 4] and [g[2] for g in got] == [1, 2, 3, 4]
+    assert c.propagation_outcome == "done" and c.plan[1][0] == 15.0
+    pe = c.accept_proposals(labels)
+    assert pe.slices == [1, 2, 3, 4] and set(np.unique(pe.edit.indices[0])) <= {1, 2, 3, 4}
+    apply_edit(labels, pe.edit)
+    assert all(labels[z].any() for z in (1, 2, 3, 4)) and not labels[[0, 5]].any()
+    assert c.proposals == {}
+    # cancel after the second slice: only whole slices, fewer than planned
+    c2, _ = _ctl(tiny)
+    c2.start_propagation(
+        img, labels.shape, boxes, on_slice=lambda z, m, d, t: d == 2 and c2.stop_propagation()
+    )
+    assert c2.propagation_outcome == "cancelled" and sorted(c2.proposals) == [1, 2]
+    for z, m in c2.proposals.items():
+        assert np.array_equal(m, tiny.segment_with_box(c2.prepared(img, False)[z], c2.plan[z]))
+
+
+def test_propagation_and_accept_refuse_bad_input(tiny):
+    c, said = _ctl(tiny)
+    img = _image()
+    shape = (Z, H, W)
+    assert not c.start_propagation(img, shape, [_rect(1, 5, 5, 20, 20)])
+    assert "at least two slices" in said[-1][0]
+    assert not c.start_propagation(img, shape, [_rect(1, 5, 5, 20, 20), _rect(1, 6, 6, 9, 9)])
+    assert "two boxes on slice 1" in said[-1][0]
+    assert not c.start_propagation(img, shape, [_rect(1, 5, 5, 20, 20), _rect(3, 5, 5, 5, 9)])
+    assert "box on slice 3" in said[-1][0] and "zero-area" in said[-1][0]
+    assert not c.start_propagation(img[0], (H, W), [])
+    assert "2-D" in said[-1][0]
+    assert not c.start_propagation(None, shape, [])
+    assert c.accept_proposals(np.zeros(shape, np.int32)) is None and "No proposals" in said[-1][0]

@@ -167,9 +167,17 @@ def load_trained(checkpoint: str | Path, device: str = "auto"):
 
 
 def predict_stack(
-    checkpoint: str | Path, image: np.ndarray, rgb: bool = False, device: str = "auto"
+    checkpoint: str | Path,
+    image: np.ndarray,
+    rgb: bool = False,
+    device: str = "auto",
+    embed_cache_dir: str | Path | bool | None = True,
 ) -> Predictions:
-    """Predict every slice of ``image`` with both students of a saved model."""
+    """Predict every slice of ``image`` with both students of a saved model.
+
+    A frozen-encoder model reads the slices' embeddings from ``embed_cache_dir`` (as in
+    :func:`train_on_stack`; the slices a run encoded are not encoded again).
+    """
     from .inference import predict_probabilities
 
     cfg, unet, fm, dev, precision = load_trained(checkpoint, device)
@@ -180,9 +188,18 @@ def predict_stack(
             f"{want_c} channel(s)"
         )
     slices = _prediction_slices(image, rgb)
+    bank = keys = None
+    folder = _cache_dir(embed_cache_dir)
+    if cfg.freeze_encoder and cfg.cache_embeddings and folder is not None:
+        from .embeddings import EmbeddingBank, EmbeddingDiskCache, frozen_encoder_id
+
+        disk = EmbeddingDiskCache(folder, frozen_encoder_id(fm, cfg))
+        bank = EmbeddingBank(fm, dev, precision, disk)
+        keys = [f"p/{i}" for i in range(len(slices))]
     fm_p, un_p = predict_probabilities(
-        unet, fm, slices, cfg.unet_size, dev, precision, unet_downsample=cfg.unet_downsample
-    )
+        unet, fm, slices, cfg.unet_size, dev, precision, bank=bank, bank_keys=keys,
+        unet_downsample=cfg.unet_downsample,
+    )  # fmt: skip
     return Predictions(-1, fm_p, un_p)
 
 

@@ -148,9 +148,9 @@ def test_smoke_progressive_run_and_reports(tmp_path, count_encodes):
     assert (tmp_path / "out" / "i.png").stat().st_size > 1000
 
 
-def test_second_run_and_retrain_encode_nothing(tmp_path, count_encodes):
+def test_second_run_retrain_and_predict_encode_nothing(tmp_path, count_encodes):
     from napari_synfoc.core.events import Done, Encoding
-    from napari_synfoc.core.interactive import StackTask, train_on_stack
+    from napari_synfoc.core.interactive import StackTask, predict_stack, train_on_stack
 
     img, lab = _tiny_stack()
     task = StackTask(image=img, labels=lab, labeled_slices=[0, 5])
@@ -170,6 +170,11 @@ def test_second_run_and_retrain_encode_nothing(tmp_path, count_encodes):
     )
     assert isinstance(ev2[-1], Done)
     assert count_encodes["images"] == first, "the warm-start run encoded slices again"
+    pred = predict_stack(ev2[-1].checkpoint, img, embed_cache_dir=cache)
+    assert pred.fm_prob.shape[0] == 10
+    assert count_encodes["images"] == first, "predict encoded slices again"
+    predict_stack(ev2[-1].checkpoint, img, embed_cache_dir=None)
+    assert count_encodes["images"] == first + 10  # without the cache it must encode
 
 
 def test_without_disk_cache_a_second_run_encodes_again(count_encodes):

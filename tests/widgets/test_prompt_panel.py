@@ -1,0 +1,199 @@
+"""The dock's prompt tools in napari: tiny random prompt model, real layers, real undo."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.review import review_maps
+from napari_synfoc.widgets import prompt_tool as pt
+from napari_synfoc.widgets.dock import SynFoCWidget
+
+pytestmark = pytest.mark.gui
+
+Z, H, W = 6, 64, 64
+GEOM = {"scale": (2.0, 0.5, 0.5), "translate": (10.0, 0, 0)}
+
+
+def _image():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:H, :W]
+    img = rng.normal(0.2, 0.05, (Z, H, W)).astype(np.float32)
+    for z in range(Z):
+        img[z][(yy - 32) ** 2 + (xx - 30 - z) ** 2 < (9 + z) ** 2] += 0.6
+    return img
+
+
+def _rect(z, r0, c0, r1, c1):
+    return np.array([[z, r0, c0], [z, r0, c1], [z, r1, c1], [z, r1, c0]], float)
+
+
+class SlowTiny:
+    """The tiny prompt model, ``delay`` seconds per box (to stop a propagation midway)."""
+
+    def __init__(self, delay=0.0):
+        from napari_synfoc.core.prompting import PromptSegmenter
+
+        self.seg = PromptSegmenter("tiny", size=64, seed=0, precision="fp32")
+        self.delay = delay
+
+    def segment_with_box(self, *a, **k):
+        time.sleep(self.delay)
+        return self.seg.segment_with_box(*a, **k)
+
+    def segment_with_points(self, *a, **k):
+        return self.seg.segment_with_points(*a, **k)
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(_image(), name="stack", **GEOM)
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[1, 40:, 40:] = 2  # another class on the prompted slice
+    labels[4, 30:40, 30:40] = 1  # another slice
+    lab = viewer.add_labels(labels, name="annotations", **GEOM)
+    widget = SynFoCWidget(viewer, backend="thread")
+    viewer.window.add_dock_widget(widget)
+    widget.profile_combo.setCurrentText("tiny")
+    widget.device_combo.setCurrentText("cpu")
+    widget.prompts.controller.segmenter_factory = SlowTiny
+    widget.prompt_panel.auto_check.setChecked(False)
+    yield viewer, widget, image, lab
+    if widget.is_training:
+        widget.stop()
+        widget.wait(60)
+    widget.cleanup()
+
+
+def test_box_prompt_is_one_undoable_step_on_one_slice_and_class(dock):
+    viewer, w, _image_layer, lab = dock
+    before = lab.data.copy()
+    w.goto_slice(1)
+    w.prompts.box_mode()
+    shapes = viewer.layers[pt.PROMPTS]
+    assert viewer.layers.selection.active is shapes and shapes.mode == "add_rectangle"
+    shapes.add_rectangles(_rect(1, 10, 10, 40, 40)[None])
+    assert w.prompts.segment() > 0
+    assert w.prompts.last_latency is not None
+    assert (lab.data[1] == 1).any() and 1 in w.labeled_slices()
+    assert np.array_equal(lab.data[1, 40:, 40:], before[1, 40:, 40:])  # class 2 kept
+    assert np.array_equal(np.delete(lab.data, 1, 0), np.delete(before, 1, 0))
+    lab.undo()  # napari's labels undo: one step restores exactly
+    assert np.array_equal(lab.data, before)
+    assert w.labeled_slices() == [1, 4]
+    w.goto_slice(3)  # an unlabelled slice counts as labelled after a prompt
+    shapes.add_rectangles(_rect(3, 10, 10, 40, 40)[None])
+    assert w.prompts.segment() > 0 and w.labeled_slices() == [1, 3, 4]
+    lab.undo()
+    # the shortcuts are bound on the prompt layers: S segments, Ctrl-Z undoes
+    keymap = {str(k): f for k, f in shapes.keymap.items()}
+    assert {"B", "P", "N", "S", "C", "A", "Enter"} <= set(keymap)
+    w.goto_slice(1)
+    keymap["S"](shapes)
+    assert (lab.data[1] == 1).any()
+    keymap[next(k for k in keymap if "Z" in k and k != "Z")](shapes)
+    assert np.array_equal(lab.data, before)
+
+
+def test_points_refine_and_bad_prompts_change_nothing(dock):
+    viewer, w, _image_layer, lab = dock
+    w.goto_slice(2)
+    w.prompts.point_mode(False)
+    points = viewer.layers[pt.POINTS]
+    points.add([[4, 10, 10]])  # a negative point on slice 4, the view is on slice 2
+    before = lab.data.copy()
+    assert w.prompts.segment() == 0
+    assert "slice(s) [4], not on slice 2" in w.last_message
+    shapes = w.prompts._layer(pt.PROMPTS, "shapes")
+    shapes.add_rectangles(_rect(2, 30, 30, 30, 50)[None])  # zero area
+    assert w.prompts.segment() == 0 and "zero-area" in w.last_message
+    shapes.data = []
+    shapes.add_rectangles(_rect(2, 200, 200, 220, 220)[None])  # outside the image
+    assert w.prompts.segment() == 0 and "outside" in w.last_message
+    assert np.array_equal(lab.data, before)
+    # a valid box, then a positive point on this slice refines the mask
+    shapes.data = []
+    shapes.add_rectangles(_rect(2, 10, 10, 40, 40)[None])
+    assert w.prompts.segment() > 0
+    w.prompts.point_mode(True)
+    points.add([[2, 5, 5]])
+    w.prompts.segment()
+    assert w.prompts.controller.last.source == "box + points"
+    w.prompts.clear()
+    assert len(shapes.data) == 0 and [p[0] for p in points.data] == [4]
+
+
+def test_no_image_layer_gives_a_message(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((Z, H, W), np.int32), name="annotations")
+    w = SynFoCWidget(viewer, backend="thread")
+    w.prompts.controller.segmenter_factory = SlowTiny
+    shapes = w.prompts._layer(pt.PROMPTS, "shapes")
+    shapes.add_rectangles(_rect(0, 10, 10, 40, 40)[None])
+    assert w.prompts.segment() == 0 and "No image" in w.last_message
+    assert not viewer.layers["annotations"].data.any()
+    w.cleanup()
+
+
+def test_fix_a_disagreement_region_with_one_click(dock):
+    viewer, w, _image_layer, lab = dock
+    fm = np.zeros((Z, 2, H, W), np.float32)
+    un = np.zeros_like(fm)
+    fm[:, 0], un[:, 0] = 1, 1
+    fm[:, 0, 10:20, 10:20], fm[:, 1, 10:20, 10:20] = 0, 1
+    w.controller.maps = review_maps(fm, un, rule="argmax")
+    before = lab.data.copy()
+    w.prompts.set_fix_mode(True)
+    assert w.prompts._on_click in viewer.mouse_drag_callbacks
+    w.prompt_panel.fix_source.setCurrentText("MedSAM")
+    world = lab.data_to_world((3, 15, 15))
+    assert w.prompts.fix_at(world) == 100
+    assert (lab.data[3, 10:20, 10:20] == 1).all()
+    changed = lab.data != before
+    assert changed[3].sum() == 100 and changed.sum() == 100
+    lab.undo()
+    assert np.array_equal(lab.data, before)
+    assert w.prompts.fix_at(lab.data_to_world((3, 50, 50))) == 0
+    assert "No disagreement" in w.last_message
+    w.prompt_panel.fix_source.setCurrentText("re-prompt (ensemble seed)")
+    w.prompts.fix_at(world)  # the tiny model's re-prompt, seeded by the ensemble
+    assert w.prompts.controller.base.source == "ensemble seed"
+    w.prompts.set_fix_mode(False)
+    assert w.prompts._on_click not in viewer.mouse_drag_callbacks
+
+
+def test_propagation_cancel_accept_all_and_train(dock, qtbot):
+    viewer, w, _image_layer, lab = dock
+    tool = w.prompts
+    tool.controller.segmenter_factory = lambda: SlowTiny(0.4)
+    shapes = tool._layer(pt.PROMPTS, "shapes")
+    shapes.add_rectangles(np.stack([_rect(0, 15, 15, 45, 45), _rect(5, 20, 20, 50, 50)]))
+    assert tool.propagate()
+    assert w.prompt_panel.buttons["stop_propagation"].isEnabled()
+    qtbot.waitUntil(lambda: len(tool.controller.proposals) >= 2, timeout=20000)
+    assert tool.run_action("stop_propagation")
+    qtbot.waitUntil(lambda: not tool.controller.propagating, timeout=20000)
+    props = viewer.layers[pt.PROPOSALS]
+    done = sorted(tool.controller.proposals)
+    assert tool.controller.propagation_outcome == "cancelled" and 2 <= len(done) < 6
+    for z in range(Z):  # every proposal slice is whole or empty
+        want = tool.controller.proposals[z] if z in done else np.zeros((H, W), bool)
+        assert np.array_equal(props.data[z] > 0, want), z
+    # a full run, accept one slice, then all and train
+    tool.controller.segmenter_factory = SlowTiny
+    tool.controller._segmenter = None
+    assert tool.propagate()
+    qtbot.waitUntil(lambda: not tool.controller.propagating, timeout=30000)
+    assert sorted(tool.controller.proposals) == list(range(Z))
+    before = lab.data.copy()
+    w.goto_slice(2)
+    assert tool.accept_slice() > 0 and 2 not in tool.controller.proposals
+    assert not props.data[2].any() and lab.data[2].any()
+    lab.undo()
+    assert np.array_equal(lab.data, before)
+    assert tool.accept_all_and_train()
+    assert w.is_training and tool.controller.proposals == {}
+    assert set(w.labeled_slices()) >= {0, 1, 3, 4, 5}

@@ -211,8 +211,30 @@ def _markdown(runs: dict[str, Any]) -> str:
             "",
             make_table(list(runs.values())),
             "",
+            "M_d at every refresh: precision / recall for the ensemble's error pixels, the "
+            "paper's argmax rule against the displayed rule.",
+            "",
+            md_table(list(runs.values()), DEFAULT_DIVERGENCE_RULE),
+            "",
         ]
     )
+
+
+def md_table(results: list[dict[str, Any]], rule: str) -> str:
+    """Markdown: per lever and refresh, M_d precision/recall under argmax and ``rule``."""
+    md = [
+        f"| lever | iteration | error px | argmax: P / R | {rule}: P / R | AUROC |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for row in r["refreshes"]:
+            md.append(
+                f"| {r['name']} | {row['iteration']} | {100 * row['error_fraction']:.1f} % | "
+                f"{_fmt(row.get('md_argmax_precision'))} / {_fmt(row.get('md_argmax_recall'))} | "
+                f"{_fmt(row.get(f'md_{rule}_precision'))} / "
+                f"{_fmt(row.get(f'md_{rule}_recall'))} | {_fmt(row.get('auroc_heat'))} |"
+            )
+    return "\n".join(md)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -369,7 +369,11 @@ def markdown(data: dict[str, Any]) -> str:
         f"Command: `{data['command']}`  ",
         f"Machine: {data['machine']}  ",
         f"Load average at start / end: {data['loadavg_start']} / {data['loadavg_end']} "
-        "(other work shared the CPU: timings are noisy).",
+        "(other work shared the CPU: timings are noisy).  ",
+        f"Reference encoder forward (fp32, idle {data.get('reference_encoder_idle_s')} s): "
+        f"{data.get('reference_encoder_s_start')} s at start, "
+        f"{data.get('reference_encoder_s_end')} s at end; torch threads "
+        f"{data.get('torch_threads')}.",
         "",
         "| stack | slices | first overlay s | all slices s | max RSS MB | last iteration | "
         "ens. Dice @120 s | ens. Dice @end | M_d precision @end | AUROC @end |",
@@ -483,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = dock_config(args.device, args.iterations, args.profile)
+    import torch
+
+    from .speed import reference_encoder_seconds
+
     data: dict[str, Any] = {
         "command": "napari-synfoc benchmark interactive " + " ".join(argv or sys.argv[1:]),
         "machine": _machine(),
@@ -490,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds_per_stack": seconds,
         "config": {k: v for k, v in cfg.to_dict().items()},
         "note": "other processes shared the CPU during the run (see loadavg); timings are noisy",
+        "torch_threads": torch.get_num_threads(),
+        # one fp32 LiteMedSAM encoder forward (bench.speed); 1.45 s on this CPU when idle
+        # (shared docs, environment.md): the ratio says how loaded the machine was
+        "reference_encoder_s_start": round(reference_encoder_seconds(args.device, 1), 3),
+        "reference_encoder_idle_s": 1.45,
         "stacks": {},
     }
     ok = True
@@ -507,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             data["goals"] = judge(data["stacks"])
             write_json_atomic(out / "interactive.json", data)
             del img, lab
+    data["reference_encoder_s_end"] = round(reference_encoder_seconds(args.device, 1), 3)
+    write_json_atomic(out / "interactive.json", data)
     (out / "interactive.md").write_text(markdown(data))
     plot(data, out / "interactive.png")
     for g in data["goals"]:

@@ -53,6 +53,7 @@ class _Mask:
     cls: int
     mask: np.ndarray
     source: str  # "box", "points", "ensemble seed"
+    box: tuple | None = None  # the box a "box" mask came from (reused while unchanged)
 
 
 def _plane(a: np.ndarray, z: int) -> np.ndarray:
@@ -268,9 +269,9 @@ class PromptController:
             hw = chw.shape[-2:]
             b = None if box is None else P.check_box(P.box_from_napari(box, zq), hw)
             base = self.base if self.base and (self.base.z, self.base.cls) == (z, cls) else None
-            if b is not None:
+            if b is not None and (base is None or base.box != tuple(b)):
                 bmask = self.segmenter.segment_with_box(chw, b)
-                base = self.base = _Mask(z, cls, bmask, "box")
+                base = self.base = _Mask(z, cls, bmask, "box", tuple(b))
             if points is not None and len(points):
                 xy = P.points_from_napari(points, zq)
                 mask = self.segmenter.segment_with_points(

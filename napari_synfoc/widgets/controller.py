@@ -113,12 +113,18 @@ class DockController(ReviewActions, SessionActions):
         self._peak_mb = 0.0
         self._t0 = 0.0
         self._gc = GcFreeze()
+        self._pending: tuple[StackTask, dict[str, Any], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ state
     @property
     def busy(self) -> bool:
         """True while a job (training or prediction) runs."""
         return self.jobs.busy
+
+    @property
+    def stopping(self) -> bool:
+        """True from Stop until the running training has ended (a new Train is queued)."""
+        return self.running and self.stop_flag.is_set()
 
     def say(self, text: str, error: bool = False, notify: bool = True) -> None:
         self.last_message = text
@@ -147,6 +153,17 @@ class DockController(ReviewActions, SessionActions):
         messages; ``view_slice`` (the slice in view) lets a frozen encoder start there.
         """
         if self.busy:
+            if self.stopping:  # Stop then Train: start this one as soon as that one has ended
+                self._pending = (task, params, {
+                    "folder": folder, "predict_every": predict_every, "warm_start": warm_start,
+                    "target": target, "image_name": image_name, "labels_name": labels_name,
+                    "overlays_exist": overlays_exist, "view_slice": view_slice,
+                })  # fmt: skip
+                self.say(
+                    "Stopping the running training: the new run starts as soon as it has ended.",
+                    notify=False,
+                )
+                return True
             self.say("Training is already running: stop it first.", error=True)
             return False
         problem = validate_task(task, image_name, labels_name)
@@ -314,6 +331,19 @@ class DockController(ReviewActions, SessionActions):
             )
         self.view.changed()
         self.view.finished()
+        pending, self._pending = self._pending, None
+        if pending is not None:  # Train was pressed while this run was stopping
+            self.start_run(pending[0], pending[1], **pending[2])
+            self.view.changed()
+
+    def detach(self) -> None:
+        """The front end is gone (dock removed, viewer closed): show nothing more, stop the
+        running job and drop its remaining events.  Returns at once; safe to call twice."""
+        self.view = ControllerView()
+        self._pending = None
+        self.stop_flag.set()
+        self.overlays_ready.set()
+        self.jobs.abandon()
 
     def cleanup(self) -> None:
         """Remove this controller's run folder (checkpoints of unsaved runs)."""

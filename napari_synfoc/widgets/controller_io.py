@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,19 @@ import numpy as np
 
 from ..core.review import ReviewMaps, review_maps
 from .process_tweaks import avoid_triton_llvm_clash
+
+
+@contextlib.contextmanager
+def _writing(what: str, where: str | Path):
+    """Turn a file-system error while writing ``what`` into one message naming ``where``."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ValueError(
+            f"Could not write {what} to '{where}': {reason}. Choose a folder you can write to; "
+            "nothing was changed (labels and predictions are still in napari)."
+        ) from exc
 
 
 class SessionActions:
@@ -116,7 +130,8 @@ class SessionActions:
         """Write ``labels`` with ``geometry`` (an ``io.geometry.Geometry``, atomic); the path."""
         from ..io.writers import write_volume
 
-        out = write_volume(path, np.asarray(labels), geometry, labels=True)
+        with _writing("the labels", path):
+            out = write_volume(path, np.asarray(labels), geometry, labels=True)
         self.say(f"Labels written to {out}.", notify=False)
         return out
 
@@ -129,7 +144,8 @@ class SessionActions:
         if self.maps is None:
             raise ValueError("no predictions to export: train or predict first")
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        with _writing("the predictions", folder):
+            folder.mkdir(parents=True, exist_ok=True)
         m = self.maps
         files = {
             "medsam_prediction": (m.fm_label, True),
@@ -142,6 +158,9 @@ class SessionActions:
         out = []
         for stem, (arr, is_label) in files.items():
             data = arr[0] if two_d else arr
-            out.append(write_volume(folder / f"{stem}{suffix}", data, geometry, labels=is_label))
+            with _writing("the predictions", folder):
+                out.append(
+                    write_volume(folder / f"{stem}{suffix}", data, geometry, labels=is_label)
+                )
         self.say(f"Wrote {len(out)} prediction files to {folder}.", notify=False)
         return out

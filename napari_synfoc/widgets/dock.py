@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEventLoop, QTimer
+from qtpy.QtCore import QEvent, QEventLoop, QTimer
 from qtpy.QtWidgets import QApplication, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ..core.review import labeled_slices
@@ -64,6 +64,8 @@ class SynFoCWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.controller = DockController(DockView(self), JobRunner(backend))
+        ctl = self.controller  # not self: called while the C++ widget is being deleted
+        self.destroyed.connect(lambda *_: ctl.detach())  # the viewer closed during a run
         self.overlay_builder = OverlayBuilder(napari_viewer, self.controller.overlays_built, self)
         self._build_ui()
         self._bind_keys()
@@ -268,7 +270,7 @@ class SynFoCWidget(QWidget):
         ``None`` means the dock's current selection (layers) or spin-box value (iterations).
         The labels are copied now, so edits made while training runs go to the next run.
         """
-        if self.controller.busy:
+        if self.controller.busy and not self.controller.stopping:
             self._say("Training is already running: stop it first.", error=True)
             return False
         if image_layer is not None:
@@ -291,6 +293,8 @@ class SynFoCWidget(QWidget):
             overlays_exist=self.overlay_builder.overlays_exist(),
             view_slice=None if img is None else self.current_slice(img),
         )  # fmt: skip
+        if started:
+            self._job_layers = (img, lab)
         self.update_buttons()
         return started
 
@@ -305,6 +309,22 @@ class SynFoCWidget(QWidget):
         extra = [match_channels(a, rgb, is_rgb) for a, is_rgb in self.data_panel.extra_images()]
         image = None if img is None else np.asarray(img.data)
         return StackTask(image, labels, labeled, rgb=rgb, extra_unlabeled=extra)
+
+    def layers_gone(self) -> str:
+        """A message when the last job's image or labels layer was deleted while it ran."""
+        img, lab = getattr(self, "_job_layers", (None, None))
+        out = []
+        if img is not None and img not in self.viewer.layers:
+            out.append(
+                f"Image layer '{img.name}' was deleted while the job ran: its overlays are not "
+                "shown. The model is kept: Save session, or Predict another image with it."
+            )
+        if lab is not None and lab not in self.viewer.layers:
+            out.append(
+                f"Labels layer '{lab.name}' was deleted while training ran: the run used a copy "
+                "taken at its start, and the model is kept (Save session)."
+            )
+        return " ".join(out)
 
     def stop(self) -> None:
         """Ask training to stop; it ends within one iteration with a Cancelled event."""
@@ -376,6 +396,8 @@ class SynFoCWidget(QWidget):
         if img is None and not self.controller.busy:
             self._say("Choose an Image layer to predict.", error=True)
             return False
+        if not self.controller.busy:
+            self._job_layers = (img, None)
         return self.controller.predict(
             None if img is None else np.asarray(img.data), bool(getattr(img, "rgb", False)),
             self.device_combo.currentText(), target=img, name=getattr(img, "name", "image"),
@@ -412,6 +434,26 @@ class SynFoCWidget(QWidget):
         self.prompts.cleanup()
         self.controller.cleanup()
 
+    def detach(self) -> None:
+        """The dock is gone while napari runs on: stop the job without waiting, show nothing
+        more (the controller's view goes silent), let go of the viewer."""
+        self.controller.detach()
+        self._unbind_keys()
+        self.data_panel.disconnect_viewer()
+        self.loss_plot.stop()
+        self.overlay_builder.close()
+
     def closeEvent(self, event) -> None:
         self.cleanup()
         super().closeEvent(event)
+
+    def event(self, event) -> bool:
+        # napari's dock close button un-parents this widget (remove_dock_widget) without closing
+        # it; the viewer closing deletes it (``destroyed``, connected in __init__)
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif getattr(self, "_docked", False):
+                self._docked = False
+                self.detach()
+        return super().event(event)

@@ -48,5 +48,8 @@ class DockView(ControllerView):
         self.dock.update_buttons()
 
     def finished(self):
+        gone = self.dock.layers_gone()  # removed while the job ran: say what became of the run
+        if gone:
+            self.dock.controller.say(gone, error=True)
         self.dock.refresh_labeled()
         self.dock.loss_plot.redraw()

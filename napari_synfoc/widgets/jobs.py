@@ -22,6 +22,7 @@ the environment variable ``SYNFOC_BACKEND=process|thread|sync`` for a whole sess
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,6 +76,7 @@ class JobRunner:
         self.backend = backend
         self._worker: Any = None
         self._busy = False
+        self._abandoned: threading.Event | None = None
 
     @property
     def busy(self) -> bool:
@@ -104,10 +106,26 @@ class JobRunner:
                 self._finish(on_finished)
             return
 
+        abandoned = self._abandoned = threading.Event()
+
         def drain():
-            yield from events
+            try:
+                for event in events:
+                    if abandoned.is_set():
+                        break
+                    yield event
+            finally:  # close the source now (a child process is stopped, then killed)
+                close = getattr(events, "close", None)
+                if close is not None:
+                    close()
 
         self._start_thread(drain, on_error, on_finished, yielded=on_event)
+
+    def abandon(self) -> None:
+        """The front end is gone: end the running event job at its next event, closing its
+        source (for the process backend: stop the child, kill it after a short grace)."""
+        if self._abandoned is not None:
+            self._abandoned.set()
 
     def start_call(
         self,

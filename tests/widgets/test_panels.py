@@ -27,6 +27,9 @@ def test_run_panel_bars_are_always_determinate(qtbot):
     assert panel.encode_bar.isHidden()
     panel.set_state(busy=True, running=True, stopping=True, has_checkpoint=True)
     assert panel.stop_btn.text() == "Stopping…" and not panel.stop_btn.isEnabled()
+    # while a run stops, Train / Retrain queue the next run (it starts when this one has ended)
+    assert panel.train_btn.isEnabled() and panel.retrain_btn.isEnabled()
+    panel.set_state(busy=True, running=True, stopping=False, has_checkpoint=True)
     assert not panel.train_btn.isEnabled() and not panel.retrain_btn.isEnabled()
 
 

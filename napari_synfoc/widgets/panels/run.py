@@ -71,8 +71,10 @@ class RunPanel(QWidget):
         self.message.setStyleSheet("color: #ff6b6b;" if error else "")
 
     def set_state(self, busy: bool, running: bool, stopping: bool, has_checkpoint: bool) -> None:
-        """Enable the buttons for the dock's state."""
-        self.train_btn.setEnabled(not busy)
-        self.retrain_btn.setEnabled(not busy and has_checkpoint)
+        """Enable the buttons for the dock's state (while a run stops, Train and Retrain queue
+        the next run)."""
+        free = not busy or (running and stopping)
+        self.train_btn.setEnabled(free)
+        self.retrain_btn.setEnabled(free and has_checkpoint)
         self.stop_btn.setEnabled(running and not stopping)
         self.stop_btn.setText("Stopping…" if running and stopping else "Stop")

@@ -68,11 +68,17 @@ def _first_slice(mask_per_slice: np.ndarray, slices: list[int]) -> int:
 
 
 def validate_task(
-    task: StackTask, image_name: str | None = None, labels_name: str | None = None
+    task: StackTask,
+    image_name: str | None = None,
+    labels_name: str | None = None,
+    *,
+    image_values: bool = True,
 ) -> str | None:
     """A readable problem with ``task`` (naming the layer, the slice and what to do), or None.
 
     ``image_name`` / ``labels_name``: the napari layer names, used in the messages.
+    ``image_values=False`` skips the passes over every voxel (NaN/Inf, constant image) so a GUI
+    thread can check shapes and labels at once; the full check then runs in the worker.
     """
     img_n, lab_n = _name("Image", image_name), _name("Labels", labels_name)
     if task.image is None:
@@ -166,7 +172,7 @@ def validate_task(
             f"{lab_n}: the labelled slice(s) {slices} hold only background (0): paint the "
             "structure (class 1, 2, ...) on at least one of them."
         )
-    finite = np.isfinite(img) if img.dtype.kind == "f" else None
+    finite = np.isfinite(img) if image_values and img.dtype.kind == "f" else None
     if finite is not None and not finite.all():
         per_slice = ~finite.reshape(spatial[0], -1).all(1)
         z = int(np.flatnonzero(per_slice)[0])
@@ -174,7 +180,7 @@ def validate_task(
             f"{img_n} has NaN or infinite values on slice {z} ({int(per_slice.sum())} slice(s) "
             "in all): fill or mask them before training."
         )
-    if img.size and img.min() == img.max():
+    if image_values and img.size and img.min() == img.max():
         return (
             f"{img_n} is constant (every pixel is {img.flat[0]!r}): there is nothing to learn; "
             "pick the layer that holds the scan."

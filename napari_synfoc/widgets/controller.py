@@ -36,7 +36,7 @@ from .controller_io import SessionActions
 from .controller_review import LabelEdit, ReviewActions
 from .jobs import JobRunner, training_source
 from .process_tweaks import GcFreeze, avoid_triton_llvm_clash
-from .worker import OVERLAY_WAIT_S, ReviewUpdate, training_events
+from .worker import OVERLAY_WAIT_S, Refused, ReviewUpdate, training_events
 
 __all__ = ["OVERLAY_WAIT_S", "ControllerView", "DockController", "LabelEdit", "ReviewUpdate"]
 
@@ -166,7 +166,8 @@ class DockController(ReviewActions, SessionActions):
                 return True
             self.say("Training is already running: stop it first.", error=True)
             return False
-        problem = validate_task(task, image_name, labels_name)
+        # shapes and labels now; the passes over every voxel run in the worker (Refused)
+        problem = validate_task(task, image_name, labels_name, image_values=False)
         if problem:
             self.say(problem, error=True)
             return False
@@ -198,6 +199,7 @@ class DockController(ReviewActions, SessionActions):
             task, params, self.stop_flag, folder=folder, init_checkpoint=init, out_dir=out_dir,
             predict_every=predict_every, overlays_ready=self.overlays_ready,
             source=training_source(self.jobs.backend), view_slice=view_slice,
+            image_name=image_name, labels_name=labels_name,
         )  # fmt: skip
         self.train_target = target
         self.trained_labeled = labeled
@@ -279,6 +281,9 @@ class DockController(ReviewActions, SessionActions):
                 f"Iteration {event.iteration + 1}/{event.total} on {self.device}{mem} · "
                 f"{event.seconds:.2f} s/it · α {event.alpha:.2f}"
             )
+        elif isinstance(event, Refused):
+            self.outcome = "failed"
+            self.say(event.message, error=True)
         elif isinstance(event, ReviewUpdate):
             if self.set_maps(event.maps, self.train_target, event.covered):
                 return  # the view calls overlays_built() when the layers exist

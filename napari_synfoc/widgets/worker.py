@@ -18,6 +18,14 @@ OVERLAY_WAIT_S = 5.0
 
 
 @dataclass
+class Refused:
+    """The task failed the full check in the worker (NaN/Inf, a constant image): ``message``
+    is what the GUI thread would have said, naming the layer and what to do."""
+
+    message: str
+
+
+@dataclass
 class ReviewUpdate:
     """Predictions turned into review maps in the worker thread (what the GUI receives).
 
@@ -56,9 +64,15 @@ class _FullPredictions:
 
 def training_events(
     task, params, stop_flag, *, folder=None, init_checkpoint=None, out_dir=None,
-    predict_every=0, overlays_ready=None, source=None, view_slice=None,
+    predict_every=0, overlays_ready=None, source=None, view_slice=None, image_name=None,
+    labels_name=None,
 ):  # fmt: skip
-    """Worker-thread generator: build the config, add the folder's images, train, yield events.
+    """Worker-thread generator: check the image's values, build the config, add the folder's
+    images, train, yield events.
+
+    The GUI thread checks shapes and labels only; the passes over every voxel (NaN/Inf, a
+    constant image: ~0.1 s on 200x512x512) run here and end the job with :class:`Refused`
+    (the message names ``image_name`` / ``labels_name``).
 
     ``task`` is a validated :class:`~napari_synfoc.core.task.StackTask` of snapshots; ``params``
     are :func:`.task_builder.build_config` arguments.  ``source`` trains and yields events
@@ -67,6 +81,12 @@ def training_events(
     layers (the first predictions only), training pauses, so the GUI thread does not share a
     2-core machine with a training step.  No Qt here.
     """
+    from ..core.task import validate_task
+
+    problem = validate_task(task, image_name, labels_name)
+    if problem:
+        yield Refused(problem)
+        return
     try:
         from .task_builder import build_config, load_folder_images
 

@@ -238,3 +238,38 @@ def test_process_backend_gives_memory_back(dock, qtbot):
     after = _rss_mb()
     print(f"napari RSS before {before:.0f} MB, after {after:.0f} MB ({after - before:+.0f} MB)")
     assert after - before < RSS_TOLERANCE_MB
+
+
+def test_full_volume_checks_run_in_the_worker_not_the_gui_thread():
+    """NaN/Inf and constant-image checks (a pass over every voxel) run in the job; the GUI
+    thread's part (labels snapshot, labelled slices, shape and label checks) stays < 50 ms on a
+    200x512x512 volume."""
+    from napari_synfoc.core.review import labeled_slices
+    from napari_synfoc.core.task import StackTask, validate_task
+    from napari_synfoc.widgets.controller import DockController
+    from napari_synfoc.widgets.jobs import JobRunner
+
+    img = np.random.default_rng(0).normal(size=(200, 512, 512)).astype(np.float32)
+    img[150, 3, 4] = np.nan
+    lab = np.zeros(img.shape, np.uint8)
+    lab[[10, 50, 120], 100:200, 100:200] = 1
+    best = np.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        snap = np.array(lab, copy=True)
+        slices = labeled_slices(snap, [], spatial_ndim=3)
+        gui = validate_task(StackTask(img, snap, slices), "ct", "seg", image_values=False)
+        best = min(best, time.perf_counter() - t)
+    assert gui is None and slices == [10, 50, 120]
+    assert best < 0.05, f"GUI-thread checks took {best * 1e3:.0f} ms"
+    # the full check still reaches the user, with the same message, from the job
+    small = img[145:155, :64, :64].copy()
+    lab_small = np.zeros(small.shape, np.uint8)
+    lab_small[2, 10:20, 10:20] = 1
+    ctl = DockController(jobs=JobRunner("sync"))
+    params = {"profile": "tiny", "device": "cpu", "foundation": "litemedsam", "iterations": 1}
+    task = StackTask(small, lab_small, [2])
+    assert ctl.start_run(task, params, image_name="ct", labels_name="seg")
+    assert ctl.outcome == "failed" and ctl.event_counts == {"Refused": 1}
+    assert ctl.last_message == validate_task(task, "ct", "seg")
+    assert "Image 'ct' has NaN or infinite values on slice 5" in ctl.last_message

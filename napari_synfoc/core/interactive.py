@@ -30,10 +30,10 @@ def _samples(task: StackTask):
     )
 
 
-def _prediction_slices(image: np.ndarray, rgb: bool) -> list[np.ndarray]:
+def _prediction_slices(image: np.ndarray, rgb: bool, window=None) -> list[np.ndarray]:
     from .data import stack_slices_for_prediction
 
-    return stack_slices_for_prediction(image, rgb)
+    return stack_slices_for_prediction(image, rgb, window=window)
 
 
 def task_config(task: StackTask, cfg: SynFoCConfig) -> SynFoCConfig:
@@ -172,8 +172,11 @@ def predict_stack(
     rgb: bool = False,
     device: str = "auto",
     embed_cache_dir: str | Path | bool | None = True,
+    window: tuple[float, float] | None = None,
 ) -> Predictions:
     """Predict every slice of ``image`` with both students of a saved model.
+
+    ``window``: the intensity window the model was trained with (None: percentile mapping).
 
     A frozen-encoder model reads the slices' embeddings from ``embed_cache_dir`` (as in
     :func:`train_on_stack`; the slices a run encoded are not encoded again).
@@ -187,7 +190,7 @@ def predict_stack(
             f"the model was trained on {cfg.in_channels}-channel images but this image has "
             f"{want_c} channel(s)"
         )
-    slices = _prediction_slices(image, rgb)
+    slices = _prediction_slices(image, rgb, window)
     bank = keys = None
     folder = _cache_dir(embed_cache_dir)
     if cfg.freeze_encoder and cfg.cache_embeddings and folder is not None:
@@ -214,16 +217,24 @@ def read_session(checkpoint: str | Path) -> dict[str, Any]:
         "iteration": int(state.get("iteration", 0)),
         "image_shape": list(state.get("image_shape", [])),
         "labeled": list(state.get("labeled", [])),
+        "intensity": state.get("intensity"),
     }
 
 
 def save_session(
-    src_checkpoint: str | Path, dst_path: str | Path, labeled_slices, image_shape
+    src_checkpoint: str | Path,
+    dst_path: str | Path,
+    labeled_slices,
+    image_shape,
+    intensity: dict[str, Any] | None = None,
 ) -> Path:
-    """Copy a run's checkpoint to ``dst_path`` (atomically) with the labelled-slice list."""
+    """Copy a run's checkpoint to ``dst_path`` (atomically) with the labelled-slice list and
+    the intensity choice (``{"mode": str, "window": [lo, hi] | None}``; plain values only)."""
     from . import checkpoint as ckpt
 
     state = ckpt.load_checkpoint(src_checkpoint)
+    if intensity is not None:
+        state["intensity"] = dict(intensity)
     state["labeled_slices"] = [int(z) for z in labeled_slices]
     state["image_shape"] = [int(s) for s in image_shape]
     return ckpt.save_checkpoint(Path(dst_path), state)

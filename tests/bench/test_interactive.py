@@ -187,3 +187,13 @@ def test_without_disk_cache_a_second_run_encodes_again(count_encodes):
     first = count_encodes["images"]
     list(train_on_stack(task, cfg, view_slice=2, embed_cache_dir=None))
     assert count_encodes["images"] >= 2 * 6 and count_encodes["images"] > first
+
+
+@pytest.mark.skipif(not bi.FAZ_ROOT.is_dir(), reason="needs the shared FAZ data")
+def test_faz_stacks_keep_their_size_when_a_site_is_short():
+    # Domain5 holds 30 train images: S200 takes the shortfall from the largest site (Domain4)
+    assert bi.faz_composition(8) == [8, 8, 8, 8, 8]
+    assert bi.faz_composition(40) == [40, 40, 40, 50, 30]
+    img, lab = bi.faz_stack(8)
+    assert img.shape == lab.shape == (40, 256, 256) and img.dtype == np.uint8
+    assert lab[[0, 8, 16]].reshape(3, -1).any(1).all()

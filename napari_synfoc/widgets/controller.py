@@ -101,6 +101,7 @@ class DockController(ReviewActions, SessionActions):
         self.visited: set[int] = set()
         self.trained_labeled: list[int] = []
         self.train_image_shape: tuple[int, ...] = ()
+        self.train_intensity: dict[str, Any] | None = None  # {"mode", "window"} of the model
         self.train_target: Any = None
         self.labels_edited_while_training = False
         self.outcome: str | None = None
@@ -144,6 +145,7 @@ class DockController(ReviewActions, SessionActions):
         labels_name: str | None = None,
         overlays_exist: bool = False,
         view_slice: int | None = None,
+        intensity_mode: str | None = None,
     ) -> bool:
         """Validate ``task`` and start training on it; False (with a message) if it cannot start.
 
@@ -151,6 +153,7 @@ class DockController(ReviewActions, SessionActions):
         :func:`.task_builder.build_config` arguments; ``folder``'s images are added as
         unlabelled data in the worker.  ``image_name`` / ``labels_name`` name the layers in
         messages; ``view_slice`` (the slice in view) lets a frozen encoder start there.
+        ``intensity_mode`` names the choice behind ``task.intensity_window`` (saved in sessions).
         """
         if self.busy:
             if self.stopping:  # Stop then Train: start this one as soon as that one has ended
@@ -158,6 +161,7 @@ class DockController(ReviewActions, SessionActions):
                     "folder": folder, "predict_every": predict_every, "warm_start": warm_start,
                     "target": target, "image_name": image_name, "labels_name": labels_name,
                     "overlays_exist": overlays_exist, "view_slice": view_slice,
+                    "intensity_mode": intensity_mode,
                 })  # fmt: skip
                 self.say(
                     "Stopping the running training: the new run starts as soon as it has ended.",
@@ -203,6 +207,11 @@ class DockController(ReviewActions, SessionActions):
         )  # fmt: skip
         self.train_target = target
         self.trained_labeled = labeled
+        window = task.intensity_window
+        self.train_intensity = {
+            "mode": intensity_mode or ("window" if window is not None else "auto (percentile)"),
+            "window": None if window is None else [float(v) for v in window],
+        }
         shape = tuple(int(s) for s in np.shape(task.image))
         self.train_image_shape = shape[:-1] if task.rgb else shape
         self.labels_edited_while_training = False

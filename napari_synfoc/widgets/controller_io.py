@@ -41,8 +41,9 @@ class SessionActions:
         from ..core.interactive import save_session
 
         out = save_session(
-            self.latest_checkpoint, path, self.trained_labeled, self.train_image_shape
-        )
+            self.latest_checkpoint, path, self.trained_labeled, self.train_image_shape,
+            intensity=self.train_intensity,
+        )  # fmt: skip
         self.say(f"Session saved to {out}.", notify=False)
         return Path(out)
 
@@ -70,6 +71,7 @@ class SessionActions:
             ]  # fmt: skip
         self.trained_labeled = list(info["labeled_slices"])
         self.train_image_shape = shape
+        self.train_intensity = info.get("intensity")
         self.say(
             f"Loaded session {Path(path).name}: {info['iteration']} iterations, "
             f"{len(info['labeled_slices'])} labelled slice(s), foundation "
@@ -82,9 +84,11 @@ class SessionActions:
     # ------------------------------------------------------------------ predict and export
     def predict(
         self, image: np.ndarray, rgb: bool, device: str = "auto", target: Any = None,
-        name: str = "image",
+        name: str = "image", window: tuple[float, float] | None = None,
     ) -> bool:  # fmt: skip
-        """Predict ``image`` with the latest or loaded model in the background; False if not."""
+        """Predict ``image`` with the latest or loaded model in the background; False if not.
+
+        ``window``: the intensity window for ``image`` (None: percentile mapping)."""
         if self.busy:
             self.say("Busy: wait for the running job to end.", error=True)
             return False
@@ -96,7 +100,7 @@ class SessionActions:
         def run() -> ReviewMaps:
             from ..core.interactive import predict_stack
 
-            pred = predict_stack(ckpt, image, rgb=rgb, device=device)
+            pred = predict_stack(ckpt, image, rgb=rgb, device=device, window=window)
             return review_maps(pred.fm_prob, pred.unet_prob)
 
         def done(maps: ReviewMaps) -> None:
@@ -126,19 +130,34 @@ class SessionActions:
         self.jobs.start_call(run, done, failed, finished)
         return True
 
-    def export_labels(self, path: str | Path, labels: np.ndarray, geometry: Any) -> str:
-        """Write ``labels`` with ``geometry`` (an ``io.geometry.Geometry``, atomic); the path."""
+    def export_labels(
+        self, path: str | Path, labels: np.ndarray, geometry: Any, metadata: Any = None
+    ) -> str:
+        """Write ``labels`` with ``geometry`` (an ``io.geometry.Geometry``, atomic); the path.
+
+        ``metadata``: the source layer's (its file axes: the voxels go back in that file's
+        order, as napari's File > Save does)."""
+        from ..io.geometry import file_array_and_geometry
         from ..io.writers import write_volume
 
+        arr, geom = file_array_and_geometry(np.asarray(labels), geometry, metadata)
         with _writing("the labels", path):
-            out = write_volume(path, np.asarray(labels), geometry, labels=True)
+            out = write_volume(path, arr, geom, labels=True)
         self.say(f"Labels written to {out}.", notify=False)
         return out
 
     def export_predictions(
-        self, folder: str | Path, geometry: Any, two_d: bool = False, suffix: str = ".nii.gz"
+        self,
+        folder: str | Path,
+        geometry: Any,
+        two_d: bool = False,
+        suffix: str = ".nii.gz",
+        metadata: Any = None,
     ) -> list[str]:
-        """Write the six review maps into ``folder`` with ``geometry``; the paths."""
+        """Write the six review maps into ``folder`` with ``geometry``; the paths.
+
+        ``metadata``: the image layer's (the maps go back in its file's voxel order)."""
+        from ..io.geometry import file_array_and_geometry
         from ..io.writers import write_volume
 
         if self.maps is None:
@@ -157,10 +176,8 @@ class SessionActions:
         }
         out = []
         for stem, (arr, is_label) in files.items():
-            data = arr[0] if two_d else arr
+            data, geom = file_array_and_geometry(arr[0] if two_d else arr, geometry, metadata)
             with _writing("the predictions", folder):
-                out.append(
-                    write_volume(folder / f"{stem}{suffix}", data, geometry, labels=is_label)
-                )
+                out.append(write_volume(folder / f"{stem}{suffix}", data, geom, labels=is_label))
         self.say(f"Wrote {len(out)} prediction files to {folder}.", notify=False)
         return out

@@ -292,6 +292,7 @@ class SynFoCWidget(QWidget):
             image_name=getattr(img, "name", None), labels_name=getattr(lab, "name", None),
             overlays_exist=self.overlay_builder.overlays_exist(),
             view_slice=None if img is None else self.current_slice(img),
+            intensity_mode=self.data_panel.intensity_mode(),
         )  # fmt: skip
         if started:
             self._job_layers = (img, lab)
@@ -308,7 +309,10 @@ class SynFoCWidget(QWidget):
             labeled = labeled_slices(labels, slices.marked(lab), spatial_ndim=labels.ndim)
         extra = [match_channels(a, rgb, is_rgb) for a, is_rgb in self.data_panel.extra_images()]
         image = None if img is None else np.asarray(img.data)
-        return StackTask(image, labels, labeled, rgb=rgb, extra_unlabeled=extra)
+        window = self.data_panel.intensity_window(img)
+        return StackTask(
+            image, labels, labeled, rgb=rgb, extra_unlabeled=extra, intensity_window=window
+        )
 
     def layers_gone(self) -> str:
         """A message when the last job's image or labels layer was deleted while it ran."""
@@ -387,6 +391,7 @@ class SynFoCWidget(QWidget):
         info, empty = self.controller.load_session(path, None if lab is None else lab.data)
         if empty:
             slices.set_marked(lab, [*slices.marked(lab), *empty])
+        self.data_panel.set_intensity((info.get("intensity") or {}).get("mode"))
         self.refresh_labeled()
         return info
 
@@ -401,6 +406,7 @@ class SynFoCWidget(QWidget):
         return self.controller.predict(
             None if img is None else np.asarray(img.data), bool(getattr(img, "rgb", False)),
             self.device_combo.currentText(), target=img, name=getattr(img, "name", "image"),
+            window=self.data_panel.intensity_window(img),
         )  # fmt: skip
 
     def export_labels(self, path: str | os.PathLike, labels_layer: Any = None) -> str:
@@ -408,18 +414,25 @@ class SynFoCWidget(QWidget):
         lab = labels_layer or self.labels_combo.value
         if lab is None:
             raise ValueError("no Labels layer to export")
+        from ..io.geometry import geometry_from_layer
+
         img = self.image_combo.value
         src = img if img is not None and img.ndim == lab.ndim else lab
-        return self.controller.export_labels(path, lab.data, slices.io_geometry(src))
+        return self.controller.export_labels(
+            path, lab.data, geometry_from_layer(src), src.metadata
+        )
 
     def export_predictions(self, folder: str | os.PathLike, suffix: str = ".nii.gz") -> list[str]:
         """Write the six review maps into ``folder`` with the image's geometry; the paths."""
         target = self.controller.maps_target
         if self.controller.maps is None or target is None:
             raise ValueError("no predictions to export: train or predict first")
+        from ..io.geometry import geometry_from_layer
+
         return self.controller.export_predictions(
-            folder, slices.io_geometry(target), two_d=target.ndim == 2, suffix=suffix
-        )
+            folder, geometry_from_layer(target), two_d=target.ndim == 2, suffix=suffix,
+            metadata=target.metadata,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:

@@ -378,8 +378,13 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(monkeypatch)
     monkeypatch.setattr(task_builder, "build_config", lambda **kw: None)
     monkeypatch.setattr(sw, "OVERLAY_WAIT_S", 0.3)
 
+    from napari_synfoc.core.task import StackTask
+
+    img, gt = _stack()
+    task = StackTask(img, gt, [1])  # passes the worker's full check
+
     def run(ready, stop):
-        gen = sw.training_events(None, {}, stop, predict_every=1, overlays_ready=ready)
+        gen = sw.training_events(task, {}, stop, predict_every=1, overlays_ready=ready)
         assert type(next(gen)).__name__ == "ReviewUpdate"
         t = time.perf_counter()
         assert isinstance(next(gen), Step)

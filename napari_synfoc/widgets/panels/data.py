@@ -27,10 +27,22 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ...core.intensity import CT_WINDOWS
 from .. import overlays
 from ..task_builder import spatial_shape
 from ..tooltips import tip
 from .common import make_button
+
+AUTO_INTENSITY = "auto (percentile)"
+LAYER_INTENSITY = "layer contrast limits"
+# What the models see of the image: the combo's choices, in order
+INTENSITY_MODES = (AUTO_INTENSITY, LAYER_INTENSITY, *(f"CT {name}" for name in CT_WINDOWS))
+INTENSITY_TIP = (
+    "The intensities the models see. auto: 0.5-99.5 percentile stretch. layer contrast limits: "
+    "the window you see on screen. CT presets in Hounsfield units: "
+    + ", ".join(f"{k} {lo:g}..{hi:g}" for k, (lo, hi) in CT_WINDOWS.items())
+    + ". Saved with the session."
+)
 
 
 class LayerCombo(QComboBox):
@@ -96,7 +108,12 @@ class DataPanel(QWidget):
         for key, w in (("image", self.image_combo), ("labels", self.labels_combo)):
             w.setObjectName(key)
             w.setToolTip(tip(key))
+        self.intensity_combo = QComboBox()
+        self.intensity_combo.addItems(list(INTENSITY_MODES))
+        self.intensity_combo.setObjectName("intensity")
+        self.intensity_combo.setToolTip(INTENSITY_TIP)
         form.addRow("Image", self.image_combo)
+        form.addRow("Intensity", self.intensity_combo)
         form.addRow("Labels", self.labels_combo)
         lay.addLayout(form)
         self.labeled_list = QListWidget()
@@ -154,6 +171,30 @@ class DataPanel(QWidget):
             if name in layers and layers[name] is not main:
                 out.append((np.asarray(layers[name].data), bool(layers[name].rgb)))
         return out
+
+    def intensity_mode(self) -> str:
+        """The intensity choice, one of :data:`INTENSITY_MODES`."""
+        return self.intensity_combo.currentText()
+
+    def intensity_window(self, image_layer: Any) -> tuple[float, float] | None:
+        """The ``StackTask.intensity_window`` for ``image_layer``: None for the percentile
+        mapping, its contrast limits, or a CT preset (checked by the task validator)."""
+        mode = self.intensity_mode()
+        if mode == AUTO_INTENSITY:
+            return None
+        if mode == LAYER_INTENSITY:
+            if image_layer is None:
+                return None
+            lo, hi = image_layer.contrast_limits
+            return float(lo), float(hi)
+        return CT_WINDOWS[mode.removeprefix("CT ")]
+
+    def set_intensity(self, mode: str | None) -> None:
+        """Choose an intensity mode by name (a session's); ValueError names the choices."""
+        mode = mode or AUTO_INTENSITY
+        if mode not in INTENSITY_MODES:
+            raise ValueError(f"unknown intensity mode {mode!r}; choose from {INTENSITY_MODES}")
+        self.intensity_combo.setCurrentText(mode)
 
     def folder(self) -> str | None:
         return self.folder_edit.text().strip() or None

@@ -1,0 +1,136 @@
+"""What the models see (issue 16 in the dock): the intensity choice, its session round trip,
+and exports that keep the layer's patient geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.intensity import CT_WINDOWS
+from napari_synfoc.widgets.panels.data import INTENSITY_MODES
+from napari_synfoc.widgets.synfoc_widget import SynFoCWidget
+
+pytestmark = pytest.mark.gui
+
+Z, H, W = 6, 64, 64
+
+
+def _ct_stack():
+    """A CT-like (6, 64, 64) int16 stack in HU: soft tissue around a denser disc."""
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:H, :W]
+    img = rng.normal(40, 20, (Z, H, W))
+    gt = np.zeros((Z, H, W), np.int32)
+    for z in range(Z):
+        disc = (yy - 32) ** 2 + (xx - 30) ** 2 < (10 + z) ** 2
+        img[z][disc] += 80
+        gt[z][disc] = 1
+    img[:, :4] = -1000  # air
+    img[:, -3:] = 1500  # bone
+    return img.astype(np.int16), gt
+
+
+@pytest.fixture
+def dock(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img, gt = _ct_stack()
+    image = viewer.add_image(img, name="ct")
+    labels = np.zeros_like(gt)
+    labels[1], labels[4] = gt[1], gt[4]
+    lab = viewer.add_labels(labels, name="seg")
+    widget = SynFoCWidget(viewer, backend="sync")
+    widget.profile_combo.setCurrentText("tiny")
+    widget.device_combo.setCurrentText("cpu")
+    widget.predict_every_spin.setValue(0)
+    seen = []
+    start = widget.controller.start_run
+
+    def spy(task, *a, **kw):
+        seen.append(task.intensity_window)
+        return start(task, *a, **kw)
+
+    widget.controller.start_run = spy
+    yield viewer, widget, image, lab, seen
+    widget.cleanup()
+    widget.deleteLater()
+
+
+def test_intensity_choices_give_the_task_window(dock):
+    viewer, widget, image, lab, seen = dock
+    panel = widget.data_panel
+    combo = panel.intensity_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == list(INTENSITY_MODES)
+    assert combo.currentText() == "auto (percentile)" and combo.toolTip()
+    assert panel.intensity_window(image) is None
+    image.contrast_limits = (-100.0, 300.0)
+    panel.set_intensity("layer contrast limits")
+    assert panel.intensity_window(image) == (-100.0, 300.0)
+    for name, window in CT_WINDOWS.items():
+        panel.set_intensity(f"CT {name}")
+        assert panel.intensity_window(image) == window
+    with pytest.raises(ValueError, match="unknown intensity mode"):
+        panel.set_intensity("CT brain")
+    # a training run gets the window of the choice
+    panel.set_intensity("layer contrast limits")
+    assert widget.train(iterations=1)
+    assert widget.outcome == "done", widget.last_message
+    assert seen[-1] == (-100.0, 300.0)
+
+
+def test_intensity_choice_is_saved_in_the_session(dock, tmp_path):
+    viewer, widget, image, lab, seen = dock
+    widget.data_panel.set_intensity("CT soft tissue")
+    assert widget.train(iterations=1)
+    assert widget.outcome == "done", widget.last_message
+    assert seen[-1] == CT_WINDOWS["soft tissue"]
+    path = widget.save_session(tmp_path / "s.pt")
+
+    from napari_synfoc.core.interactive import read_session
+
+    saved = read_session(path)["intensity"]
+    assert saved == {"mode": "CT soft tissue", "window": list(CT_WINDOWS["soft tissue"])}
+    other = SynFoCWidget(viewer, backend="sync")
+    try:
+        assert other.data_panel.intensity_mode() == "auto (percentile)"
+        other.load_session(path)
+        assert other.data_panel.intensity_mode() == "CT soft tissue"
+        # Predict uses the restored window for the image it predicts
+        assert other.predict(image)
+        assert other.controller.outcome == "done", other.last_message
+    finally:
+        other.cleanup()
+        other.deleteLater()
+
+
+def test_export_keeps_an_oblique_layer_geometry(make_napari_viewer, oblique_sitk_volume, tmp_path):
+    import SimpleITK as sitk
+
+    from napari_synfoc.io.readers import read_layer_data
+
+    src_img, expected = oblique_sitk_volume
+    src = tmp_path / "oblique.nii.gz"
+    sitk.WriteImage(src_img, str(src))
+    viewer = make_napari_viewer()
+    ((data, kwargs, _kind),) = read_layer_data(src)
+    image = viewer.add_image(data, **kwargs)
+    assert not np.allclose(image.affine.affine_matrix[:3, :3], np.diag(np.diag(
+        image.affine.affine_matrix[:3, :3])))  # fmt: skip  # a non-diagonal direction
+    labels = (np.asarray(data) > 500).astype(np.int32)
+    lab = viewer.add_labels(
+        labels, name="seg", scale=image.scale, translate=image.translate,
+        affine=image.affine, metadata=dict(image.metadata),
+    )  # fmt: skip
+    widget = SynFoCWidget(viewer, backend="sync")
+    try:
+        widget.image_combo.set_value(image)
+        widget.labels_combo.set_value(lab)
+        out = widget.export_labels(tmp_path / "seg.nii.gz")
+    finally:
+        widget.cleanup()
+        widget.deleteLater()
+    back = sitk.ReadImage(out)
+    # the file's own grid and voxel order: it overlays the source file exactly
+    np.testing.assert_allclose(back.GetSpacing(), src_img.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(back.GetOrigin(), src_img.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(back.GetDirection(), src_img.GetDirection(), atol=1e-5)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), expected["array"] > 500)

@@ -418,8 +418,10 @@ def resolve_config(
        model: asking it for another foundation is an error.  A ViT-B foundation (medsam-vitb,
        sam-vitb) trains with q/v LoRA and no embedding cache, at 512 px in the GPU profiles
        (faithful, gpu-fast) and 256 px otherwise.
-    3. ``overrides`` (config field -> value; None values are ignored) win over 1 and 2.
-    4. A profile's ``compile`` stays on only for runs of at least ``COMPILE_MIN_ITERATIONS``
+    3. A strategy other than ``synfoc`` (SemiSAM+, IFL, UnCoL: a frozen, prompted foundation)
+       sets ``freeze_encoder``, ``cache_embeddings`` and ``lora_targets="none"``.
+    4. ``overrides`` (config field -> value; None values are ignored) win over 1 to 3.
+    5. A profile's ``compile`` stays on only for runs of at least ``COMPILE_MIN_ITERATIONS``
        iterations (compiling takes about a minute); an explicit ``compile`` override wins.
 
     Returns the validated config; ``ValueError`` explains a bad choice.
@@ -446,6 +448,9 @@ def resolve_config(
     if fm in VITB_FOUNDATIONS:
         changes.update(freeze_encoder=False, cache_embeddings=False, lora_targets="qv")
         changes["fm_size"] = 512 if name in ("faithful", "gpu-fast") else 256
+    if over.get("strategy", prof.get("strategy", "synfoc")) != "synfoc":
+        # the prompted strategies train no foundation weights: frozen encoder, cached embeddings
+        changes.update(freeze_encoder=True, cache_embeddings=True, lora_targets="none")
     changes.update(over)
     cfg = PROFILES[name].apply(SynFoCConfig()).replace(**changes)
     if cfg.compile and "compile" not in over and cfg.iterations < COMPILE_MIN_ITERATIONS:

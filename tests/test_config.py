@@ -130,6 +130,23 @@ def test_resolve_config_vitb_rule_and_overrides_win():
     assert resolve_config("cpu-interactive", "cpu", None, {"seed": None}).seed == 1337
 
 
+def test_resolve_config_prompted_strategies_freeze_the_foundation():
+    """A GPU profile trains LoRA on an unfrozen encoder; choosing a prompted strategy there
+    gives a config that strategy accepts (frozen encoder, cached embeddings, no LoRA)."""
+    from napari_synfoc.core.strategies import strategy_for
+
+    gpu = resolve_config("gpu-fast", "cuda", "litemedsam")
+    assert gpu.strategy == "synfoc" and not gpu.freeze_encoder and gpu.lora_targets == "qv"
+    for name in ("semisam+", "ifl", "uncol"):
+        cfg = resolve_config("gpu-fast", "cuda", "litemedsam", {"strategy": name})
+        assert (cfg.freeze_encoder, cfg.cache_embeddings, cfg.lora_targets) == (True, True, "none")
+        strategy_for(cfg)  # no error
+    # an explicit override still wins, and the strategy then explains the conflict
+    bad = resolve_config("gpu-fast", "cuda", None, {"strategy": "uncol", "lora_targets": "qv"})
+    with pytest.raises(ValueError, match="lora_targets='none'"):
+        strategy_for(bad)
+
+
 def test_resolve_config_compile_rule_is_one_rule():
     from napari_synfoc.config import COMPILE_MIN_ITERATIONS
 

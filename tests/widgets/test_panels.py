@@ -71,3 +71,34 @@ def test_advanced_form_is_generated_from_the_config_table(qtbot):
     assert params["foundation"] == "medsam-vitb" and params["overrides"] == {}
     with pytest.raises(ValueError, match="unknown profile"):
         panel.set_profile("fastest")
+
+
+def test_strategy_combo_builds_a_config_the_strategy_accepts(qtbot):
+    """The strategy choice (issue 15) is a visible combo with the strategies' descriptions as
+    tooltips; a prompted strategy shows and builds a frozen-encoder config."""
+    from qtpy.QtCore import Qt
+
+    from napari_synfoc.core.strategies import DESCRIPTIONS, STRATEGIES, strategy_for
+    from napari_synfoc.widgets.panels.model import ModelPanel, strategy_descriptions
+    from napari_synfoc.widgets.task_builder import build_config
+
+    assert strategy_descriptions() == DESCRIPTIONS  # read without importing torch
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    combo = panel.strategy_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == list(STRATEGIES)
+    for i, name in enumerate(STRATEGIES):
+        assert combo.itemData(i, Qt.ItemDataRole.ToolTipRole) == DESCRIPTIONS[name]
+    assert combo.currentText() == "synfoc" and "strategy" not in panel.params()["overrides"]
+    panel.profile_combo.setCurrentText("gpu-fast")
+    panel.device_combo.setCurrentText("cuda")
+    assert panel.advanced.value("freeze_encoder") is False
+    combo.setCurrentText("uncol")
+    assert DESCRIPTIONS["uncol"] in combo.toolTip()
+    assert panel.advanced.value("freeze_encoder") is True
+    assert panel.advanced.value("lora_targets") == "none"
+    params = panel.params()
+    assert params["overrides"] == {"strategy": "uncol"}
+    cfg = build_config(**params)
+    assert cfg.strategy == "uncol"
+    strategy_for(cfg)  # accepted: no error for a GPU user choosing UnCoL

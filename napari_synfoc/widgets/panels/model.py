@@ -3,8 +3,12 @@ Advanced form (shows what :func:`~napari_synfoc.config.resolve_config` would bui
 
 from __future__ import annotations
 
+import ast
+import functools
+from pathlib import Path
 from typing import Any
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -17,13 +21,26 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ...config import PROFILES, VITB_FOUNDATIONS, resolve_config
+from ...config import PROFILES, VITB_FOUNDATIONS, choices, field_meta, resolve_config
 from ..task_builder import DEVICES, FOUNDATION_CHOICES, PROFILE_CHOICES, displayed_profile
 from ..tooltips import tip
 from .advanced import AdvancedForm
 
 # Only to show a ViT-B profile's values before the user has picked a checkpoint file.
 _DISPLAY_CHECKPOINT = "(checkpoint file)"
+
+
+@functools.cache
+def strategy_descriptions() -> dict[str, str]:
+    """``core.strategies.DESCRIPTIONS`` read from its source: importing that package imports
+    torch, which the dock must not do when napari loads it."""
+    src = Path(__file__).resolve().parents[2] / "core" / "strategies" / "__init__.py"
+    for node in ast.parse(src.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "DESCRIPTIONS" for t in node.targets
+        ):
+            return dict(ast.literal_eval(node.value))
+    raise LookupError(f"no DESCRIPTIONS in {src}")
 
 
 class ModelPanel(QWidget):
@@ -55,6 +72,13 @@ class ModelPanel(QWidget):
         self.device_combo.addItems(list(DEVICES))
         self.profile_combo = QComboBox()
         self.profile_combo.addItems(list(PROFILE_CHOICES))
+        self.strategy_combo = QComboBox()
+        descriptions = strategy_descriptions()
+        for i, name in enumerate(choices("strategy")):
+            self.strategy_combo.addItem(name)
+            self.strategy_combo.setItemData(
+                i, descriptions.get(name, ""), Qt.ItemDataRole.ToolTipRole
+            )
         self.iterations_spin = QSpinBox()
         self.iterations_spin.setRange(1, 1_000_000)
         self.iterations_spin.setValue(300)
@@ -64,6 +88,7 @@ class ModelPanel(QWidget):
         for key, w, text in (
             ("device", self.device_combo, "Device"),
             ("profile", self.profile_combo, "Compute profile"),
+            ("strategy", self.strategy_combo, "Strategy"),
             ("iterations", self.iterations_spin, "Iterations"),
             ("predict_every", self.predict_every_spin, "Refresh overlays every"),
         ):
@@ -77,7 +102,9 @@ class ModelPanel(QWidget):
         self.foundation_combo.currentIndexChanged.connect(self._on_foundation_changed)
         self.device_combo.currentIndexChanged.connect(self.show_profile)
         self.profile_combo.currentIndexChanged.connect(self.show_profile)
+        self.strategy_combo.currentIndexChanged.connect(self._on_strategy_changed)
         self._on_foundation_changed()
+        self._on_strategy_changed()
 
     # ------------------------------------------------------------------ values
     def foundation(self) -> str:
@@ -86,15 +113,21 @@ class ModelPanel(QWidget):
     def checkpoint(self) -> str | None:
         return self.checkpoint_edit.text().strip() or None
 
+    def strategy(self) -> str:
+        return self.strategy_combo.currentText()
+
     def params(self) -> dict[str, Any]:
         """``task_builder.build_config`` arguments from the current choices."""
+        overrides = self.advanced.overrides()
+        if self.strategy() != "synfoc":
+            overrides["strategy"] = self.strategy()
         return {
             "profile": self.profile_combo.currentText(),
             "device": self.device_combo.currentText(),
             "foundation": self.foundation(),
             "checkpoint": self.checkpoint(),
             "iterations": self.iterations_spin.value(),
-            "overrides": self.advanced.overrides(),
+            "overrides": overrides,
         }
 
     def set_profile(self, name: str) -> None:
@@ -109,7 +142,7 @@ class ModelPanel(QWidget):
         name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
         tiny = PROFILES[name].overrides.get("foundation") == "tiny"
         fm = None if tiny else self.foundation()
-        over = {"iterations": self.iterations_spin.value()}
+        over = {"iterations": self.iterations_spin.value(), "strategy": self.strategy()}
         if fm in VITB_FOUNDATIONS:
             over["checkpoint"] = self.checkpoint() or _DISPLAY_CHECKPOINT
         return resolve_config(name, self.device_combo.currentText(), fm, over)
@@ -120,6 +153,11 @@ class ModelPanel(QWidget):
         name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
         extra = " (the tiny profile uses a tiny random model)" if name == "tiny" else ""
         self.foundation_combo.setToolTip(tip("foundation") + extra)
+
+    def _on_strategy_changed(self, *_: Any) -> None:
+        desc = strategy_descriptions().get(self.strategy(), "")
+        self.strategy_combo.setToolTip(f"{field_meta('strategy')['help']}\n{desc}")
+        self.show_profile()
 
     def reset_advanced(self) -> None:
         self.advanced.touched.clear()

@@ -392,6 +392,7 @@ class SynFoCWidget(QWidget):
         if empty:
             slices.set_marked(lab, [*slices.marked(lab), *empty])
         self.data_panel.set_intensity((info.get("intensity") or {}).get("mode"))
+        self.model_panel.strategy_combo.setCurrentText(info["config"].get("strategy", "synfoc"))
         self.refresh_labeled()
         return info
 

@@ -27,6 +27,9 @@ def launch_napari(files: list[str] | None = None, sample: bool = True) -> int:
     """Open napari with the SynFoC dock widget and either ``files`` or the demo sample."""
     import napari
 
+    from .io.readers import prefer_synfoc_reader
+
+    prefer_synfoc_reader()
     viewer = napari.Viewer(title="napari-synfoc")
     if files:
         for f in files:
@@ -403,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-overlay",
         action="store_true",
         help="skip the napari measurements (no display/napari)",
+    )
+    b.add_argument(
+        "--foreign-load",
+        action="store_true",
+        help="also time the dock's training child with a second CPU-bound torch process "
+        "running (iteration ratio and parent stalls)",
     )
     b.add_argument(
         "--torch-profile",

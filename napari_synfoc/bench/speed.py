@@ -399,6 +399,16 @@ def main(args: argparse.Namespace) -> int:
             ui_max_gap_ms=overlay["ui_max_gap_ms"],
             overlay=overlay,
         )
+    if getattr(args, "foreign_load", False):
+        from .foreign_load import measure as foreign_measure
+
+        profile = "tiny" if args.profiles == "tiny" else "cpu-interactive"
+        out["foreign_load"] = foreign_measure(profile, 8 if args.quick else 12)
+        print(
+            f"foreign load: ratio {out['foreign_load']['ratio']:.2f} "
+            f"(goal {out['foreign_load']['goal_ratio']})",
+            file=sys.stderr,
+        )
     out.update(
         quick=bool(args.quick),
         wall_s=time.perf_counter() - t_all,
@@ -406,6 +416,7 @@ def main(args: argparse.Namespace) -> int:
         + (" --quick" if args.quick else "")
         + (f" --profiles {args.profiles}" if args.profiles else "")
         + (" --no-overlay" if args.no_overlay else "")
+        + (" --foreign-load" if getattr(args, "foreign_load", False) else "")
         + f" --out {args.out}",
     )
     write_json_atomic(args.out, out)

@@ -73,6 +73,11 @@ class SynFoCWidget(QWidget):
         self.refresh_labeled()
         if self.controller.jobs.backend != "process":  # the child imports torch, not napari
             warm_up_imports()
+        # File > Open on .nii.gz/.mha/.nrrd/.dcm then uses this plugin without asking (a choice
+        # the user already made in napari's reader dialog is kept).
+        from ..io.readers import prefer_synfoc_reader
+
+        prefer_synfoc_reader()
 
     # ------------------------------------------------------------------ UI construction
     def _build_ui(self) -> None:

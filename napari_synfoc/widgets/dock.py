@@ -1,7 +1,8 @@
 """The "SynFoC" dock: label a few slices, train in the background, review, fix, retrain.
 
-The dock builds the panels (:mod:`.panels`), binds the keys and forwards the scripting API to the
-Qt-free :class:`~.controller.DockController`, which holds the run state.  Training runs in a
+The dock builds the panels (:mod:`.panels`), binds the keys (:mod:`.dock_keys`) and forwards
+the scripting API to the Qt-free :class:`~.controller.DockController`, which holds the run state
+(sessions, Predict and export: :mod:`.dock_session`).  Training runs in a
 child process by default, its events read by a light thread (``backend="thread"``: in a thread
 of napari's process; ``"sync"``: synchronously; or ``SYNFOC_BACKEND``, see :mod:`.jobs`); the
 worker never touches Qt, and torch is never imported when napari loads the dock.
@@ -16,9 +17,7 @@ Scripting::
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,10 @@ from ..core.review import labeled_slices
 from ..core.task import StackTask
 from . import slices
 from .controller import DockController
+from .dock_keys import DockKeys
+from .dock_session import DockSessionActions
 from .dock_view import DockView
+from .job_layers import JobLayers
 from .jobs import JobRunner
 from .overlay_builder import OverlayBuilder
 from .panels.data import DataPanel
@@ -41,10 +43,9 @@ from .panels.session import SessionPanel
 from .process_tweaks import warm_up_imports
 from .prompt_tool import PROMPT_LAYERS, PromptTool
 from .task_builder import match_channels
-from .tooltips import SHORTCUTS
 
 
-class SynFoCWidget(QWidget):
+class SynFoCWidget(QWidget, DockSessionActions):
     """Dock widget: train SynFoC from a partly labelled layer and review MedSAM vs U-Net.
 
     Parameters
@@ -67,8 +68,19 @@ class SynFoCWidget(QWidget):
         ctl = self.controller  # not self: called while the C++ widget is being deleted
         self.destroyed.connect(lambda *_: ctl.detach())  # the viewer closed during a run
         self.overlay_builder = OverlayBuilder(napari_viewer, self.controller.overlays_built, self)
+        self.job_layers = JobLayers()
         self._build_ui()
-        self._bind_keys()
+        self.keys = DockKeys(
+            napari_viewer,
+            {
+                "next_uncertain": lambda: self.next_uncertain(),
+                "mark_labeled": lambda: self.mark_current_slice(),
+                "accept_medsam": lambda: self.accept("medsam"),
+                "accept_unet": lambda: self.accept("unet"),
+                "accept_ensemble": lambda: self.accept("ensemble"),
+            },
+        )
+        self.keys.bind()
         self.model_panel.show_profile()
         self.refresh_labeled()
         if self.controller.jobs.backend != "process":  # the child imports torch, not napari
@@ -94,15 +106,7 @@ class SynFoCWidget(QWidget):
         self.model_panel = ModelPanel()
         self.run_panel = RunPanel()
         self.review = ReviewPanel()
-        self.session_panel = SessionPanel(
-            {
-                "save_session": lambda p: self._guard(self.save_session, p),
-                "load_session": lambda p: self._guard(self.load_session, p),
-                "predict": lambda: self.predict(),
-                "export_labels": lambda p: self._guard(self.export_labels, p),
-                "export_predictions": lambda p: self._guard(self.export_predictions, p),
-            }
-        )
+        self.session_panel = SessionPanel(self.session_panel_actions())
         lay.addWidget(self.data_panel)
         lay.addWidget(self.model_panel)
         lay.addWidget(self.run_panel)
@@ -157,34 +161,8 @@ class SynFoCWidget(QWidget):
         self.controller.labels_edited()
         self._label_refresh_timer.start()
 
-    def _bind_keys(self) -> None:
-        self._key_actions = {
-            "next_uncertain": lambda _v: self.next_uncertain(),
-            "mark_labeled": lambda _v: self.mark_current_slice(),
-            "accept_medsam": lambda _v: self.accept("medsam"),
-            "accept_unet": lambda _v: self.accept("unet"),
-            "accept_ensemble": lambda _v: self.accept("ensemble"),
-        }
-        for key, fn in self._key_actions.items():
-            self.viewer.bind_key(SHORTCUTS[key], fn, overwrite=True)
-
-    def _unbind_keys(self) -> None:
-        from napari.utils.key_bindings import coerce_keybinding
-
-        for key, fn in self._key_actions.items():
-            if self.viewer.keymap.get(coerce_keybinding(SHORTCUTS[key])) is fn:
-                self.viewer.bind_key(SHORTCUTS[key], None)
-        self._key_actions = {}
-
     def _say(self, text: str, error: bool = False, notify: bool = True) -> None:
         self.controller.say(text, error, notify)
-
-    def _guard(self, fn, *args) -> Any:
-        try:
-            return fn(*args)
-        except Exception as exc:  # noqa: BLE001 - a button must never crash napari
-            self._say(f"{exc}", error=True)
-            return None
 
     # ------------------------------------------------------------------ state (read-only)
     @property
@@ -300,7 +278,7 @@ class SynFoCWidget(QWidget):
             intensity_mode=self.data_panel.intensity_mode(),
         )  # fmt: skip
         if started:
-            self._job_layers = (img, lab)
+            self.job_layers.remember(img, lab)
         self.update_buttons()
         return started
 
@@ -321,19 +299,7 @@ class SynFoCWidget(QWidget):
 
     def layers_gone(self) -> str:
         """A message when the last job's image or labels layer was deleted while it ran."""
-        img, lab = getattr(self, "_job_layers", (None, None))
-        out = []
-        if img is not None and img not in self.viewer.layers:
-            out.append(
-                f"Image layer '{img.name}' was deleted while the job ran: its overlays are not "
-                "shown. The model is kept: Save session, or Predict another image with it."
-            )
-        if lab is not None and lab not in self.viewer.layers:
-            out.append(
-                f"Labels layer '{lab.name}' was deleted while training ran: the run used a copy "
-                "taken at its start, and the model is kept (Save session)."
-            )
-        return " ".join(out)
+        return self.job_layers.gone(self.viewer.layers)
 
     def stop(self) -> None:
         """Ask training to stop; it ends within one iteration with a Cancelled event."""
@@ -385,60 +351,7 @@ class SynFoCWidget(QWidget):
         self.refresh_labeled()
         return int(edit.values.size)
 
-    # ------------------------------------------------------------------ sessions and export
-    def save_session(self, path: str | os.PathLike) -> Path:
-        """Save both models, the config and the labelled-slice list to ``path`` (atomic)."""
-        return self.controller.save_session(path)
-
-    def load_session(self, path: str | os.PathLike) -> dict[str, Any]:
-        """Load a saved session: Retrain continues from it and Predict uses it."""
-        lab = self.labels_combo.value
-        info, empty = self.controller.load_session(path, None if lab is None else lab.data)
-        if empty:
-            slices.set_marked(lab, [*slices.marked(lab), *empty])
-        self.data_panel.set_intensity((info.get("intensity") or {}).get("mode"))
-        self.model_panel.strategy_combo.setCurrentText(info["config"].get("strategy", "synfoc"))
-        self.refresh_labeled()
-        return info
-
-    def predict(self, image_layer: Any = None) -> bool:
-        """Predict ``image_layer`` (default: the selected image) with the latest/loaded model."""
-        img = image_layer or self.image_combo.value
-        if img is None and not self.controller.busy:
-            self._say("Choose an Image layer to predict.", error=True)
-            return False
-        if not self.controller.busy:
-            self._job_layers = (img, None)
-        return self.controller.predict(
-            None if img is None else np.asarray(img.data), bool(getattr(img, "rgb", False)),
-            self.device_combo.currentText(), target=img, name=getattr(img, "name", "image"),
-            window=self.data_panel.intensity_window(img),
-        )  # fmt: skip
-
-    def export_labels(self, path: str | os.PathLike, labels_layer: Any = None) -> str:
-        """Write the labels with the source image's geometry (atomic); returns the path."""
-        lab = labels_layer or self.labels_combo.value
-        if lab is None:
-            raise ValueError("no Labels layer to export")
-        from ..io.geometry import geometry_from_layer
-
-        img = self.image_combo.value
-        src = img if img is not None and img.ndim == lab.ndim else lab
-        return self.controller.export_labels(
-            path, lab.data, geometry_from_layer(src), src.metadata
-        )
-
-    def export_predictions(self, folder: str | os.PathLike, suffix: str = ".nii.gz") -> list[str]:
-        """Write the six review maps into ``folder`` with the image's geometry; the paths."""
-        target = self.controller.maps_target
-        if self.controller.maps is None or target is None:
-            raise ValueError("no predictions to export: train or predict first")
-        from ..io.geometry import geometry_from_layer
-
-        return self.controller.export_predictions(
-            folder, geometry_from_layer(target), two_d=target.ndim == 2, suffix=suffix,
-            metadata=target.metadata,
-        )  # fmt: skip
+    # sessions, Predict and export: see DockSessionActions (dock_session.py)
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:
@@ -446,7 +359,7 @@ class SynFoCWidget(QWidget):
         if self.controller.running:
             self.stop()
             self.wait(timeout=30)
-        self._unbind_keys()
+        self.keys.unbind()
         self.data_panel.disconnect_viewer()
         self.loss_plot.stop()
         self.overlay_builder.close()
@@ -457,7 +370,7 @@ class SynFoCWidget(QWidget):
         """The dock is gone while napari runs on: stop the job without waiting, show nothing
         more (the controller's view goes silent), let go of the viewer."""
         self.controller.detach()
-        self._unbind_keys()
+        self.keys.unbind()
         self.data_panel.disconnect_viewer()
         self.loss_plot.stop()
         self.overlay_builder.close()

@@ -359,10 +359,10 @@ def run_hitl(args: argparse.Namespace) -> int:
     from ..core.device import pick_device
     from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
     from ..core.evaluate import evaluate
-    from ..core.events import Done, Failed, Predictions
-    from ..core.interactive import StackTask, load_trained, train_on_stack
+    from ..core.interactive import load_trained
     from ..core.review import rank_slices, review_maps
     from ..io.results import default_cache_dir, device_name, git_commit, write_json_atomic
+    from .common import train_round
 
     sched = SCHEDULES[args.schedule]
     data = Path(args.data) if args.data else FAZ_DEFAULT
@@ -382,8 +382,6 @@ def run_hitl(args: argparse.Namespace) -> int:
         ckpt = None
         curve = []
         for rnd in range(sched.hitl_rounds + 1):
-            labels = np.zeros_like(gt)
-            labels[labeled] = gt[labeled]
             cfg = make_config(
                 sched.profile,
                 iterations=sched.hitl_iterations,
@@ -391,23 +389,10 @@ def run_hitl(args: argparse.Namespace) -> int:
                 num_classes=2,
                 in_channels=1,
             )
-            task = StackTask(img, labels, list(labeled))
-            last_pred, final = None, None
-            for ev in train_on_stack(
-                task,
-                cfg,
-                init_checkpoint=ckpt,
-                out_dir=out / "hitl" / strategy / f"round{rnd}",
-                predict_every=sched.hitl_iterations,
-                embed_cache_dir=cache_dir,
-            ):
-                if isinstance(ev, Predictions):
-                    last_pred = ev
-                elif isinstance(ev, Done | Failed):
-                    final = ev
-            if isinstance(final, Failed):
-                raise RuntimeError(f"HITL {strategy} round {rnd}: {final.message}")
-            ckpt = final.checkpoint
+            ckpt, last_pred = train_round(
+                img, gt, labeled, cfg, ckpt, out / "hitl" / strategy / f"round{rnd}", cache_dir,
+                what=f"HITL {strategy} round {rnd}",
+            )  # fmt: skip
             cfg_t, unet, fm, dev, precision = load_trained(ckpt, args.device)
             cache = (
                 EmbeddingDiskCache(cache_dir, frozen_encoder_id(fm, cfg_t))

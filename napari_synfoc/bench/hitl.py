@@ -97,31 +97,6 @@ def pick_next(strategy: str, last_pred, labeled: list[int], feats, rng) -> int:
     return int(rank_slices(scores, labeled)[0])
 
 
-def train_round(img, gt, labeled, cfg, ckpt, out_dir: Path, cache_dir: Path):
-    """One warm-started round; returns (checkpoint, last Predictions)."""
-    from ..core.events import Done, Failed, Predictions
-    from ..core.interactive import StackTask, train_on_stack
-
-    labels = np.zeros_like(gt)
-    labels[labeled] = gt[labeled]
-    last = final = None
-    for ev in train_on_stack(
-        StackTask(img, labels, list(labeled)),
-        cfg,
-        init_checkpoint=ckpt,
-        out_dir=out_dir,
-        predict_every=cfg.iterations,
-        embed_cache_dir=cache_dir,
-    ):
-        if isinstance(ev, Predictions):
-            last = ev
-        elif isinstance(ev, Done | Failed):
-            final = ev
-    if isinstance(final, Failed):
-        raise RuntimeError(f"HITL round failed: {final.message}")
-    return final.checkpoint, last
-
-
 def summarise(curves: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Per strategy and model: mean Dice over rounds 1..R per seed, and the gain over random."""
     out: dict[str, Any] = {}
@@ -164,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..core.review import slice_features
     from ..io.results import default_cache_dir, device_name, git_commit, write_json_atomic
     from .accuracy import FAZ_DEFAULT, hitl_stack
+    from .common import train_round
 
     strategies = [s for s in args.strategies.split(",") if s]
     if "random" not in strategies:

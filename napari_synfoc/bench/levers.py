@@ -222,19 +222,22 @@ def _markdown(runs: dict[str, Any]) -> str:
 
 def md_table(results: list[dict[str, Any]], rule: str) -> str:
     """Markdown: per lever and refresh, M_d precision/recall under argmax and ``rule``."""
-    md = [
-        f"| lever | iteration | error px | argmax: P / R | {rule}: P / R | AUROC |",
-        "|---|---|---|---|---|---|",
+    from .common import markdown_table
+
+    header = ["lever", "iteration", "error px", "argmax: P / R", f"{rule}: P / R", "AUROC"]
+    rows = [
+        [
+            r["name"],
+            row["iteration"],
+            f"{100 * row['error_fraction']:.1f} %",
+            f"{_fmt(row.get('md_argmax_precision'))} / {_fmt(row.get('md_argmax_recall'))}",
+            f"{_fmt(row.get(f'md_{rule}_precision'))} / {_fmt(row.get(f'md_{rule}_recall'))}",
+            _fmt(row.get("auroc_heat")),
+        ]  # fmt: skip
+        for r in results
+        for row in r["refreshes"]
     ]
-    for r in results:
-        for row in r["refreshes"]:
-            md.append(
-                f"| {r['name']} | {row['iteration']} | {100 * row['error_fraction']:.1f} % | "
-                f"{_fmt(row.get('md_argmax_precision'))} / {_fmt(row.get('md_argmax_recall'))} | "
-                f"{_fmt(row.get(f'md_{rule}_precision'))} / "
-                f"{_fmt(row.get(f'md_{rule}_recall'))} | {_fmt(row.get('auroc_heat'))} |"
-            )
-    return "\n".join(md)
+    return markdown_table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,11 +131,13 @@ def run_one(strategy: str, seed: int, args, data) -> dict[str, Any]:
 
 
 def make_table(runs: list[dict[str, Any]]) -> str:
-    lines = [
-        "| strategy | model | Dice % (mean ± spread over seeds) | per seed | HD95 px | "
-        "iterations | s/it (median) | prompted decoder passes / it |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    from .common import markdown_table
+
+    header = [
+        "strategy", "model", "Dice % (mean ± spread over seeds)", "per seed", "HD95 px",
+        "iterations", "s/it (median)", "prompted decoder passes / it",
+    ]  # fmt: skip
+    rows = []
     for s in STRATEGY_LIST:
         rs = [r for r in runs if r["strategy"] == s]
         if not rs:
@@ -146,14 +148,19 @@ def make_table(runs: list[dict[str, Any]]) -> str:
             name = {"unet": "U-Net", "foundation": "foundation"}[model]
             if model == "foundation" and s != "synfoc":
                 name = "foundation (frozen, prompted by U-Net)"
-            lines.append(
-                f"| {s} | {name} | {np.mean(d):.2f} ± {(max(d) - min(d)) / 2:.2f} | "
-                f"{' / '.join(f'{v:.2f}' for v in d)} | {np.mean(h):.1f} | "
-                f"{' / '.join(str(r['iterations_done']) for r in rs)} | "
-                f"{np.mean([r['s_per_iteration_median'] for r in rs]):.3f} | "
-                f"{np.mean([r['prompted_decoder_calls_per_iteration'] for r in rs]):.1f} |"
+            rows.append(
+                [
+                    s,
+                    name,
+                    f"{np.mean(d):.2f} ± {(max(d) - min(d)) / 2:.2f}",
+                    " / ".join(f"{v:.2f}" for v in d),
+                    f"{np.mean(h):.1f}",
+                    " / ".join(str(r["iterations_done"]) for r in rs),
+                    f"{np.mean([r['s_per_iteration_median'] for r in rs]):.3f}",
+                    f"{np.mean([r['prompted_decoder_calls_per_iteration'] for r in rs]):.1f}",
+                ]  # fmt: skip
             )
-    return "\n".join(lines)
+    return markdown_table(header, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,23 +21,16 @@ def test_version_subprocess():
     assert out.returncode == 0 and out.stdout.strip() == f"napari-synfoc {__version__}"
 
 
+def _train_argv(data="D", out="O", n_labeled=2, iterations=5, *extra) -> list[str]:
+    """``train`` options with labelled domain A, then ``extra``."""
+    return [
+        "train", "--data", str(data), "--labeled-domain", "A", "--n-labeled", str(n_labeled),
+        "--iterations", str(iterations), "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
 def _args(*extra):
-    return build_parser().parse_args(
-        [
-            "train",
-            "--data",
-            "D",
-            "--labeled-domain",
-            "A",
-            "--n-labeled",
-            "2",
-            "--iterations",
-            "5",
-            "--out",
-            "O",
-            *extra,
-        ]
-    )
+    return build_parser().parse_args(_train_argv("D", "O", 2, 5, *extra))
 
 
 def test_train_options_map_onto_the_config():
@@ -61,46 +54,14 @@ def test_train_options_map_onto_the_config():
 
 
 def test_missing_checkpoint_for_vitb_is_a_clear_error(capsys):
-    rc = main(
-        [
-            "train",
-            "--data",
-            "nowhere",
-            "--labeled-domain",
-            "A",
-            "--n-labeled",
-            "1",
-            "--iterations",
-            "1",
-            "--out",
-            "o",
-            "--foundation",
-            "medsam-vitb",
-        ]
-    )
+    rc = main(_train_argv("nowhere", "o", 1, 1, "--foundation", "medsam-vitb"))
     assert rc == 2
     err = capsys.readouterr().err
     assert "nowhere" in err or "needs a checkpoint" in err
 
 
 def test_unknown_data_folder_is_reported(tmp_path, capsys):
-    rc = main(
-        [
-            "train",
-            "--data",
-            str(tmp_path / "none"),
-            "--labeled-domain",
-            "A",
-            "--n-labeled",
-            "1",
-            "--iterations",
-            "1",
-            "--out",
-            str(tmp_path / "o"),
-            "--profile",
-            "tiny",
-        ]
-    )
+    rc = main(_train_argv(tmp_path / "none", tmp_path / "o", 1, 1, "--profile", "tiny"))
     assert rc == 2
     assert "none" in capsys.readouterr().err
 

@@ -524,15 +524,19 @@ def _load_resized(samples: Sequence[Sample], cfg: Any, size: int, need_labels: b
 
 
 class _CachedDataset(torch.utils.data.Dataset):
+    need_labels = True  # every sample must have a label (the labelled set)
+    kind = "labelled"
+
     def __init__(
         self,
         samples: Sequence[Sample],
         cfg: Any,
         size: int,
-        geometric: str,
-        need_labels: bool,
-        seed: int | None,
+        geometric: str = "full",
+        seed: int | None = None,
     ):
+        if not samples:
+            raise DataError(f"no {self.kind} images: the {self.kind} set is empty")
         self.samples = list(samples)
         self.cfg = cfg
         self.size = int(size)
@@ -540,7 +544,7 @@ class _CachedDataset(torch.utils.data.Dataset):
         self.seed = int(cfg.seed if seed is None else seed)
         self.epoch = 0
         self.images, self.labels, self.has_label = _load_resized(
-            self.samples, cfg, self.size, need_labels
+            self.samples, cfg, self.size, self.need_labels
         )
 
     def __len__(self) -> int:
@@ -563,18 +567,6 @@ class LabeledDataset(_CachedDataset):
     "flip": bool}``.
     """
 
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        cfg: Any,
-        size: int,
-        geometric: str = "full",
-        seed: int | None = None,
-    ):
-        if not samples:
-            raise DataError("no labelled images: the labelled set is empty")
-        super().__init__(samples, cfg, size, geometric, True, seed)
-
     def __getitem__(self, key) -> dict[str, Any]:
         index, rng = self._rng(key)
         img, lab, params = weak_augment(
@@ -596,17 +588,8 @@ class UnlabeledDataset(_CachedDataset):
     in :class:`LabeledDataset`.
     """
 
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        cfg: Any,
-        size: int,
-        geometric: str = "full",
-        seed: int | None = None,
-    ):
-        if not samples:
-            raise DataError("no unlabelled images: the unlabelled set is empty")
-        super().__init__(samples, cfg, size, geometric, False, seed)
+    need_labels = False
+    kind = "unlabelled"
 
     def __getitem__(self, key) -> dict[str, Any]:
         index, rng = self._rng(key)

@@ -97,13 +97,12 @@ class JobRunner:
         """Drain ``events``: each goes to ``on_event``; then ``on_finished`` (always)."""
         self._claim()
         if self.synchronous:
-            try:
+
+            def drain_here():
                 for event in events:
                     on_event(event)
-            except Exception as exc:  # noqa: BLE001 - reported through on_error
-                on_error(exc)
-            finally:
-                self._finish(on_finished)
+
+            self._run_here(drain_here, _noop, on_error, on_finished)
             return
 
         abandoned = self._abandoned = threading.Event()
@@ -137,14 +136,7 @@ class JobRunner:
         """Run ``fn()``: its result goes to ``on_result``; then ``on_finished`` (always)."""
         self._claim()
         if self.synchronous:
-            try:
-                result = fn()
-            except Exception as exc:  # noqa: BLE001 - reported through on_error
-                on_error(exc)
-            else:
-                on_result(result)
-            finally:
-                self._finish(on_finished)
+            self._run_here(fn, on_result, on_error, on_finished)
             return
         self._start_thread(fn, on_error, on_finished, returned=on_result)
 
@@ -158,6 +150,17 @@ class JobRunner:
         self._worker = None
         self._busy = False
         on_finished()
+
+    def _run_here(self, fn, on_result, on_error, on_finished) -> None:
+        """The "sync" backend: ``fn()`` now; its result or error, then ``on_finished``."""
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - reported through on_error
+            on_error(exc)
+        else:
+            on_result(result)
+        finally:
+            self._finish(on_finished)
 
     def _start_thread(self, fn, on_error, on_finished, yielded=None, returned=None) -> None:
         from napari.qt.threading import create_worker

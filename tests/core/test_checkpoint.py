@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -116,37 +118,31 @@ def test_trainer_checkpoint_loads_with_weights_only(tmp_path):
     assert info["labeled_slices"] == [0, 1] and info["image_shape"] == [4, 32, 32]
 
 
-def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    import errno
+def _disk_full(obj, fh):
+    fh.write(b"partial")
+    raise OSError(errno.ENOSPC, "No space left on device")
 
+
+def _read_only(*a, **k):  # root ignores chmod, so the refusal is simulated at the syscall
+    raise OSError(errno.EROFS, "Read-only file system")
+
+
+@pytest.mark.parametrize(
+    "target, name, fail, match",
+    [
+        (torch, "save", _disk_full, r"ck\.pt.*disk is full.*previous file"),
+        (tempfile, "mkstemp", _read_only, r"cannot be written.*another folder"),
+    ],
+    ids=["disk-full", "read-only"],
+)
+def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch, target, name, fail, match):
     p = save_checkpoint(tmp_path / "ck.pt", {"iteration": 1, "w": torch.ones(100)})
-
-    def full(obj, fh):
-        fh.write(b"partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(CheckpointWriteError, match=r"ck\.pt.*disk is full.*previous file"):
+    monkeypatch.setattr(target, name, fail)
+    with pytest.raises(CheckpointWriteError, match=match):
         save_checkpoint(p, {"iteration": 2})
     monkeypatch.undo()
     assert load_checkpoint(p)["iteration"] == 1
     assert sorted(os.listdir(tmp_path)) == ["ck.pt"]
-
-
-def test_read_only_folder_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    import errno
-    import tempfile
-
-    p = save_checkpoint(tmp_path / "ck.pt", {"iteration": 1})
-
-    def read_only(*a, **k):  # root ignores chmod, so the refusal is simulated at the syscall
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    with pytest.raises(CheckpointWriteError, match=r"cannot be written.*another folder"):
-        save_checkpoint(p, {"iteration": 2})
-    monkeypatch.undo()
-    assert load_checkpoint(p)["iteration"] == 1
 
 
 def test_failed_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):

@@ -247,7 +247,8 @@ def markdown(result: dict) -> str:
         "point). SAM-style NoC@85/90 numbers are not comparable: LiteMedSAM's decoder was "
         "trained with boxes only, so SAM's mask-plus-points prompt (`sam` columns) degrades the "
         "box mask; `merge` (our rule: the decoder's point-conditioned proposal is accepted only "
-        "in the connected error region under each click) is the nearest equivalent.",
+        "in the connected error region under each click, within a disc of 0.6× the mask's "
+        "equivalent radius; 0.6 chosen on this subset) is the nearest equivalent.",
         "- Propagation: MedSAM's 3D recipe (a box every 3-10 slices, interpolated) fits in form, "
         "but S200 is a stack of 200 different eyes, not a volume: the interpolated boxes only "
         "approximate where the FAZ lies, so this measures robustness to inexact boxes, not 3D "

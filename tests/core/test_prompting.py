@@ -221,3 +221,23 @@ def test_foundation_segment_with_box_delegates_and_reuses_embedding(monkeypatch)
     assert a.shape == (40, 50) and a.dtype == bool
     np.testing.assert_array_equal(a, b)
     assert seg.encoder_calls == 1
+
+
+def test_click_local_merge_changes_only_the_clicked_region():
+    prev = np.zeros((30, 30), bool)
+    prev[10:20, 10:20] = True  # area 100: equivalent radius 5.6 px, disc radius 3.4 px at 0.6
+    prop = prev.copy()
+    prop[10:20, 20:23] = True  # grown on the right, next to a positive click
+    prop[0:3, 0:3] = True  # drift far from the click: ignored
+    prop[10:12, 10:20] = False  # shrunk at the top, no negative click there: ignored
+    out = P.click_local_merge(prev, prop, [[21, 15]], [1])
+    expect = prev.copy()
+    expect[12:19, 20:23] = (
+        np.add.outer((np.arange(12, 19) - 15) ** 2, np.zeros(3)) + (np.arange(20, 23) - 21) ** 2
+    ) <= 0.6**2 * 100 / np.pi
+    np.testing.assert_array_equal(out, expect)
+    # a negative click inside the mask removes the proposal's hole under it, near the click
+    prop2 = prev.copy()
+    prop2[14:16, 14:16] = False
+    out2 = P.click_local_merge(prev, prop2, [[14, 14]], [0])
+    assert not out2[14:16, 14:16].any() and out2.sum() == prev.sum() - 4

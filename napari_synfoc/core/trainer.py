@@ -122,6 +122,10 @@ class SynFoCTrainer:
         Slices to predict every ``cfg.predict_every`` iterations and at the end.
     """
 
+    # View-first mode: at each partial refresh, this many already shown slices (the stalest,
+    # nearest the view first) are predicted again with the newly encoded ones.
+    REFRESH_STALE = 12
+
     def __init__(
         self,
         cfg: SynFoCConfig,
@@ -825,6 +829,7 @@ class SynFoCTrainer:
         self._encode_done = 0
         self._fresh: list[int] = []  # encoded stack slices without a prediction yet
         self._covered: set[int] = set()
+        self._predicted_at: dict[int, int] = {}  # stack slice -> iteration of its prediction
         self._pool_rng = np.random.default_rng(self.cfg.seed + 7)
         self._pool_draw = 0
         yield Encoding(0, self._encode_total)
@@ -877,14 +882,22 @@ class SynFoCTrainer:
             return  # the run's end predicts every slice
         if it == cfg.first_predict_at or (cfg.predict_every and it % cfg.predict_every == 0):
             idx = sorted(self._covered | set(self._fresh))
-        elif self._fresh and it > start and (it - start) % start == 0:
-            idx = sorted(set(self._fresh))
+        elif it > start and (it - start) % start == 0:
+            # the new slices, plus the stalest shown ones (nearest the view first), so no slice
+            # keeps an early, empty prediction until the next full refresh
+            view = int(self.view_slice)
+            stale = sorted(
+                self._covered - set(self._fresh),
+                key=lambda i: (self._predicted_at.get(i, -1), abs(i - view)),
+            )[: self.REFRESH_STALE]
+            idx = sorted(set(self._fresh) | set(stale))
         else:
             return
         if not idx:
             return
         self._fresh = []
         self._covered |= set(idx)
+        self._predicted_at.update(dict.fromkeys(idx, it))
         fm_p, un_p = self.predict_slices(idx)
         n = len(self.predict_images)
         yield Predictions(it, fm_p, un_p, None if len(idx) == n else tuple(idx), n)

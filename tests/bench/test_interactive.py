@@ -197,3 +197,28 @@ def test_faz_stacks_keep_their_size_when_a_site_is_short():
     img, lab = bi.faz_stack(8)
     assert img.shape == lab.shape == (40, 256, 256) and img.dtype == np.uint8
     assert lab[[0, 8, 16]].reshape(3, -1).any(1).all()
+
+
+def test_partial_refreshes_also_repredict_the_stalest_slices(monkeypatch):
+    """Between full refreshes, slices shown early (when both models were still empty) are
+    predicted again with the newly encoded ones, not left stale until the next full refresh."""
+    from napari_synfoc.core.events import Predictions
+    from napari_synfoc.core.interactive import StackTask, train_on_stack
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    monkeypatch.setattr(SynFoCTrainer, "REFRESH_STALE", 3)
+    img, lab = _tiny_stack(z=24)
+    task = StackTask(image=img, labels=lab, labeled_slices=[0, 12])
+    # no full refresh before the end: only the first overlay and the partial refreshes
+    cfg = _tiny_cfg(iterations=40, first_predict_at=2).replace(predict_every=0)
+    events = list(train_on_stack(task, cfg, view_slice=6, embed_cache_dir=None))
+    last: dict[int, int] = {}
+    partial = [e for e in events if isinstance(e, Predictions) and e.iteration < 40]
+    assert len(partial) >= 5
+    for ev in partial:
+        for z in ev.covered():
+            last[int(z)] = ev.iteration
+    first_shown = set(partial[0].covered())
+    assert first_shown and partial[0].iteration == 2
+    # every slice of the first overlay was predicted again later, before the run's end
+    assert all(last[z] > 2 for z in first_shown), (first_shown, last)

@@ -210,8 +210,10 @@ def test_partial_refreshes_also_repredict_the_stalest_slices(monkeypatch):
     img, lab = _tiny_stack(z=24)
     task = StackTask(image=img, labels=lab, labeled_slices=[0, 12])
     # no full refresh before the end: only the first overlay and the partial refreshes
-    cfg = _tiny_cfg(iterations=40, first_predict_at=2).replace(predict_every=0)
-    events = list(train_on_stack(task, cfg, view_slice=6, embed_cache_dir=None))
+    cfg = _tiny_cfg(iterations=40, first_predict_at=2)
+    events = list(
+        train_on_stack(task, cfg, view_slice=6, embed_cache_dir=None, predict_every=1000)
+    )
     last: dict[int, int] = {}
     partial = [e for e in events if isinstance(e, Predictions) and e.iteration < 40]
     assert len(partial) >= 5

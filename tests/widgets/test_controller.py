@@ -21,18 +21,6 @@ Z, H, W = 6, 64, 64
 TINY = {"profile": "tiny", "device": "cpu", "foundation": "litemedsam", "checkpoint": None}
 
 
-def _stack(seed=0, z=Z):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:H, :W]
-    img = rng.normal(0.2, 0.05, (z, H, W)).astype(np.float32)
-    gt = np.zeros((z, H, W), np.int32)
-    for i in range(z):
-        disc = (yy - 32) ** 2 + (xx - 28 - i) ** 2 < (10 + i) ** 2
-        img[i][disc] += 0.6
-        gt[i][disc] = 1
-    return img, gt
-
-
 class Recorder(ControllerView):
     """Keeps every notice; ``on_step`` runs on each Step (to act mid-run)."""
 
@@ -91,9 +79,9 @@ def _run(ctl, img, lab, labeled, iterations, predict_every=0, **kw):
     return ctl.start_run(_task(img, lab, labeled), params, predict_every=predict_every, **kw)
 
 
-def test_whole_loop_headless(tmp_path):
+def test_whole_loop_headless(disc_stack, tmp_path):
     ctl, view = _controller()
-    img, gt = _stack()
+    img, gt = disc_stack()
     lab = _labels(gt)
     assert _run(ctl, img, lab, [1, 4], 2, predict_every=1, target="stack", image_name="stack")
     assert not ctl.busy and not ctl.running
@@ -152,7 +140,7 @@ def test_whole_loop_headless(tmp_path):
     info, empty = other.load_session(session, empty_labels)
     assert info["labeled_slices"] == [1, 4] and empty == [4]  # slice 4 has no label here
     assert other.trained_labeled == [1, 4] and other.latest_checkpoint == session
-    img2, _ = _stack(2, z=3)
+    img2, _ = disc_stack(2, z=3)
     assert other.predict(img2, False, "cpu", target="new", name="new")
     assert other.outcome == "done", other.last_message
     assert other.maps.fm_label.shape == (3, H, W) and other.maps_target == "new"
@@ -174,9 +162,9 @@ def test_whole_loop_headless(tmp_path):
     assert not ctl.run_root.exists()
 
 
-def test_stop_mid_run_then_warm_start_keeps_the_architecture():
+def test_stop_mid_run_then_warm_start_keeps_the_architecture(disc_stack):
     ctl, view = _controller()
-    img, gt = _stack()
+    img, gt = disc_stack()
     view.on_step = lambda event: ctl.stop()  # press Stop as the first step arrives
     assert _run(ctl, img, _labels(gt), [1, 4], 200)
     assert ctl.outcome == "cancelled", ctl.last_message
@@ -196,9 +184,9 @@ def test_stop_mid_run_then_warm_start_keeps_the_architecture():
     assert ctl.trained_labeled == [1, 2, 4]
 
 
-def test_refusals_and_engine_failure_are_messages():
+def test_refusals_and_engine_failure_are_messages(disc_stack):
     ctl, view = _controller()
-    img, gt = _stack()
+    img, gt = disc_stack()
     assert ctl.next_uncertain([]) is None and "train first" in ctl.last_message
     assert ctl.accept(gt, 0) is None and "train first" in ctl.last_message
     assert not ctl.predict(img, False) and "No model yet" in ctl.last_message
@@ -220,9 +208,9 @@ def test_refusals_and_engine_failure_are_messages():
     assert view.messages[-1][1] is True and not ctl.running
 
 
-def test_the_core_validator_refuses_before_a_run_starts():
+def test_the_core_validator_refuses_before_a_run_starts(disc_stack):
     ctl, view = _controller()
-    img, gt = _stack()
+    img, gt = disc_stack()
     params = dict(TINY, iterations=1, overrides={})
     bad = StackTask(img, np.zeros((Z, 32, 32), np.int32), [1])
     assert not ctl.start_run(bad, params, image_name="stack", labels_name="wrong shape")
@@ -236,7 +224,7 @@ def test_the_core_validator_refuses_before_a_run_starts():
     assert not ctl.busy and ctl.run_count == 0 and ctl.event_counts == {}
 
 
-def test_encoding_progress_and_partial_predictions(monkeypatch):
+def test_encoding_progress_and_partial_predictions(disc_stack, monkeypatch):
     """Frozen-encoder progress goes to its own determinate bar; partial predictions are
     assembled into stack-sized maps and only the predicted slices are ranked."""
     from napari_synfoc.core import interactive
@@ -264,7 +252,7 @@ def test_encoding_progress_and_partial_predictions(monkeypatch):
     ctl, view = _controller()
     rankings = []
     view.on_maps = lambda: rankings.append(sorted(ctl.ranking([])))
-    img, gt = _stack(z=3)
+    img, gt = disc_stack(z=3)
     task = StackTask(img, _labels(gt, (1,)), [1])
     assert ctl.start_run(task, dict(TINY, iterations=2), view_slice=2)
     assert ctl.outcome == "done", ctl.last_message

@@ -23,18 +23,6 @@ pytestmark = [pytest.mark.gui, pytest.mark.timeout(150)]
 Z, H, W = 6, 64, 64
 
 
-def _stack(seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:H, :W]
-    img = rng.normal(0.2, 0.05, (Z, H, W)).astype(np.float32)
-    gt = np.zeros((Z, H, W), np.int32)
-    for z in range(Z):
-        disc = (yy - 32) ** 2 + (xx - 28 - z) ** 2 < (10 + z) ** 2
-        img[z][disc] += 0.6
-        gt[z][disc] = 1
-    return img, gt
-
-
 def _training_children() -> list[int]:
     """Our spawned training processes (not Xvfb, not multiprocessing's resource tracker)."""
     out = []
@@ -66,24 +54,16 @@ def errors(monkeypatch):
 
 
 @pytest.fixture
-def dock(make_napari_viewer, qtbot):
+def dock(disc_stack, add_partly_labelled, use_tiny_cpu, close_dock, make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    img, gt = _stack()
-    image = viewer.add_image(img, name="stack")
-    labels = np.zeros_like(gt)
-    labels[1], labels[4] = gt[1], gt[4]
-    lab = viewer.add_labels(labels, name="annotations")
+    img, gt = disc_stack()
+    image, lab = add_partly_labelled(viewer, img, gt)
     dw, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
     assert isinstance(widget, SynFoCWidget)
     assert widget.controller.jobs.backend == "process"  # the dock's default
-    widget.profile_combo.setCurrentText("tiny")
-    widget.device_combo.setCurrentText("cpu")
-    widget.predict_every_spin.setValue(0)
+    use_tiny_cpu(widget, predict_every=0)
     yield viewer, widget, image, lab, dw
-    if widget.is_training:
-        widget.stop()
-        widget.wait(60)
-    widget.cleanup()
+    close_dock(widget)
     assert _wait_no_children(qtbot) == []
 
 
@@ -165,13 +145,12 @@ def test_layers_deleted_during_training(dock, qtbot, errors):
     assert widget.train() is False and "Choose an Image layer" in widget.message.text()
 
 
-def test_viewer_closed_during_training(make_napari_viewer, qtbot, capfd, errors):
+def test_viewer_closed_during_training(
+    disc_stack, add_partly_labelled, make_napari_viewer, qtbot, capfd, errors
+):
     viewer = make_napari_viewer()
-    img, gt = _stack()
-    viewer.add_image(img, name="stack")
-    labels = np.zeros_like(gt)
-    labels[1] = gt[1]
-    viewer.add_labels(labels, name="annotations")
+    img, gt = disc_stack()
+    add_partly_labelled(viewer, img, gt, slices=(1,))
     _, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
     widget.profile_combo.setCurrentText("tiny")
     widget.device_combo.setCurrentText("cpu")

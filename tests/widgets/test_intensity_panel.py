@@ -31,13 +31,10 @@ def _ct_stack():
 
 
 @pytest.fixture
-def dock(make_napari_viewer):
+def dock(make_napari_viewer, add_partly_labelled):
     viewer = make_napari_viewer()
     img, gt = _ct_stack()
-    image = viewer.add_image(img, name="ct")
-    labels = np.zeros_like(gt)
-    labels[1], labels[4] = gt[1], gt[4]
-    lab = viewer.add_labels(labels, name="seg")
+    image, lab = add_partly_labelled(viewer, img, gt, names=("ct", "seg"))
     widget = SynFoCWidget(viewer, backend="sync")
     widget.profile_combo.setCurrentText("tiny")
     widget.device_combo.setCurrentText("cpu")

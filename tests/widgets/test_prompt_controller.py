@@ -14,20 +14,6 @@ from napari_synfoc.widgets.prompt_controller import PromptController
 Z, H, W = 6, 64, 64
 
 
-def _image():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:H, :W]
-    img = rng.normal(0.2, 0.05, (Z, H, W)).astype(np.float32)
-    for z in range(Z):
-        img[z][(yy - 32) ** 2 + (xx - 30 - z) ** 2 < (9 + z) ** 2] += 0.6
-    return img
-
-
-def _rect(z, r0, c0, r1, c1):
-    """napari rectangle vertices (z, row, col) on slice z."""
-    return np.array([[z, r0, c0], [z, r0, c1], [z, r1, c1], [z, r1, c0]], float)
-
-
 class RectSegmenter:
     """Masks the box exactly; points add / remove a 3×3 square (a known answer)."""
 
@@ -62,14 +48,16 @@ def _ctl(seg):
     return c, said
 
 
-def test_box_prompt_on_the_tiny_model_edits_one_slice_and_class_and_reverts_exactly(tiny):
+def test_box_prompt_on_the_tiny_model_edits_one_slice_and_class_and_reverts_exactly(
+    prompt_image, rect, tiny
+):
     c, said = _ctl(tiny)
-    img = _image()
+    img = prompt_image
     labels = np.zeros((Z, H, W), np.int32)
     labels[2, :5, :5] = 2  # another class on the prompted slice
     labels[3] = 1  # another slice
     before = labels.copy()
-    pe = c.prompt(img, labels, 2, box=_rect(2, 20, 15, 45, 50), cls=1)
+    pe = c.prompt(img, labels, 2, box=rect(2, 20, 15, 45, 50), cls=1)
     assert pe is not None and pe.slices == [2] and pe.mask.any()
     assert np.all(pe.edit.indices[0] == 2) and set(pe.edit.new_values.tolist()) <= {0, 1}
     apply_edit(labels, pe.edit)
@@ -81,20 +69,20 @@ def test_box_prompt_on_the_tiny_model_edits_one_slice_and_class_and_reverts_exac
     assert not said[-1][1] and "Ctrl-Z" in said[-1][0]
 
 
-def test_replace_and_add_semantics_and_points_refine_the_last_mask():
-    img = _image()
+def test_replace_and_add_semantics_and_points_refine_the_last_mask(prompt_image, rect):
+    img = prompt_image
     for mode in ("replace", "add"):
         c, _ = _ctl(RectSegmenter())
         c.mode = mode
         labels = np.zeros((Z, H, W), np.uint8)
         labels[1, 60:, 60:] = 1  # painted class 1 outside the coming box
-        pe = c.prompt(img, labels, 1, box=_rect(1, 10, 10, 20, 20), cls=1)
+        pe = c.prompt(img, labels, 1, box=rect(1, 10, 10, 20, 20), cls=1)
         apply_edit(labels, pe.edit)
         assert (labels[1, 10:21, 10:21] == 1).all()
         assert (labels[1, 60:, 60:] == 1).all() == (mode == "add")
         # a negative point inside the box mask removes a 3x3 square of it (box + points)
         pe = c.prompt(
-            img, labels, 1, box=_rect(1, 10, 10, 20, 20), points=[[1, 15, 15]], point_labels=[0]
+            img, labels, 1, box=rect(1, 10, 10, 20, 20), points=[[1, 15, 15]], point_labels=[0]
         )
         apply_edit(labels, pe.edit)
         assert (labels[1, 14:17, 14:17] == 0).all() and labels[1, 10, 10] == 1
@@ -105,26 +93,26 @@ def test_replace_and_add_semantics_and_points_refine_the_last_mask():
         assert labels[1, 15, 15] == 1 and (labels[1, 11:14, 11:14] == 0).all()
 
 
-def test_bad_prompts_give_a_message_and_change_nothing(tiny):
+def test_bad_prompts_give_a_message_and_change_nothing(prompt_image, rect, tiny):
     c, said = _ctl(tiny)
-    img = _image()
+    img = prompt_image
     labels = np.zeros((Z, H, W), np.int32)
     cases = {
-        "outside": dict(box=_rect(2, 100, 100, 120, 120)),
-        "zero-area": dict(box=_rect(2, 10, 10, 10, 30)),
+        "outside": dict(box=rect(2, 100, 100, 120, 120)),
+        "zero-area": dict(box=rect(2, 10, 10, 10, 30)),
         "another slice": dict(points=[[4, 10, 10]], point_labels=[1]),
-        "not on slice 2": dict(box=_rect(3, 10, 10, 20, 20)),
+        "not on slice 2": dict(box=rect(3, 10, 10, 20, 20)),
         "No prompt": dict(),
     }
     for words, kw in cases.items():
         assert c.prompt(img, labels, 2, **kw) is None, words
         assert said[-1][1] and words.lower() in said[-1][0].lower(), said[-1]
         assert "slice 2" in said[-1][0] or "slice" in said[-1][0]
-    assert c.prompt(None, labels, 2, box=_rect(2, 5, 5, 20, 20)) is None
+    assert c.prompt(None, labels, 2, box=rect(2, 5, 5, 20, 20)) is None
     assert "No image" in said[-1][0]
-    assert c.prompt(img, None, 2, box=_rect(2, 5, 5, 20, 20)) is None
+    assert c.prompt(img, None, 2, box=rect(2, 5, 5, 20, 20)) is None
     assert "No Labels layer" in said[-1][0]
-    assert c.prompt(img, labels[:, :10], 2, box=_rect(2, 5, 5, 20, 20)) is None
+    assert c.prompt(img, labels[:, :10], 2, box=rect(2, 5, 5, 20, 20)) is None
     assert "does not match" in said[-1][0]
     assert c.last is None and not labels.any()
 
@@ -161,10 +149,10 @@ def test_fix_region_accepts_the_chosen_model_in_one_connected_region_only():
     assert (labels[4, 30:40, 30:40] == 1).all() and labels.sum() == 100
 
 
-def test_reprompt_seeded_with_the_ensemble(tiny):
+def test_reprompt_seeded_with_the_ensemble(prompt_image, tiny):
     seg = RectSegmenter()
     c, _ = _ctl(seg)
-    img = _image()
+    img = prompt_image
     labels = np.zeros((Z, H, W), np.int32)
     maps = _maps(labels.shape)
     pe = c.reprompt_from_ensemble(img, labels, 3, (3, 15, 15), False, maps)
@@ -177,12 +165,14 @@ def test_reprompt_seeded_with_the_ensemble(tiny):
     assert pe is not None and pe.mask.shape == (H, W)
 
 
-def test_propagation_proposals_accept_all_one_edit_and_cancel_keeps_whole_slices(tiny):
+def test_propagation_proposals_accept_all_one_edit_and_cancel_keeps_whole_slices(
+    prompt_image, rect, tiny
+):
     c, said = _ctl(tiny)
-    img = _image()
+    img = prompt_image
     labels = np.zeros((Z, H, W), np.int32)
     got = []
-    boxes = [_rect(1, 15, 15, 45, 45), _rect(4, 20, 20, 50, 50)]
+    boxes = [rect(1, 15, 15, 45, 45), rect(4, 20, 20, 50, 50)]
     assert c.start_propagation(img, labels.shape, boxes, on_slice=lambda *a: got.append(a))
     assert sorted(c.proposals) == [1, 2, 3, 4] and [g[2] for g in got] == [1, 2, 3, 4]
     assert c.propagation_outcome == "done" and c.plan[1][0] == 15.0
@@ -201,15 +191,15 @@ def test_propagation_proposals_accept_all_one_edit_and_cancel_keeps_whole_slices
         assert np.array_equal(m, tiny.segment_with_box(c2.prepared(img, False)[z], c2.plan[z]))
 
 
-def test_propagation_and_accept_refuse_bad_input(tiny):
+def test_propagation_and_accept_refuse_bad_input(prompt_image, rect, tiny):
     c, said = _ctl(tiny)
-    img = _image()
+    img = prompt_image
     shape = (Z, H, W)
-    assert not c.start_propagation(img, shape, [_rect(1, 5, 5, 20, 20)])
+    assert not c.start_propagation(img, shape, [rect(1, 5, 5, 20, 20)])
     assert "at least two slices" in said[-1][0]
-    assert not c.start_propagation(img, shape, [_rect(1, 5, 5, 20, 20), _rect(1, 6, 6, 9, 9)])
+    assert not c.start_propagation(img, shape, [rect(1, 5, 5, 20, 20), rect(1, 6, 6, 9, 9)])
     assert "two boxes on slice 1" in said[-1][0]
-    assert not c.start_propagation(img, shape, [_rect(1, 5, 5, 20, 20), _rect(3, 5, 5, 5, 9)])
+    assert not c.start_propagation(img, shape, [rect(1, 5, 5, 20, 20), rect(3, 5, 5, 5, 9)])
     assert "box on slice 3" in said[-1][0] and "zero-area" in said[-1][0]
     assert not c.start_propagation(img[0], (H, W), [])
     assert "2-D" in said[-1][0]

@@ -17,19 +17,6 @@ Z, H, W = 6, 64, 64
 GEOM = {"scale": (2.0, 0.5, 0.5), "translate": (10.0, 0, 0)}
 
 
-def _image():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:H, :W]
-    img = rng.normal(0.2, 0.05, (Z, H, W)).astype(np.float32)
-    for z in range(Z):
-        img[z][(yy - 32) ** 2 + (xx - 30 - z) ** 2 < (9 + z) ** 2] += 0.6
-    return img
-
-
-def _rect(z, r0, c0, r1, c1):
-    return np.array([[z, r0, c0], [z, r0, c1], [z, r1, c1], [z, r1, c0]], float)
-
-
 class SlowTiny:
     """The tiny prompt model, ``delay`` seconds per box (to stop a propagation midway)."""
 
@@ -48,9 +35,9 @@ class SlowTiny:
 
 
 @pytest.fixture
-def dock(make_napari_viewer, qtbot):
+def dock(prompt_image, make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    image = viewer.add_image(_image(), name="stack", **GEOM)
+    image = viewer.add_image(prompt_image, name="stack", **GEOM)
     labels = np.zeros((Z, H, W), np.int32)
     labels[1, 40:, 40:] = 2  # another class on the prompted slice
     labels[4, 30:40, 30:40] = 1  # another slice
@@ -68,14 +55,14 @@ def dock(make_napari_viewer, qtbot):
     widget.cleanup()
 
 
-def test_box_prompt_is_one_undoable_step_on_one_slice_and_class(dock):
+def test_box_prompt_is_one_undoable_step_on_one_slice_and_class(rect, dock):
     viewer, w, _image_layer, lab = dock
     before = lab.data.copy()
     w.goto_slice(1)
     w.prompts.box_mode()
     shapes = viewer.layers[pt.PROMPTS]
     assert viewer.layers.selection.active is shapes and shapes.mode == "add_rectangle"
-    shapes.add_rectangles(_rect(1, 10, 10, 40, 40)[None])
+    shapes.add_rectangles(rect(1, 10, 10, 40, 40)[None])
     assert w.prompts.segment() > 0
     assert w.prompts.last_latency is not None
     assert (lab.data[1] == 1).any() and 1 in w.labeled_slices()
@@ -85,7 +72,7 @@ def test_box_prompt_is_one_undoable_step_on_one_slice_and_class(dock):
     assert np.array_equal(lab.data, before)
     assert w.labeled_slices() == [1, 4]
     w.goto_slice(3)  # an unlabelled slice counts as labelled after a prompt
-    shapes.add_rectangles(_rect(3, 10, 10, 40, 40)[None])
+    shapes.add_rectangles(rect(3, 10, 10, 40, 40)[None])
     assert w.prompts.segment() > 0 and w.labeled_slices() == [1, 3, 4]
     lab.undo()
     # the shortcuts are bound on the prompt layers: S segments, Ctrl-Z undoes
@@ -98,7 +85,7 @@ def test_box_prompt_is_one_undoable_step_on_one_slice_and_class(dock):
     assert np.array_equal(lab.data, before)
 
 
-def test_points_refine_and_bad_prompts_change_nothing(dock):
+def test_points_refine_and_bad_prompts_change_nothing(rect, dock):
     viewer, w, _image_layer, lab = dock
     w.goto_slice(2)
     w.prompts.point_mode(False)
@@ -108,15 +95,15 @@ def test_points_refine_and_bad_prompts_change_nothing(dock):
     assert w.prompts.segment() == 0
     assert "slice(s) [4], not on slice 2" in w.last_message
     shapes = w.prompts._layer(pt.PROMPTS, "shapes")
-    shapes.add_rectangles(_rect(2, 30, 30, 30, 50)[None])  # zero area
+    shapes.add_rectangles(rect(2, 30, 30, 30, 50)[None])  # zero area
     assert w.prompts.segment() == 0 and "zero-area" in w.last_message
     shapes.data = []
-    shapes.add_rectangles(_rect(2, 200, 200, 220, 220)[None])  # outside the image
+    shapes.add_rectangles(rect(2, 200, 200, 220, 220)[None])  # outside the image
     assert w.prompts.segment() == 0 and "outside" in w.last_message
     assert np.array_equal(lab.data, before)
     # a valid box, then a positive point on this slice refines the mask
     shapes.data = []
-    shapes.add_rectangles(_rect(2, 10, 10, 40, 40)[None])
+    shapes.add_rectangles(rect(2, 10, 10, 40, 40)[None])
     assert w.prompts.segment() > 0
     w.prompts.point_mode(True)
     points.add([[2, 5, 5]])
@@ -126,13 +113,13 @@ def test_points_refine_and_bad_prompts_change_nothing(dock):
     assert len(shapes.data) == 0 and [p[0] for p in points.data] == [4]
 
 
-def test_no_image_layer_gives_a_message(make_napari_viewer):
+def test_no_image_layer_gives_a_message(rect, make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_labels(np.zeros((Z, H, W), np.int32), name="annotations")
     w = SynFoCWidget(viewer, backend="thread")
     w.prompts.controller.segmenter_factory = SlowTiny
     shapes = w.prompts._layer(pt.PROMPTS, "shapes")
-    shapes.add_rectangles(_rect(0, 10, 10, 40, 40)[None])
+    shapes.add_rectangles(rect(0, 10, 10, 40, 40)[None])
     assert w.prompts.segment() == 0 and "No image" in w.last_message
     assert not viewer.layers["annotations"].data.any()
     w.cleanup()
@@ -165,12 +152,12 @@ def test_fix_a_disagreement_region_with_one_click(dock):
     assert w.prompts._on_click not in viewer.mouse_drag_callbacks
 
 
-def test_propagation_cancel_accept_all_and_train(dock, qtbot):
+def test_propagation_cancel_accept_all_and_train(rect, dock, qtbot):
     viewer, w, _image_layer, lab = dock
     tool = w.prompts
     tool.controller.segmenter_factory = lambda: SlowTiny(0.4)
     shapes = tool._layer(pt.PROMPTS, "shapes")
-    shapes.add_rectangles(np.stack([_rect(0, 15, 15, 45, 45), _rect(5, 20, 20, 50, 50)]))
+    shapes.add_rectangles(np.stack([rect(0, 15, 15, 45, 45), rect(5, 20, 20, 50, 50)]))
     assert tool.propagate()
     assert w.prompt_panel.buttons["stop_propagation"].isEnabled()
     qtbot.waitUntil(lambda: len(tool.controller.proposals) >= 2, timeout=20000)

@@ -15,40 +15,20 @@ pytestmark = pytest.mark.gui
 Z, H, W = 6, 64, 64
 
 
-def _stack(seed=0):
-    """A (6, 64, 64) stack with a bright disc per slice, and its ground truth."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:H, :W]
-    img = rng.normal(0.2, 0.05, (Z, H, W)).astype(np.float32)
-    gt = np.zeros((Z, H, W), np.int32)
-    for z in range(Z):
-        disc = (yy - 32) ** 2 + (xx - 28 - z) ** 2 < (10 + z) ** 2
-        img[z][disc] += 0.6
-        gt[z][disc] = 1
-    return img, gt
-
-
 @pytest.fixture
-def viewer_widget(make_napari_viewer, qtbot):
+def viewer_widget(
+    disc_stack, add_partly_labelled, use_tiny_cpu, close_dock, make_napari_viewer, qtbot
+):
     viewer = make_napari_viewer()
-    img, gt = _stack()
-    image = viewer.add_image(img, name="stack", scale=(2.0, 0.5, 0.5), translate=(10.0, 0, 0))
-    labels = np.zeros_like(gt)
-    labels[1] = gt[1]
-    labels[4] = gt[4]
-    lab = viewer.add_labels(
-        labels, name="annotations", scale=(2.0, 0.5, 0.5), translate=(10.0, 0, 0)
+    img, gt = disc_stack()
+    image, lab = add_partly_labelled(
+        viewer, img, gt, scale=(2.0, 0.5, 0.5), translate=(10.0, 0, 0)
     )
     dock, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
     assert isinstance(widget, SynFoCWidget)
-    widget.profile_combo.setCurrentText("tiny")
-    widget.device_combo.setCurrentText("cpu")
-    widget.predict_every_spin.setValue(1)
+    use_tiny_cpu(widget, predict_every=1)
     yield viewer, widget, image, lab, gt
-    if widget.is_training:
-        widget.stop()
-        widget.wait(60)
-    widget.cleanup()
+    close_dock(widget)
 
 
 def _train_and_wait(widget, qtbot, **kw):
@@ -212,11 +192,11 @@ def test_mark_background_slice_and_engine_failure_message(viewer_widget, qtbot):
     assert not widget.is_training
 
 
-def test_2d_rgb_image_synchronous(make_napari_viewer, qtbot, monkeypatch):
+def test_2d_rgb_image_synchronous(disc_stack, make_napari_viewer, qtbot, monkeypatch):
     """A 2D RGB image with an extra unlabelled layer, trained with SYNFOC_NOTHREADS=1."""
     monkeypatch.setenv("SYNFOC_NOTHREADS", "1")
     viewer = make_napari_viewer()
-    img, gt = _stack(1)
+    img, gt = disc_stack(1)
     rgb = np.repeat(img[0][..., None], 3, axis=-1)
     image = viewer.add_image(rgb, name="rgb", rgb=True)
     lab = viewer.add_labels(gt[0].copy(), name="lab")
@@ -244,7 +224,7 @@ def test_2d_rgb_image_synchronous(make_napari_viewer, qtbot, monkeypatch):
     widget.cleanup()
 
 
-def test_session_predict_and_export(viewer_widget, qtbot, tmp_path):
+def test_session_predict_and_export(disc_stack, viewer_widget, qtbot, tmp_path):
     viewer, widget, image, lab, gt = viewer_widget
     widget.predict_every_spin.setValue(0)
     _train_and_wait(widget, qtbot, iterations=1)
@@ -253,7 +233,7 @@ def test_session_predict_and_export(viewer_widget, qtbot, tmp_path):
     assert session.exists()
 
     # a fresh widget loads the session and predicts another image with it
-    img2, _ = _stack(2)
+    img2, _ = disc_stack(2)
     new = viewer.add_image(img2[:3], name="new image")
     viewer.layers.remove(overlays.CONSENSUS)
     w2 = SynFoCWidget(viewer)
@@ -305,14 +285,14 @@ def _describe(layer):
     return out
 
 
-def test_overlays_built_in_steps_end_as_a_direct_add(make_napari_viewer):
+def test_overlays_built_in_steps_end_as_a_direct_add(disc_stack, make_napari_viewer):
     """One layer per call with ``max_new=1``; ``defer`` hides the costly parts until
     ``finish_layer``; the result matches the layers made in one go, and the active layer stays."""
     maps = _maps()
     built = {}
     for stepwise in (False, True):
         viewer = make_napari_viewer()
-        img, _ = _stack()
+        img, _ = disc_stack()
         image = viewer.add_image(img, name="stack", scale=(2.0, 0.5, 0.5))
         lab = viewer.add_labels(
             np.zeros((Z, H, W), np.int32), name="annotations", scale=(2.0, 0.5, 0.5)
@@ -357,7 +337,7 @@ def test_overlays_built_in_steps_end_as_a_direct_add(make_napari_viewer):
     assert built[False][overlays.DIVERGENCE][1]["colors"][1] == (1.0, 0.0, 1.0, 1.0)
 
 
-def test_training_pauses_after_predictions_until_the_overlays_exist(monkeypatch):
+def test_training_pauses_after_predictions_until_the_overlays_exist(disc_stack, monkeypatch):
     """The worker generator waits (bounded) after predictions until the GUI says the overlay
     layers exist; a set flag or a stop request lets it go on at once."""
     import threading
@@ -380,7 +360,7 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(monkeypatch)
 
     from napari_synfoc.core.task import StackTask
 
-    img, gt = _stack()
+    img, gt = disc_stack()
     task = StackTask(img, gt, [1])  # passes the worker's full check
 
     def run(ready, stop):

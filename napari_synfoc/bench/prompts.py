@@ -135,11 +135,14 @@ def run_propagation(seg, per_site: int, every: int, lat: dict[str, list]) -> dic
     keys = list(range(0, vol.shape[0], every))
     boxes = {z: mask_to_box(lab[z] > 0) for z in keys if lab[z].any()}
     stamps: list[float] = []
+    calls = seg.encoder_calls
     t0 = time.perf_counter()
     out = seg.propagate_boxes(vol, boxes, progress=lambda d, t: stamps.append(time.perf_counter()))
     total = time.perf_counter() - t0
     steps = np.diff([t0, *stamps]).tolist()
-    lat["propagate_per_slice_uncached"].extend(steps)
+    encoded = seg.encoder_calls - calls
+    kind = "uncached" if encoded == len(steps) else "cached" if encoded == 0 else "mixed"
+    lat.setdefault(f"propagate_per_slice_{kind}", []).extend(steps)
     between = [z for z in out.masks if z not in boxes]
     d_between = [dice(out.masks[z], lab[z] > 0) for z in between]
     d_keyed = [dice(out.masks[z], lab[z] > 0) for z in boxes]
@@ -295,7 +298,6 @@ def main(argv: list[str] | None = None) -> int:
             "box_cached",
             "points_merge_cached",
             "points_sam_cached",
-            "propagate_per_slice_uncached",
         )
     }
     rows: dict[str, list[dict]] = {}

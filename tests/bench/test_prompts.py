@@ -50,6 +50,7 @@ def test_quick_run_tiny_writes_json_table_plot(tmp_path):
     p = res["propagation"]
     assert p["slices"] == 10 and p["keyed"] == [0, 3, 6, 9] and p["between"] == 6
     assert res["latency"]["box_uncached"]["n"] >= 5
+    assert res["latency"]["propagate_per_slice_uncached"]["n"] == 10
     assert (tmp_path / "prompts.md").read_text().startswith("# Prompted LiteMedSAM")
     assert (tmp_path / "prompts.png").stat().st_size > 1000
     assert not list(tmp_path.glob("*.tmp"))

@@ -7,6 +7,8 @@ trains.  :func:`frozen_encoder_id` names what the stored embeddings depend on.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -62,9 +64,16 @@ class EmbeddingDiskCache:
     def put(self, image: np.ndarray, emb: np.ndarray) -> None:
         """Store ``emb`` for ``image`` (fp16, written through a temp file and a rename)."""
         p = self.folder / f"{self.key(image)}.npy"
-        tmp = p.with_suffix(".tmp.npy")
-        np.save(tmp, emb.astype(np.float16))
-        tmp.replace(p)
+        # a temp name of its own per writer: two threads or processes storing the same slice
+        # at once (a prompt and a propagation, or the dock and its training child) never collide
+        fd, tmp_name = tempfile.mkstemp(dir=self.folder, prefix=p.stem, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, emb.astype(np.float16))
+            os.replace(tmp_name, p)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
 
 
 class EmbeddingBank:

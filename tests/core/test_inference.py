@@ -53,3 +53,32 @@ def test_bank_and_disk_cache_give_the_same_predictions(tmp_path):
     assert (q_cached[1] == q_plain[1]).mean() > 0.99
     again = predict_labels(unet, fm, x, cfg, "cpu", "fp32", cache=cache, raw=imgs)
     np.testing.assert_array_equal(again[1], q_cached[1])
+
+
+def test_disk_cache_writers_of_one_slice_never_collide(tmp_path):
+    """Many threads storing the same slice at once: each writes its own temp file, the last
+    rename wins, and no temp file is left behind."""
+    import threading
+
+    from napari_synfoc.core.embeddings import EmbeddingDiskCache
+
+    cache = EmbeddingDiskCache(tmp_path, "model")
+    image = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    emb = np.full((2, 2), 0.5, np.float32)
+    errors: list[BaseException] = []
+
+    def write():
+        try:
+            for _ in range(20):
+                cache.put(image, emb)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".npy"]
+    np.testing.assert_array_equal(cache.get(image), emb.astype(np.float16))

@@ -12,14 +12,16 @@ becomes the mask (its pixels outside the mask are cleared); ``"add"``: the mask'
 pixels get the class, nothing is removed.  Other classes and other slices are never changed.
 Points refine the last mask of the same slice and class: in "add" mode only pixels of that last
 mask can be removed again.
+
+Box propagation lives in :mod:`.prompt_proposals`, the M_d region fix in :mod:`.prompt_fix`,
+:class:`PromptEdit` and its array helpers in :mod:`.prompt_edit`; all are re-exported here.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,24 +29,11 @@ import numpy as np
 from ..core import label_edit as le
 from ..core.label_edit import LabelEdit
 from .jobs import JobRunner
+from .prompt_edit import PromptEdit, concat_edits, emptied, plane
+from .prompt_fix import SOURCES, maps_problem, region_fix_edit
+from .prompt_proposals import ProposalsMixin, boxes_by_slice
 
-SOURCES = {"medsam": "MedSAM", "unet": "U-Net", "ensemble": "ensemble"}
-
-
-@dataclass
-class PromptEdit:
-    """What a prompt or an accept changes: ``edit`` goes to ``Labels.data_setitem`` as one
-    undoable step; ``empty_slices`` hold no label afterwards (the dock marks them labelled)."""
-
-    slices: list[int]
-    edit: LabelEdit
-    empty_slices: list[int] = field(default_factory=list)
-    mask: np.ndarray | None = None  # the slice's new mask (prompts only)
-    seconds: float = 0.0  # time spent computing the mask and the edit
-
-    @property
-    def size(self) -> int:
-        return self.edit.size
+__all__ = ["SOURCES", "PromptController", "PromptEdit", "boxes_by_slice"]
 
 
 @dataclass
@@ -56,54 +45,7 @@ class _Mask:
     box: tuple | None = None  # the box a "box" mask came from (reused while unchanged)
 
 
-def _plane(a: np.ndarray, z: int) -> np.ndarray:
-    return a if a.ndim == 2 else a[z]
-
-
-def _emptied(labels: np.ndarray, edit: LabelEdit, slices: Sequence[int]) -> list[int]:
-    """The slices of ``slices`` that hold no label once ``edit`` is applied."""
-    out = []
-    for z in slices:
-        after = np.array(_plane(labels, z), copy=True)
-        sel = np.ones(edit.old_values.shape, bool) if labels.ndim == 2 else edit.indices[0] == z
-        yx = edit.indices[-2:]
-        after[yx[0][sel], yx[1][sel]] = edit.new_values[sel]
-        if not after.any():
-            out.append(int(z))
-    return out
-
-
-def _concat(labels: np.ndarray, parts: Sequence[LabelEdit]) -> LabelEdit:
-    idx = tuple(np.concatenate([p.indices[d] for p in parts]) for d in range(labels.ndim))
-    return LabelEdit(
-        idx,
-        np.concatenate([p.old_values for p in parts]),
-        np.concatenate([p.new_values for p in parts]),
-    )
-
-
-def boxes_by_slice(shapes: Sequence[np.ndarray], ndim: int) -> dict[int, np.ndarray]:
-    """``{z: vertices}`` of Shapes rectangles (3-D vertices); each shape must lie on one slice
-    and each slice hold one box, else ``ValueError`` naming the slice."""
-    out: dict[int, np.ndarray] = {}
-    for i, verts in enumerate(shapes):
-        v = np.asarray(verts, dtype=np.float64)
-        if v.ndim != 2 or v.shape[1] != ndim or ndim != 3:
-            raise ValueError(
-                f"box {i} has vertices of shape {v.shape}: boxes for propagation are drawn on "
-                "the slices of a (Z, Y, X) image"
-            )
-        zs = np.unique(np.round(v[:, 0]).astype(int))
-        if zs.size != 1:
-            raise ValueError(f"box {i} spans slices {zs.tolist()}: draw each box on one slice")
-        z = int(zs[0])
-        if z in out:
-            raise ValueError(f"two boxes on slice {z}: keep one box per slice (delete the other)")
-        out[z] = v
-    return out
-
-
-class PromptController:
+class PromptController(ProposalsMixin):
     """Prompt state (last mask, proposals) and actions; every method reports through ``say``.
 
     Parameters
@@ -123,6 +65,7 @@ class PromptController:
         segmenter_factory: Callable[[], Any] | None = None,
         jobs: JobRunner | None = None,
     ):
+        super().__init__()
         self._say = say or (lambda text, error=False: None)
         self.segmenter_factory = segmenter_factory
         self.jobs = jobs or JobRunner()
@@ -132,12 +75,7 @@ class PromptController:
         self.mode = "replace"
         self.base: _Mask | None = None  # what points refine (box mask or ensemble seed)
         self.last: _Mask | None = None  # the last mask written
-        self.proposals: dict[int, np.ndarray] = {}
-        self.proposal_cls = 1
-        self.plan: dict[int, tuple[float, ...]] = {}
-        self.stop_flag = threading.Event()
         self.last_message = ""
-        self.propagation_outcome: str | None = None
 
     # ------------------------------------------------------------------ state
     def say(self, text: str, error: bool = False) -> None:
@@ -155,10 +93,6 @@ class PromptController:
 
                 self._segmenter = PromptSegmenter("litemedsam")
         return self._segmenter
-
-    @property
-    def propagating(self) -> bool:
-        return self.jobs.busy
 
     def forget(self) -> None:
         """Forget the last mask and its base (after Clear)."""
@@ -200,11 +134,11 @@ class PromptController:
         if self.mode == "add" and last is not None and (last.z, last.cls) == (z, cls):
             # refining the last mask: pixels it added and the new mask drops are cleared again
             add = le.mask_edit(labels, zz, mask, cls, "add")
-            plane = _plane(labels, z)
-            ys, xs = np.nonzero(last.mask & ~mask & (plane == cls))
+            pl = plane(labels, z)
+            ys, xs = np.nonzero(last.mask & ~mask & (pl == cls))
             rm_idx = (ys, xs) if labels.ndim == 2 else (np.full(ys.shape, z, ys.dtype), ys, xs)
-            rm = LabelEdit(rm_idx, plane[ys, xs].copy(), np.zeros(ys.shape, labels.dtype))
-            return _concat(labels, [add, rm])
+            rm = LabelEdit(rm_idx, pl[ys, xs].copy(), np.zeros(ys.shape, labels.dtype))
+            return concat_edits(labels, [add, rm])
         return le.mask_edit(labels, zz, mask, cls, self.mode)
 
     def _result(self, labels, z, mask, cls, source, t0) -> PromptEdit | None:
@@ -222,7 +156,7 @@ class PromptController:
             f"Slice {z}, class {cls}: {source} mask of {int(mask.sum())} px ({self.mode}, "
             f"{edit.size} px changed, {took * 1000:.0f} ms; Ctrl-Z undoes it).",
         )
-        return PromptEdit([z], edit, _emptied(labels, edit, [z]), mask, took)
+        return PromptEdit([z], edit, emptied(labels, edit, [z]), mask, took)
 
     # ------------------------------------------------------------------ prompts
     def prompt(
@@ -294,7 +228,7 @@ class PromptController:
 
         t0 = time.perf_counter()
         z, cls = int(z), int(cls)
-        problem = self._check(image, labels, z, rgb, cls) or self._maps_problem(maps, labels)
+        problem = self._check(image, labels, z, rgb, cls) or maps_problem(maps, labels)
         if problem:
             self.say(problem, error=True)
             return None
@@ -312,182 +246,28 @@ class PromptController:
         return self._result(labels, z, np.asarray(mask, bool), cls, f"ensemble + {sign}", t0)
 
     # ------------------------------------------------------------------ disagreement regions
-    @staticmethod
-    def _maps_problem(maps: Any, labels) -> str | None:
-        if maps is None:
-            return "No predictions yet: train (or Predict) first to see where the models disagree."
-        want = maps.fm_label.shape
-        have = tuple(np.shape(labels))
-        if have != (want[1:] if len(have) == 2 else want):
-            return f"The Labels layer's shape {have} does not match the predictions' {want}."
-        return None
-
     def fix_region(
         self, labels, z: int, point, maps: Any, source: str = "ensemble", keep_existing=False
     ) -> PromptEdit | None:
         """Accept ``source``'s prediction inside the connected M_d (divergence) region under
         ``point`` (napari ``(row, col)`` or ``(z, row, col)``) on slice ``z`` only."""
-        from scipy import ndimage as ndi
-
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; choose from {tuple(SOURCES)}")
         problem = "No Labels layer: choose one in the dock." if labels is None else None
         if problem is None:
-            problem = self._maps_problem(maps, labels)
+            problem = maps_problem(maps, labels)
         if problem:
             self.say(problem, error=True)
             return None
         lab = np.asarray(labels)
         z = int(z)
-        p = np.asarray(point, dtype=np.float64).reshape(-1)
-        if lab.ndim == 3 and p.size == 3 and int(round(p[0])) != z:
-            self.say(f"The click is on slice {int(round(p[0]))}, not slice {z}.", error=True)
+        try:
+            edit, region_px = region_fix_edit(lab, z, point, maps, source, keep_existing)
+        except ValueError as exc:
+            self.say(str(exc), error=True)
             return None
-        r, c = (int(round(v)) for v in p[-2:])
-        zi = 0 if lab.ndim == 2 else z
-        div = np.asarray(maps.divergence[zi]) != 0
-        if not (0 <= r < div.shape[0] and 0 <= c < div.shape[1]) or not div[r, c]:
-            self.say(
-                f"No disagreement (M_d) region at ({r}, {c}) on slice {z}: click inside a "
-                "highlighted Divergence (M_d) region.",
-                error=True,
-            )
-            return None
-        comp, _ = ndi.label(div, structure=np.ones((3, 3), bool))
-        region = comp == comp[r, c]
-        plane = _plane(lab, z)
-        prop = np.asarray(maps.proposal(source)[zi]).astype(lab.dtype)
-        new = np.where(region, prop, plane)
-        if keep_existing:
-            new = np.where(plane != 0, plane, new)
-        ys, xs = np.nonzero(new != plane)
-        idx = (ys, xs) if lab.ndim == 2 else (np.full(ys.shape, z, ys.dtype), ys, xs)
-        edit = LabelEdit(idx, plane[ys, xs].copy(), new[ys, xs])
         self.say(
             f"Accepted the {SOURCES[source]} prediction in one disagreement region of slice {z} "
-            f"({int(region.sum())} px, {edit.size} changed; Ctrl-Z undoes it).",
+            f"({region_px} px, {edit.size} changed; Ctrl-Z undoes it).",
         )
-        return PromptEdit([z], edit, _emptied(lab, edit, [z]))
-
-    # ------------------------------------------------------------------ propagation
-    def start_propagation(
-        self,
-        image: np.ndarray | None,
-        labels_shape: Sequence[int] | None,
-        shapes: Sequence[np.ndarray],
-        *,
-        cls: int = 1,
-        rgb: bool = False,
-        on_slice: Callable[[int, np.ndarray, int, int], None] | None = None,
-        on_finished: Callable[[], None] | None = None,
-    ) -> bool:
-        """Interpolate the boxes (Shapes rectangles, one per slice, ≥ 2 slices) over the slices
-        between them and segment each in the job runner.  Each finished slice reaches
-        ``on_slice(z, mask, done, total)`` whole and is kept in :attr:`proposals`; a stopped run
-        keeps the whole slices done so far.  False (with a message) when it cannot start."""
-        from ..core import prompting as P
-
-        if self.propagating:
-            self.say("Box propagation is already running: stop it first.", error=True)
-            return False
-        problem = None
-        if image is None:
-            problem = "No image: choose an Image layer before propagating boxes."
-        elif labels_shape is None:
-            problem = "No Labels layer: choose one (its shape sets the proposals layer)."
-        elif len(labels_shape) != 3:
-            problem = "Box propagation needs a (Z, Y, X) image; this one is 2-D."
-        if problem:
-            self.say(problem, error=True)
-            return False
-        try:
-            verts = boxes_by_slice(shapes, 3)
-            if len(verts) < 2:
-                raise ValueError(
-                    f"boxes on {len(verts)} slice(s): draw boxes on at least two slices"
-                )
-            hw = tuple(labels_shape[1:])
-            boxes = {}
-            for z, v in verts.items():
-                if not 0 <= z < labels_shape[0]:
-                    raise ValueError(f"box on slice {z} outside slices 0..{labels_shape[0] - 1}")
-                boxes[z] = P.check_box(P.box_from_napari(v, z), hw, where=f"box on slice {z}")
-            plan = P.interpolate_boxes(boxes)
-        except ValueError as exc:
-            self.say(f"Box propagation: {exc}", error=True)
-            return False
-        self.proposals, self.plan, self.proposal_cls = {}, plan, int(cls)
-        self.stop_flag = threading.Event()
-        self.propagation_outcome = None
-        stop = self.stop_flag
-        seg = self.segmenter
-
-        def events():
-            prepared = self.prepared(image, rgb)
-            total = len(plan)
-            for i, z in enumerate(sorted(plan)):
-                if stop.is_set():
-                    return
-                yield z, np.asarray(seg.segment_with_box(prepared[z], plan[z]), bool), i + 1, total
-
-        def got(ev):
-            z, mask, done, total = ev
-            self.proposals[z] = mask
-            if on_slice is not None:
-                on_slice(z, mask, done, total)
-
-        def failed(exc):
-            self.propagation_outcome = "failed"
-            self.say(f"Box propagation failed: {type(exc).__name__}: {exc}", error=True)
-
-        def finished():
-            if self.propagation_outcome is None:
-                self.propagation_outcome = "cancelled" if stop.is_set() else "done"
-            n = len(self.proposals)
-            tail = " (stopped)" if stop.is_set() else ""
-            if self.propagation_outcome != "failed":
-                self.say(
-                    f"Box propagation{tail}: proposals on {n} of {len(plan)} slices "
-                    f"({min(plan)}..{max(plan)}); accept them slice by slice or all at once."
-                )
-            if on_finished is not None:
-                on_finished()
-
-        self.say(f"Propagating boxes over {len(plan)} slices ({min(plan)}..{max(plan)})…")
-        self.jobs.start_events(events(), got, failed, finished)
-        return True
-
-    def stop_propagation(self) -> bool:
-        """Ask the propagation to stop before its next slice; False when none runs."""
-        if not self.propagating:
-            return False
-        self.stop_flag.set()
-        return True
-
-    def accept_proposals(self, labels, slices: Sequence[int] | None = None) -> PromptEdit | None:
-        """One edit writing the proposals of ``slices`` (default: all) into ``labels`` with the
-        current mode; accepted slices leave :attr:`proposals`."""
-        if self.propagating:
-            self.say("Box propagation is still running: wait or stop it first.", error=True)
-            return None
-        if not self.proposals:
-            self.say("No proposals: draw boxes on two or more slices and Propagate.", error=True)
-            return None
-        todo = sorted(self.proposals) if slices is None else [int(z) for z in slices]
-        missing = [z for z in todo if z not in self.proposals]
-        if missing:
-            self.say(f"No proposal on slice(s) {missing}.", error=True)
-            return None
-        lab = np.asarray(labels) if labels is not None else None
-        if lab is None or lab.ndim != 3 or lab.shape[1:] != self.proposals[todo[0]].shape:
-            self.say("The Labels layer does not match the proposals' shape.", error=True)
-            return None
-        masks: Mapping[int, np.ndarray] = {z: self.proposals[z] for z in todo}
-        edit = le.masks_edit(lab, masks, self.proposal_cls, self.mode)
-        for z in todo:
-            del self.proposals[z]
-        self.say(
-            f"Accepted the proposals of {len(todo)} slice(s) ({edit.size} px changed, "
-            f"{self.mode}; Ctrl-Z undoes it); they count as labelled."
-        )
-        return PromptEdit(todo, edit, _emptied(lab, edit, todo))
+        return PromptEdit([z], edit, emptied(lab, edit, [z]))

@@ -1,0 +1,55 @@
+"""What a prompt changes in a Labels array (Qt-free): :class:`PromptEdit` and the small array
+helpers the prompt controller, the region fix and box propagation share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.label_edit import LabelEdit
+
+
+@dataclass
+class PromptEdit:
+    """What a prompt or an accept changes: ``edit`` goes to ``Labels.data_setitem`` as one
+    undoable step; ``empty_slices`` hold no label afterwards (the dock marks them labelled)."""
+
+    slices: list[int]
+    edit: LabelEdit
+    empty_slices: list[int] = field(default_factory=list)
+    mask: np.ndarray | None = None  # the slice's new mask (prompts only)
+    seconds: float = 0.0  # time spent computing the mask and the edit
+
+    @property
+    def size(self) -> int:
+        return self.edit.size
+
+
+def plane(a: np.ndarray, z: int) -> np.ndarray:
+    """Slice ``z`` of a ``(Z, Y, X)`` array, or the ``(Y, X)`` array itself."""
+    return a if a.ndim == 2 else a[z]
+
+
+def emptied(labels: np.ndarray, edit: LabelEdit, slices: Sequence[int]) -> list[int]:
+    """The slices of ``slices`` that hold no label once ``edit`` is applied."""
+    out = []
+    for z in slices:
+        after = np.array(plane(labels, z), copy=True)
+        sel = np.ones(edit.old_values.shape, bool) if labels.ndim == 2 else edit.indices[0] == z
+        yx = edit.indices[-2:]
+        after[yx[0][sel], yx[1][sel]] = edit.new_values[sel]
+        if not after.any():
+            out.append(int(z))
+    return out
+
+
+def concat_edits(labels: np.ndarray, parts: Sequence[LabelEdit]) -> LabelEdit:
+    """One :class:`LabelEdit` applying ``parts`` in order."""
+    idx = tuple(np.concatenate([p.indices[d] for p in parts]) for d in range(labels.ndim))
+    return LabelEdit(
+        idx,
+        np.concatenate([p.old_values for p in parts]),
+        np.concatenate([p.new_values for p in parts]),
+    )

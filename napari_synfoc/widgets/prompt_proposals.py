@@ -1,0 +1,187 @@
+"""Box propagation (Qt-free): boxes drawn on a few slices are interpolated over the slices
+between them, each slice is segmented in the job runner, and the results wait as proposals until
+accepted.  :class:`ProposalsMixin` holds that part of
+:class:`~napari_synfoc.widgets.prompt_controller.PromptController`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core import label_edit as le
+from .jobs import JobRunner
+from .prompt_edit import PromptEdit, emptied
+
+
+def boxes_by_slice(shapes: Sequence[np.ndarray], ndim: int) -> dict[int, np.ndarray]:
+    """``{z: vertices}`` of Shapes rectangles (3-D vertices); each shape must lie on one slice
+    and each slice hold one box, else ``ValueError`` naming the slice."""
+    out: dict[int, np.ndarray] = {}
+    for i, verts in enumerate(shapes):
+        v = np.asarray(verts, dtype=np.float64)
+        if v.ndim != 2 or v.shape[1] != ndim or ndim != 3:
+            raise ValueError(
+                f"box {i} has vertices of shape {v.shape}: boxes for propagation are drawn on "
+                "the slices of a (Z, Y, X) image"
+            )
+        zs = np.unique(np.round(v[:, 0]).astype(int))
+        if zs.size != 1:
+            raise ValueError(f"box {i} spans slices {zs.tolist()}: draw each box on one slice")
+        z = int(zs[0])
+        if z in out:
+            raise ValueError(f"two boxes on slice {z}: keep one box per slice (delete the other)")
+        out[z] = v
+    return out
+
+
+def propagation_plan(
+    shapes: Sequence[np.ndarray], labels_shape: Sequence[int]
+) -> dict[int, tuple[float, ...]]:
+    """``{z: box}`` for every slice between the boxes (Shapes rectangles, one per slice, on at
+    least two slices of a ``(Z, Y, X)`` image); ``ValueError`` naming the slice otherwise."""
+    from ..core import prompting as P
+
+    verts = boxes_by_slice(shapes, 3)
+    if len(verts) < 2:
+        raise ValueError(f"boxes on {len(verts)} slice(s): draw boxes on at least two slices")
+    hw = tuple(labels_shape[1:])
+    boxes = {}
+    for z, v in verts.items():
+        if not 0 <= z < labels_shape[0]:
+            raise ValueError(f"box on slice {z} outside slices 0..{labels_shape[0] - 1}")
+        boxes[z] = P.check_box(P.box_from_napari(v, z), hw, where=f"box on slice {z}")
+    return P.interpolate_boxes(boxes)
+
+
+class ProposalsMixin:
+    """Box propagation and its proposals; the host provides ``say``, ``jobs``, ``segmenter``,
+    ``prepared`` and ``mode`` (as :class:`PromptController` does)."""
+
+    jobs: JobRunner
+    mode: str
+    segmenter: Any
+    say: Callable[..., None]
+    prepared: Callable[[np.ndarray, bool], list[np.ndarray]]
+
+    def __init__(self) -> None:
+        self.proposals: dict[int, np.ndarray] = {}
+        self.proposal_cls = 1
+        self.plan: dict[int, tuple[float, ...]] = {}
+        self.stop_flag = threading.Event()
+        self.propagation_outcome: str | None = None
+
+    @property
+    def propagating(self) -> bool:
+        return self.jobs.busy
+
+    def start_propagation(
+        self,
+        image: np.ndarray | None,
+        labels_shape: Sequence[int] | None,
+        shapes: Sequence[np.ndarray],
+        *,
+        cls: int = 1,
+        rgb: bool = False,
+        on_slice: Callable[[int, np.ndarray, int, int], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> bool:
+        """Interpolate the boxes (Shapes rectangles, one per slice, ≥ 2 slices) over the slices
+        between them and segment each in the job runner.  Each finished slice reaches
+        ``on_slice(z, mask, done, total)`` whole and is kept in :attr:`proposals`; a stopped run
+        keeps the whole slices done so far.  False (with a message) when it cannot start."""
+        if self.propagating:
+            self.say("Box propagation is already running: stop it first.", error=True)
+            return False
+        problem = None
+        if image is None:
+            problem = "No image: choose an Image layer before propagating boxes."
+        elif labels_shape is None:
+            problem = "No Labels layer: choose one (its shape sets the proposals layer)."
+        elif len(labels_shape) != 3:
+            problem = "Box propagation needs a (Z, Y, X) image; this one is 2-D."
+        if problem:
+            self.say(problem, error=True)
+            return False
+        try:
+            plan = propagation_plan(shapes, labels_shape)
+        except ValueError as exc:
+            self.say(f"Box propagation: {exc}", error=True)
+            return False
+        self.proposals, self.plan, self.proposal_cls = {}, plan, int(cls)
+        self.stop_flag = threading.Event()
+        self.propagation_outcome = None
+        stop = self.stop_flag
+        seg = self.segmenter
+
+        def events():
+            prepared = self.prepared(image, rgb)
+            total = len(plan)
+            for i, z in enumerate(sorted(plan)):
+                if stop.is_set():
+                    return
+                yield z, np.asarray(seg.segment_with_box(prepared[z], plan[z]), bool), i + 1, total
+
+        def got(ev):
+            z, mask, done, total = ev
+            self.proposals[z] = mask
+            if on_slice is not None:
+                on_slice(z, mask, done, total)
+
+        def failed(exc):
+            self.propagation_outcome = "failed"
+            self.say(f"Box propagation failed: {type(exc).__name__}: {exc}", error=True)
+
+        def finished():
+            if self.propagation_outcome is None:
+                self.propagation_outcome = "cancelled" if stop.is_set() else "done"
+            n = len(self.proposals)
+            tail = " (stopped)" if stop.is_set() else ""
+            if self.propagation_outcome != "failed":
+                self.say(
+                    f"Box propagation{tail}: proposals on {n} of {len(plan)} slices "
+                    f"({min(plan)}..{max(plan)}); accept them slice by slice or all at once."
+                )
+            if on_finished is not None:
+                on_finished()
+
+        self.say(f"Propagating boxes over {len(plan)} slices ({min(plan)}..{max(plan)})…")
+        self.jobs.start_events(events(), got, failed, finished)
+        return True
+
+    def stop_propagation(self) -> bool:
+        """Ask the propagation to stop before its next slice; False when none runs."""
+        if not self.propagating:
+            return False
+        self.stop_flag.set()
+        return True
+
+    def accept_proposals(self, labels, slices: Sequence[int] | None = None) -> PromptEdit | None:
+        """One edit writing the proposals of ``slices`` (default: all) into ``labels`` with the
+        current mode; accepted slices leave :attr:`proposals`."""
+        if self.propagating:
+            self.say("Box propagation is still running: wait or stop it first.", error=True)
+            return None
+        if not self.proposals:
+            self.say("No proposals: draw boxes on two or more slices and Propagate.", error=True)
+            return None
+        todo = sorted(self.proposals) if slices is None else [int(z) for z in slices]
+        missing = [z for z in todo if z not in self.proposals]
+        if missing:
+            self.say(f"No proposal on slice(s) {missing}.", error=True)
+            return None
+        lab = np.asarray(labels) if labels is not None else None
+        if lab is None or lab.ndim != 3 or lab.shape[1:] != self.proposals[todo[0]].shape:
+            self.say("The Labels layer does not match the proposals' shape.", error=True)
+            return None
+        masks: Mapping[int, np.ndarray] = {z: self.proposals[z] for z in todo}
+        edit = le.masks_edit(lab, masks, self.proposal_cls, self.mode)
+        for z in todo:
+            del self.proposals[z]
+        self.say(
+            f"Accepted the proposals of {len(todo)} slice(s) ({edit.size} px changed, "
+            f"{self.mode}; Ctrl-Z undoes it); they count as labelled."
+        )
+        return PromptEdit(todo, edit, emptied(lab, edit, todo))

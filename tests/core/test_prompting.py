@@ -210,14 +210,12 @@ def test_real_litemedsam_box_dice_faz_domain1():
     assert np.mean(dices) >= 0.8, dices
 
 
-def test_foundation_segment_with_box_delegates_and_reuses_embedding(monkeypatch):
-    from napari_synfoc.core import foundation
-
+def test_module_segment_with_box_reuses_the_embedding_of_an_rgb_slice(monkeypatch):
     seg = P.PromptSegmenter("tiny", size=64, seed=0, precision="fp32")
     monkeypatch.setattr(P, "default_segmenter", lambda foundation="litemedsam": seg)
     img = (np.random.default_rng(10).random((40, 50, 3)) * 255).astype(np.uint8)  # H×W×3
-    a = foundation.segment_with_box(img, (5, 6, 30, 25))
-    b = foundation.segment_with_box(img, (5, 6, 30, 25))
+    a = P.segment_with_box(img, (5, 6, 30, 25), rgb=True)
+    b = P.segment_with_box(img, (5, 6, 30, 25), rgb=True)
     assert a.shape == (40, 50) and a.dtype == bool
     np.testing.assert_array_equal(a, b)
     assert seg.encoder_calls == 1

@@ -51,25 +51,6 @@ def build_foundation(cfg, *, fused_attention: bool | None = None) -> FoundationS
     return model
 
 
-def segment_with_box(image, box_xyxy, model=None, threshold: float = 0.5):
-    """Box-prompted LiteMedSAM segmentation of an H×W or H×W×3 image → bool H×W mask.
-
-    Without ``model``: :func:`napari_synfoc.core.prompting.segment_with_box` (the frozen
-    prompt model; a slice's embedding is reused across calls).  With an explicit upstream
-    ``model``: :func:`.litemedsam.segment_with_box` (encodes on every call).
-    """
-    if model is not None:
-        from .litemedsam import segment_with_box as _segment
-
-        return _segment(image, box_xyxy, model=model, threshold=threshold)
-    from ..prompting import segment_with_box as _prompted
-
-    shape = getattr(image, "shape", ())
-    rgb = len(shape) == 3 and shape[2] in (3, 4)
-    image = image[..., 0] if len(shape) == 3 and shape[2] == 1 else image
-    return _prompted(image, box_xyxy, rgb=rgb, threshold=threshold)
-
-
 __all__ = [
     "FoundationSegmenter",
     "FoundationWeightsError",
@@ -80,6 +61,5 @@ __all__ = [
     "lora_layers",
     "predict_all_masks",
     "read_state_dict",
-    "segment_with_box",
     "verify_sha256",
 ]

@@ -44,6 +44,7 @@ def launch_napari(files: list[str] | None = None, sample: bool = True) -> int:
 # --------------------------------------------------------------------------- config
 # Method switches exposed as ``--name-with-dashes`` with the table's choices and help.
 METHOD_CHOICE_FIELDS = (
+    "strategy",
     "alpha_mode",
     "lr_schedule",
     "teacher_bn",

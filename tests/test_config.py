@@ -182,6 +182,8 @@ def test_resolve_config_auto_profile_follows_the_device():
         ("gpu-fast", "cuda", "litemedsam", None, 5000, {}),
         ("cpu-interactive", "cpu", "litemedsam", None, 50, {"ce_norm": "confident"}),
         ("auto", "cpu", "litemedsam", None, 40, {"alpha_mode": "constant"}),
+        ("gpu-fast", "cuda", "litemedsam", None, 300, {"strategy": "uncol"}),
+        ("auto", "cpu", "litemedsam", None, 100, {"strategy": "semisam+"}),
     ],
 )
 def test_cli_and_dock_build_the_same_config(

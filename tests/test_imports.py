@@ -35,7 +35,7 @@ def import_graph() -> dict[str, set[str]]:
     files = {_module_name(p): p for p in PKG.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for mod, path in files.items():
-        tree = ast.parse(path.read_text(), str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         deps: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

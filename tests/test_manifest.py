@@ -111,7 +111,7 @@ def test_widget_command_resolves():
 
 
 def test_manifest_file_is_plain_yaml():
-    data = yaml.safe_load(MANIFEST.read_text())
+    data = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
     assert data["name"] == "napari-synfoc"
 
 
@@ -165,7 +165,9 @@ def test_wheel_contains_real_manifest_and_validates(tmp_path):
     vsite = _run(
         [str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
     ).stdout.strip()
-    (Path(vsite) / "zz_project_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (Path(vsite) / "zz_project_deps.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8"
+    )
 
     check = (
         "import napari_synfoc, npe2, pathlib;"

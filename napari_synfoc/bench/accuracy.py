@@ -277,7 +277,7 @@ def run_faz(args: argparse.Namespace) -> int:
     res_path = out / "faz_results.json"
     results: dict[str, dict[str, Any]] = {}
     if res_path.is_file():  # resume: keep finished runs
-        results = json.loads(res_path.read_text()).get("runs", {})
+        results = json.loads(res_path.read_text(encoding="utf-8")).get("runs", {})
     t0 = time.perf_counter()
     for d in domains:
         for run, over in rows_for(d, ablation_domain):
@@ -330,7 +330,7 @@ def run_faz(args: argparse.Namespace) -> int:
         ]
     total_train = sum(r["train_s"] + r["eval_s"] for v in results.values() for r in v.values())
     md += [f"Wall time of all runs (train + eval): {total_train / 60:.1f} min.", ""]
-    (out / "faz_table.md").write_text("\n".join(md))
+    (out / "faz_table.md").write_text("\n".join(md), encoding="utf-8")
     plot_results(results, done_domains, out / "faz_dice.png")
     print("\n".join(md))
     return 0
@@ -465,7 +465,7 @@ def run_hitl(args: argparse.Namespace) -> int:
         + ", ".join(names[z] for z in curves["random"][-1]["labeled"][3:]),
         "",
     ]
-    (out / "hitl_table.md").write_text("\n".join(md))
+    (out / "hitl_table.md").write_text("\n".join(md), encoding="utf-8")
     print("\n".join(md))
     return 0
 

@@ -148,7 +148,7 @@ def measure(
     }
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(res, indent=2))
+        Path(out).write_text(json.dumps(res, indent=2), encoding="utf-8")
     return res
 
 

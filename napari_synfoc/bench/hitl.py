@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python -m napari_synfoc.bench.hitl " + " ".join(argv or sys.argv[1:]),
         }
         write_json_atomic(out / "hitl.json", {"meta": meta, "curves": curves, "summary": summary})
-        (out / "hitl.md").write_text(markdown(meta, curves, summary, names))
-    print((out / "hitl.md").read_text())
+        (out / "hitl.md").write_text(markdown(meta, curves, summary, names), encoding="utf-8")
+    print((out / "hitl.md").read_text(encoding="utf-8"))
     return 0
 
 

@@ -198,7 +198,7 @@ def evaluate(fm: np.ndarray, un: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
 def rss_mb() -> float:
     """Current resident memory of this process in MiB (Linux /proc; else the peak)."""
     try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        pages = int(Path("/proc/self/statm").read_text(encoding="utf-8").split()[1])
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return peak_rss_mb()
@@ -364,7 +364,7 @@ def judge(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
     os.replace(tmp, path)
 
@@ -541,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
             del img, lab
     data["reference_encoder_s_end"] = round(reference_encoder_seconds(args.device, 1), 3)
     write_json_atomic(out / "interactive.json", data)
-    (out / "interactive.md").write_text(markdown(data))
+    (out / "interactive.md").write_text(markdown(data), encoding="utf-8")
     plot(data, out / "interactive.png")
     for g in data["goals"]:
         met = "met" if g["met"] else "MISSED" if g["met"] is False else "not reached"

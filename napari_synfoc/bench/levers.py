@@ -267,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     img, gt, stack_names = s40_stack(args.data)
     results_path = out / "levers.json"
-    old = json.loads(results_path.read_text()) if results_path.exists() else {"runs": {}}
+    old = (
+        json.loads(results_path.read_text(encoding="utf-8"))
+        if results_path.exists()
+        else {"runs": {}}
+    )
     runs: dict[str, Any] = dict(old.get("runs", {}))
     if args.rescore:
         if not args.save_probs:
@@ -275,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         rescore(runs, Path(args.save_probs), gt)
         old["runs"] = runs
         write_json_atomic(results_path, old)
-        (out / "levers.md").write_text(_markdown(runs))
-        print((out / "levers.md").read_text())
+        (out / "levers.md").write_text(_markdown(runs), encoding="utf-8")
+        print((out / "levers.md").read_text(encoding="utf-8"))
         return 0
     for n in names:
         res = run_lever(
@@ -305,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": runs,
             },
         )
-        (out / "levers.md").write_text(_markdown(runs))
-    print((out / "levers.md").read_text())
+        (out / "levers.md").write_text(_markdown(runs), encoding="utf-8")
+    print((out / "levers.md").read_text(encoding="utf-8"))
     return 0
 
 

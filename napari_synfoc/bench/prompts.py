@@ -106,7 +106,7 @@ def faz_cases(per_domain: int):
 def drishti_cases(limit: int):
     from PIL import Image
 
-    split = (DRISHTI_ROOT / "split_official.tsv").read_text().splitlines()[1:]
+    split = (DRISHTI_ROOT / "split_official.tsv").read_text(encoding="utf-8").splitlines()[1:]
     names = sorted(line.split("\t")[0] for line in split if line.split("\t")[1] == "test")
     for name in names[:limit]:
         img = np.asarray(Image.open(DRISHTI_ROOT / "images" / name).convert("RGB"))
@@ -167,7 +167,7 @@ def run_propagation(seg, per_site: int, every: int, lat: dict[str, list]) -> dic
 def write_json(path: Path, obj: dict) -> None:
     """Write JSON through a temp file and an atomic rename."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "encoder_calls": seg.encoder_calls,
     }
     write_json(out / "prompts.json", result)
-    (out / "prompts.md").write_text(markdown(result))
+    (out / "prompts.md").write_text(markdown(result), encoding="utf-8")
     plot(result, out / "prompts.png")
     print(markdown(result))
     return 0

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     data = split(Path(args.data), args.domain, args.n_labeled, args.unlabeled_per_domain,
                  args.test_per_domain)  # fmt: skip
     path = out / "strategies.json"
-    runs = json.loads(path.read_text())["runs"] if path.is_file() else []
+    runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
     done = {(r["strategy"], r["seed"]) for r in runs}
     t0 = time.perf_counter()
     for seed in (int(s) for s in args.seeds.split(",")):
@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             runs.append(r)
-            path.write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
+            path.write_text(
+                json.dumps({"args": vars(args), "runs": runs}, indent=1), encoding="utf-8"
+            )
     cmd = "python -m napari_synfoc.bench.strategies " + " ".join(argv or sys.argv[1:])
     md = [
         "# Strategies side by side: FAZ protocol, CPU schedule (same seconds per run)",
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         make_table(runs),
         "",
     ]
-    (out / "strategies.md").write_text("\n".join(md))
+    (out / "strategies.md").write_text("\n".join(md), encoding="utf-8")
     print("\n".join(md))
     return 0
 

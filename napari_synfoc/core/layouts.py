@@ -270,7 +270,7 @@ def _drishti(root: Path, problems):
     for p in (img_dir, mask_dir):
         if not p.is_dir():
             raise DataError(f"Drishti-GS: missing folder {p}")
-    rows = [ln.split("\t") for ln in tsv.read_text().splitlines() if ln.strip()]
+    rows = [ln.split("\t") for ln in tsv.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not rows or rows[0][:2] != ["file", "split"]:
         raise DataError(f"{tsv}: expected a header 'file<TAB>split'")
     split_of = {}

@@ -141,7 +141,9 @@ def test_smoke_progressive_run_and_reports(tmp_path, count_encodes):
         "goals": bi.judge({"S40": r}),
     }
     bi.write_json_atomic(tmp_path / "out" / "i.json", data)
-    assert json.loads((tmp_path / "out" / "i.json").read_text())["stacks"]["S40"]["refreshes"]
+    assert json.loads((tmp_path / "out" / "i.json").read_text(encoding="utf-8"))["stacks"]["S40"][
+        "refreshes"
+    ]
     md = bi.markdown(data)
     assert "| S40 | 10 |" in md and "## S40: every refresh" in md
     bi.plot(data, tmp_path / "out" / "i.png")

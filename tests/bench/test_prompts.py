@@ -44,13 +44,15 @@ def test_quick_run_tiny_writes_json_table_plot(tmp_path):
         "3",
     ]
     assert B.main(argv) == 0
-    res = json.loads((tmp_path / "prompts.json").read_text())
+    res = json.loads((tmp_path / "prompts.json").read_text(encoding="utf-8"))
     assert res["groups"]["FAZ all sites"]["n"] == 5
     assert set(res["groups"]["FAZ all sites"]) >= {"box", "merge@1", "merge@5", "sam@3"}
     p = res["propagation"]
     assert p["slices"] == 10 and p["keyed"] == [0, 3, 6, 9] and p["between"] == 6
     assert res["latency"]["box_uncached"]["n"] >= 5
     assert res["latency"]["propagate_per_slice_uncached"]["n"] == 10
-    assert (tmp_path / "prompts.md").read_text().startswith("# Prompted LiteMedSAM")
+    assert (
+        (tmp_path / "prompts.md").read_text(encoding="utf-8").startswith("# Prompted LiteMedSAM")
+    )
     assert (tmp_path / "prompts.png").stat().st_size > 1000
     assert not list(tmp_path.glob("*.tmp"))

@@ -47,7 +47,7 @@ def test_bench_main_writes_its_json(tmp_path, monkeypatch):
         out=str(out),
     )
     assert speed.main(ns) == 0
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(encoding="utf-8"))
     assert set(data["profiles"]) == {"tiny", "tiny+unet_size=32"}
     assert data["profiles"]["tiny+unet_size=32"]["size"] == 32
     assert data["profiles"]["tiny"]["x_reference"] == pytest.approx(
@@ -60,8 +60,8 @@ def test_json_is_written_atomically(tmp_path):
     import numpy as np
 
     path = write_json_atomic(tmp_path / "sub" / "r.json", {"a": np.float32(1.5), "p": tmp_path})
-    assert json.loads(path.read_text()) == {"a": 1.5, "p": str(tmp_path)}
+    assert json.loads(path.read_text(encoding="utf-8")) == {"a": 1.5, "p": str(tmp_path)}
     with pytest.raises(TypeError, match="not JSON serialisable"):
         write_json_atomic(path, {"bad": object()})
-    assert json.loads(path.read_text())["a"] == 1.5  # the old file is intact
+    assert json.loads(path.read_text(encoding="utf-8"))["a"] == 1.5  # the old file is intact
     assert os.listdir(path.parent) == ["r.json"]  # no temp file left behind

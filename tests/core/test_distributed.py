@@ -49,14 +49,14 @@ def test_torchrun_two_cpu_ranks_stay_in_sync(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", PYTHONIOENCODING="utf-8")
     proc = subprocess.run(cmd, capture_output=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-4000:]
-    r0 = json.loads((out / "rank0_params.json").read_text())
-    r1 = json.loads((out / "rank1_params.json").read_text())
+    r0 = json.loads((out / "rank0_params.json").read_text(encoding="utf-8"))
+    r1 = json.loads((out / "rank1_params.json").read_text(encoding="utf-8"))
     assert r0["world_size"] == r1["world_size"] == 2
     assert r0["iterations"] == r1["iterations"] == 4
     # DDP averaged the gradients: both ranks hold bit-identical students after training
     assert r0["unet_sha256"] == r1["unet_sha256"]
     assert r0["foundation_sha256"] == r1["foundation_sha256"]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["world_size"] == 2 and set(metrics["per_domain"]) == {
         f"Domain{i}" for i in range(1, 6)
     }

@@ -148,7 +148,8 @@ kids = [p for p in descendant_pids()
         if b"resource_tracker" not in open(f"/proc/{{p}}/cmdline", "rb").read()]
 print(json.dumps({{"names": names, "shapes": shapes, "torch": "torch" in sys.modules,
     "before": before, "after": rss_mb(), "children": kids}}))
-"""
+""",
+        encoding="utf-8",
     )
     out = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=110, check=False

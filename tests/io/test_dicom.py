@@ -51,7 +51,7 @@ def test_mixed_sizes_split_and_left_out_files_named(tmp_path):
         _write_slice(tmp_path / f"a{k}.dcm", big[k], 2.0 * k, desc="Axial CT", k=k + 1)
     for k in range(2):
         _write_slice(tmp_path / f"b{k}.dcm", small[k], 2.0 * k, desc="Axial CT", k=k + 10)
-    (tmp_path / "notes.txt").write_text("not dicom")
+    (tmp_path / "notes.txt").write_text("not dicom", encoding="utf-8")
 
     series, left = list_dicom_series(tmp_path)
     assert [len(s.files) for s in series] == [3, 2]

@@ -111,7 +111,7 @@ def test_bad_input_raises_clear_error_and_viewer_survives(make_napari_viewer, tm
     sitk.WriteImage(sitk.JoinSeries([vol4] * 3), str(tmp_path / "t.mha"))
     with pytest.raises(SynFoCIOError, match=r"'t.mha': 4D images"):
         viewer.open(str(tmp_path / "t.mha"), plugin=PLUGIN)
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(ValueError, match="notes.txt"):  # npe2: our reader does not take .txt
         viewer.open(str(tmp_path / "notes.txt"), plugin=PLUGIN)
     assert len(viewer.layers) == 0

@@ -186,7 +186,7 @@ def test_real_busi_image_and_mask():
 # --- bad input -----------------------------------------------------------------------------
 def test_unsupported_extension(tmp_path):
     p = tmp_path / "notes.txt"
-    p.write_text("hello")
+    p.write_text("hello", encoding="utf-8")
     assert napari_get_reader(str(p)) is None
     with pytest.raises(ValueError, match=r"cannot read 'notes.txt': unsupported file type '.txt'"):
         read_volume(p)

@@ -112,7 +112,7 @@ def test_second_train_refused_stop_then_train_queues_and_bad_export(dock, qtbot,
     assert widget.event_counts.get("Step") == 1 and widget.controller.maps is not None
     # export to a folder that cannot be written: one clear message, nothing lost
     blocker = tmp_path / "a file"
-    blocker.write_text("not a folder")
+    blocker.write_text("not a folder", encoding="utf-8")
     for key, target in (
         ("export_labels", blocker / "labels.nii.gz"),
         ("export_predictions", blocker / "maps"),

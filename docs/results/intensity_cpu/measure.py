@@ -117,7 +117,7 @@ def main(argv=None):
         "mean_dice": summary,
     }
     out = Path(a.out)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [
         "# Intensity mapping on a CT-like volume (CPU)",
         "",
@@ -133,7 +133,7 @@ def main(argv=None):
         lines.append(
             f"| {label} | {s['unet']:.3f} | {s['foundation']:.3f} | {s['ensemble']:.3f} |"
         )
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
 

@@ -2,7 +2,7 @@
 # One-command set-up and launch for napari-synfoc on Debian/Ubuntu with Python >= 3.10.
 #
 #   bash resources/bootstrap.sh run    # install what is missing, open napari with SynFoC + sample
-#   bash resources/bootstrap.sh test   # install what is missing, run the whole test suite (Xvfb)
+#   bash resources/bootstrap.sh test   # install what is missing, ruff check + format check, the whole test suite (Xvfb)
 #
 # A second call reuses the venv (.venv) and only reinstalls when pyproject.toml changed.
 set -euo pipefail
@@ -72,7 +72,10 @@ case "$cmd" in
         exec "$VENV/bin/napari-synfoc" "$@" ;;
     test)
         install_system; install_python
-        # pytest-xvfb starts Xvfb itself; every test runs, slow ones included.
+        # lint and format first (ruff, from the dev extras), then every test, slow ones included;
+        # pytest-xvfb starts Xvfb itself.
+        "$VENV/bin/ruff" check napari_synfoc tests resources
+        "$VENV/bin/ruff" format --check napari_synfoc tests resources
         exec "$VENV/bin/python" -m pytest "$@" ;;
     *)
         echo "usage: bash resources/bootstrap.sh {run|test|install} [args]"; exit 2 ;;

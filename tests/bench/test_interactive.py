@@ -226,3 +226,12 @@ def test_partial_refreshes_also_repredict_the_stalest_slices(monkeypatch):
     assert first_shown and partial[0].iteration == 2
     # every slice of the first overlay was predicted again later, before the run's end
     assert all(last[z] > 2 for z in first_shown), (first_shown, last)
+
+
+def test_dock_config_takes_the_dock_strategy_choice():
+    cfg = bi.dock_config("cpu", 40, "auto", "uncol")
+    assert cfg.strategy == "uncol" and cfg.iterations == 40
+    # a prompted strategy gets the frozen, cached encoder it needs (resolve_config's rule)
+    assert cfg.freeze_encoder and cfg.cache_embeddings and cfg.lora_targets == "none"
+    assert bi.dock_config("cpu", 40).strategy == "synfoc"
+    assert bi.parser().parse_args(["--out", "x", "--strategy", "ifl"]).strategy == "ifl"

@@ -96,3 +96,42 @@ def write_dicom_series():
     """``write(folder: Path, arr (Z, Y, X) int16, spacing_xyz, origin_xyz)``: one CT series,
     one ``.dcm`` file per slice, axial orientation (SimpleITK/GDCM)."""
     return _write_dicom_series
+
+
+DICOM_UID = "1.2.826.0.1.3680043.8.498.77"
+
+
+def _write_dicom_slice(
+    path, arr2d, z, spacing=(0.5, 0.5), thickness=2.0, uid=DICOM_UID, desc="", k=1
+):
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(arr2d.astype(np.int16))
+    img.SetSpacing(spacing)
+    tags = {
+        "0008|0060": "CT",
+        "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
+        "0008|0018": f"{uid}.{k}.{arr2d.shape[0]}",
+        "0020|000d": "1.2.826.0.1.3680043.8.498.2",
+        "0020|000e": uid,
+        "0020|0013": str(k),
+        "0020|0032": f"0\\0\\{z:g}",
+        "0020|0037": "1\\0\\0\\0\\1\\0",
+        "0028|0030": f"{spacing[1]:g}\\{spacing[0]:g}",
+        "0018|0050": f"{thickness:g}",
+    }
+    if desc:
+        tags["0008|103e"] = desc
+    for key, value in tags.items():
+        img.SetMetaData(key, value)
+    w = sitk.ImageFileWriter()
+    w.KeepOriginalImageUIDOn()
+    w.SetFileName(str(path))
+    w.Execute(img)
+
+
+@pytest.fixture
+def write_dicom_slice():
+    """Write one CT DICOM slice with SimpleITK: (path, arr2d, z, spacing, thickness, uid,
+    desc, k)."""
+    return _write_dicom_slice

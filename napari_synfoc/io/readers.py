@@ -502,11 +502,13 @@ def _layer(arr: np.ndarray, geom: Geometry, name: str, source: str, label_name: 
     return (arr, kwargs, "image")
 
 
-def read_layer_data(path: str | os.PathLike) -> list[LayerData]:
+def read_layer_data(path: str | os.PathLike, series: int | None = None) -> list[LayerData]:
     """Read ``path`` into napari layer-data tuples with patient geometry (napari ``affine``).
 
     A DICOM folder gives one layer per series (named by its description), and a
-    ``UserWarning`` names the files that belong to no series.
+    ``UserWarning`` names the files that belong to no series; ``series`` (an index into
+    :func:`list_dicom_series`) reads that one series only, and the warning then also names the
+    other series' files.
     """
     import warnings
 
@@ -516,6 +518,9 @@ def read_layer_data(path: str | os.PathLike) -> list[LayerData]:
         all_series, left = list_dicom_series(p)
         if not all_series:
             raise _no_series_error(p)
+        if series is not None:
+            arr, geom = read_dicom_series(p, int(series))  # warns about the files left out
+            return [_layer(arr, geom, all_series[int(series)].name, src, False)]
         if left:
             warnings.warn(
                 left_out_message(p, left, "not part of any readable DICOM series"), stacklevel=2

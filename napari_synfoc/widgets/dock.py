@@ -28,6 +28,7 @@ from ..core.review import labeled_slices
 from ..core.task import StackTask
 from . import slices
 from .controller import DockController
+from .dicom_open import DicomSeriesButton
 from .dock_keys import DockKeys
 from .dock_session import DockSessionActions
 from .dock_view import DockView
@@ -107,6 +108,8 @@ class SynFoCWidget(QWidget, DockSessionActions):
         self.run_panel = RunPanel()
         self.review = ReviewPanel()
         self.session_panel = SessionPanel(self.session_panel_actions())
+        self.dicom_button = DicomSeriesButton(self.viewer, self._say)
+        lay.addWidget(self.dicom_button)
         lay.addWidget(self.data_panel)
         lay.addWidget(self.model_panel)
         lay.addWidget(self.run_panel)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from napari_synfoc.io.readers import (
     list_dicom_series,
@@ -14,43 +13,16 @@ from napari_synfoc.io.readers import (
     read_volume,
 )
 
-UID = "1.2.826.0.1.3680043.8.498.77"
 
-
-def _write_slice(path, arr2d, z, spacing=(0.5, 0.5), thickness=2.0, uid=UID, desc="", k=1):
-    img = sitk.GetImageFromArray(arr2d.astype(np.int16))
-    img.SetSpacing(spacing)
-    tags = {
-        "0008|0060": "CT",
-        "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
-        "0008|0018": f"{uid}.{k}.{arr2d.shape[0]}",
-        "0020|000d": "1.2.826.0.1.3680043.8.498.2",
-        "0020|000e": uid,
-        "0020|0013": str(k),
-        "0020|0032": f"0\\0\\{z:g}",
-        "0020|0037": "1\\0\\0\\0\\1\\0",
-        "0028|0030": f"{spacing[1]:g}\\{spacing[0]:g}",
-        "0018|0050": f"{thickness:g}",
-    }
-    if desc:
-        tags["0008|103e"] = desc
-    for key, value in tags.items():
-        img.SetMetaData(key, value)
-    w = sitk.ImageFileWriter()
-    w.KeepOriginalImageUIDOn()
-    w.SetFileName(str(path))
-    w.Execute(img)
-
-
-def test_mixed_sizes_split_and_left_out_files_named(tmp_path):
+def test_mixed_sizes_split_and_left_out_files_named(tmp_path, write_dicom_slice):
     """The issue's folder: 5 files of one series UID, 3 of 16x12 and 2 of 10x10, plus a note."""
     rng = np.random.default_rng(0)
     big = rng.integers(-500, 500, (3, 16, 12))
     small = rng.integers(-500, 500, (2, 10, 10))
     for k in range(3):
-        _write_slice(tmp_path / f"a{k}.dcm", big[k], 2.0 * k, desc="Axial CT", k=k + 1)
+        write_dicom_slice(tmp_path / f"a{k}.dcm", big[k], 2.0 * k, desc="Axial CT", k=k + 1)
     for k in range(2):
-        _write_slice(tmp_path / f"b{k}.dcm", small[k], 2.0 * k, desc="Axial CT", k=k + 10)
+        write_dicom_slice(tmp_path / f"b{k}.dcm", small[k], 2.0 * k, desc="Axial CT", k=k + 10)
     (tmp_path / "notes.txt").write_text("not dicom", encoding="utf-8")
 
     series, left = list_dicom_series(tmp_path)
@@ -78,10 +50,10 @@ def test_mixed_sizes_split_and_left_out_files_named(tmp_path):
         read_dicom_series(tmp_path, series="nope")
 
 
-def test_single_dcm_file_opens_with_spacing(tmp_path):
+def test_single_dcm_file_opens_with_spacing(tmp_path, write_dicom_slice):
     arr = np.arange(6 * 8, dtype=np.int16).reshape(6, 8)
     p = tmp_path / "one.dcm"
-    _write_slice(p, arr, 7.5, spacing=(0.7, 0.9), desc="Scout")
+    write_dicom_slice(p, arr, 7.5, spacing=(0.7, 0.9), desc="Scout")
     assert napari_get_reader(str(p)) is not None
     data, g = read_volume(p)
     np.testing.assert_array_equal(data.reshape(6, 8), arr)

@@ -203,7 +203,27 @@ def predict_stack(
         unet, fm, slices, cfg.unet_size, dev, precision, bank=bank, bank_keys=keys,
         unet_downsample=cfg.unet_downsample,
     )  # fmt: skip
-    return Predictions(-1, fm_p, un_p)
+    prompted = _prompted_foundation_probs(cfg, fm, dev, precision, bank, slices, keys, un_p)
+    return Predictions(-1, fm_p if prompted is None else prompted, un_p)
+
+
+def _prompted_foundation_probs(cfg, fm, dev, precision, bank, slices, keys, un_p):
+    """A prompted strategy's foundation side (the frozen model prompted by the U-Net's
+    prediction), as its training run showed it; None for SynFoC's trained student."""
+    from types import SimpleNamespace
+
+    from .strategies import strategy_for
+
+    strategy = strategy_for(cfg)
+    if not strategy.uses_prompted_foundation:
+        return None
+    from .strategies.prompted import PromptedFoundation
+
+    strategy.prompted = PromptedFoundation(cfg, dev)
+    view = SimpleNamespace(
+        cfg=cfg, device=dev, S=fm.input_size, bank=bank, fm_student=fm, precision=precision
+    )
+    return strategy.foundation_probabilities(view, slices, keys, un_p)
 
 
 def read_session(checkpoint: str | Path) -> dict[str, Any]:

@@ -128,3 +128,19 @@ def test_strategy_warm_starts_from_a_synfoc_checkpoint_and_cancels(tmp_path):
         n["steps"] += isinstance(e, Step)
     assert isinstance(ev[-1], Cancelled) and ev[-1].iteration == 2
     assert Path(ev[-1].checkpoint).is_file()
+
+
+@pytest.mark.parametrize("strategy", ["uncol", "synfoc"])
+def test_a_saved_run_predicts_the_foundation_side_its_run_showed(tmp_path, strategy):
+    """predict_stack on a saved run gives the same two predictions as the run's last refresh:
+    for a prompted strategy, the frozen model prompted by the U-Net, not the untrained student."""
+    from napari_synfoc.core.interactive import predict_stack
+
+    task = _task()
+    cfg = _cfg(strategy, iterations=4)
+    ev = list(train_on_stack(task, cfg, out_dir=tmp_path, embed_cache_dir=tmp_path / "emb"))
+    assert isinstance(ev[-1], Done), getattr(ev[-1], "message", ev[-1])
+    last = [e for e in ev if isinstance(e, Predictions)][-1]
+    pred = predict_stack(ev[-1].checkpoint, task.image, embed_cache_dir=tmp_path / "emb")
+    np.testing.assert_allclose(pred.unet_prob, last.unet_prob, atol=1e-4)
+    np.testing.assert_allclose(pred.fm_prob, last.fm_prob, atol=1e-4)

@@ -520,6 +520,12 @@ class SynFoCTrainer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Class probabilities of both students for (C, H, W) images: (N, K, H, W) each."""
         keys = self.predict_keys if self.cached and images is self.predict_images else None
+        return self._predict_with_keys(images, keys, batch)
+
+    def _predict_with_keys(
+        self, images: Sequence[np.ndarray], keys: Sequence[str] | None, batch: int = 4
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Both students on ``images``; embeddings from the bank under ``keys`` (None: encode)."""
         fm_p, un_p = predict_probabilities(
             self.unet,
             self.fm_student,
@@ -905,20 +911,7 @@ class SynFoCTrainer:
     def predict_slices(self, idx: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Both students' probabilities for the stack slices ``idx`` (embeddings from the bank)."""
         images = [self.predict_images[i] for i in idx]
-        keys = [self.predict_keys[i] for i in idx]
-        fm_p, un_p = predict_probabilities(
-            self.unet,
-            self.fm_student,
-            images,
-            self.P,
-            self.device,
-            self.precision,
-            bank=self.bank,
-            bank_keys=keys,
-            unet_downsample=self.cfg.unet_downsample,
-        )
-        fm_prompted = self.strategy.foundation_probabilities(self, images, keys, un_p)
-        return (fm_p if fm_prompted is None else fm_prompted), un_p
+        return self._predict_with_keys(images, [self.predict_keys[i] for i in idx])
 
     def _prime_prediction_bank(self) -> Iterator[Event]:
         """Embed the prediction slices once (cached profile) so overlays come quickly."""

@@ -59,10 +59,11 @@ def stop_foreign_load(proc: subprocess.Popen) -> None:
         proc.stdout.close()
 
 
-def _task(slices: int = 6, size: int = 64):
+def disc_task(slices: int = 6, size: int = 64, seed: int = 0):
+    """A small StackTask of noisy discs, slices 0 and 1 labelled (timing and fault tests)."""
     from ..core.interactive import StackTask
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
     lab = np.zeros((slices, size, size), np.uint8)
     for i in range(slices):
@@ -99,7 +100,7 @@ def seconds_per_iteration(
     steps: list[float] = []
     last = None
     try:
-        for ev in train_in_child(_task(size=size), cfg, predict_every=0):
+        for ev in train_in_child(disc_task(size=size), cfg, predict_every=0):
             if isinstance(ev, Step):
                 steps.append(ev.seconds)
             last = ev

@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from napari_synfoc.bench.accuracy import FAZ_DEFAULT as FAZ
 from napari_synfoc.config import make_config
 from napari_synfoc.core.foundation import (
     FoundationWeightsError,
@@ -27,15 +28,6 @@ from napari_synfoc.core.foundation.lora import (
     lora_effective_parameters,
     sam_vit_qkv_roles,
     tinyvit_qkv_roles,
-)
-
-FAZ = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "faz_octa_5sites"
-    / "data"
-    / "FAZ"
 )
 
 

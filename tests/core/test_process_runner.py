@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from napari_synfoc.bench.foreign_load import disc_task
 from napari_synfoc.config import make_config
 from napari_synfoc.core.checkpoint import load_checkpoint
 from napari_synfoc.core.events import (
@@ -29,21 +29,13 @@ from napari_synfoc.core.events import (
     Started,
     Step,
 )
-from napari_synfoc.core.interactive import StackTask
 from napari_synfoc.core.process_runner import descendant_pids, train_in_child
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def _stack(z=4, size=32, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    lab = np.zeros((z, size, size), np.uint8)
-    for i in range(z):
-        cy, cx = rng.integers(size // 4, 3 * size // 4, 2)
-        lab[i] = (yy - cy) ** 2 + (xx - cx) ** 2 < (size // 5) ** 2
-    img = (0.3 + 0.5 * lab + 0.05 * rng.standard_normal(lab.shape)).astype(np.float32)
-    return StackTask(img, lab, [0, 1])
+    return disc_task(z, size, seed)
 
 
 def _cfg(**over):

@@ -313,6 +313,11 @@ class Profile:
     name: str
     description: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    # the dock's and the interactive benchmark's run length on this profile
+    run_iterations: int = 300
+    # measured seconds per iteration and where (bench figures), for the dock's time estimate
+    typical_s_per_iteration: float | None = None
+    typical_on: str = ""
 
     def apply(self, cfg: SynFoCConfig) -> SynFoCConfig:
         return cfg.replace(**self.overrides)
@@ -331,6 +336,9 @@ PROFILES: dict[str, Profile] = {
             "precision": "fp16",
             "num_workers": 2,  # upstream's DataLoaders (spec §4.4)
         },
+        run_iterations=30000,  # the paper's T
+        typical_s_per_iteration=0.218,  # docs/results/bench_gpu_h100 (MedSAM ViT-B, 512 px)
+        typical_on="an H100",
     ),
     "gpu-fast": Profile(
         "gpu-fast",
@@ -349,6 +357,9 @@ PROFILES: dict[str, Profile] = {
             "compile_mode": "reduce-overhead",
             "num_workers": 4,
         },
+        run_iterations=3000,  # about 5 minutes on an H100
+        typical_s_per_iteration=0.099,  # docs/results/bench_gpu_h100 (MedSAM ViT-B, 512 px)
+        typical_on="an H100",
     ),
     "cpu-interactive": Profile(
         "cpu-interactive",
@@ -370,6 +381,9 @@ PROFILES: dict[str, Profile] = {
             "precision": "auto",
             "fm_head_init": "pretrained",  # measured: bench/levers.py, docs/results/levers_cpu
         },
+        run_iterations=300,  # about 4 minutes on 2 cores
+        typical_s_per_iteration=0.76,  # docs/results/foreign_load_cpu (idle, 2 threads)
+        typical_on="a 2-core CPU",
     ),
     "tiny": Profile(
         "tiny",
@@ -383,6 +397,7 @@ PROFILES: dict[str, Profile] = {
             "batch_unlabeled": 2,
             "precision": "fp32",
         },
+        run_iterations=20,
     ),
 }
 
@@ -469,6 +484,39 @@ def make_config(profile: str | None = None, **overrides: Any) -> SynFoCConfig:
             raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
         cfg = PROFILES[profile].apply(cfg)
     return cfg.replace(**overrides).validate()
+
+
+def run_iterations(profile: str, device: str = "auto") -> int:
+    """The dock's default run length for ``profile`` ("auto": the device's profile).
+
+    Sized so that a run takes minutes on the hardware the profile is made for (the faithful
+    profile keeps the paper's T).  No torch import: ``device="auto"`` counts as a CPU unless
+    the caller resolved it.
+    """
+    name = default_profile_for(device) if profile in ("auto", None) else profile
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
+    return PROFILES[name].run_iterations
+
+
+def run_estimate(profile: str, iterations: int, s_per_iteration: float | None = None) -> str:
+    """A short "about N min" text for ``iterations`` of ``profile``.
+
+    ``s_per_iteration`` is a rate measured on this machine (the last run); without it the
+    profile's typical figure is used and the text says where it was measured.  Empty when the
+    profile has no figure.
+    """
+    prof = PROFILES[profile]
+    rate, where = s_per_iteration, "measured here"
+    if rate is None:
+        rate, where = prof.typical_s_per_iteration, f"typical on {prof.typical_on}"
+    if rate is None:
+        return ""
+    total = rate * int(iterations)
+    span = f"{total:.0f} s" if total < 90 else f"{total / 60:.0f} min"
+    if total >= 5400:
+        span = f"{total / 3600:.1f} h"
+    return f"about {span} ({rate:.2f} s/iteration, {where})"
 
 
 def default_profile_for(device: str) -> str:

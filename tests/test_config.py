@@ -206,3 +206,20 @@ def test_cli_and_dock_build_the_same_config(
         profile, device, foundation, {"iterations": iterations, "checkpoint": checkpoint, **adv}
     )
     assert cli == dock == direct
+
+
+def test_run_iterations_and_estimate_per_profile():
+    from napari_synfoc.config import run_estimate, run_iterations
+
+    assert run_iterations("auto", "cpu") == run_iterations("cpu-interactive") == 300
+    assert run_iterations("auto", "cuda") == run_iterations("gpu-fast") == 3000
+    assert run_iterations("faithful") == 30000 and run_iterations("tiny") == 20
+    with pytest.raises(ValueError, match="unknown profile"):
+        run_iterations("fastest")
+    # 300 x 0.76 s = 228 s -> 4 min; 30000 x 0.218 s = 6540 s -> 1.8 h; 100 x 0.5 s = 50 s
+    assert run_estimate("cpu-interactive", 300).startswith("about 4 min (0.76 s/iteration")
+    assert run_estimate("faithful", 30000).startswith("about 1.8 h (0.22 s/iteration")
+    assert run_estimate("cpu-interactive", 100, 0.5) == (
+        "about 50 s (0.50 s/iteration, measured here)"
+    )
+    assert run_estimate("tiny", 20) == ""

@@ -112,6 +112,7 @@ class DockController(ReviewActions, SessionActions):
         self.device = ""
         self._start_it = 0
         self._peak_mb = 0.0
+        self._step_seconds: list[float] = []
         self._t0 = 0.0
         self._gc = GcFreeze()
         self._pending: tuple[StackTask, dict[str, Any], dict[str, Any]] | None = None
@@ -261,6 +262,7 @@ class DockController(ReviewActions, SessionActions):
         if isinstance(event, Started):
             self.device = f"{event.device} ({event.precision})"
             self._peak_mb = 0.0
+            self._step_seconds = []
             self._start_it = int(event.start_iteration)
             view.run_started(self._start_it, self._start_it + int(event.iterations))
             if event.config:
@@ -283,6 +285,7 @@ class DockController(ReviewActions, SessionActions):
             lo = self._start_it if event.total > self._start_it else 0
             view.progress(lo, event.total, event.iteration + 1)
             view.step(event)
+            self._step_seconds.append(float(event.seconds))
             if event.memory_mb is not None:
                 self._peak_mb = max(self._peak_mb, float(event.memory_mb))
             mem = f" · {event.memory_mb:.0f} MB" if event.memory_mb is not None else ""
@@ -316,6 +319,14 @@ class DockController(ReviewActions, SessionActions):
             else:
                 self.outcome = "failed"
                 self.say(f"Training failed: {event.message}", error=True)
+
+    def seconds_per_iteration(self) -> float | None:
+        """The last run's median seconds per iteration (its first two steps left out: they
+        warm up); None before three steps."""
+        steps = self._step_seconds[2:]
+        if not steps:
+            return None
+        return float(sorted(steps)[len(steps) // 2])
 
     def _on_error(self, exc: BaseException) -> None:
         self.outcome = "failed"

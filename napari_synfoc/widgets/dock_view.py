@@ -53,3 +53,4 @@ class DockView(ControllerView):
             self.dock.controller.say(gone, error=True)
         self.dock.refresh_labeled()
         self.dock.loss_plot.redraw()
+        self.dock.model_panel.note_rate(self.dock.controller.seconds_per_iteration())

@@ -325,3 +325,26 @@ def test_controller_imports_no_qt_napari_or_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_seconds_per_iteration_is_the_median_after_warm_up(disc_stack, monkeypatch):
+    """The dock's time estimate uses the last run's median step time, its first two steps
+    (warm-up) left out."""
+    from napari_synfoc.core import interactive
+    from napari_synfoc.core.events import Done, Started
+
+    secs = [9.0, 5.0, 1.0, 3.0, 2.0]
+
+    def fake_train(task, cfg, **kw):
+        yield Started("cpu", "fp32", 1, 2, len(secs))
+        for i, s in enumerate(secs):
+            yield Step(i, len(secs), {"loss": 1.0}, 0.5, 0.1, 1.0, s)
+        yield Done(len(secs), None, sum(secs))
+
+    monkeypatch.setattr(interactive, "train_on_stack", fake_train)
+    ctl, _ = _controller()
+    assert ctl.seconds_per_iteration() is None
+    img, gt = disc_stack(z=3)
+    assert ctl.start_run(StackTask(img, _labels(gt, (1,)), [1]), dict(TINY, iterations=5))
+    assert ctl.outcome == "done", ctl.last_message
+    assert ctl.seconds_per_iteration() == 2.0  # median of 1, 3, 2

@@ -102,3 +102,32 @@ def test_strategy_combo_builds_a_config_the_strategy_accepts(qtbot):
     cfg = build_config(**params)
     assert cfg.strategy == "uncol"
     strategy_for(cfg)  # accepted: no error for a GPU user choosing UnCoL
+
+
+def test_run_length_follows_the_profile_until_the_user_picks_one(qtbot):
+    """Issue 12: the iteration default suits the device's profile, with a time estimate; a
+    value the user typed is kept when the profile changes."""
+    from napari_synfoc.config import PROFILES
+    from napari_synfoc.widgets.panels.model import ModelPanel
+
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    spin, hint = panel.iterations_spin, panel.run_hint
+    panel.device_combo.setCurrentText("cpu")
+    panel.profile_combo.setCurrentText("auto")
+    assert spin.value() == PROFILES["cpu-interactive"].run_iterations == 300
+    assert hint.text() == "about 4 min (0.76 s/iteration, typical on a 2-core CPU)"
+    panel.profile_combo.setCurrentText("gpu-fast")
+    assert spin.value() == 3000 and hint.text().startswith("about 5 min (0.10 s/iteration")
+    assert panel.shown_config().compile is True  # 3000 iterations keep the profile's compile
+    panel.profile_combo.setCurrentText("tiny")
+    assert spin.value() == 20 and hint.isHidden()  # no measured figure for the test model
+    panel.profile_combo.setCurrentText("cpu-interactive")
+    spin.setValue(120)  # the user's choice survives profile changes
+    panel.profile_combo.setCurrentText("gpu-fast")
+    assert spin.value() == 120 and panel.params()["iterations"] == 120
+    panel.profile_combo.setCurrentText("cpu-interactive")
+    panel.note_rate(1.5)  # a run measured 1.5 s/iteration on this machine
+    assert hint.text() == "about 3 min (1.50 s/iteration, measured here)"
+    panel.note_rate(None)  # a run with no step keeps the last figure
+    assert "measured here" in hint.text()

@@ -14,6 +14,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -21,7 +22,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ...config import PROFILES, VITB_FOUNDATIONS, choices, field_meta, resolve_config
+from ...config import (
+    PROFILES,
+    VITB_FOUNDATIONS,
+    choices,
+    field_meta,
+    resolve_config,
+    run_estimate,
+    run_iterations,
+)
 from ..task_builder import DEVICES, FOUNDATION_CHOICES, PROFILE_CHOICES, displayed_profile
 from ..tooltips import tip
 from .advanced import AdvancedForm
@@ -81,7 +90,15 @@ class ModelPanel(QWidget):
             )
         self.iterations_spin = QSpinBox()
         self.iterations_spin.setRange(1, 1_000_000)
-        self.iterations_spin.setValue(300)
+        # the profile's run length until the user picks one (config.run_iterations)
+        self._iterations_touched = False
+        self._setting_iterations = False
+        self._measured_rate: dict[str, float] = {}
+        self.iterations_spin.valueChanged.connect(self._on_iterations_changed)
+        self.run_hint = QLabel()
+        self.run_hint.setObjectName("run_hint")
+        self.run_hint.setWordWrap(True)
+        self.run_hint.setStyleSheet("color: gray;")
         self.predict_every_spin = QSpinBox()
         self.predict_every_spin.setRange(0, 1_000_000)
         self.predict_every_spin.setSpecialValueText("auto")
@@ -95,6 +112,8 @@ class ModelPanel(QWidget):
             w.setObjectName(key)
             w.setToolTip(tip(key))
             form.addRow(text, w)
+            if key == "iterations":
+                form.addRow("", self.run_hint)
         lay.addLayout(form)
         self.advanced = AdvancedForm()
         self.advanced.reset_btn.clicked.connect(self.reset_advanced)
@@ -148,9 +167,17 @@ class ModelPanel(QWidget):
         return resolve_config(name, self.device_combo.currentText(), fm, over)
 
     def show_profile(self, *_: Any) -> None:
-        """Show the chosen profile's values in the Advanced form (user edits are kept)."""
-        self.advanced.show_config(self.shown_config())
+        """Show the chosen profile's values in the Advanced form (user edits are kept), and its
+        run length unless the user chose one."""
         name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        if not self._iterations_touched:
+            self._setting_iterations = True
+            try:
+                self.iterations_spin.setValue(run_iterations(name))
+            finally:
+                self._setting_iterations = False
+        self.advanced.show_config(self.shown_config())
+        self._show_run_hint()
         extra = " (the tiny profile uses a tiny random model)" if name == "tiny" else ""
         self.foundation_combo.setToolTip(tip("foundation") + extra)
 
@@ -158,6 +185,25 @@ class ModelPanel(QWidget):
         desc = strategy_descriptions().get(self.strategy(), "")
         self.strategy_combo.setToolTip(f"{field_meta('strategy')['help']}\n{desc}")
         self.show_profile()
+
+    def note_rate(self, s_per_iteration: float | None) -> None:
+        """Remember the last run's measured seconds per iteration for the estimate."""
+        if s_per_iteration is None or not s_per_iteration > 0:
+            return
+        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        self._measured_rate[name] = float(s_per_iteration)
+        self._show_run_hint()
+
+    def _on_iterations_changed(self, *_: Any) -> None:
+        if not self._setting_iterations:
+            self._iterations_touched = True
+        self._show_run_hint()
+
+    def _show_run_hint(self) -> None:
+        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        text = run_estimate(name, self.iterations_spin.value(), self._measured_rate.get(name))
+        self.run_hint.setText(text)
+        self.run_hint.setVisible(bool(text))
 
     def reset_advanced(self) -> None:
         self.advanced.touched.clear()

@@ -18,14 +18,8 @@ from typing import Any
 
 import numpy as np
 
-FAZ_DEFAULT = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "data"
-    / "faz_octa_5sites"
-    / "data"
-    / "FAZ"
-)
+from .common import FAZ_ROOT as FAZ_DEFAULT  # the FAZ default of ``--data``
+
 DOMAINS = ("Domain1", "Domain2", "Domain3", "Domain4", "Domain5")
 
 
@@ -355,14 +349,13 @@ def hitl_stack(data: Path, per_domain: int = 8):
 
 def run_hitl(args: argparse.Namespace) -> int:
     """Disagreement-ranked vs random slice choice, Dice on the test splits after every round."""
-    from ..config import make_config
     from ..core.device import pick_device
     from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
     from ..core.evaluate import evaluate
     from ..core.interactive import load_trained
     from ..core.review import rank_slices, review_maps
     from ..io.results import default_cache_dir, device_name, git_commit, write_json_atomic
-    from .common import train_round
+    from .common import stack_config, train_round
 
     sched = SCHEDULES[args.schedule]
     data = Path(args.data) if args.data else FAZ_DEFAULT
@@ -382,13 +375,7 @@ def run_hitl(args: argparse.Namespace) -> int:
         ckpt = None
         curve = []
         for rnd in range(sched.hitl_rounds + 1):
-            cfg = make_config(
-                sched.profile,
-                iterations=sched.hitl_iterations,
-                device=args.device,
-                num_classes=2,
-                in_channels=1,
-            )
+            cfg = stack_config(sched.profile, sched.hitl_iterations, args.device)
             ckpt, last_pred = train_round(
                 img, gt, labeled, cfg, ckpt, out / "hitl" / strategy / f"round{rnd}", cache_dir,
                 what=f"HITL {strategy} round {rnd}",

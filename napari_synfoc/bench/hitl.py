@@ -133,18 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data", default=None)
     args = ap.parse_args(argv)
-    from ..config import make_config
     from ..core.device import pick_device
     from ..core.layouts import discover
     from ..core.review import slice_features
     from ..io.results import default_cache_dir, device_name, git_commit, write_json_atomic
-    from .accuracy import FAZ_DEFAULT, hitl_stack
-    from .common import train_round
+    from .accuracy import hitl_stack
+    from .common import FAZ_ROOT, stack_config, train_round
 
     strategies = [s for s in args.strategies.split(",") if s]
     if "random" not in strategies:
         ap.error("the comparison needs the 'random' strategy")
-    data = Path(args.data) if args.data else FAZ_DEFAULT
+    data = Path(args.data) if args.data else FAZ_ROOT
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     img, gt, names, _ = hitl_stack(data)
@@ -160,14 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[hitl {time.perf_counter() - t0:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
     for seed in range(args.seeds):
-        cfg = make_config(
-            args.profile,
-            iterations=args.iterations,
-            device=args.device,
-            num_classes=2,
-            in_channels=1,
-            seed=1337 + seed,
-        )
+        cfg = stack_config(args.profile, args.iterations, args.device, seed=1337 + seed)
         ck0, pred0 = train_round(img, gt, list(START), cfg, None, work / f"s{seed}/r0", cache_dir)
         d0 = evaluate_test(ck0, test, args.device, cache_dir)
         log(f"seed {seed} round 0: {d0}")

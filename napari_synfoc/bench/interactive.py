@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-FAZ_ROOT = Path("/work/shared/data/faz_octa_5sites/data/FAZ")
+from .common import FAZ_ROOT, bench_parser
+
 DOCK_ITERATIONS = 300  # the dock's iteration spin-box default
 STACKS = {
     "S40": {"per_site": 8, "labeled": [0, 8, 16]},
@@ -482,12 +483,11 @@ def _machine() -> str:
 
 # ----------------------------------------------------------------------------- CLI
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="napari-synfoc benchmark interactive",
-        description="Time to a useful overlay through the dock's code path (benchmarks.md §5).",
+    p = bench_parser(
+        "napari-synfoc benchmark interactive",
+        "Time to a useful overlay through the dock's code path (benchmarks.md §5).",
+        quick_help="S40 alone, under 10 minutes",
     )
-    p.add_argument("--out", required=True, help="output folder for JSON, markdown and plot")
-    p.add_argument("--quick", action="store_true", help="S40 alone, under 10 minutes")
     p.add_argument("--stacks", default="S40,S200,CT", help="comma list of S40, S200, CT")
     p.add_argument("--seconds", type=float, default=None,
                    help="training time per stack (default 600; --quick 420)")  # fmt: skip

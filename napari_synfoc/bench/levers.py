@@ -41,9 +41,10 @@ LEVERS: dict[str, dict[str, Any]] = {
 
 def s40_stack(data: Path | None = None, per_domain: int = 8):
     """(image (Z, Y, X) float32, ground truth (Z, Y, X) uint8, names) of S40."""
-    from .accuracy import FAZ_DEFAULT, hitl_stack
+    from .accuracy import hitl_stack
+    from .common import FAZ_ROOT
 
-    img, gt, names, _ = hitl_stack(Path(data) if data else FAZ_DEFAULT, per_domain)
+    img, gt, names, _ = hitl_stack(Path(data) if data else FAZ_ROOT, per_domain)
     return img, (gt > 0).astype(np.uint8), names
 
 

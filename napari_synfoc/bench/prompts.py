@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-FAZ_ROOT = DATA / "faz_octa_5sites" / "data" / "FAZ"
-DRISHTI_ROOT = DATA / "drishti_gs" / "Drishti-GS"
+from .common import DRISHTI_ROOT, FAZ_ROOT, bench_parser, write_report
+
 CLICKS = (1, 3, 5)
 
 
@@ -261,12 +260,11 @@ def markdown(result: dict) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="napari-synfoc benchmark prompts",
-        description="Prompted LiteMedSAM: box, clicks, propagation, latency",
+    p = bench_parser(
+        "napari-synfoc benchmark prompts",
+        "Prompted LiteMedSAM: box, clicks, propagation, latency",
+        quick_help="a few images of each set",
     )
-    p.add_argument("--out", required=True, help="output folder for JSON, markdown and plot")
-    p.add_argument("--quick", action="store_true", help="a few images of each set")
     p.add_argument("--faz-per-domain", type=int, default=None, help="FAZ test images per site")
     p.add_argument("--drishti", type=int, default=None, help="Drishti-GS test images")
     p.add_argument("--s200-per-site", type=int, default=None, help="S200 images per site (40)")
@@ -337,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "encoder_calls": seg.encoder_calls,
     }
     write_json(out / "prompts.json", result)
-    (out / "prompts.md").write_text(markdown(result), encoding="utf-8")
-    plot(result, out / "prompts.png")
-    print(markdown(result))
+    write_report(out, "prompts", markdown(result), lambda path: plot(result, path))
     return 0
 
 

@@ -20,10 +20,8 @@ from typing import Any
 
 import numpy as np
 
-FAZ_DEFAULT = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faz_octa_5sites" / "data"
-    / "FAZ"
-)  # fmt: skip
+from .common import FAZ_ROOT
+
 STRATEGY_LIST = ("synfoc", "semisam+", "ifl", "uncol")
 
 
@@ -165,7 +163,7 @@ def make_table(runs: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m napari_synfoc.bench.strategies")
-    p.add_argument("--data", default=str(FAZ_DEFAULT))
+    p.add_argument("--data", default=str(FAZ_ROOT))
     p.add_argument("--out", default="docs/results/strategies_cpu")
     p.add_argument("--domain", default="Domain1", help="the labelled domain")
     p.add_argument("--strategies", default=",".join(STRATEGY_LIST))

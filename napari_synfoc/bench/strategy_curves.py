@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .common import write_report
 from .interactive import value_at
 
 CHECKPOINTS_S = (60.0, 120.0, 180.0)
@@ -75,9 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = load_runs(args.runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "strategy_curves.md").write_text(table(runs), encoding="utf-8")
-    plot(runs, out / "strategy_curves.png")
-    print(table(runs))
+    write_report(out, "strategy_curves", table(runs), lambda path: plot(runs, path))
     return 0
 
 

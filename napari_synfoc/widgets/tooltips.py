@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 SHORTCUTS = {
     "next_uncertain": "Shift-N",
     "mark_labeled": "Shift-M",
@@ -114,9 +116,20 @@ TOOLTIPS: dict[str, str] = {
 }
 
 
+def shortcut_tip(
+    key: str,
+    tips: Mapping[str, str],
+    shortcuts: Mapping[str, str],
+    extra_keys: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """``tips[key]`` ("" without one) followed by its keys as `` [K1 / K2]``: its shortcut in
+    ``shortcuts``, then its ``extra_keys``; the bare text when it has no key."""
+    keys = [shortcuts[key]] if key in shortcuts else []
+    keys += list((extra_keys or {}).get(key, ()))
+    text = tips.get(key, "")
+    return f"{text} [{' / '.join(keys)}]" if keys else text
+
+
 def tip(key: str) -> str:
     """The tooltip of ``key`` with its shortcut appended when it has one."""
-    text = TOOLTIPS.get(key, "")
-    if key in SHORTCUTS:
-        text = f"{text} [{SHORTCUTS[key]}]"
-    return text
+    return shortcut_tip(key, TOOLTIPS, SHORTCUTS)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from napari_synfoc.bench import interactive as bi
+from napari_synfoc.bench.common import FAZ_ROOT
 
 
 def test_slice_dice_by_hand():
@@ -191,7 +192,7 @@ def test_without_disk_cache_a_second_run_encodes_again(count_encodes):
     assert count_encodes["images"] >= 2 * 6 and count_encodes["images"] > first
 
 
-@pytest.mark.skipif(not bi.FAZ_ROOT.is_dir(), reason="needs the shared FAZ data")
+@pytest.mark.skipif(not FAZ_ROOT.is_dir(), reason="needs the shared FAZ data")
 def test_faz_stacks_keep_their_size_when_a_site_is_short():
     # Domain5 holds 30 train images: S200 takes the shortfall from the largest site (Domain4)
     assert bi.faz_composition(8) == [8, 8, 8, 8, 8]

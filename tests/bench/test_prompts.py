@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_synfoc.bench import prompts as B
+from napari_synfoc.bench.common import DRISHTI_ROOT, FAZ_ROOT
 
 
 def test_next_click_protocol():
@@ -26,7 +27,7 @@ def test_next_click_protocol():
     assert B.next_click(gt, gt) is None
 
 
-@pytest.mark.skipif(not B.FAZ_ROOT.is_dir(), reason="FAZ data not available")
+@pytest.mark.skipif(not FAZ_ROOT.is_dir(), reason="FAZ data not available")
 def test_quick_run_tiny_writes_json_table_plot(tmp_path):
     argv = [
         "--out",
@@ -37,7 +38,7 @@ def test_quick_run_tiny_writes_json_table_plot(tmp_path):
         "--faz-per-domain",
         "1",
         "--drishti",
-        "1" if B.DRISHTI_ROOT.is_dir() else "0",
+        "1" if DRISHTI_ROOT.is_dir() else "0",
         "--s200-per-site",
         "2",
         "--every",

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from napari_synfoc.bench.common import DRISHTI_ROOT as DRISHTI
+from napari_synfoc.bench.common import FAZ_ROOT as FAZ
+from napari_synfoc.bench.common import SHARED_DATA as DATA
 from napari_synfoc.core.data import load_sample_arrays
 from napari_synfoc.core.layouts import DataError, detect_layout, discover, make_ssl_split
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-FAZ = DATA / "faz_octa_5sites" / "data" / "FAZ"
 SAMPLES = DATA / "synfoc_format_samples"
-DRISHTI = DATA / "drishti_gs" / "Drishti-GS"
 
 needs_data = pytest.mark.skipif(not FAZ.is_dir(), reason="shared data not present")
 

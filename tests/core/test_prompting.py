@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from napari_synfoc.bench.common import FAZ_ROOT as FAZ
 from napari_synfoc.core import prompting as P
-
-FAZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ"
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_synfoc.bench.common import FAZ_ROOT as FAZ
 from napari_synfoc.config import make_config
 from napari_synfoc.core.events import (
     Cancelled,
@@ -18,8 +19,6 @@ from napari_synfoc.core.events import (
     Step,
 )
 from napari_synfoc.core.interactive import StackTask, train_on_stack
-
-FAZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ"
 
 
 def _disc_stack(z=6, size=64, seed=0):

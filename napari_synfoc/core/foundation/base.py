@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lora import check_masked_zero, lora_effective_parameters, lora_layers
+from .lora import RowRoles, check_masked_zero, inject_lora, lora_effective_parameters, lora_layers
 from .weights import REINIT_DECODER_KEYS
 
 STATE_FORMAT = "napari-synfoc-foundation/1"
@@ -271,6 +271,38 @@ class FoundationSegmenter(nn.Module):
             f"num_classes={self.num_classes}, lora={self.lora}, "
             f"lora_layers={len(lora_layers(self.image_encoder))}"
         )
+
+
+def adapted_segmenter(
+    name: str,
+    parts: nn.Module,
+    cfg,
+    input_size: int,
+    base_weights: dict[str, Any],
+    qkv_roles: RowRoles,
+) -> FoundationSegmenter:
+    """Adapt a loaded SAM-shaped model for training and wrap it as a FoundationSegmenter.
+
+    ``parts`` has ``image_encoder``, ``prompt_encoder`` and ``mask_decoder``.  The decoder heads
+    are reset for ``cfg.num_classes`` (``cfg.fm_head_init``), and LoRA (``cfg.lora_rank`` on
+    ``cfg.lora_targets``, none with ``cfg.freeze_encoder``) goes into the image encoder, whose
+    q/k/v rows ``qkv_roles`` names.  Uses the current torch RNG.
+    """
+    head_init = getattr(cfg, "fm_head_init", "random")
+    reset_decoder_heads(parts.mask_decoder, cfg.num_classes, head_init)
+    targets = "none" if cfg.freeze_encoder else cfg.lora_targets
+    inject_lora(parts.image_encoder, cfg.lora_rank, targets, qkv_roles)
+    lora = {"targets": targets, "rank": cfg.lora_rank if targets != "none" else 0}
+    return FoundationSegmenter(
+        name,
+        parts.image_encoder,
+        parts.prompt_encoder,
+        parts.mask_decoder,
+        input_size=input_size,
+        num_classes=cfg.num_classes,
+        base_weights=base_weights,
+        lora=lora,
+    )
 
 
 def predict_all_masks(

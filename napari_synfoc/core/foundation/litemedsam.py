@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FoundationSegmenter, reset_decoder_heads
-from .lora import inject_lora, tinyvit_qkv_roles
+from .base import FoundationSegmenter, adapted_segmenter
+from .lora import tinyvit_qkv_roles
 from .weights import FoundationWeightsError, verify_sha256
 
 LITE_SIZE = 256
@@ -71,21 +71,9 @@ def build_litemedsam(cfg) -> FoundationSegmenter:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = load_lite_medsam()
-        head_init = getattr(cfg, "fm_head_init", "random")
-        reset_decoder_heads(net.mask_decoder, cfg.num_classes, head_init)
-        targets = "none" if cfg.freeze_encoder else cfg.lora_targets
-        inject_lora(net.image_encoder, cfg.lora_rank, targets, tinyvit_qkv_roles)
-    lora = {"targets": targets, "rank": cfg.lora_rank if targets != "none" else 0}
-    return FoundationSegmenter(
-        "litemedsam",
-        net.image_encoder,
-        net.prompt_encoder,
-        net.mask_decoder,
-        input_size=LITE_SIZE,
-        num_classes=cfg.num_classes,
-        base_weights=net.base_weights,
-        lora=lora,
-    )
+        return adapted_segmenter(
+            "litemedsam", net, cfg, LITE_SIZE, net.base_weights, tinyvit_qkv_roles
+        )
 
 
 _DEFAULT_NET: dict[str, nn.Module] = {}

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FoundationSegmenter, reset_decoder_heads
-from .lora import inject_lora, sam_vit_qkv_roles
+from .base import FoundationSegmenter, adapted_segmenter
+from .lora import sam_vit_qkv_roles
 from .weights import load_sam_checkpoint
 
 PATCH = 16
@@ -96,24 +96,6 @@ def build_sam_parts(
     return _Parts(encoder, prompt, decoder)
 
 
-def _finish(name: str, parts: _Parts, cfg, base_weights: dict) -> FoundationSegmenter:
-    head_init = getattr(cfg, "fm_head_init", "random")
-    reset_decoder_heads(parts.mask_decoder, cfg.num_classes, head_init)
-    targets = "none" if cfg.freeze_encoder else cfg.lora_targets
-    inject_lora(parts.image_encoder, cfg.lora_rank, targets, sam_vit_qkv_roles)
-    lora = {"targets": targets, "rank": cfg.lora_rank if targets != "none" else 0}
-    return FoundationSegmenter(
-        name,
-        parts.image_encoder,
-        parts.prompt_encoder,
-        parts.mask_decoder,
-        input_size=cfg.fm_size,
-        num_classes=cfg.num_classes,
-        base_weights=base_weights,
-        lora=lora,
-    )
-
-
 def build_sam_vitb(cfg) -> FoundationSegmenter:
     """MedSAM / SAM ViT-B at ``cfg.fm_size`` with weights from ``cfg.checkpoint`` (required)."""
     name = cfg.foundation
@@ -127,7 +109,7 @@ def build_sam_vitb(cfg) -> FoundationSegmenter:
         parts = build_sam_parts(cfg.fm_size, **VITB)
         base = load_sam_checkpoint(parts, cfg.checkpoint)
         base["name"] = f"{name}:{base['name']}"
-        return _finish(name, parts, cfg, base)
+        return adapted_segmenter(name, parts, cfg, cfg.fm_size, base, sam_vit_qkv_roles)
 
 
 def build_tiny(cfg) -> FoundationSegmenter:
@@ -143,7 +125,7 @@ def build_tiny(cfg) -> FoundationSegmenter:
             base = load_sam_checkpoint(parts, cfg.checkpoint)
         else:
             base = {"name": f"tiny-random(seed={cfg.seed})", "path": None, "sha256": None}
-        return _finish("tiny", parts, cfg, base)
+        return adapted_segmenter("tiny", parts, cfg, cfg.fm_size, base, sam_vit_qkv_roles)
 
 
 def build_tiny_parts(img_size: int) -> _Parts:

@@ -23,6 +23,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ..tooltips import shortcut_tip
+
 # action -> shortcut (bound on the prompt layers; napari's own keys of those layers are
 # overridden there: S is not "select mode", A not "select all")
 PROMPT_SHORTCUTS = {
@@ -84,10 +86,7 @@ TIPS = {
 
 
 def _tip(key: str) -> str:
-    text = TIPS.get(key, "")
-    keys = [PROMPT_SHORTCUTS[key]] if key in PROMPT_SHORTCUTS else []
-    keys += list(EXTRA_KEYS.get(key, ()))
-    return f"{text} [{' / '.join(keys)}]" if keys else text
+    return shortcut_tip(key, TIPS, PROMPT_SHORTCUTS, EXTRA_KEYS)
 
 
 class PromptPanel(QCollapsible):

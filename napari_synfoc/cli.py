@@ -243,6 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "world_size": trainer.world_size,
                 "iterations": trainer.iteration,
                 **model_fingerprint(trainer),
+                "strategy": trainer.strategy.fingerprint(),
             },
         )
         if trainer.rank != 0:

@@ -50,6 +50,20 @@ def ema_update(
     _update_pairs(list(zip(tps, sps)), ema_decay(t, decay))
 
 
+def param_pairs(
+    teacher: nn.Module, student: nn.Module, names: Iterable[str] | None = None
+) -> tuple[list[Tensor], list[Tensor]]:
+    """(teacher, student) parameter lists matched by name, sorted (``names`` None: all of the
+    student's), for :func:`ema_update`.  Built once: ``load_state_dict`` copies into the same
+    tensors, so the lists stay valid."""
+    tp, sp = dict(teacher.named_parameters()), dict(student.named_parameters())
+    keys = sorted(sp if names is None else names)
+    missing = [k for k in keys if k not in tp or k not in sp]
+    if missing:
+        raise ValueError(f"param_pairs: parameters missing in teacher or student: {missing[:5]}")
+    return [tp[k] for k in keys], [sp[k] for k in keys]
+
+
 def ema_update_modules(
     teacher: nn.Module,
     student: nn.Module,

@@ -10,7 +10,6 @@ The cancel flag is checked before every iteration.
 from __future__ import annotations
 
 import copy
-import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,10 +46,7 @@ from .events import (
 from .inference import predict_probabilities
 from .inference import resize_images as _resize
 from .inference import resize_labels as _resize_labels
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (NaN loss, out of memory, ...); the message says what to do."""
+from .steps import TrainingError, step_logs
 
 
 def seed_everything(seed: int) -> None:
@@ -226,6 +222,7 @@ class SynFoCTrainer:
 
     # ------------------------------------------------------------------ models
     def _build_models(self) -> None:
+        from .ema import param_pairs
         from .foundation import build_foundation
         from .unet import UNet
 
@@ -249,8 +246,8 @@ class SynFoCTrainer:
         self.fm_names = {n for n, _ in self.fm_student.trainable_named_parameters()}
         # EMA over all U-Net parameters (not BN buffers, as upstream) and the foundation's
         # trainable ones
-        self._ema_unet = self._ema_pairs(self.unet_teacher, self.unet, None)
-        self._ema_fm = self._ema_pairs(self.fm_teacher, self.fm_student, self.fm_names)
+        self._ema_unet = param_pairs(self.unet_teacher, self.unet)
+        self._ema_fm = param_pairs(self.fm_teacher, self.fm_student, self.fm_names)
         self.opt_unet = torch.optim.SGD(
             self.unet.parameters(),
             lr=cfg.unet_lr,
@@ -368,7 +365,6 @@ class SynFoCTrainer:
         if cfg.channels_last:
             xl_p = xl_p.contiguous(memory_format=torch.channels_last)
 
-        logs: dict[str, float] = {"alpha": float("nan"), "confident_fraction": float("nan")}
         mixed_p = mixed_fm = None
         semi = not cfg.suponly and unl is not None
         if semi:
@@ -469,16 +465,7 @@ class SynFoCTrainer:
                 gt_u = _resize_labels(unl["label"].to(dev), P)
                 tlogs["pseudo_label_acc"] = (ens["pl_unet"] == gt_u).float().mean()
         tlogs["loss"] = loss
-        values = torch.stack(
-            [torch.as_tensor(v, device=dev).detach().float().reshape(()) for v in tlogs.values()]
-        )
-        logs.update(zip(tlogs, values.tolist(), strict=True))
-        if not math.isfinite(logs["loss"]):
-            raise TrainingError(
-                f"the loss became {logs['loss']} at iteration {t}; training stopped and the last "
-                "good checkpoint is kept. Try fp32 precision, a lower learning rate, or check the "
-                "images for NaN values"
-            )
+        logs = step_logs(tlogs, dev, t)  # one transfer; TrainingError on a NaN loss
         self.opt_unet.zero_grad(set_to_none=True)
         self.opt_fm.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -495,14 +482,6 @@ class SynFoCTrainer:
         logs["lambda"] = lam
         self.iteration += 1
         return logs
-
-    @staticmethod
-    def _ema_pairs(teacher, student, names: set[str] | None) -> tuple[list, list]:
-        """(teacher, student) parameter lists matched by name (``names`` None: all), built once:
-        load_state_dict copies into the same tensors, so the lists stay valid."""
-        tp, sp = dict(teacher.named_parameters()), dict(student.named_parameters())
-        keys = sorted(sp if names is None else names)
-        return [tp[k] for k in keys], [sp[k] for k in keys]
 
     @staticmethod
     def _unflipped(x: torch.Tensor, flips) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_synfoc.core.ema import ema_decay, ema_update, ema_update_modules
+from napari_synfoc.core.ema import ema_decay, ema_update, ema_update_modules, param_pairs
 
 
 def test_decay_schedule():
@@ -66,3 +66,23 @@ def test_buffers_untouched_and_name_subset():
     assert torch.equal(teacher[1].running_mean, torch.zeros(4))
     with pytest.raises(ValueError, match="missing"):
         ema_update_modules(teacher, student, t=1, names={"nope.weight"})
+
+
+def test_param_pairs_match_by_name_and_feed_ema_update():
+    torch.manual_seed(0)
+    student = _net()
+    teacher = copy.deepcopy(student)
+    tps, sps = param_pairs(teacher, student)
+    names = sorted(n for n, _ in student.named_parameters())
+    assert len(tps) == len(sps) == len(names)
+    named_t, named_s = dict(teacher.named_parameters()), dict(student.named_parameters())
+    assert all(a is named_t[n] and b is named_s[n] for n, a, b in zip(names, tps, sps))
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(2.0)
+    sub = param_pairs(teacher, student, {"0.weight"})
+    ema_update(*sub, t=1)  # decay 0.5: the teacher moves halfway (2.0 -> 1.0 behind)
+    assert torch.allclose(teacher[0].weight, student[0].weight - 1.0)
+    assert torch.allclose(teacher[0].bias, student[0].bias - 2.0)
+    with pytest.raises(ValueError, match="missing"):
+        param_pairs(teacher, student, {"nope.weight"})

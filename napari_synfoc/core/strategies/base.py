@@ -9,7 +9,6 @@ SynFoC step, byte for byte.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -49,6 +48,11 @@ class Strategy:
     ) -> np.ndarray | None:
         """The foundation side of a prediction (N×K×H×W), or None for the trained student's."""
         return None
+
+    def fingerprint(self) -> dict:
+        """JSON-able summary of the strategy's own state (e.g. IFL's pseudo-labels), so DDP
+        ranks can be checked to agree; empty when the models are its only state."""
+        return {}
 
 
 class SynFoCStrategy(Strategy):
@@ -135,16 +139,14 @@ class UNetStrategy(Strategy):
             )
 
     def build(self, trainer) -> None:
+        from ..ema import param_pairs
         from .prompted import PromptedFoundation
 
         self.prompted = PromptedFoundation(trainer.cfg, trainer.device)
         self.lab_keys = [f"{s.domain}/{s.name}" for s in trainer.labeled_ds.samples]
         ds = trainer.unlabeled_ds
         self.unl_keys = [f"{s.domain}/{s.name}" for s in ds.samples] if ds is not None else []
-        tp = dict(trainer.unet_teacher.named_parameters())
-        sp = dict(trainer.unet.named_parameters())
-        names = sorted(sp)
-        self.ema_pairs = ([tp[n] for n in names], [sp[n] for n in names])
+        self.ema_pairs = param_pairs(trainer.unet_teacher, trainer.unet)
         self.modes_ready = False
 
     # -- the step ------------------------------------------------------------------------
@@ -163,7 +165,7 @@ class UNetStrategy(Strategy):
         from ..ema import ema_update
         from ..losses import supervised_loss
         from ..ramps import lr_factor
-        from ..trainer import TrainingError
+        from ..steps import step_logs
 
         cfg, dev, t = trainer.cfg, trainer.device, trainer.iteration
         P, S = trainer.P, trainer.S
@@ -207,17 +209,7 @@ class UNetStrategy(Strategy):
                 tlogs.update(terms)
         tlogs.update(extra)
         tlogs["loss"] = loss
-        values = torch.stack(
-            [torch.as_tensor(v, device=dev).detach().float().reshape(()) for v in tlogs.values()]
-        )
-        logs: dict[str, float] = {"alpha": float("nan"), "confident_fraction": float("nan")}
-        logs.update(zip(tlogs, values.tolist(), strict=True))
-        if not math.isfinite(logs["loss"]):
-            raise TrainingError(
-                f"the loss became {logs['loss']} at iteration {t} (strategy {self.name}); "
-                "training stopped and the last good checkpoint is kept. Try fp32 precision or a "
-                "lower learning rate"
-            )
+        logs = step_logs(tlogs, dev, t, self.name)  # one transfer; TrainingError on a NaN loss
         trainer.opt_unet.zero_grad(set_to_none=True)
         if trainer.scaler is not None:
             trainer.scaler.scale(loss).backward()

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..steps import from_rank0
 from .base import StepInputs, UNetStrategy, resize_images
 from .prompted import normalised_entropy
 
@@ -82,6 +83,7 @@ class IFL(UNetStrategy):
         self.starts = round_starts(trainer.cfg.iterations, self.rounds)
         self.pseudo: Tensor | None = None  # N×P×P int64, canonical orientation
         self.keep: Tensor | None = None  # N bool
+        self.scores: Tensor | None = None  # N key-slice scores (lower: more certain)
         self.history: list[dict] = []
 
     @torch.no_grad()
@@ -107,11 +109,14 @@ class IFL(UNetStrategy):
                 labels.append(probs.max(1).indices.cpu())
         finally:
             unet.train()
-        new = torch.cat(labels)
+        # Under DDP every rank keeps rank 0's labels and entropies: the U-Net's BatchNorm
+        # running statistics (used here in eval mode) differ per rank, and the rounds' key
+        # slices must not.
+        new = from_rank0(torch.cat(labels), dev)
+        entropy = from_rank0(torch.cat(ents), dev)
         change = None if self.pseudo is None else label_change(new, self.pseudo, cfg.num_classes)
-        self.keep = select_key_slices(
-            key_slice_scores(torch.cat(ents), change), self.keep_fraction
-        )
+        self.scores = key_slice_scores(entropy, change)
+        self.keep = select_key_slices(self.scores, self.keep_fraction)
         self.pseudo = new
         info = {
             "round": float(len(self.history) + 1),
@@ -120,6 +125,17 @@ class IFL(UNetStrategy):
         }
         self.history.append(info)
         return info
+
+    def fingerprint(self) -> dict:
+        """Rounds run; SHA-256 of the current pseudo-labels and key-slice scores; key slices."""
+        import hashlib
+
+        out: dict = {"rounds": len(self.history)}
+        if self.pseudo is not None:
+            out["pseudo_sha256"] = hashlib.sha256(self.pseudo.numpy().tobytes()).hexdigest()
+            out["key_slices"] = self.keep.nonzero().flatten().tolist()
+            out["scores_sha256"] = hashlib.sha256(self.scores.numpy().tobytes()).hexdigest()
+        return out
 
     def unlabeled(self, trainer, inp: StepInputs):
         from ..losses import unsupervised_loss

@@ -1,0 +1,50 @@
+"""What every strategy's training step shares (SynFoC's in the trainer, the others' in
+:mod:`.strategies`): the error that stops training, the one-transfer log of a step's values with
+its NaN check, and the rank-0 broadcast that keeps per-rank state equal under DDP."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (NaN loss, out of memory, ...); the message says what to do."""
+
+
+def step_logs(
+    tlogs: dict[str, Tensor | float], device: torch.device, iteration: int, strategy: str = ""
+) -> dict[str, float]:
+    """A step's logged values as floats, all leaving the device in ONE transfer (one sync).
+
+    ``alpha`` and ``confident_fraction`` default to NaN; ``tlogs`` must hold ``loss``.  Raises
+    :class:`TrainingError` when the loss is not finite (``strategy`` named in the message).
+    """
+    values = torch.stack(
+        [torch.as_tensor(v, device=device).detach().float().reshape(()) for v in tlogs.values()]
+    )
+    logs: dict[str, float] = {"alpha": float("nan"), "confident_fraction": float("nan")}
+    logs.update(zip(tlogs, values.tolist(), strict=True))
+    if not math.isfinite(logs["loss"]):
+        who = f" (strategy {strategy})" if strategy else ""
+        raise TrainingError(
+            f"the loss became {logs['loss']} at iteration {iteration}{who}; training stopped and "
+            "the last good checkpoint is kept. Try fp32 precision, a lower learning rate, or "
+            "check the images for NaN values"
+        )
+    return logs
+
+
+def from_rank0(x: Tensor, device: torch.device) -> Tensor:
+    """``x`` as rank 0 holds it, on every rank of a torch.distributed run (sent through
+    ``device``: NCCL needs CUDA tensors); ``x`` itself when not distributed."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return x
+    kind = x.dtype
+    buf = (x.to(torch.uint8) if kind == torch.bool else x).to(device).contiguous()
+    dist.broadcast(buf, src=0)
+    return buf.to(x.device).to(kind)

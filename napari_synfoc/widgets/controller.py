@@ -297,7 +297,7 @@ class DockController(ReviewActions, SessionActions):
             self.outcome = "failed"
             self.say(event.message, error=True)
         elif isinstance(event, ReviewUpdate):
-            if self.set_maps(event.maps, self.train_target, event.covered):
+            if self.set_maps(event.maps, self.train_target, event.covered, event.features):
                 return  # the view calls overlays_built() when the layers exist
             self.overlays_ready.set()
         elif isinstance(event, CheckpointSaved):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.review import ReviewMaps, review_maps
+from ..core.review import ReviewMaps, review_maps, stack_features
 from .process_tweaks import avoid_triton_llvm_clash
 
 
@@ -97,14 +97,14 @@ class SessionActions:
             return False
         ckpt = self.latest_checkpoint
 
-        def run() -> ReviewMaps:
+        def run() -> tuple[ReviewMaps, np.ndarray]:
             from ..core.interactive import predict_stack
 
             pred = predict_stack(ckpt, image, rgb=rgb, device=device, window=window)
-            return review_maps(pred.fm_prob, pred.unet_prob)
+            return review_maps(pred.fm_prob, pred.unet_prob), stack_features(image, rgb)
 
-        def done(maps: ReviewMaps) -> None:
-            if self.set_maps(maps, target):
+        def done(result: tuple[ReviewMaps, np.ndarray]) -> None:
+            if self.set_maps(result[0], target, features=result[1]):
                 return
             self.overlays_ready.set()
 

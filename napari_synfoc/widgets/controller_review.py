@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from ..core.review import ReviewMaps, rank_slices, slice_changes
+from ..core.review import (
+    DEFAULT_ACQUISITION,
+    ReviewMaps,
+    acquisition_scores,
+    rank_slices,
+    slice_changes,
+)
 
 SOURCES = {"medsam": "MedSAM", "unet": "U-Net", "ensemble": "ensemble"}
 
@@ -33,13 +39,26 @@ class ReviewActions:
     ``covered``, ``visited``, ``view``, ``say``).
     """
 
+    # how the table ranks slices (core.review.ACQUISITIONS); "diverse" needs slice features
+    acquisition: str = DEFAULT_ACQUISITION
+    slice_features: np.ndarray | None = None
+
     def set_maps(
-        self, maps: ReviewMaps, target: Any, covered: Sequence[int] | None = None
-    ) -> bool:
+        self, maps: ReviewMaps, target: Any, covered: Sequence[int] | None = None,
+        features: np.ndarray | None = None,
+    ) -> bool:  # fmt: skip
         """New review maps for ``target``; True while the view still builds overlay layers.
 
         ``covered``: the slices that hold predictions (None: all); only they are ranked.
+        ``features``: the stack's :func:`~napari_synfoc.core.review.slice_features`, for the
+        ``"diverse"`` ranking (kept until new maps bring others).
         """
+        if (
+            features is not None
+            or self.maps is None
+            or len(maps.slice_scores) != len(self.maps.slice_scores)
+        ):
+            self.slice_features = features
         self.maps = maps
         self.maps_target = target
         self.covered = None if covered is None else {int(z) for z in covered}
@@ -57,24 +76,38 @@ class ReviewActions:
         have = tuple(labels_shape)
         return have == (want[1:] if len(have) == 2 else want)
 
+    def priorities(self, labeled: Sequence[int] = ()) -> np.ndarray:
+        """Per-slice "label me next" score: :func:`~napari_synfoc.core.review.acquisition_scores`
+        by :attr:`acquisition` ("diverse": disagreement times the distance in appearance to the
+        nearest labelled slice, so a labelled slice's look-alike neighbours rank lower)."""
+        if self.maps is None:
+            return np.zeros(0)
+        # without features (maps set by a script) novelty is 1: the disagreement order
+        return acquisition_scores(
+            self.maps.slice_scores, labeled, self.slice_features, self.acquisition
+        )
+
     def ranking(self, labeled: Sequence[int] = ()) -> list[int]:
-        """Unlabelled slices by descending disagreement (empty before predictions exist)."""
+        """Unlabelled predicted slices by descending :meth:`priorities` (empty before
+        predictions exist)."""
         if self.maps is None:
             return []
         done = {int(z) for z in labeled}
-        order = rank_slices(self.maps.slice_scores, done)
+        order = rank_slices(self.priorities(done), done)
         return [z for z in order if z not in done and self._predicted(z)]
 
     def _predicted(self, z: int) -> bool:
         return self.covered is None or z in self.covered
 
     def table(self, labeled: Sequence[int] = ()) -> tuple[list[int], Any]:
-        """Every slice in review-table order (unlabelled first) and the per-slice scores."""
+        """Every slice in review-table order (unlabelled first) and the per-slice scores
+        (:meth:`priorities`; labelled slices score 0)."""
         if self.maps is None:
             return [], []
         done = {int(z) for z in labeled}
-        order = rank_slices(self.maps.slice_scores, done)
-        return [z for z in order if z in done or self._predicted(z)], self.maps.slice_scores
+        scores = self.priorities(done)
+        order = rank_slices(scores, done)
+        return [z for z in order if z in done or self._predicted(z)], scores
 
     def next_uncertain(self, labeled: Sequence[int] = ()) -> int | None:
         """The most uncertain unlabelled slice not visited since the last predictions."""
@@ -92,8 +125,9 @@ class ReviewActions:
         z = todo[0]
         self.visited.add(z)
         self.say(
-            f"Slice {z}: disagreement {self.maps.slice_scores[z]:.4f} "
-            f"(rank {order.index(z) + 1} of {len(order)} unlabelled).",
+            f"Slice {z}: priority {self.priorities(labeled)[z]:.4f}, disagreement "
+            f"{self.maps.slice_scores[z]:.4f} (rank {order.index(z) + 1} of {len(order)} "
+            "unlabelled).",
             notify=False,
         )
         return z

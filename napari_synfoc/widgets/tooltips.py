@@ -76,7 +76,11 @@ TOOLTIPS: dict[str, str] = {
     "keep_existing": (
         "When accepting, keep voxels you painted yourself and fill only the unpainted ones."
     ),
-    "review_table": "Slices ranked by disagreement; unlabelled slices first. Click to go there.",
+    "review_table": (
+        "Slices to label next, unlabelled first. Priority: how much the two models disagree "
+        "on the slice, times how unlike it looks from every labelled slice (a labelled "
+        "slice's look-alike neighbours teach little). Click to go there."
+    ),
     "save_session": "Save both models, the config and the labelled-slice list to one file.",
     "load_session": "Load a saved session: Retrain continues from it and Predict uses it.",
     "predict": "Predict the selected image with the current (or loaded) model.",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.events import Failed, Predictions
-from ..core.review import ReviewMaps, review_maps
+from ..core.review import ReviewMaps, review_maps, stack_features
 from .jobs import training_source
 
 # Longest pause of training while the GUI builds the overlay layers (about 0.5 s, once a viewer).
@@ -30,12 +30,14 @@ class ReviewUpdate:
     """Predictions turned into review maps in the worker thread (what the GUI receives).
 
     ``covered``: the slices that hold a prediction (None: all); the others show background
-    until the view-first encoder reaches them.
+    until the view-first encoder reaches them.  ``features``: the stack's per-slice appearance
+    vectors (:func:`~napari_synfoc.core.review.slice_features`) for the review ranking.
     """
 
     iteration: int
     maps: ReviewMaps
     covered: list[int] | None = None
+    features: np.ndarray | None = None
 
 
 class _FullPredictions:
@@ -102,12 +104,15 @@ def training_events(
         return
     kwargs = {"view_slice": view_slice} if view_slice is not None else {}
     full = _FullPredictions()
+    features = None
     for event in source(
         task, cfg, should_stop=stop_flag.is_set, init_checkpoint=init_checkpoint,
         out_dir=out_dir, predict_every=predict_every or None, background=True, **kwargs,
     ):  # fmt: skip
+        if features is None:  # once, while the engine encodes (~0.5 s for 200 slices of 512²)
+            features = stack_features(task.image, task.rgb)
         if isinstance(event, Predictions):
-            yield full.add(event)
+            yield dataclasses.replace(full.add(event), features=features)
             if overlays_ready is not None:
                 deadline = time.monotonic() + OVERLAY_WAIT_S
                 while not (overlays_ready.is_set() or stop_flag.is_set()):

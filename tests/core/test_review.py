@@ -218,3 +218,18 @@ def test_slice_features_separate_textures_not_noise_realisations():
     assert other > 3 * same
     with pytest.raises(ValueError, match="stack"):
         slice_features(np.zeros((4, 4)))
+
+
+def test_stack_features_shrink_large_slices_by_block_mean():
+    from napari_synfoc.core.review import slice_features, stack_features
+
+    rng = np.random.default_rng(0)
+    big = rng.random((2, 600, 520)).astype(np.float32)
+    # factor ceil(600 / 256) = 3: crop to 600 x 519, average 3 x 3 blocks -> 200 x 173
+    small = big[:, :600, :519].reshape(2, 200, 3, 173, 3).mean(axis=(2, 4))
+    np.testing.assert_allclose(stack_features(big), slice_features(small), rtol=1e-5, atol=1e-6)
+    # slices already within 256 px are used as they are; a single image counts as one slice
+    img = rng.random((64, 80)).astype(np.float32)
+    np.testing.assert_array_equal(stack_features(img), slice_features(img[None]))
+    rgb = rng.random((64, 80, 3)).astype(np.float32)
+    np.testing.assert_allclose(stack_features(rgb, rgb=True), slice_features(rgb.mean(-1)[None]))

@@ -99,8 +99,8 @@ def test_whole_loop_headless(disc_stack, tmp_path):
     assert ctl.latest_checkpoint is not None and ctl.latest_checkpoint.exists()
     assert ctl.trained_labeled == [1, 4] and ctl.train_image_shape == (Z, H, W)
 
-    # ranking: unlabelled slices only, by descending disagreement
-    scores = ctl.maps.slice_scores
+    # ranking: unlabelled slices only, by descending priority (disagreement x novelty)
+    scores = ctl.priorities([1, 4])
     order = ctl.ranking([1, 4])
     assert set(order) == {0, 2, 3, 5}
     assert [scores[z] for z in order] == sorted((scores[z] for z in order), reverse=True)
@@ -348,3 +348,38 @@ def test_seconds_per_iteration_is_the_median_after_warm_up(disc_stack, monkeypat
     assert ctl.start_run(StackTask(img, _labels(gt, (1,)), [1]), dict(TINY, iterations=5))
     assert ctl.outcome == "done", ctl.last_message
     assert ctl.seconds_per_iteration() == 2.0  # median of 1, 3, 2
+
+
+def test_review_ranking_prefers_slices_unlike_the_labelled_ones(disc_stack):
+    """Issue 12: the ranking no longer fills its top with a labelled slice's look-alike
+    neighbours; the table's score is that priority and a run hands the features over."""
+    from napari_synfoc.core.review import review_maps
+
+    ctl, _ = _controller()
+    z = 4
+    fm = np.zeros((z, 2, 8, 8), np.float32)
+    fm[:, 0] = 1.0
+    un = fm.copy()
+    for s_, rows in ((1, 4), (2, 3), (3, 2)):  # disagreement 4/8 > 3/8 > 2/8
+        un[s_, 0, :rows], un[s_, 1, :rows] = 0.0, 1.0
+    feats = np.array([[0.0], [0.1], [1.0], [2.0]])  # slice 1 looks like labelled slice 0
+    ctl.set_maps(review_maps(fm, un), None, features=feats)
+    assert ctl.acquisition == "diverse"
+    # novelty d / max d = 0.05, 0.5, 1 -> priorities 0.5 x 0.05, 0.375 x 0.5, 0.25 x 1
+    np.testing.assert_allclose(ctl.priorities([0]), [0.0, 0.025, 0.1875, 0.25])
+    assert ctl.ranking([0]) == [3, 2, 1]
+    order, scores = ctl.table([0])
+    assert order == [3, 2, 1, 0] and scores[3] == pytest.approx(0.25)
+    assert ctl.next_uncertain([0]) == 3 and "priority 0.2500" in ctl.last_message
+    ctl.acquisition = "disagreement"  # the plain rule is still a switch away
+    assert ctl.ranking([0]) == [1, 2, 3]
+    # new maps of the same stack without features keep the features
+    ctl.acquisition = "diverse"
+    ctl.set_maps(review_maps(fm, un), None)
+    assert ctl.ranking([0]) == [3, 2, 1]
+    # a training run computes the stack's features in the worker and passes them on
+    ctl, view = _controller()
+    img, gt = disc_stack(z=4)
+    assert _run(ctl, img, _labels(gt, (0, 2)), (0, 2), 3)
+    assert ctl.outcome == "done", ctl.last_message
+    assert ctl.slice_features is not None and ctl.slice_features.shape[0] == 4

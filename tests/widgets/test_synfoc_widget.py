@@ -72,8 +72,8 @@ def test_whole_loop(viewer_widget, qtbot):
     assert set(labeled_slices(lab.data)) == {1, 4}
     np.testing.assert_array_equal(lab.data[1], gt[1])
 
-    # ranking: unlabelled slices first, by descending disagreement
-    scores = widget.controller.maps.slice_scores
+    # ranking: unlabelled slices first, by descending priority (disagreement x novelty)
+    scores = widget.controller.priorities([1, 4])
     ranking = widget.ranking()
     assert set(ranking) == {0, 2, 3, 5}
     assert [scores[z] for z in ranking] == sorted([scores[z] for z in ranking], reverse=True)

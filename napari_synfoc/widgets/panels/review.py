@@ -37,7 +37,7 @@ class ReviewPanel(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self.table = QTableWidget(0, 3, self)
         self.table.setObjectName("review_table")
-        self.table.setHorizontalHeaderLabels(["Slice", "Disagreement", "Status"])
+        self.table.setHorizontalHeaderLabels(["Slice", "Priority", "Status"])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)

@@ -35,7 +35,6 @@ import numpy as np
 
 from .common import FAZ_ROOT, bench_parser
 
-DOCK_ITERATIONS = 300  # the dock's iteration spin-box default
 STACKS = {
     "S40": {"per_site": 8, "labeled": [0, 8, 16]},
     "S200": {"per_site": 40, "labeled": [0, 40, 80]},
@@ -213,14 +212,18 @@ def peak_rss_mb() -> float:
 # ----------------------------------------------------------------------------- one run
 def dock_config(
     device: str = "auto",
-    iterations: int = DOCK_ITERATIONS,
+    iterations: int | None = None,
     profile: str = "auto",
     strategy: str = "synfoc",
 ):
     """The config the dock builds for ``device`` by default (``resolve_config``), with the
-    dock's Strategy choice."""
-    from ..config import resolve_config
+    dock's Strategy choice; ``iterations`` None: the profile's run length, as the dock's spin box
+    (``config.run_iterations``)."""
+    from ..config import default_profile_for, resolve_config, resolve_device, run_iterations
 
+    if iterations is None:
+        name = default_profile_for(resolve_device(device)) if profile == "auto" else profile
+        iterations = run_iterations(name)
     return resolve_config(
         profile, device, None, {"iterations": int(iterations), "strategy": strategy}
     )
@@ -491,8 +494,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stacks", default="S40,S200,CT", help="comma list of S40, S200, CT")
     p.add_argument("--seconds", type=float, default=None,
                    help="training time per stack (default 600; --quick 420)")  # fmt: skip
-    p.add_argument("--iterations", type=int, default=DOCK_ITERATIONS,
-                   help="iterations per run (the dock's default)")  # fmt: skip
+    p.add_argument("--iterations", type=int, default=None,
+                   help="iterations per run (default: the dock's run length)")  # fmt: skip
     p.add_argument("--device", default="auto")
     p.add_argument("--profile", default="auto", help="config profile (the dock's: auto)")
     p.add_argument("--strategy", default="synfoc",

@@ -235,4 +235,7 @@ def test_dock_config_takes_the_dock_strategy_choice():
     # a prompted strategy gets the frozen, cached encoder it needs (resolve_config's rule)
     assert cfg.freeze_encoder and cfg.cache_embeddings and cfg.lora_targets == "none"
     assert bi.dock_config("cpu", 40).strategy == "synfoc"
+    # no iterations: the dock's spin-box default for the device's profile
+    assert bi.dock_config("cpu").iterations == 300
+    assert bi.dock_config("cpu", profile="tiny").iterations == 20
     assert bi.parser().parse_args(["--out", "x", "--strategy", "ifl"]).strategy == "ifl"

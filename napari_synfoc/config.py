@@ -315,9 +315,8 @@ class Profile:
     overrides: dict[str, Any] = field(default_factory=dict)
     # the dock's and the interactive benchmark's run length on this profile
     run_iterations: int = 300
-    # measured seconds per iteration and where (bench figures), for the dock's time estimate
-    typical_s_per_iteration: float | None = None
-    typical_on: str = ""
+    # (measured seconds per iteration, on what), bench figures for the dock's time estimate
+    typical: tuple[float, str] | None = None
 
     def apply(self, cfg: SynFoCConfig) -> SynFoCConfig:
         return cfg.replace(**self.overrides)
@@ -336,9 +335,8 @@ PROFILES: dict[str, Profile] = {
             "precision": "fp16",
             "num_workers": 2,  # upstream's DataLoaders (spec §4.4)
         },
-        run_iterations=30000,  # the paper's T
-        typical_s_per_iteration=0.218,  # docs/results/bench_gpu_h100 (MedSAM ViT-B, 512 px)
-        typical_on="an H100",
+        run_iterations=30000,  # the paper's T; typical: docs/results/bench_gpu_h100 (ViT-B)
+        typical=(0.218, "an H100"),
     ),
     "gpu-fast": Profile(
         "gpu-fast",
@@ -357,9 +355,8 @@ PROFILES: dict[str, Profile] = {
             "compile_mode": "reduce-overhead",
             "num_workers": 4,
         },
-        run_iterations=3000,  # about 5 minutes on an H100
-        typical_s_per_iteration=0.099,  # docs/results/bench_gpu_h100 (MedSAM ViT-B, 512 px)
-        typical_on="an H100",
+        run_iterations=3000,  # about 5 minutes on an H100 (docs/results/bench_gpu_h100)
+        typical=(0.099, "an H100"),
     ),
     "cpu-interactive": Profile(
         "cpu-interactive",
@@ -381,9 +378,8 @@ PROFILES: dict[str, Profile] = {
             "precision": "auto",
             "fm_head_init": "pretrained",  # measured: bench/levers.py, docs/results/levers_cpu
         },
-        run_iterations=300,  # about 4 minutes on 2 cores
-        typical_s_per_iteration=0.76,  # docs/results/foreign_load_cpu (idle, 2 threads)
-        typical_on="a 2-core CPU",
+        run_iterations=300,  # about 4 minutes (docs/results/foreign_load_cpu, idle, 2 threads)
+        typical=(0.76, "a 2-core CPU"),
     ),
     "tiny": Profile(
         "tiny",
@@ -506,12 +502,12 @@ def run_estimate(profile: str, iterations: int, s_per_iteration: float | None = 
     profile's typical figure is used and the text says where it was measured.  Empty when the
     profile has no figure.
     """
-    prof = PROFILES[profile]
     rate, where = s_per_iteration, "measured here"
     if rate is None:
-        rate, where = prof.typical_s_per_iteration, f"typical on {prof.typical_on}"
-    if rate is None:
-        return ""
+        typical = PROFILES[profile].typical
+        if typical is None:
+            return ""
+        rate, where = typical[0], f"typical on {typical[1]}"
     total = rate * int(iterations)
     span = f"{total:.0f} s" if total < 90 else f"{total / 60:.0f} min"
     if total >= 5400:

@@ -35,9 +35,15 @@ def plane(a: np.ndarray, z: int) -> np.ndarray:
 def emptied(labels: np.ndarray, edit: LabelEdit, slices: Sequence[int]) -> list[int]:
     """The slices of ``slices`` that hold no label once ``edit`` is applied."""
     out = []
+    if labels.ndim == 3:  # group the edit by slice once (a mask per slice is quadratic in Z)
+        order = np.argsort(edit.indices[0], kind="stable")
+        zs = edit.indices[0][order]
     for z in slices:
         after = np.array(plane(labels, z), copy=True)
-        sel = np.ones(edit.old_values.shape, bool) if labels.ndim == 2 else edit.indices[0] == z
+        if labels.ndim == 2:
+            sel = np.arange(edit.old_values.size)
+        else:
+            sel = order[np.searchsorted(zs, z, "left") : np.searchsorted(zs, z, "right")]
         yx = edit.indices[-2:]
         after[yx[0][sel], yx[1][sel]] = edit.new_values[sel]
         if not after.any():

@@ -162,6 +162,7 @@ class SynFoCTrainer:
                 "(add slices/images, or run the labelled-only baseline)"
             )
         self.rank, self.world_size = distributed_context()
+        self.loaded = False  # set by load(): a warm start or resume skips the warm-up
         self.device = pick_device(cfg.device)
         if self.world_size > 1 and self.device.type == "cuda":
             import os
@@ -320,12 +321,15 @@ class SynFoCTrainer:
         for g in self.opt_fm.param_groups:
             g["lr"] = g.get("base_lr", self.cfg.fm_lr) * f
 
-    def train_step(self, lab: dict, unl: dict | None) -> dict[str, float]:
+    def train_step(self, lab: dict, unl: dict | None, advance: bool = True) -> dict[str, float]:
         """One SynFoC iteration on a labelled and an unlabelled batch; returns logged values.
 
-        Order: teachers and pseudo-labels first (no grad), then ONE call per student module
-        (labelled and mixed batch inside it, as separate forward passes so BatchNorm sees them
-        apart as upstream does), so the students can be wrapped in DistributedDataParallel.
+        ``advance=False`` (the supervised warm-up, ``unl`` None): a step at iteration 0's
+        learning rate that leaves the iteration count alone; its EMA update at t = 0 copies
+        each student into its teacher.  Order: teachers and pseudo-labels first (no grad),
+        then ONE call per student module (labelled and mixed batch inside it, as separate
+        forward passes so BatchNorm sees them apart as upstream does), so the students can be
+        wrapped in DistributedDataParallel.
         """
         if self.strategy.replaces_step:  # SemiSAM+, IFL, UnCoL (core/strategies)
             return self.strategy.train_step(self, lab, unl)
@@ -480,7 +484,8 @@ class SynFoCTrainer:
         ema_update(*self._ema_unet, t, cfg.ema_decay)
         ema_update(*self._ema_fm, t, cfg.ema_decay)
         logs["lambda"] = lam
-        self.iteration += 1
+        if advance:
+            self.iteration += 1
         return logs
 
     @staticmethod
@@ -580,6 +585,7 @@ class SynFoCTrainer:
         # A warm start (retrain with corrections) begins a new schedule from the loaded models;
         # otherwise the run resumes at the saved iteration.
         self.iteration = 0 if warm_start else int(state["iteration"])
+        self.loaded = True  # no supervised warm-up: the students are trained already
 
     # ------------------------------------------------------------------ the loop
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[Event]:
@@ -623,6 +629,9 @@ class SynFoCTrainer:
                 if self.unlabeled_ds is not None and not cfg.suponly
                 else None
             )
+            fresh = not self.loaded and self.iteration == 0
+            if cfg.warmup_steps and fresh and not self.strategy.replaces_step:
+                yield from self._warm_up(lab_iter, progressive, should_stop)
             while self.iteration < cfg.iterations:
                 if should_stop():
                     path = self.save()
@@ -692,6 +701,21 @@ class SynFoCTrainer:
             yield Failed(msg, self.iteration, self.last_checkpoint, exc)
         finally:
             self.close()
+
+    def _warm_up(self, lab_iter, progressive: bool, should_stop) -> Iterator[Event]:
+        """``cfg.warmup_steps`` supervised steps on labelled batches before iteration 0 (a fresh
+        run only): both students learn the labelled slices before the first overlay, and each
+        step's EMA update at t = 0 copies them into the teachers that make the pseudo-labels.
+        A departure of the interactive profile; the faithful default is 0 steps."""
+        n = int(self.cfg.warmup_steps)
+        for k in range(n):
+            if should_stop():
+                return  # the main loop saves and reports the cancel
+            lab = next(lab_iter)
+            if progressive:
+                lab = self._unmirror_unready(lab, self._lab_keys)
+            self.train_step(lab, None, advance=False)
+            yield Progress("Warming up on the labelled slices", k + 1, n)
 
     # ------------------------------------------------------------------ validation selection
     def _val_every(self) -> int:

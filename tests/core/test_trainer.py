@@ -276,3 +276,55 @@ def test_compiled_trainer_builds_and_keeps_its_modules():
         tr._unet_teacher_fn._orig_mod is tr.unet_teacher
         and tr._fm_teacher_fn._orig_mod is tr.fm_teacher
     )
+
+
+def test_supervised_warm_up_before_iteration_zero(tmp_path):
+    """warmup_steps (interactive departure): N supervised steps before iteration 0, reported as
+    Progress, that leave the iteration count and schedule alone and hand the students to the
+    teachers; none on a warm start or for a strategy with its own step."""
+    import torch
+
+    from napari_synfoc.core.data import samples_from_stack
+    from napari_synfoc.core.events import Progress
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    img, lab = _disc_stack(z=4)
+    lab_s, unl_s, _ = samples_from_stack(img, lab, [0, 1])
+    cfg = make_config("tiny", iterations=2, warmup_steps=3, device="cpu")
+    tr = SynFoCTrainer(cfg, lab_s, unl_s, out_dir=tmp_path / "a")
+    init = {k: v.clone() for k, v in tr.unet.state_dict().items()}
+    from napari_synfoc.core.data import infinite_loader
+
+    warm = list(tr._warm_up(infinite_loader(tr.labeled_ds, 2, 0, 0), False, lambda: False))
+    assert [(e.done, e.total) for e in warm] == [(1, 3), (2, 3), (3, 3)]
+    assert all(isinstance(e, Progress) and "Warming up" in e.message for e in warm)
+    assert tr.iteration == 0  # the schedule (lr, lambda, EMA decay) starts after the warm-up
+    trained = tr.unet.state_dict()
+    assert any(not torch.equal(init[k], trained[k]) for k in init if init[k].is_floating_point())
+    for (_, tp), (_, sp) in zip(
+        tr.unet_teacher.named_parameters(), tr.unet.named_parameters(), strict=True
+    ):
+        assert torch.equal(tp, sp)  # EMA at t = 0 copies the student
+    for (_, tp), (_, sp) in zip(
+        tr.fm_teacher.named_parameters(), tr.fm_student.named_parameters(), strict=True
+    ):
+        assert torch.equal(tp, sp)
+    # through a run: warm-up events first, then iterations 0..1 as without it
+    task = StackTask(img, lab, [0, 1])
+    ev = _events(train_on_stack(task, cfg, out_dir=tmp_path / "b"))
+    kinds = [type(e).__name__ for e in ev]
+    first_step = kinds.index("Step")
+    warm_ev = [e for e in ev[:first_step] if isinstance(e, Progress) and "Warming" in e.message]
+    assert len(warm_ev) == 3 and [e.iteration for e in ev if isinstance(e, Step)] == [0, 1]
+    assert isinstance(ev[-1], Done) and ev[-1].iteration == 2
+    # a warm start and a prompted strategy do not warm up
+    again = _events(
+        train_on_stack(task, cfg, init_checkpoint=ev[-1].checkpoint, out_dir=tmp_path / "c")
+    )
+    prompted = cfg.replace(
+        strategy="uncol", freeze_encoder=True, cache_embeddings=True, lora_targets="none"
+    )
+    uncol = _events(train_on_stack(task, prompted, out_dir=tmp_path / "d"))
+    for run in (again, uncol):
+        assert isinstance(run[-1], Done), run[-1]
+        assert not [e for e in run if isinstance(e, Progress) and "Warming" in e.message]

@@ -246,9 +246,9 @@ def main(argv=None) -> int:
             "with the "
             f"'{profile_name(widget)}' compute profile on {widget.controller.device or '?'} "
             f"(overlays refreshed {refreshes}x). The view shows slice {z}, the unlabelled slice "
-            "where MedSAM and the U-Net disagree most: the disagreement heat map (inferno), "
-            "consensus M_c and divergence M_d (magenta) overlays, the loss/alpha plot and the "
-            "ranked slice table."
+            "the review ranks first (disagreement × novelty): the disagreement heat map "
+            "(inferno), consensus M_c and divergence M_d (magenta) overlays, the loss/alpha "
+            "plot and the ranked slice table."
         )
         print("saved", out)
         print(f"seconds: {shot_s:.1f}  iteration: {steps}/{total}  slice: {z}")

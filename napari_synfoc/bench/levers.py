@@ -35,6 +35,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     "pretrained+lr": {"fm_head_init": "pretrained", "fm_lr": 1e-3},
     "pretrained+ramp100": {"fm_head_init": "pretrained", "ramp_length": 100},
     "pretrained+headlr1e-3": {"fm_head_init": "pretrained", "fm_head_lr": 1e-3},
+    # supervised steps on the labelled slices before iteration 0 (teachers copied after)
+    "warmup10": {"warmup_steps": 10},
+    "warmup20": {"warmup_steps": 20},
+    "warmup40": {"warmup_steps": 40},
     "profile": {},  # the interactive profile as committed
 }
 

@@ -378,6 +378,7 @@ PROFILES: dict[str, Profile] = {
             "lora_targets": "none",
             "precision": "auto",
             "fm_head_init": "pretrained",  # measured: bench/levers.py, docs/results/levers_cpu
+            "warmup_steps": 20,  # measured: docs/results/levers_cpu/warmup (ens. 0.54 at it 5)
         },
         run_iterations=300,  # about 4 minutes (docs/results/foreign_load_cpu, idle, 2 threads)
         typical=(0.76, "a 2-core CPU"),

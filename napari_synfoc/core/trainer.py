@@ -632,6 +632,9 @@ class SynFoCTrainer:
             fresh = not self.loaded and self.iteration == 0
             if cfg.warmup_steps and fresh and not self.strategy.replaces_step:
                 yield from self._warm_up(lab_iter, progressive, should_stop)
+                if progressive and not should_stop():
+                    # show the warmed-up models on the slices encoded so far at once
+                    yield from self._progressive_refresh(0, full=True)
             while self.iteration < cfg.iterations:
                 if should_stop():
                     path = self.save()
@@ -880,16 +883,21 @@ class SynFoCTrainer:
         batch = torch.utils.data.default_collate(items)
         return self._unmirror_unready(batch, self._unl_keys)
 
-    def _progressive_refresh(self, it: int) -> Iterator[Event]:
+    def _progressive_refresh(self, it: int, full: bool = False) -> Iterator[Event]:
         """Encode a few more slices; predict the new ones (every ``first_predict_at``
-        iterations) or every encoded one (at ``first_predict_at`` and every ``predict_every``)."""
+        iterations) or every encoded one (at ``first_predict_at``, every ``predict_every`` and
+        when ``full``: after the warm-up)."""
         cfg = self.cfg
         start = max(1, cfg.first_predict_at)
         if self._pending and it > cfg.first_predict_at:
             yield from self._encode_pending(self.encode_per_step)
         if it >= cfg.iterations:
             return  # the run's end predicts every slice
-        if it == cfg.first_predict_at or (cfg.predict_every and it % cfg.predict_every == 0):
+        if (
+            full
+            or it == cfg.first_predict_at
+            or (cfg.predict_every and it % cfg.predict_every == 0)
+        ):
             idx = sorted(self._covered | set(self._fresh))
         elif it > start and (it - start) % start == 0:
             # the new slices, plus the stalest shown ones (nearest the view first), so no slice

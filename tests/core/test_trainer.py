@@ -317,6 +317,13 @@ def test_supervised_warm_up_before_iteration_zero(tmp_path):
     warm_ev = [e for e in ev[:first_step] if isinstance(e, Progress) and "Warming" in e.message]
     assert len(warm_ev) == 3 and [e.iteration for e in ev if isinstance(e, Step)] == [0, 1]
     assert isinstance(ev[-1], Done) and ev[-1].iteration == 2
+    # the dock's view-first path shows the warmed-up models before iteration 1
+    cached = cfg.replace(freeze_encoder=True, cache_embeddings=True, lora_targets="none")
+    view = _events(train_on_stack(task, cached, view_slice=2, out_dir=tmp_path / "v"))
+    kinds = [type(e).__name__ for e in view]
+    early = view[kinds.index("Predictions")]
+    assert early.iteration == 0 and kinds.index("Predictions") < kinds.index("Step")
+    assert 2 in early.covered() and {0, 1} <= set(early.covered())
     # a warm start and a prompted strategy do not warm up
     again = _events(
         train_on_stack(task, cfg, init_checkpoint=ev[-1].checkpoint, out_dir=tmp_path / "c")

@@ -39,6 +39,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "warmup10": {"warmup_steps": 10},
     "warmup20": {"warmup_steps": 20},
     "warmup40": {"warmup_steps": 40},
+    "warmup20+unet40": {"warmup_steps": 20, "warmup_unet_steps": 40},
     "profile": {},  # the interactive profile as committed
 }
 

@@ -630,7 +630,8 @@ class SynFoCTrainer:
                 else None
             )
             fresh = not self.loaded and self.iteration == 0
-            if cfg.warmup_steps and fresh and not self.strategy.replaces_step:
+            warm = cfg.warmup_steps + cfg.warmup_unet_steps
+            if warm and fresh and not self.strategy.replaces_step:
                 yield from self._warm_up(lab_iter, progressive, should_stop)
                 if progressive and not should_stop():
                     # show the warmed-up models on the slices encoded so far at once
@@ -706,19 +707,50 @@ class SynFoCTrainer:
             self.close()
 
     def _warm_up(self, lab_iter, progressive: bool, should_stop) -> Iterator[Event]:
-        """``cfg.warmup_steps`` supervised steps on labelled batches before iteration 0 (a fresh
-        run only): both students learn the labelled slices before the first overlay, and each
-        step's EMA update at t = 0 copies them into the teachers that make the pseudo-labels.
-        A departure of the interactive profile; the faithful default is 0 steps."""
-        n = int(self.cfg.warmup_steps)
+        """``cfg.warmup_steps`` supervised steps of both students on labelled batches, then
+        ``cfg.warmup_unet_steps`` of the U-Net alone, before iteration 0 (a fresh run only):
+        the students learn the labelled slices before the first overlay, and each step's EMA
+        update at t = 0 copies them into the teachers that make the pseudo-labels.  A departure
+        of the interactive profile; the faithful default is 0 steps."""
+        both, n = (
+            int(self.cfg.warmup_steps),
+            int(self.cfg.warmup_steps + self.cfg.warmup_unet_steps),
+        )
         for k in range(n):
             if should_stop():
                 return  # the main loop saves and reports the cancel
             lab = next(lab_iter)
             if progressive:
                 lab = self._unmirror_unready(lab, self._lab_keys)
-            self.train_step(lab, None, advance=False)
+            if k < both:
+                self.train_step(lab, None, advance=False)
+            else:  # ``warmup_unet_steps``: the U-Net alone (a fifth of a step's cost)
+                self._unet_warm_step(lab)
             yield Progress("Warming up on the labelled slices", k + 1, n)
+
+    def _unet_warm_step(self, lab: dict) -> None:
+        """One supervised step of the U-Net student alone at iteration 0's learning rate; the
+        EMA update at t = 0 copies it into its teacher."""
+        from .ema import ema_update
+        from .losses import supervised_loss
+
+        cfg, dev = self.cfg, self.device
+        self._set_lr(0)
+        x = _resize(lab["image"].to(dev), self.P, cfg.unet_downsample)
+        gt = _resize_labels(lab["label"].to(dev), self.P)
+        with autocast(dev, self.precision):
+            out, _ = self.unet_pair(x, None)
+            loss, _ = supervised_loss(out.float(), gt)
+        step_logs({"loss": loss}, dev, 0)  # TrainingError on a NaN loss
+        self.opt_unet.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt_unet)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.opt_unet.step()
+        ema_update(*self._ema_unet, 0, cfg.ema_decay)
 
     # ------------------------------------------------------------------ validation selection
     def _val_every(self) -> int:

@@ -290,13 +290,26 @@ def test_supervised_warm_up_before_iteration_zero(tmp_path):
 
     img, lab = _disc_stack(z=4)
     lab_s, unl_s, _ = samples_from_stack(img, lab, [0, 1])
-    cfg = make_config("tiny", iterations=2, warmup_steps=3, device="cpu")
+    cfg = make_config("tiny", iterations=2, warmup_steps=3, warmup_unet_steps=2, device="cpu")
     tr = SynFoCTrainer(cfg, lab_s, unl_s, out_dir=tmp_path / "a")
     init = {k: v.clone() for k, v in tr.unet.state_dict().items()}
+    calls = {"both": 0, "unet": 0}
+    step, unet_step = tr.train_step, tr._unet_warm_step
+
+    def count_step(*a, **kw):
+        calls["both"] += 1
+        return step(*a, **kw)
+
+    def count_unet(*a, **kw):
+        calls["unet"] += 1
+        return unet_step(*a, **kw)
+
+    tr.train_step, tr._unet_warm_step = count_step, count_unet
     from napari_synfoc.core.data import infinite_loader
 
     warm = list(tr._warm_up(infinite_loader(tr.labeled_ds, 2, 0, 0), False, lambda: False))
-    assert [(e.done, e.total) for e in warm] == [(1, 3), (2, 3), (3, 3)]
+    assert [(e.done, e.total) for e in warm] == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+    assert calls == {"both": 3, "unet": 2}  # both students first, then the U-Net alone
     assert all(isinstance(e, Progress) and "Warming up" in e.message for e in warm)
     assert tr.iteration == 0  # the schedule (lr, lambda, EMA decay) starts after the warm-up
     trained = tr.unet.state_dict()
@@ -315,7 +328,7 @@ def test_supervised_warm_up_before_iteration_zero(tmp_path):
     kinds = [type(e).__name__ for e in ev]
     first_step = kinds.index("Step")
     warm_ev = [e for e in ev[:first_step] if isinstance(e, Progress) and "Warming" in e.message]
-    assert len(warm_ev) == 3 and [e.iteration for e in ev if isinstance(e, Step)] == [0, 1]
+    assert len(warm_ev) == 5 and [e.iteration for e in ev if isinstance(e, Step)] == [0, 1]
     assert isinstance(ev[-1], Done) and ev[-1].iteration == 2
     # the dock's view-first path shows the warmed-up models before iteration 1
     cached = cfg.replace(freeze_encoder=True, cache_embeddings=True, lora_targets="none")

@@ -48,3 +48,17 @@ def from_rank0(x: Tensor, device: torch.device) -> Tensor:
     buf = (x.to(torch.uint8) if kind == torch.bool else x).to(device).contiguous()
     dist.broadcast(buf, src=0)
     return buf.to(x.device).to(kind)
+
+
+def backward_and_step(loss: Tensor, scaler, *optimizers: torch.optim.Optimizer) -> None:
+    """``loss.backward()`` and a step of each optimiser, in order, through the grad scaler
+    when there is one (fp16); the caller zeroes the gradients first."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        for opt in optimizers:
+            scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        for opt in optimizers:
+            opt.step()

@@ -46,7 +46,7 @@ from .events import (
 from .inference import predict_probabilities
 from .inference import resize_images as _resize
 from .inference import resize_labels as _resize_labels
-from .steps import TrainingError, step_logs
+from .steps import TrainingError, backward_and_step, step_logs
 
 
 def seed_everything(seed: int) -> None:
@@ -472,15 +472,7 @@ class SynFoCTrainer:
         logs = step_logs(tlogs, dev, t)  # one transfer; TrainingError on a NaN loss
         self.opt_unet.zero_grad(set_to_none=True)
         self.opt_fm.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt_unet)
-            self.scaler.step(self.opt_fm)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.opt_unet.step()
-            self.opt_fm.step()
+        backward_and_step(loss, self.scaler, self.opt_unet, self.opt_fm)
         ema_update(*self._ema_unet, t, cfg.ema_decay)
         ema_update(*self._ema_fm, t, cfg.ema_decay)
         logs["lambda"] = lam
@@ -743,13 +735,7 @@ class SynFoCTrainer:
             loss, _ = supervised_loss(out.float(), gt)
         step_logs({"loss": loss}, dev, 0)  # TrainingError on a NaN loss
         self.opt_unet.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.opt_unet)
-            self.scaler.update()
-        else:
-            loss.backward()
-            self.opt_unet.step()
+        backward_and_step(loss, self.scaler, self.opt_unet)
         ema_update(*self._ema_unet, 0, cfg.ema_decay)
 
     # ------------------------------------------------------------------ validation selection

@@ -39,3 +39,34 @@ def test_step_logs_refuses_a_non_finite_loss(bad):
 def test_from_rank0_is_identity_outside_torch_distributed():
     x = torch.tensor([True, False, True])
     assert from_rank0(x, torch.device("cpu")) is x
+
+
+def test_backward_and_step_steps_each_optimiser_in_order():
+    import torch
+
+    from napari_synfoc.core.steps import backward_and_step
+
+    w1, w2 = torch.nn.Parameter(torch.tensor(1.0)), torch.nn.Parameter(torch.tensor(2.0))
+    o1, o2 = torch.optim.SGD([w1], lr=0.5), torch.optim.SGD([w2], lr=0.25)
+    loss = 3.0 * w1 + 4.0 * w2  # d/dw1 = 3, d/dw2 = 4
+    backward_and_step(loss, None, o1, o2)
+    assert w1.item() == 1.0 - 0.5 * 3.0 and w2.item() == 2.0 - 0.25 * 4.0
+
+    class Scaler:  # records the grad scaler protocol: scale, step per optimiser, update
+        def __init__(self):
+            self.calls = []
+
+        def scale(self, t):
+            self.calls.append("scale")
+            return t * 2.0
+
+        def step(self, opt):
+            self.calls.append(opt)
+
+        def update(self):
+            self.calls.append("update")
+
+    sc = Scaler()
+    w1.grad = None
+    backward_and_step(2.0 * w1, sc, o2, o1)
+    assert sc.calls == ["scale", o2, o1, "update"] and w1.grad.item() == 4.0

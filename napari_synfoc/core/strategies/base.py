@@ -165,7 +165,7 @@ class UNetStrategy(Strategy):
         from ..ema import ema_update
         from ..losses import supervised_loss
         from ..ramps import lr_factor
-        from ..steps import step_logs
+        from ..steps import backward_and_step, step_logs
 
         cfg, dev, t = trainer.cfg, trainer.device, trainer.iteration
         P, S = trainer.P, trainer.S
@@ -211,13 +211,7 @@ class UNetStrategy(Strategy):
         tlogs["loss"] = loss
         logs = step_logs(tlogs, dev, t, self.name)  # one transfer; TrainingError on a NaN loss
         trainer.opt_unet.zero_grad(set_to_none=True)
-        if trainer.scaler is not None:
-            trainer.scaler.scale(loss).backward()
-            trainer.scaler.step(trainer.opt_unet)
-            trainer.scaler.update()
-        else:
-            loss.backward()
-            trainer.opt_unet.step()
+        backward_and_step(loss, trainer.scaler, trainer.opt_unet)
         if self.uses_ema:
             ema_update(*self.ema_pairs, t, cfg.ema_decay)
         logs.setdefault("lambda", float("nan"))

@@ -93,3 +93,23 @@ def _close_dock(widget) -> None:
 def close_dock():
     """``close(widget)``: stop a running job (waiting up to 60 s), then clean the dock up."""
     return _close_dock
+
+
+def _prompt_dock(viewer, segmenter_factory):
+    """A SynFoC dock on ``viewer`` set up for prompt tests: thread backend, tiny profile on the
+    CPU, ``segmenter_factory`` as the prompt model, auto-segment off."""
+    from napari_synfoc.widgets.dock import SynFoCWidget
+
+    widget = SynFoCWidget(viewer, backend="thread")
+    viewer.window.add_dock_widget(widget)
+    widget.profile_combo.setCurrentText("tiny")
+    widget.device_combo.setCurrentText("cpu")
+    widget.prompts.controller.segmenter_factory = segmenter_factory
+    widget.prompt_panel.auto_check.setChecked(False)
+    return widget
+
+
+@pytest.fixture
+def prompt_dock():
+    """``make(viewer, segmenter_factory)``: a dock ready for prompt tests (see _prompt_dock)."""
+    return _prompt_dock

@@ -35,19 +35,14 @@ class SlowTiny:
 
 
 @pytest.fixture
-def dock(prompt_image, make_napari_viewer, qtbot):
+def dock(prompt_image, make_napari_viewer, qtbot, prompt_dock):
     viewer = make_napari_viewer()
     image = viewer.add_image(prompt_image, name="stack", **GEOM)
     labels = np.zeros((Z, H, W), np.int32)
     labels[1, 40:, 40:] = 2  # another class on the prompted slice
     labels[4, 30:40, 30:40] = 1  # another slice
     lab = viewer.add_labels(labels, name="annotations", **GEOM)
-    widget = SynFoCWidget(viewer, backend="thread")
-    viewer.window.add_dock_widget(widget)
-    widget.profile_combo.setCurrentText("tiny")
-    widget.device_combo.setCurrentText("cpu")
-    widget.prompts.controller.segmenter_factory = SlowTiny
-    widget.prompt_panel.auto_check.setChecked(False)
+    widget = prompt_dock(viewer, SlowTiny)
     yield viewer, widget, image, lab
     if widget.is_training:
         widget.stop()

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from napari_synfoc.widgets import prompt_tool as pt
-from napari_synfoc.widgets.dock import SynFoCWidget
 from napari_synfoc.widgets.jobs import JobRunner
 from napari_synfoc.widgets.prompt_controller import PromptController
 
@@ -72,16 +71,11 @@ def img():
 
 
 @pytest.fixture
-def dock200(img, make_napari_viewer):
+def dock200(img, make_napari_viewer, prompt_dock):
     viewer = make_napari_viewer()
     viewer.add_image(img, name="stack200", **GEOM)
     lab = viewer.add_labels(start_labels(), name="annotations", **GEOM)
-    widget = SynFoCWidget(viewer, backend="thread")
-    viewer.window.add_dock_widget(widget)
-    widget.profile_combo.setCurrentText("tiny")
-    widget.device_combo.setCurrentText("cpu")
-    widget.prompts.controller.segmenter_factory = Tiny
-    widget.prompt_panel.auto_check.setChecked(False)
+    widget = prompt_dock(viewer, Tiny)
     yield viewer, widget, lab
     tool = widget.prompts
     if tool.controller.propagating:

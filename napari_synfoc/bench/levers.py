@@ -40,6 +40,7 @@ LEVERS: dict[str, dict[str, Any]] = {
     "warmup20": {"warmup_steps": 20},
     "warmup40": {"warmup_steps": 40},
     "warmup20+unet40": {"warmup_steps": 20, "warmup_unet_steps": 40},
+    "teachers": {"display_teachers": True},  # overlays from the EMA teachers
     "profile": {},  # the interactive profile as committed
 }
 

@@ -149,7 +149,8 @@ def _stack_slices(labeled, unlabeled, n_slices: int) -> tuple[list[np.ndarray], 
 
 
 def load_trained(checkpoint: str | Path, device: str = "auto"):
-    """Both students of a saved run, ready for inference: (cfg, unet, fm, device, precision)."""
+    """Both students (teachers with ``display_teachers``) of a saved run, ready for inference:
+    (cfg, unet, fm, device, precision)."""
     from . import checkpoint as ckpt
     from .device import pick_device, resolve_precision
     from .foundation import build_foundation
@@ -160,9 +161,10 @@ def load_trained(checkpoint: str | Path, device: str = "auto"):
     dev = pick_device(device if device != "auto" else cfg.device)
     precision = resolve_precision(cfg.precision, dev)
     unet = UNet(cfg.in_channels, cfg.num_classes, tuple(cfg.unet_features))
-    unet.load_state_dict(state["unet_student"])
+    which = "teacher" if cfg.display_teachers else "student"
+    unet.load_state_dict(state[f"unet_{which}"])
     fm = build_foundation(cfg)
-    fm.load_checkpoint_state(state["fm_student"])
+    fm.load_checkpoint_state(state[f"fm_{which}"])
     return cfg, unet.to(dev).eval(), fm.to(dev).eval(), dev, precision
 
 

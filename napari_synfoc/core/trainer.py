@@ -501,10 +501,12 @@ class SynFoCTrainer:
     def _predict_with_keys(
         self, images: Sequence[np.ndarray], keys: Sequence[str] | None, batch: int = 4
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Both students on ``images``; embeddings from the bank under ``keys`` (None: encode)."""
+        """Both students (the EMA teachers with ``display_teachers``) on ``images``; embeddings
+        from the bank under ``keys`` (None: encode)."""
+        teachers = self.cfg.display_teachers
         fm_p, un_p = predict_probabilities(
-            self.unet,
-            self.fm_student,
+            self.unet_teacher if teachers else self.unet,
+            self.fm_teacher if teachers else self.fm_student,
             images,
             self.P,
             self.device,

@@ -348,3 +348,37 @@ def test_supervised_warm_up_before_iteration_zero(tmp_path):
     for run in (again, uncol):
         assert isinstance(run[-1], Done), run[-1]
         assert not [e for e in run if isinstance(e, Progress) and "Warming" in e.message]
+
+
+def test_display_teachers_shows_and_saves_the_ema_teachers(tmp_path):
+    """display_teachers: overlays (trainer.predict) and a saved run's Predict (load_trained) use
+    the EMA teachers; off (the paper's way), the students."""
+    import torch
+
+    from napari_synfoc.core.data import samples_from_stack
+    from napari_synfoc.core.inference import predict_probabilities
+    from napari_synfoc.core.interactive import load_trained
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    img, lab = _disc_stack(z=4)
+    lab_s, unl_s, _ = samples_from_stack(img, lab, [0, 1])
+    images = [img[i][None] for i in range(4)]
+    for teachers in (False, True):
+        cfg = make_config("tiny", iterations=2, device="cpu", display_teachers=teachers)
+        tr = SynFoCTrainer(cfg, lab_s, unl_s, out_dir=tmp_path / str(teachers))
+        with torch.no_grad():  # make the pairs differ
+            for p in tr.unet_teacher.parameters():
+                p.add_(0.05)
+        fm_p, un_p = tr.predict(images)
+        want_u = tr.unet_teacher if teachers else tr.unet
+        want_f = tr.fm_teacher if teachers else tr.fm_student
+        exp_f, exp_u = predict_probabilities(want_u, want_f, images, tr.P, tr.device, "fp32")
+        np.testing.assert_allclose(un_p, exp_u, atol=1e-6)
+        np.testing.assert_allclose(fm_p, exp_f, atol=1e-6)
+        other_u = tr.unet if teachers else tr.unet_teacher
+        _, wrong_u = predict_probabilities(other_u, want_f, images, tr.P, tr.device, "fp32")
+        assert not np.allclose(un_p, wrong_u, atol=1e-4)
+        _, unet, _, _, _ = load_trained(tr.save(tmp_path / f"{teachers}.pt"), "cpu")
+        src = tr.unet_teacher if teachers else tr.unet
+        for a, b in zip(unet.parameters(), src.parameters(), strict=True):
+            assert torch.equal(a, b.cpu())

@@ -382,6 +382,7 @@ PROFILES: dict[str, Profile] = {
             "fm_head_init": "pretrained",  # measured: bench/levers.py, docs/results/levers_cpu
             "warmup_steps": 20,  # measured: docs/results/levers_cpu/warmup (ens. 0.54 at it 5)
             "warmup_unet_steps": 40,  # + U-Net alone: ens. 0.74 at it 5 (warmup/unet40)
+            "display_teachers": True,  # steadier overlays (levers_cpu/teachers: SD 0.013 vs 0.06)
         },
         run_iterations=300,  # about 4 minutes (docs/results/foreign_load_cpu, idle, 2 threads)
         typical=(0.76, "a 2-core CPU"),

@@ -721,6 +721,20 @@ class SynFoCTrainer:
             else:  # ``warmup_unet_steps``: the U-Net alone (a fifth of a step's cost)
                 self._unet_warm_step(lab)
             yield Progress("Warming up on the labelled slices", k + 1, n)
+        self._copy_buffers_to_teachers()
+
+    @torch.no_grad()
+    def _copy_buffers_to_teachers(self) -> None:
+        """The students' BatchNorm statistics into the teachers (the EMA copies parameters
+        only), so a teacher shown or used in eval mode right after the warm-up is the student."""
+        for teacher, student in (
+            (self.unet_teacher, self.unet),
+            (self.fm_teacher, self.fm_student),
+        ):
+            src = dict(student.named_buffers())
+            for name, buf in teacher.named_buffers():
+                if name in src and src[name].shape == buf.shape:
+                    buf.copy_(src[name])
 
     def _unet_warm_step(self, lab: dict) -> None:
         """One supervised step of the U-Net student alone at iteration 0's learning rate; the

@@ -318,6 +318,11 @@ def test_supervised_warm_up_before_iteration_zero(tmp_path):
         tr.unet_teacher.named_parameters(), tr.unet.named_parameters(), strict=True
     ):
         assert torch.equal(tp, sp)  # EMA at t = 0 copies the student
+    for (_, tb), (_, sb) in zip(tr.unet_teacher.named_buffers(), tr.unet.named_buffers()):
+        assert torch.equal(tb, sb)  # and the BatchNorm statistics follow
+    assert any(
+        not torch.equal(b, init[n]) for n, b in tr.unet.named_buffers() if "running_mean" in n
+    )
     for (_, tp), (_, sp) in zip(
         tr.fm_teacher.named_parameters(), tr.fm_student.named_parameters(), strict=True
     ):

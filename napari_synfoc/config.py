@@ -114,7 +114,7 @@ class SynFoCConfig:
     )  # fmt: skip
     ramp_length: int = _f(0, "iterations over which lambda ramps up (0: the whole run, as the paper)", range=(0, None))  # fmt: skip  # noqa: E501
     warmup_steps: int = _f(0, "supervised steps of both students on the labelled slices before iteration 0, teachers copied after (0: none, as the paper)", range=(0, None))  # fmt: skip  # noqa: E501
-    display_teachers: bool = _f(False, "overlays, Predict and export show the EMA teachers instead of the students (the paper evaluates the students)")  # fmt: skip  # noqa: E501
+    display_teachers: bool = _f(False, "overlays, Predict and export show the EMA teachers instead of the students (SynFoC only; the paper evaluates the students)")  # fmt: skip  # noqa: E501
     warmup_unet_steps: int = _f(0, "further U-Net-only warm-up steps (cheap: the U-Net learns from scratch, the foundation does not)", range=(0, None))  # fmt: skip  # noqa: E501
     alpha_mode: str = _f("smc", "how the two teachers' predictions are mixed", choices=ALPHA_MODES)
     alpha_constant: float = _f(0.5, "alpha without SMC", range=(0.0, 1.0), step=0.05)

@@ -161,7 +161,10 @@ def load_trained(checkpoint: str | Path, device: str = "auto"):
     dev = pick_device(device if device != "auto" else cfg.device)
     precision = resolve_precision(cfg.precision, dev)
     unet = UNet(cfg.in_channels, cfg.num_classes, tuple(cfg.unet_features))
-    which = "teacher" if cfg.display_teachers else "student"
+    from .strategies import make_strategy
+
+    teachers = cfg.display_teachers and make_strategy(cfg.strategy).teacher_display
+    which = "teacher" if teachers else "student"
     unet.load_state_dict(state[f"unet_{which}"])
     fm = build_foundation(cfg)
     fm.load_checkpoint_state(state[f"fm_{which}"])

@@ -503,7 +503,7 @@ class SynFoCTrainer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Both students (the EMA teachers with ``display_teachers``) on ``images``; embeddings
         from the bank under ``keys`` (None: encode)."""
-        teachers = self.cfg.display_teachers
+        teachers = self.cfg.display_teachers and self.strategy.teacher_display
         fm_p, un_p = predict_probabilities(
             self.unet_teacher if teachers else self.unet,
             self.fm_teacher if teachers else self.fm_student,

@@ -387,3 +387,32 @@ def test_display_teachers_shows_and_saves_the_ema_teachers(tmp_path):
         src = tr.unet_teacher if teachers else tr.unet
         for a, b in zip(unet.parameters(), src.parameters(), strict=True):
             assert torch.equal(a, b.cpu())
+
+
+def test_display_teachers_leaves_the_other_strategies_on_their_students(tmp_path):
+    """IFL keeps no EMA teacher (and the other strategies were measured on their students):
+    with display_teachers they still show and save-predict the U-Net student."""
+    import torch
+
+    from napari_synfoc.core.data import samples_from_stack
+    from napari_synfoc.core.inference import predict_probabilities
+    from napari_synfoc.core.interactive import load_trained
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    img, lab = _disc_stack(z=4)
+    lab_s, unl_s, _ = samples_from_stack(img, lab, [0, 1])
+    images = [img[i][None] for i in range(4)]
+    cfg = make_config(
+        "tiny", iterations=2, device="cpu", display_teachers=True, strategy="ifl",
+        freeze_encoder=True, cache_embeddings=True, lora_targets="none",
+    )  # fmt: skip
+    tr = SynFoCTrainer(cfg, lab_s, unl_s, out_dir=tmp_path)
+    with torch.no_grad():
+        for p in tr.unet_teacher.parameters():
+            p.add_(0.05)
+    _, un_p = tr.predict(images)
+    _, exp_u = predict_probabilities(tr.unet, tr.fm_student, images, tr.P, tr.device, "fp32")
+    np.testing.assert_allclose(un_p, exp_u, atol=1e-6)
+    _, unet, _, _, _ = load_trained(tr.save(tmp_path / "ifl.pt"), "cpu")
+    for a, b in zip(unet.parameters(), tr.unet.parameters(), strict=True):
+        assert torch.equal(a, b.cpu())

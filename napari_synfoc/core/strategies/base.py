@@ -27,11 +27,14 @@ class Strategy:
     - ``uses_prompted_foundation``: needs a frozen, promptable foundation model.
     - ``replaces_step``: False = the trainer's own SynFoC step runs.
     - ``trains``: one line for users (what is trained).
+    - ``teacher_display``: ``display_teachers`` may show its EMA teachers (measured for SynFoC;
+      the other strategies show their students, as their benchmarks did).
     """
 
     name = "synfoc"
     uses_prompted_foundation = False
     replaces_step = False
+    teacher_display = True
     trains = "U-Net and foundation model (LoRA/decoder), both as Mean-Teacher pairs"
 
     def check(self, cfg) -> None:
@@ -111,6 +114,7 @@ class UNetStrategy(Strategy):
     uses_prompted_foundation = True
     replaces_step = True
     uses_ema = True
+    teacher_display = False  # IFL keeps no EMA teacher; the others were measured on students
 
     def check(self, cfg) -> None:
         from .prompted import PROMPTABLE

@@ -73,12 +73,4 @@ def ema_update_modules(
 ) -> None:
     """EMA over parameters matched by name (all when ``names`` is None); buffers (BN stats)
     untouched."""
-    tparams = dict(teacher.named_parameters())
-    sparams = dict(student.named_parameters())
-    wanted = set(sparams) if names is None else set(names)
-    missing = sorted(n for n in wanted if n not in tparams or n not in sparams)
-    if missing:
-        raise ValueError(
-            f"ema_update_modules: parameters missing in teacher or student: {missing[:5]}"
-        )
-    _update_pairs([(tparams[n], sparams[n]) for n in sorted(wanted)], ema_decay(t, decay))
+    ema_update(*param_pairs(teacher, student, names), t, decay)

@@ -173,19 +173,17 @@ DEFAULT_ACQUISITION = "diverse"
 FEATURE_MAX_SIDE = 256  # slices are block-averaged to at most this side before slice_features
 
 
-def _shrink(img: np.ndarray, max_side: int | None) -> np.ndarray:
+def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
     """Block-average (Z, Y, X) slices by one integer factor so both sides are <= ``max_side``."""
     h, w = img.shape[1:]
-    f = 1 if not max_side else -(-max(h, w) // int(max_side))
+    f = -(-max(h, w) // int(max_side))
     if f <= 1:
         return img
     hh, ww = (h // f) * f, (w // f) * f
     return img[:, :hh, :ww].reshape(img.shape[0], hh // f, f, ww // f, f).mean(axis=(2, 4))
 
 
-def slice_features(
-    image: np.ndarray, bins: int = 24, hist_bins: int = 32, max_side: int | None = None
-) -> np.ndarray:
+def slice_features(image: np.ndarray, bins: int = 24, hist_bins: int = 32) -> np.ndarray:
     """One appearance vector per slice, for telling look-alike slices apart: (Z, bins + hist_bins).
 
     Two parts side by side: the radially averaged natural-log power spectrum of the slice
@@ -195,16 +193,14 @@ def slice_features(
     (``hist_bins`` bins between the stack's 1st and 99th percentiles; unit norm, so its distances
     are Hellinger-like, at most sqrt(2)).  On S40 the mean distance between slices of different
     FAZ sites is 1.6 times that within a site.
-    ``image`` is (Z, Y, X) or (Z, Y, X, C) (channels averaged).  ``max_side``: block-average
-    larger slices first (cost: one FFT per slice; 200 slices of 512² take ~1.5 s at 256 on the
-    2-core CPU, 500 slices 3.4 s).
+    ``image`` is (Z, Y, X) or (Z, Y, X, C) (channels averaged); one FFT per slice, so large
+    stacks go through :func:`stack_features`, which shrinks the slices first.
     """
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 4:
         img = img.mean(axis=-1)
     if img.ndim != 3:
         raise ValueError(f"slice_features expects a (Z, Y, X) stack, got shape {img.shape}")
-    img = _shrink(img, max_side)
     z, h, w = img.shape
     x = img - img.mean(axis=(1, 2), keepdims=True)
     power = np.abs(np.fft.fftshift(np.fft.fft2(x), axes=(1, 2))) ** 2
@@ -227,7 +223,8 @@ def slice_features(
 
 def stack_features(image: np.ndarray, rgb: bool = False) -> np.ndarray:
     """:func:`slice_features` of an image or stack ((Y, X), (Z, Y, X), with a trailing RGB axis
-    when ``rgb``), its slices shrunk to :data:`FEATURE_MAX_SIDE` first."""
+    when ``rgb``), its slices shrunk to :data:`FEATURE_MAX_SIDE` first (200 slices of 512²:
+    ~1.5 s on the 2-core CPU, 500 slices 3.4 s)."""
     img = np.asarray(image)
     if img.ndim == (3 if rgb else 2):
         img = img[None]

@@ -163,8 +163,7 @@ def load_trained(checkpoint: str | Path, device: str = "auto"):
     unet = UNet(cfg.in_channels, cfg.num_classes, tuple(cfg.unet_features))
     from .strategies import make_strategy
 
-    teachers = cfg.display_teachers and make_strategy(cfg.strategy).teacher_display
-    which = "teacher" if teachers else "student"
+    which = "teacher" if make_strategy(cfg.strategy).shows_teachers(cfg) else "student"
     unet.load_state_dict(state[f"unet_{which}"])
     fm = build_foundation(cfg)
     fm.load_checkpoint_state(state[f"fm_{which}"])

@@ -503,7 +503,7 @@ class SynFoCTrainer:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Both students (the EMA teachers with ``display_teachers``) on ``images``; embeddings
         from the bank under ``keys`` (None: encode)."""
-        teachers = self.cfg.display_teachers and self.strategy.teacher_display
+        teachers = self.strategy.shows_teachers(self.cfg)
         fm_p, un_p = predict_probabilities(
             self.unet_teacher if teachers else self.unet,
             self.fm_teacher if teachers else self.fm_student,
@@ -623,9 +623,8 @@ class SynFoCTrainer:
                 if self.unlabeled_ds is not None and not cfg.suponly
                 else None
             )
-            fresh = not self.loaded and self.iteration == 0
             warm = cfg.warmup_steps + cfg.warmup_unet_steps
-            if warm and fresh and not self.strategy.replaces_step:
+            if warm and not self.loaded and not self.strategy.replaces_step:
                 yield from self._warm_up(lab_iter, progressive, should_stop)
                 if progressive and not should_stop():
                     # show the warmed-up models on the slices encoded so far at once

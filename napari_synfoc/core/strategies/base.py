@@ -52,6 +52,11 @@ class Strategy:
         """The foundation side of a prediction (N×K×H×W), or None for the trained student's."""
         return None
 
+    def shows_teachers(self, cfg) -> bool:
+        """True when overlays and Predict show the EMA teachers (``cfg.display_teachers`` and a
+        strategy that allows it)."""
+        return bool(cfg.display_teachers and self.teacher_display)
+
     def fingerprint(self) -> dict:
         """JSON-able summary of the strategy's own state (e.g. IFL's pseudo-labels), so DDP
         ranks can be checked to agree; empty when the models are its only state."""

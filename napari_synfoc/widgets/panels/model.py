@@ -156,9 +156,13 @@ class ModelPanel(QWidget):
         self.profile_combo.setCurrentText(name)
 
     # ------------------------------------------------------------------ the Advanced form
+    def profile_name(self) -> str:
+        """The profile the current Compute profile and Device choices give (no torch)."""
+        return displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+
     def shown_config(self):
         """The config the current choices give, as the Advanced form shows it (no torch)."""
-        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        name = self.profile_name()
         tiny = PROFILES[name].overrides.get("foundation") == "tiny"
         fm = None if tiny else self.foundation()
         over = {"iterations": self.iterations_spin.value(), "strategy": self.strategy()}
@@ -169,7 +173,7 @@ class ModelPanel(QWidget):
     def show_profile(self, *_: Any) -> None:
         """Show the chosen profile's values in the Advanced form (user edits are kept), and its
         run length unless the user chose one."""
-        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        name = self.profile_name()
         if not self._iterations_touched:
             self._setting_iterations = True
             try:
@@ -190,7 +194,7 @@ class ModelPanel(QWidget):
         """Remember the last run's measured seconds per iteration for the estimate."""
         if s_per_iteration is None or not s_per_iteration > 0:
             return
-        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        name = self.profile_name()
         self._measured_rate[name] = float(s_per_iteration)
         self._show_run_hint()
 
@@ -200,7 +204,7 @@ class ModelPanel(QWidget):
         self._show_run_hint()
 
     def _show_run_hint(self) -> None:
-        name = displayed_profile(self.profile_combo.currentText(), self.device_combo.currentText())
+        name = self.profile_name()
         text = run_estimate(name, self.iterations_spin.value(), self._measured_rate.get(name))
         self.run_hint.setText(text)
         self.run_hint.setVisible(bool(text))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from napari_synfoc.io.geometry import (
+    META_DIRECTION,
     META_FILE_AXES,
     Geometry,
     SynFoCIOError,
@@ -213,43 +214,75 @@ def _sitk_read(path: str) -> Any:
         raise _corrupt(path, _itk_reason(e)) from e
 
 
-def _image_to_array(img: Any, path: str, allow_rgb: bool) -> tuple[np.ndarray, Geometry]:
-    import SimpleITK as sitk
-
+def _array_problem(img: Any, allow_rgb: bool) -> str | None:
+    """Why a ``SimpleITK.Image`` cannot become a layer (4D, vector voxels), or None."""
     dim = img.GetDimension()
     size_zyx = tuple(img.GetSize())[::-1]
     ncomp = img.GetNumberOfComponentsPerPixel()
     if dim > 3:
-        raise io_error(
-            path,
+        return (
             f"{dim}D images (shape {size_zyx}) are not supported; "
-            "split it into 3D volumes (e.g. one per time point) first",
+            "split it into 3D volumes (e.g. one per time point) first"
         )
     if ncomp > 1 and not (allow_rgb and dim == 2 and ncomp in (2, 3, 4)):
-        raise io_error(
-            path,
+        return (
             f"it holds {ncomp} values per voxel (a vector or colour {dim}D image); "
-            "only scalar volumes and 2D grey/RGB images are supported",
+            "only scalar volumes and 2D grey/RGB images are supported"
         )
+    return None
+
+
+def _image_to_array(img: Any, path: str, allow_rgb: bool) -> tuple[np.ndarray, Geometry]:
+    import SimpleITK as sitk
+
+    problem = _array_problem(img, allow_rgb)
+    if problem is not None:
+        raise io_error(path, problem)
     arr = sitk.GetArrayFromImage(img)
     return arr, Geometry.from_sitk(img)
 
 
-class DicomSeries:
-    """One DICOM series of a folder: GDCM's id, a readable name, its files (sorted)."""
+def _dicom_to_array(img: Any) -> tuple[tuple[np.ndarray, Geometry] | None, str | None]:
+    """``((array, geometry), None)`` for a DICOM image, or ``(None, problem)``.
 
-    def __init__(self, uid: str, files: Sequence[str], name: str) -> None:
+    Grey images give (Z, Y, X) -- a single 2D slice (1, Y, X) -- and colour ones (ultrasound,
+    photographs) (Z, Y, X, 3), alpha dropped, with a 3-axis geometry either way.
+    """
+    import SimpleITK as sitk
+
+    ncomp = img.GetNumberOfComponentsPerPixel()
+    if img.GetDimension() == 3 and ncomp in (3, 4):
+        arr = sitk.GetArrayFromImage(img)[..., :3]
+        return (np.ascontiguousarray(arr), Geometry.from_sitk(img)), None
+    problem = _array_problem(img, allow_rgb=False)
+    if problem is not None:
+        return None, problem
+    return (sitk.GetArrayFromImage(img), Geometry.from_sitk(img)), None
+
+
+class DicomSeries:
+    """One DICOM series of a folder: GDCM's id, a readable name, its files (sorted) and its
+    number of slices (frames of multi-frame files counted)."""
+
+    def __init__(self, uid: str, files: Sequence[str], name: str, n_slices: int = 0) -> None:
         self.uid = uid
         self.files = list(files)
         self.name = name
+        self.n_slices = int(n_slices) or len(self.files)
+
+    @property
+    def label(self) -> str:
+        """The series as a picker shows it: ``"T1 axial (24 slices)"``, ``"Scout (1 slice)"``."""
+        n = self.n_slices
+        return f"{self.name} ({n} slice{'' if n == 1 else 's'})"
 
     def __repr__(self) -> str:
-        return f"DicomSeries({self.name!r}, {len(self.files)} files)"
+        return f"DicomSeries({self.name!r}, {len(self.files)} files, {self.n_slices} slices)"
 
 
-def _dicom_info(path: str) -> tuple[str, tuple[int, ...]] | None:
-    """(series name, (rows, columns)) of one DICOM file, None when unreadable.  The name is
-    its SeriesDescription, else "series <SeriesNumber>", else its SeriesInstanceUID."""
+def _dicom_info(path: str) -> tuple[str, tuple[int, ...], int] | None:
+    """(series name, (rows, columns), frames) of one DICOM file, None when unreadable.  The
+    name is its SeriesDescription, else "series <SeriesNumber>", else its SeriesInstanceUID."""
     import SimpleITK as sitk
 
     r = sitk.ImageFileReader()
@@ -268,7 +301,9 @@ def _dicom_info(path: str) -> tuple[str, tuple[int, ...]] | None:
         name = f"series {tag('0020|0011')}"
     else:
         name = tag("0020|000e") or os.path.basename(path)
-    return name, tuple(int(v) for v in r.GetSize()[:2][::-1])
+    size = r.GetSize()
+    frames = int(size[2]) if len(size) > 2 else 1
+    return name, tuple(int(v) for v in size[:2][::-1]), max(frames, 1)
 
 
 def list_dicom_series(folder: str | os.PathLike) -> tuple[list[DicomSeries], list[str]]:
@@ -277,49 +312,92 @@ def list_dicom_series(folder: str | os.PathLike) -> tuple[list[DicomSeries], lis
 
     GDCM groups the files (series UID and its series details); each group is further split
     by image size, so slices of different sizes never form one volume.  Two series with the
-    same name get their image size and slice count appended.
+    same name get their image size appended (and ``#2``, ``#3``... when that is not enough).
     """
     import SimpleITK as sitk
 
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise io_error(folder, "not a folder")
-    found: list[tuple[str, list[str], str, tuple[int, ...]]] = []
+    found: list[tuple[str, list[str], str, tuple[int, ...], int]] = []
     for sid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder, True):
-        groups: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+        groups: dict[tuple[str, tuple[int, ...]], list[tuple[str, int]]] = {}
         for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, sid, True):
             info = _dicom_info(f)
             if info is not None:
-                groups.setdefault(info, []).append(f)
-        for k, ((name, size), files) in enumerate(groups.items()):
-            found.append((f"{sid}#{k}" if len(groups) > 1 else sid, files, name, size))
-    used = {os.path.realpath(f) for _, files, _, _ in found for f in files}
+                groups.setdefault(info[:2], []).append((f, info[2]))
+        for k, ((name, size), members) in enumerate(groups.items()):
+            files = [f for f, _ in members]
+            frames = sum(n for _, n in members)
+            found.append((f"{sid}#{k}" if len(groups) > 1 else sid, files, name, size, frames))
+    used = {os.path.realpath(f) for _, files, _, _, _ in found for f in files}
     left = sorted(
         e.name
         for e in os.scandir(folder)
         if e.is_file() and not e.name.startswith(".") and os.path.realpath(e.path) not in used
     )
-    names = [name for _, _, name, _ in found]
+    names = [name for _, _, name, _, _ in found]
     series = []
-    for sid, files, name, size in found:
+    for sid, files, name, size, frames in found:
         if names.count(name) > 1:
-            name = f"{name} ({size[0]}x{size[1]}, {len(files)} slices)"
-        series.append(DicomSeries(sid, files, name))
-    series.sort(key=lambda s: -len(s.files))
+            name = f"{name} ({size[0]}x{size[1]})"
+        series.append(DicomSeries(sid, files, name, frames))
+    taken = [s.name for s in series]
+    seen: dict[str, int] = {}
+    for s in series:
+        if taken.count(s.name) > 1:
+            seen[s.name] = seen.get(s.name, 0) + 1
+            s.name = f"{s.name} #{seen[s.name]}"
+    series.sort(key=lambda s: -s.n_slices)
     return series, left
 
 
-def read_dicom_files(files: Sequence[str], what: str) -> tuple[np.ndarray, Geometry]:
-    """Read one DICOM series (its file names in order) as (Z, Y, X) + geometry."""
+def _file_list(files: Sequence[str], most: int = 5) -> str:
+    names = [os.path.basename(f) for f in files]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
+class DicomSeriesError(SynFoCIOError):
+    """One series of a DICOM folder cannot be read; ``detail`` names it, its files and why."""
+
+    def __init__(self, folder: str, detail: str) -> None:
+        super().__init__(str(io_error(folder, detail)))
+        self.detail = detail
+
+
+def read_dicom_files(
+    files: Sequence[str], what: str, series_name: str | None = None
+) -> tuple[np.ndarray, Geometry]:
+    """Read one DICOM series (its file names in order) as (Z, Y, X) + geometry.
+
+    A single file (one 2D slice, or a multi-frame file) is read on its own: one slice gives
+    (1, Y, X); colour images give (Z, Y, X, 3).  Raises :class:`DicomSeriesError` naming the
+    series, its files and the reason.
+    """
     import SimpleITK as sitk
 
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(list(files))
+    files = list(files)
+    label = f"series {series_name!r} ({_file_list(files)})" if series_name else "DICOM series"
     try:
-        img = reader.Execute()
+        if len(files) == 1:
+            img = sitk.ReadImage(files[0])
+        else:
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            img = reader.Execute()
     except RuntimeError as e:
-        raise io_error(what, f"DICOM series is unreadable ({_itk_reason(e)})") from e
-    return _image_to_array(img, what, allow_rgb=False)
+        raise DicomSeriesError(what, f"{label} is unreadable ({_itk_reason(e)})") from e
+    result, problem = _dicom_to_array(img)
+    if result is None:
+        if img.GetDimension() > 3 and len(files) > 1:
+            problem = (
+                f"its {len(files)} files are each multi-frame, so together they form a 4D "
+                f"image (shape {tuple(img.GetSize())[::-1]}), which is not supported; "
+                "open one file at a time"
+            )
+        raise DicomSeriesError(what, f"{label}: {problem}")
+    return result
 
 
 def _no_series_error(folder: str) -> SynFoCIOError:
@@ -371,7 +449,7 @@ def read_dicom_series(
         warnings.warn(
             left_out_message(folder, skipped, f"series {chosen.name!r} was read"), stacklevel=2
         )
-    return read_dicom_files(chosen.files, folder)
+    return read_dicom_files(chosen.files, folder, chosen.name)
 
 
 def _read_pil(path: str) -> tuple[np.ndarray, Geometry]:
@@ -442,7 +520,10 @@ def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
         _check_mhd_data_file(p)
     img = _sitk_read(p)
     if suffix in DICOM_SUFFIXES:
-        return _image_to_array(img, p, allow_rgb=False)
+        result, problem = _dicom_to_array(img)
+        if result is None:
+            raise io_error(p, problem or "unreadable DICOM image")
+        return result
     if suffix in TIFF_SUFFIXES:
         if img.GetDimension() == 3 and img.GetSize()[2] == 1:
             img = img[:, :, 0]
@@ -483,17 +564,28 @@ def check_labels_match(
 # --- napari --------------------------------------------------------------------------------
 def _layer(arr: np.ndarray, geom: Geometry, name: str, source: str, label_name: bool) -> LayerData:
     """One layer-data tuple in patient coordinates; volumes are transposed/flipped so their
-    index axes follow the patient axes (S, P, L) and the views open upright."""
+    index axes follow the patient axes (S, P, L) and the views open upright.
+
+    A single slice (1, Y, X) that is not axial (a sagittal MR, a radiograph) is shown face-on:
+    its layer has no rotation (napari would show it edge-on, Y slices one pixel wide) and its
+    patient direction goes in ``metadata['synfoc_direction']``, where the writers find it.
+    """
     rgb = arr.ndim == geom.ndim + 1
     file_axes = None
-    if not rgb and geom.ndim == 3:
+    face_on = None
+    if geom.ndim == 3:
         axes, flip = patient_axes(geom.direction)
-        if axes != (0, 1, 2) or any(flip):
+        if arr.shape[0] == 1 and (axes[0] != 0 or rgb):
+            face_on = geom
+            geom = Geometry(geom.spacing, geom.origin)
+        elif not rgb and (axes != (0, 1, 2) or any(flip)):
             arr, geom = reorient(arr, geom, axes, flip)
             file_axes = {"axes": list(axes), "flip": list(flip)}
     kwargs = geom.to_layer_kwargs(source=source)
     if file_axes is not None:
         kwargs["metadata"][META_FILE_AXES] = file_axes
+    if face_on is not None and not np.allclose(face_on.direction, np.eye(3)):
+        kwargs["metadata"][META_DIRECTION] = [list(row) for row in face_on.direction]
     kwargs["name"] = name
     if not rgb and np.issubdtype(arr.dtype, np.integer) and label_name:
         return (arr, kwargs, "labels")
@@ -525,10 +617,22 @@ def read_layer_data(path: str | os.PathLike, series: int | None = None) -> list[
             warnings.warn(
                 left_out_message(p, left, "not part of any readable DICOM series"), stacklevel=2
             )
-        out = []
+        out, failed = [], []
         for s in all_series:
-            arr, geom = read_dicom_files(s.files, p)
+            try:
+                arr, geom = read_dicom_files(s.files, p, s.name)
+            except DicomSeriesError as exc:
+                failed.append(exc.detail)
+                continue
             out.append(_layer(arr, geom, s.name, src, False))
+        if not out:
+            raise io_error(p, "no readable DICOM series: " + "; ".join(failed))
+        if failed:
+            warnings.warn(
+                f"{os.path.basename(os.path.normpath(p))}: {len(failed)} of {len(all_series)} "
+                "series not opened: " + "; ".join(failed),
+                stacklevel=2,
+            )
         return out
     arr, geom = read_volume(p)
     return [_layer(arr, geom, file_stem(p), src, is_label_name(p))]

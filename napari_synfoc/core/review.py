@@ -166,9 +166,11 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float | None:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-ACQUISITIONS = ("disagreement", "diverse")
+ACQUISITIONS = ("disagreement", "diverse", "gain")
 # the dock's review ranking: "diverse" keeps a labelled slice's look-alike neighbours from
-# filling the top of the table (issue 12); bench/hitl.py measures both against random picks
+# filling the top of the table (issue 12); bench/hitl.py measures both against random picks.
+# "gain" (issue 21): estimated error (1 - predicted Dice, core.quality) times novelty;
+# benchmarks/effort.py compares it with "diverse" on whole volumes.
 DEFAULT_ACQUISITION = "diverse"
 FEATURE_MAX_SIDE = 256  # slices are block-averaged to at most this side before slice_features
 
@@ -241,6 +243,7 @@ def acquisition_scores(
     labeled_slices: Iterable[int],
     features: np.ndarray | None = None,
     method: str = "diverse",
+    predicted_dice: Sequence[float] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Per-slice "label me next" score (higher first; feed it to :func:`rank_slices`).
 
@@ -249,25 +252,38 @@ def acquisition_scores(
     Euclidean distance from slice z's appearance features (:func:`slice_features`) to the
     nearest labelled slice's: a slice that looks like one already labelled (its neighbour in a
     volume, an image from the same scanner) teaches little even where the models disagree.
-    Labelled slices score 0.  Without labelled slices or features, novelty is 1.
+    ``"gain"``: the expected gain of fixing the slice, its estimated error ``1 - q_z`` (``q``:
+    ``predicted_dice``, :mod:`~napari_synfoc.core.quality`) times the same novelty; it needs
+    ``predicted_dice``.  Labelled slices score 0.  Without labelled slices or features,
+    novelty is 1.
     """
     s = np.asarray(slice_scores, dtype=np.float64).ravel()
     if method not in ACQUISITIONS:
         raise ValueError(f"unknown acquisition {method!r}; choose from {ACQUISITIONS}")
+    if method == "gain":
+        if predicted_dice is None:
+            raise ValueError('the "gain" ranking needs the predicted Dice of every slice')
+        q = np.asarray(predicted_dice, dtype=np.float64).ravel()
+        if q.size != s.size:
+            raise ValueError(f"predicted Dice has {q.size} values for {s.size} slices")
+        s = np.clip(1.0 - q, 0.0, 1.0)
     labeled = sorted({int(i) for i in labeled_slices if 0 <= int(i) < s.size})
-    if method == "disagreement" or features is None or not labeled:
-        out = s.copy()
-    else:
-        f = np.asarray(features, dtype=np.float64)
-        if f.ndim != 2 or f.shape[0] != s.size:
-            raise ValueError(
-                f"features must be (Z, F) with Z = {s.size} slices, got shape {f.shape}"
-            )
-        d = np.linalg.norm(f[:, None, :] - f[None, labeled, :], axis=2).min(axis=1)
-        top = d.max()
-        out = s * (d / top if top > 0 else np.ones_like(d))
+    out = s * novelty(features, labeled, s.size) if method != "disagreement" else s.copy()
     out[labeled] = 0.0
     return out
+
+
+def novelty(features: np.ndarray | None, labeled: Sequence[int], n: int) -> np.ndarray:
+    """``d_z / max(d)``: each slice's feature distance to the nearest of the ``labeled`` slices,
+    scaled to [0, 1]; ones without features or labelled slices."""
+    if features is None or not len(labeled):
+        return np.ones(n)
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] != n:
+        raise ValueError(f"features must be (Z, F) with Z = {n} slices, got shape {f.shape}")
+    d = np.linalg.norm(f[:, None, :] - f[None, list(labeled), :], axis=2).min(axis=1)
+    top = d.max()
+    return d / top if top > 0 else np.ones_like(d)
 
 
 def rank_slices(scores: Sequence[float] | np.ndarray, labeled_slices: Iterable[int]) -> list[int]:

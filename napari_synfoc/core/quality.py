@@ -1,0 +1,226 @@
+"""Per-slice quality estimate: a predicted Dice for every slice, from the two models' agreement.
+
+Qt-free numpy on the (Z, K, Y, X) class probabilities of the foundation model and the U-Net.
+
+- **Score.** For each slice and foreground class k that either model's argmax holds, the soft
+  Dice between the two models' probability maps, ``2 Σ p_fm·p_un / (Σ p_fm + Σ p_un)``
+  (:func:`slice_agreement`); the slice's score is the lowest over those classes (a slice is as
+  good as its worst class), 1.0 when neither model predicts any foreground there.
+- **Prior.** Uncalibrated, the score itself is the predicted Dice (two models that agree are
+  right more often than two that differ).
+- **Calibration** (:func:`fit_calibration`) on slices whose true labels are known: a monotone
+  (isotonic, pool-adjacent-violators) fit of the slices' true Dice against their score, shrunk
+  toward the prior with ``prior_weight`` pseudo-points, so a handful of points moves it a little
+  and many points move it all the way.  Slices the models were trained on agree optimistically
+  (the models have learnt them), so they weigh ``trained_weight`` each; slices labelled or
+  accepted since the predictions were made (the models have not seen them) weigh 1: they are the
+  leave-one-out points of the loop.
+- **True Dice** of a slice (:func:`slice_dice_true`): the lowest per-class Dice over the classes
+  the reference or the prediction holds on that slice, 1.0 when neither holds any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+# a class counts on a slice when either model's argmax holds at least this many pixels of it
+MIN_CLASS_PIXELS = 1
+PRIOR_WEIGHT = 4.0  # pseudo-points of the prior y = score in the calibration
+TRAINED_WEIGHT = 0.25  # weight of a slice the models were trained on (optimistic agreement)
+
+
+def _probs(fm_prob: np.ndarray, unet_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    fm = np.asarray(fm_prob, dtype=np.float32)
+    un = np.asarray(unet_prob, dtype=np.float32)
+    if fm.shape != un.shape or fm.ndim != 4 or fm.shape[1] < 2:
+        raise ValueError(
+            "quality estimate: both probability arrays must be (Z, K, Y, X) with K >= 2 and the "
+            f"same shape, got {fm.shape} and {un.shape}"
+        )
+    return fm, un
+
+
+def slice_agreement(
+    fm_prob: np.ndarray, unet_prob: np.ndarray, min_pixels: int = MIN_CLASS_PIXELS
+) -> np.ndarray:
+    """Soft Dice between the two models per slice and foreground class: (Z, K-1).
+
+    NaN where neither model's argmax holds ``min_pixels`` of the class on the slice (the class
+    is absent there: nothing to score).
+    """
+    fm, un = _probs(fm_prob, unet_prob)
+    z, k = fm.shape[:2]
+    fl = fm.argmax(axis=1).reshape(z, -1)
+    ul = un.argmax(axis=1).reshape(z, -1)
+    out = np.full((z, k - 1), np.nan)
+    for c in range(1, k):
+        pf = fm[:, c].reshape(z, -1).astype(np.float64)
+        pu = un[:, c].reshape(z, -1).astype(np.float64)
+        present = ((fl == c).sum(1) >= min_pixels) | ((ul == c).sum(1) >= min_pixels)
+        denom = pf.sum(1) + pu.sum(1)
+        soft = 2.0 * (pf * pu).sum(1) / np.maximum(denom, 1e-12)
+        out[:, c - 1] = np.where(present, soft, np.nan)
+    return out
+
+
+def slice_scores(agreement: np.ndarray) -> np.ndarray:
+    """One score per slice from :func:`slice_agreement`: the lowest over the classes present,
+    1.0 on a slice where no class is present."""
+    a = np.asarray(agreement, dtype=np.float64)
+    out = np.ones(a.shape[0])
+    some = ~np.all(np.isnan(a), axis=1)
+    out[some] = np.nanmin(a[some], axis=1)
+    return np.clip(out, 0.0, 1.0)
+
+
+def slice_dice_true(
+    pred: np.ndarray, ref: np.ndarray, num_classes: int | None = None
+) -> np.ndarray:
+    """Per-slice Dice of label maps ``pred`` against ``ref`` ((Z, Y, X) integers): the lowest
+    per-class Dice over the foreground classes either holds on the slice; 1.0 when neither holds
+    any foreground."""
+    p = np.asarray(pred).reshape(len(pred), -1)
+    r = np.asarray(ref).reshape(len(ref), -1)
+    if p.shape != r.shape:
+        raise ValueError(f"prediction and reference differ in shape: {p.shape} vs {r.shape}")
+    k = int(num_classes) if num_classes else int(max(p.max(initial=0), r.max(initial=0))) + 1
+    out = np.ones(p.shape[0])
+    for c in range(1, k):
+        pc, rc = p == c, r == c
+        n = pc.sum(1) + rc.sum(1)
+        d = np.where(n > 0, 2.0 * (pc & rc).sum(1) / np.maximum(n, 1), 1.0)
+        out = np.minimum(out, d)
+    return out
+
+
+def pav(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Isotonic (non-decreasing) least-squares fit of ``y`` on ``x`` by pool-adjacent-violators.
+
+    Returns the knots: the weighted mean ``x`` of each pooled block and its fitted value (both
+    ascending).  Ties in ``x`` are pooled first.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    w = np.ones_like(x) if w is None else np.asarray(w, dtype=np.float64).ravel()
+    if not (x.size == y.size == w.size) or x.size == 0:
+        raise ValueError("pav: x, y and w must be non-empty and of the same length")
+    order = np.argsort(x, kind="mergesort")
+    blocks: list[list[float]] = []  # [sum w, sum w*x, sum w*y]
+    for i in order:
+        xi, yi, wi = x[i], y[i], w[i]
+        if blocks and blocks[-1][1] / blocks[-1][0] == xi:  # a tie: pool at once
+            b = blocks[-1]
+            b[0] += wi
+            b[1] += wi * xi
+            b[2] += wi * yi
+        else:
+            blocks.append([wi, wi * xi, wi * yi])
+        while len(blocks) > 1 and blocks[-2][2] / blocks[-2][0] > blocks[-1][2] / blocks[-1][0]:
+            last = blocks.pop()
+            for j in range(3):
+                blocks[-1][j] += last[j]
+    bw = np.array([b[0] for b in blocks])
+    return np.array([b[1] for b in blocks]) / bw, np.array([b[2] for b in blocks]) / bw
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A monotone map from a slice's agreement score to its predicted Dice.
+
+    ``knots_x`` / ``knots_y``: the isotonic fit (interpolated linearly between knots, flat
+    beyond them); ``weight``: the calibration points' total weight; ``prior_weight``: the prior's
+    pseudo-points.  Without points (``weight`` 0) the prediction is the score itself.
+    """
+
+    knots_x: tuple[float, ...] = ()
+    knots_y: tuple[float, ...] = ()
+    weight: float = 0.0
+    prior_weight: float = PRIOR_WEIGHT
+
+    def predict(self, score: np.ndarray | float) -> np.ndarray:
+        """Predicted Dice for ``score`` (array or number): the calibrated fit and the prior
+        ``y = score``, weighted ``weight : prior_weight``."""
+        s = np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0)
+        if self.weight <= 0 or not self.knots_x:
+            return s
+        fit = np.interp(s, self.knots_x, self.knots_y)
+        a = self.weight / (self.weight + self.prior_weight)
+        return np.clip(a * fit + (1.0 - a) * s, 0.0, 1.0)
+
+
+def fit_calibration(
+    scores: np.ndarray,
+    true_dice: np.ndarray,
+    trained: np.ndarray | None = None,
+    *,
+    trained_weight: float = TRAINED_WEIGHT,
+    prior_weight: float = PRIOR_WEIGHT,
+) -> Calibration:
+    """:class:`Calibration` from slices with known labels: their agreement ``scores``, their
+    ``true_dice`` (the predictions against the labels) and which were ``trained`` on (those
+    weigh ``trained_weight``, the others 1)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    d = np.asarray(true_dice, dtype=np.float64).ravel()
+    if s.size != d.size:
+        raise ValueError(f"calibration: {s.size} scores but {d.size} Dice values")
+    t = np.zeros(s.size, bool) if trained is None else np.asarray(trained, bool).ravel()
+    w = np.where(t, float(trained_weight), 1.0)
+    keep = w > 0
+    if not keep.any():
+        return Calibration(prior_weight=prior_weight)
+    kx, ky = pav(s[keep], d[keep], w[keep])
+    return Calibration(tuple(kx), tuple(ky), float(w[keep].sum()), prior_weight)
+
+
+@dataclass
+class QualityEstimate:
+    """Per-slice predicted Dice (``predicted``, (Z,)), the agreement ``scores`` behind it and
+    the :class:`Calibration` used."""
+
+    predicted: np.ndarray
+    scores: np.ndarray
+    calibration: Calibration
+
+    def above(self, q: float, among: Iterable[int] | None = None) -> list[int]:
+        """Slices (of ``among``, default all) whose predicted Dice is at least ``q``, ascending."""
+        idx = range(self.predicted.size) if among is None else sorted({int(i) for i in among})
+        return [int(i) for i in idx if 0 <= i < self.predicted.size and self.predicted[i] >= q]
+
+
+def estimate_quality(
+    fm_prob: np.ndarray,
+    unet_prob: np.ndarray,
+    labels: np.ndarray | None = None,
+    labeled: Iterable[int] = (),
+    trained: Iterable[int] = (),
+    *,
+    trained_weight: float = TRAINED_WEIGHT,
+    prior_weight: float = PRIOR_WEIGHT,
+) -> QualityEstimate:
+    """Predicted Dice of the ensemble on every slice, calibrated on the ``labeled`` slices of
+    ``labels`` ((Z, Y, X)); slices in ``trained`` (the ones the predicting models were trained
+    on) weigh ``trained_weight``."""
+    fm, un = _probs(fm_prob, unet_prob)
+    scores = slice_scores(slice_agreement(fm, un))
+    cal = Calibration(prior_weight=prior_weight)
+    lab_idx = sorted({int(z) for z in labeled if 0 <= int(z) < fm.shape[0]})
+    if labels is not None and lab_idx:
+        lab = np.asarray(labels)
+        if lab.shape != (fm.shape[0], *fm.shape[2:]):
+            raise ValueError(
+                f"quality estimate: labels of shape {lab.shape} do not match the predictions' "
+                f"{(fm.shape[0], *fm.shape[2:])}"
+            )
+        ens = (fm[lab_idx] + un[lab_idx]).argmax(axis=1)
+        true = slice_dice_true(ens, lab[lab_idx], fm.shape[1])
+        done = {int(z) for z in trained}
+        cal = fit_calibration(
+            scores[lab_idx], true, np.array([z in done for z in lab_idx]),
+            trained_weight=trained_weight, prior_weight=prior_weight,
+        )  # fmt: skip
+    return QualityEstimate(cal.predict(scores), scores, cal)

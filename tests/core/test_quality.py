@@ -1,0 +1,110 @@
+"""Per-slice quality estimate (core.quality): hand-computed expectations."""
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.quality import (
+    Calibration,
+    estimate_quality,
+    fit_calibration,
+    pav,
+    slice_agreement,
+    slice_dice_true,
+    slice_scores,
+)
+
+
+def _two_class(p1: np.ndarray) -> np.ndarray:
+    """(Z, 2, Y, X) probabilities from the class-1 probability (Z, Y, X)."""
+    p1 = np.asarray(p1, np.float32)
+    return np.stack([1.0 - p1, p1], axis=1)
+
+
+def test_agreement_is_the_soft_dice_between_the_models():
+    fm = _two_class([[[1, 1], [0, 0]]])
+    un = _two_class([[[1, 0], [0, 0]]])
+    # 2 * (1*1) / (2 + 1)
+    assert slice_agreement(fm, un)[0, 0] == pytest.approx(2 / 3)
+    soft = _two_class([[[0.8, 0.6], [0.0, 0.0]]])
+    # 2 * (0.8*1 + 0.6*1) / (1.4 + 2) = 2.8 / 3.4
+    assert slice_agreement(soft, fm)[0, 0] == pytest.approx(2.8 / 3.4, rel=1e-6)
+
+
+def test_absent_class_is_nan_and_an_empty_slice_scores_one():
+    fm = _two_class(np.zeros((2, 2, 2)))
+    un = _two_class(np.zeros((2, 2, 2)))
+    un[1, :, 0, 0] = [0.3, 0.7]  # the U-Net alone predicts one pixel on slice 1
+    a = slice_agreement(fm, un)
+    assert np.isnan(a[0, 0])
+    # 2 * 0 / (0 + 0.7)
+    assert a[1, 0] == pytest.approx(0.0)
+    np.testing.assert_allclose(slice_scores(a), [1.0, 0.0])
+
+
+def test_slice_score_is_the_worst_class():
+    a = np.array([[0.9, 0.4], [0.8, np.nan], [np.nan, np.nan]])
+    np.testing.assert_allclose(slice_scores(a), [0.4, 0.8, 1.0])
+
+
+def test_true_dice_lowest_class_and_empty_is_one():
+    ref = np.array([[[1, 1, 0, 2]], [[0, 0, 0, 0]], [[0, 0, 0, 0]]])
+    pred = np.array([[[1, 0, 0, 2]], [[0, 0, 0, 0]], [[0, 1, 0, 0]]])
+    # slice 0: class 1 2*1/(1+2) = 2/3, class 2 = 1 -> 2/3; slice 1 both empty; slice 2 FP -> 0
+    np.testing.assert_allclose(slice_dice_true(pred, ref), [2 / 3, 1.0, 0.0])
+
+
+def test_pav_pools_violators():
+    kx, ky = pav([0, 1, 2, 3], [1, 0, 2, 3])
+    np.testing.assert_allclose(kx, [0.5, 2, 3])
+    np.testing.assert_allclose(ky, [0.5, 2, 3])
+    # weights: the first point weighs 3, so the pooled block sits at (0.25, 0.75)
+    kx, ky = pav([0, 1], [1, 0], [3, 1])
+    np.testing.assert_allclose(kx, [0.25])
+    np.testing.assert_allclose(ky, [0.75])
+
+
+def test_pav_pools_ties_in_x():
+    kx, ky = pav([0.5, 0.5, 1.0], [0.2, 0.6, 0.9])
+    np.testing.assert_allclose(kx, [0.5, 1.0])
+    np.testing.assert_allclose(ky, [0.4, 0.9])
+
+
+def test_calibration_shrinks_toward_the_prior():
+    # four points all at true Dice 0.5 with score 0.9, prior weight 4: halfway (0.5+0.9)/2
+    cal = fit_calibration([0.9] * 4, [0.5] * 4, prior_weight=4.0)
+    assert cal.weight == 4.0
+    assert float(cal.predict(0.9)) == pytest.approx(0.7)
+    # no points: the prediction is the score itself
+    assert float(Calibration().predict(0.37)) == pytest.approx(0.37)
+
+
+def test_trained_slices_weigh_less():
+    # two trained slices (weight 0.25 each) and one fresh slice; prior weight 1
+    cal = fit_calibration([0.9, 0.9, 0.9], [1.0, 1.0, 0.4], [True, True, False], prior_weight=1.0)
+    # pooled fit: (0.25*1 + 0.25*1 + 1*0.4) / 1.5 = 0.6; a = 1.5 / 2.5
+    assert cal.weight == pytest.approx(1.5)
+    assert float(cal.predict(0.9)) == pytest.approx(0.6 * 0.6 + 0.4 * 0.9)
+    ignored = fit_calibration([0.9], [0.1], [True], trained_weight=0.0)
+    assert ignored.weight == 0.0 and float(ignored.predict(0.9)) == pytest.approx(0.9)
+
+
+def test_estimate_quality_calibrates_on_labelled_slices():
+    # three slices; the models agree perfectly on slices 0 and 2 (score 1), half on slice 1
+    fm = _two_class([[[1, 1], [0, 0]], [[1, 1], [0, 0]], [[1, 0], [0, 0]]])
+    un = _two_class([[[1, 1], [0, 0]], [[1, 0], [0, 0]], [[1, 0], [0, 0]]])
+    labels = np.zeros((3, 2, 2), np.uint8)
+    labels[2] = [[0, 1], [0, 0]]  # slice 2 is labelled: the ensemble there is wrong (Dice 0)
+    est = estimate_quality(fm, un, labels, labeled=[2], prior_weight=1.0)
+    np.testing.assert_allclose(est.scores, [1.0, 2 / 3, 1.0])
+    # one fresh point (1.0 -> 0.0), prior weight 1: predictions are the mean of fit and score
+    np.testing.assert_allclose(est.predicted, [0.5, (0.0 + 2 / 3) / 2, 0.5])
+    assert est.above(0.4) == [0, 2]
+    assert est.above(0.4, among=[1, 2]) == [2]
+
+
+def test_bad_shapes_have_clear_messages():
+    fm = _two_class(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match="same shape"):
+        slice_agreement(fm, fm[:1])
+    with pytest.raises(ValueError, match="do not match"):
+        estimate_quality(fm, fm, np.zeros((3, 2, 2)), labeled=[0])

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import SynFoCConfig
 from .events import Event, Failed, Predictions
-from .task import StackTask, validate_task
+from .task import StackTask, channel_problem, validate_task
 
 
 def _samples(task: StackTask):
@@ -188,12 +188,9 @@ def predict_stack(
     from .inference import predict_probabilities
 
     cfg, unet, fm, dev, precision = load_trained(checkpoint, device)
-    want_c = 3 if rgb else 1
-    if cfg.in_channels != want_c:
-        raise ValueError(
-            f"the model was trained on {cfg.in_channels}-channel images but this image has "
-            f"{want_c} channel(s)"
-        )
+    problem = channel_problem(np.shape(image), rgb, cfg.in_channels)
+    if problem is not None:
+        raise ValueError(problem)
     slices = _prediction_slices(image, rgb, window)
     bank = keys = None
     folder = _cache_dir(embed_cache_dir)

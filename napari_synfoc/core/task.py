@@ -67,6 +67,38 @@ def _first_slice(mask_per_slice: np.ndarray, slices: list[int]) -> int:
     return slices[int(np.flatnonzero(mask_per_slice)[0])]
 
 
+# --- image channels vs a trained model's (issue 23: Predict, predict_stack) -----------------
+def looks_like_colour(shape: tuple[int, ...]) -> bool:
+    """True for a (Y, X, 3|4) shape: a colour image, not a stack of slices 3 pixels wide."""
+    return len(shape) == 3 and shape[-1] in (3, 4) and shape[-1] < min(shape[:2])
+
+
+def channel_problem(
+    image_shape: tuple[int, ...], rgb: bool, model_channels: int, image_name: str | None = None
+) -> str | None:
+    """Why an image cannot go through a model trained on ``model_channels`` channels (1 grey,
+    3 colour), in the user's words, or None.  The ONE check for the dock's Predict and
+    :func:`~napari_synfoc.core.interactive.predict_stack`."""
+    shape = tuple(int(s) for s in image_shape)
+    img_n = _name("Image", image_name)
+    model = "colour (RGB)" if int(model_channels) == 3 else "grey"
+    if not rgb and looks_like_colour(shape):
+        return (
+            f"{img_n} has shape {shape}: it looks like a colour (RGB) image, which would be read "
+            f"as {shape[0]} slices {shape[1]}×{shape[2]} pixels. Open it as an RGB image; the "
+            f"model was trained on {model} images."
+        )
+    if int(model_channels) == (3 if rgb else 1):
+        return None
+    kind = "a colour (RGB)" if rgb else "a grey"
+    fix = (
+        "convert the image to grey, or train a new model on it"
+        if rgb
+        else "open the colour version of the image, or train a new model on it"
+    )
+    return f"{img_n} is {kind} image but the model was trained on {model} images: {fix}."
+
+
 def validate_task(
     task: StackTask,
     image_name: str | None = None,

@@ -76,12 +76,79 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_torch_save(state, path)
 
 
-def _unsafe_global(exc: BaseException) -> str | None:
-    """The disallowed global a weights-only load stopped at (a crafted or foreign pickle)."""
+# Globals a weights-only file may name (torch's tensor rebuilding, ordered dicts).
+_SAFE_MODULES = ("torch", "collections")
+_GLOBAL_IN_MESSAGE = (
+    re.compile(r"Unsupported global: GLOBAL ([\w.]+)"),
+    re.compile(r"unsupported GLOBAL ([\w.]+) whose module"),
+    re.compile(r"GLOBAL ([\w.]+)"),
+)
+
+
+def pickle_globals(path: str | Path) -> list[str]:
+    """The ``module.name`` globals a pickle (raw, or a torch zip's ``data.pkl``) would import,
+    read with :mod:`pickletools` (opcodes are listed, nothing is imported or run)."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+                data = zf.read(names[0]) if names else b""
+        else:
+            data = Path(path).read_bytes()
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return []
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL" or op.name == "INST":
+                found.append(".".join(str(arg).split(" ", 1)))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str) and ("UNICODE" in op.name or "STRING" in op.name):
+                strings.append(str(arg))
+    except Exception:  # noqa: BLE001 - a corrupt tail: keep what was read before it
+        pass
+    return found
+
+
+def _unsafe_global(exc: BaseException, path: str | Path | None = None) -> str | None:
+    """The disallowed global a weights-only load stopped at (a crafted or foreign pickle):
+    from torch's message (every wording it uses), else from the pickle's own opcodes (torch
+    may stop earlier, e.g. at protocol-4 framing)."""
     if not isinstance(exc, pickle.UnpicklingError):
         return None
-    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-    return m.group(1) if m else None
+    for pattern in _GLOBAL_IN_MESSAGE:
+        m = pattern.search(str(exc))
+        if m:
+            return m.group(1)
+    if path is not None:
+        for name in pickle_globals(path):
+            if name.split(".", 1)[0] not in _SAFE_MODULES:
+                return name
+    return None
+
+
+def _torch_load(path: Path, map_location: Any) -> Any:
+    """``torch.load(weights_only=True)`` without torch's protocol warning for raw pickles."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Detected pickle protocol", UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def unsafe_file_message(path: str | Path, bad_global: str) -> str:
+    """The message for a file that holds a Python object that could run code."""
+    return (
+        f"refused to open '{path}': it holds a Python object ({bad_global}) that could "
+        "run code when loaded, which a napari-synfoc checkpoint or session never does. "
+        "Nothing was loaded or run. Open only files from a source you trust; ask the "
+        "sender to save the session again with napari-synfoc."
+    )
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -91,16 +158,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = _torch_load(path, map_location)
     except Exception as exc:
-        bad_global = _unsafe_global(exc)
+        bad_global = _unsafe_global(exc, path)
         if bad_global is not None:
-            raise UnsafeCheckpointError(
-                f"refused to open '{path}': it holds a Python object ({bad_global}) that could "
-                "run code when loaded, which a napari-synfoc checkpoint or session never does. "
-                "Nothing was loaded or run. Open only files from a source you trust; ask the "
-                "sender to save the session again with napari-synfoc."
-            ) from exc
+            raise UnsafeCheckpointError(unsafe_file_message(path, bad_global)) from exc
         detail = (
             "weights-only unpickler refused it"
             if isinstance(exc, pickle.UnpicklingError)

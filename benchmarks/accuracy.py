@@ -1,4 +1,4 @@
-"""``napari-synfoc benchmark faz|hitl``: the SynFoC protocol on the five FAZ sites (train on
+"""``python -m benchmarks.accuracy faz|hitl``: the SynFoC protocol on the five FAZ sites (train on
 a few labelled images of one site, test on every site) and the simulated human in the loop
 (label slices chosen by disagreement or at random, retrain, measure Dice).
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import FAZ_ROOT as FAZ_DEFAULT  # the FAZ default of ``--data``
+from .common import add_data_arg, faz_root
 
 DOMAINS = ("Domain1", "Domain2", "Domain3", "Domain4", "Domain5")
 
@@ -77,7 +77,7 @@ def rows_for(domain: str, ablation_domain: str) -> list[tuple[str, dict[str, Any
 
 
 def _split(data: Path, sched: Schedule, domain: str):
-    from ..core.layouts import discover, make_ssl_split
+    from napari_synfoc.core.layouts import discover, make_ssl_split
 
     split = discover(data)
     labeled, unlabeled = make_ssl_split(split, domain, sched.n_labeled)
@@ -108,12 +108,12 @@ def run_one(
     seed: int = 1337,
 ) -> dict[str, Any]:
     """Train one row's run and evaluate its final students on every domain's test split."""
-    from ..config import make_config
-    from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
-    from ..core.evaluate import evaluate
-    from ..core.events import Failed, Step
-    from ..core.trainer import SynFoCTrainer
-    from ..io.results import default_cache_dir
+    from napari_synfoc.config import make_config
+    from napari_synfoc.core.embeddings import EmbeddingDiskCache, frozen_encoder_id
+    from napari_synfoc.core.evaluate import evaluate
+    from napari_synfoc.core.events import Failed, Step
+    from napari_synfoc.core.trainer import SynFoCTrainer
+    from napari_synfoc.io.results import default_cache_dir
 
     split, labeled, unlabeled, test = _split(data, sched, domain)
     cfg = make_config(
@@ -259,11 +259,11 @@ def plot_results(results, domains: list[str], path: Path) -> None:
 
 
 def run_faz(args: argparse.Namespace) -> int:
-    from ..core.device import pick_device
-    from ..io.results import device_name, git_commit, write_json_atomic
+    from napari_synfoc.core.device import pick_device
+    from napari_synfoc.io.results import device_name, git_commit, write_json_atomic
 
     sched = SCHEDULES[args.schedule]
-    data = Path(args.data) if args.data else FAZ_DEFAULT
+    data = faz_root(args.data)
     domains = args.domains.split(",") if args.domains else list(DOMAINS)
     ablation_domain = domains[0]
     out = Path(args.out)
@@ -293,7 +293,8 @@ def run_faz(args: argparse.Namespace) -> int:
         "device": device_name(pick_device(args.device)),
         "commit": git_commit(),
         "wall_s_this_call": time.perf_counter() - t0,
-        "command": f"napari-synfoc benchmark faz --schedule {args.schedule} --out {args.out}",
+        "command": "python -m benchmarks.accuracy faz "
+        f"--schedule {args.schedule} --out {args.out}",
     }
     write_json_atomic(res_path, {"meta": meta, "runs": results})
     done_domains = [d for d in domains if d in results]
@@ -333,8 +334,8 @@ def run_faz(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- §2 HITL
 def hitl_stack(data: Path, per_domain: int = 8):
     """The §2 stack: the first ``per_domain`` train images of each FAZ domain, in domain order."""
-    from ..core.data import load_sample_arrays
-    from ..core.layouts import discover
+    from napari_synfoc.core.data import load_sample_arrays
+    from napari_synfoc.core.layouts import discover
 
     split = discover(data)
     imgs, gts, names = [], [], []
@@ -349,16 +350,22 @@ def hitl_stack(data: Path, per_domain: int = 8):
 
 def run_hitl(args: argparse.Namespace) -> int:
     """Disagreement-ranked vs random slice choice, Dice on the test splits after every round."""
-    from ..core.device import pick_device
-    from ..core.embeddings import EmbeddingDiskCache, frozen_encoder_id
-    from ..core.evaluate import evaluate
-    from ..core.interactive import load_trained
-    from ..core.review import rank_slices, review_maps
-    from ..io.results import default_cache_dir, device_name, git_commit, write_json_atomic
+    from napari_synfoc.core.device import pick_device
+    from napari_synfoc.core.embeddings import EmbeddingDiskCache, frozen_encoder_id
+    from napari_synfoc.core.evaluate import evaluate
+    from napari_synfoc.core.interactive import load_trained
+    from napari_synfoc.core.review import rank_slices, review_maps
+    from napari_synfoc.io.results import (
+        default_cache_dir,
+        device_name,
+        git_commit,
+        write_json_atomic,
+    )
+
     from .common import stack_config, train_round
 
     sched = SCHEDULES[args.schedule]
-    data = Path(args.data) if args.data else FAZ_DEFAULT
+    data = faz_root(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     img, gt, names, split = hitl_stack(data)
@@ -420,7 +427,8 @@ def run_hitl(args: argparse.Namespace) -> int:
         "commit": git_commit(),
         "wall_s": time.perf_counter() - t0,
         "stack": names,
-        "command": f"napari-synfoc benchmark hitl --schedule {args.schedule} --out {args.out}",
+        "command": "python -m benchmarks.accuracy hitl "
+        f"--schedule {args.schedule} --out {args.out}",
     }
     write_json_atomic(out / "hitl_results.json", {"meta": meta, "curves": curves})
     _plot_hitl(curves, out / "hitl_dice.png")
@@ -478,7 +486,26 @@ def _plot_hitl(curves, path: Path) -> None:
     plt.close(fig)
 
 
-def main(args: argparse.Namespace) -> int:
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.accuracy",
+        description="FAZ protocol (faz) or the simulated human in the loop (hitl)",
+    )
+    p.add_argument("which", choices=["faz", "hitl"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), default="cpu")
+    add_data_arg(p)
+    p.add_argument("--domains", default=None, help="comma-separated labelled domains")
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.which == "faz":
         return run_faz(args)
     return run_hitl(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

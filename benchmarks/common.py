@@ -1,5 +1,9 @@
-"""Helpers shared by the benchmarks: the shared data paths, the CLI skeleton, one warm-started
-dock training round, Markdown tables and the report files."""
+"""Helpers shared by the benchmarks: where the shared data lies (``--data``), the CLI skeleton,
+one warm-started dock training round, Markdown tables and the report files.
+
+The benchmarks are not part of the installed package: run them from the repository root,
+``python -m benchmarks.<name> --help``.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,58 @@ from typing import Any
 
 import numpy as np
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-FAZ_ROOT = SHARED_DATA / "faz_octa_5sites" / "data" / "FAZ"
-DRISHTI_ROOT = SHARED_DATA / "drishti_gs" / "Drishti-GS"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# ``--data`` default: the shared data folder next to the repository (``../shared/data``).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+FAZ_SUBDIR = Path("faz_octa_5sites") / "data" / "FAZ"
+DRISHTI_SUBDIR = Path("drishti_gs") / "Drishti-GS"
+FAZ_ROOT = SHARED_DATA / FAZ_SUBDIR
+DRISHTI_ROOT = SHARED_DATA / DRISHTI_SUBDIR
+
+
+def faz_root(data: str | Path | None = None) -> Path:
+    """The FAZ data set under the data folder ``data`` (default :data:`SHARED_DATA`).
+
+    ``data`` may also be the FAZ folder itself (the one holding ``Domain1`` ... ``Domain5``).
+    """
+    base = Path(data) if data is not None else SHARED_DATA
+    if (base / "Domain1").is_dir():
+        return base
+    return base / FAZ_SUBDIR
+
+
+def drishti_root(data: str | Path | None = None) -> Path:
+    """The Drishti-GS folder under the data folder ``data`` (default :data:`SHARED_DATA`)."""
+    base = Path(data) if data is not None else SHARED_DATA
+    if (base / "split_official.tsv").is_file():
+        return base
+    return base / DRISHTI_SUBDIR
+
+
+def add_data_arg(p: argparse.ArgumentParser) -> None:
+    """``--data DIR``: the shared data folder (or a data set folder inside it)."""
+    p.add_argument(
+        "--data",
+        default=str(SHARED_DATA),
+        help="the shared data folder holding faz_octa_5sites/ and drishti_gs/, or the FAZ "
+        "folder itself (default: ../shared/data next to the repository)",
+    )
 
 
 def bench_parser(prog: str, description: str, quick_help: str) -> argparse.ArgumentParser:
-    """A benchmark's argument parser with the two flags every report benchmark has: ``--out``
-    (required output folder) and ``--quick`` (described by ``quick_help``)."""
+    """A benchmark's argument parser with the flags every report benchmark has: ``--out``
+    (required output folder), ``--quick`` (described by ``quick_help``) and ``--data``."""
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--out", required=True, help="output folder for JSON, markdown and plot")
     p.add_argument("--quick", action="store_true", help=quick_help)
+    add_data_arg(p)
     return p
 
 
 def stack_config(profile: str, iterations: int, device: str, **overrides: Any):
     """The config of a training round on a grey, binary-mask stack (the FAZ S40 stack):
     ``profile`` with ``iterations`` on ``device``, 2 classes, 1 input channel, ``overrides``."""
-    from ..config import make_config
+    from napari_synfoc.config import make_config
 
     return make_config(
         profile,
@@ -47,8 +85,8 @@ def train_round(
 
     A failed run raises RuntimeError starting with ``what``.
     """
-    from ..core.events import Done, Failed, Predictions
-    from ..core.interactive import StackTask, train_on_stack
+    from napari_synfoc.core.events import Done, Failed, Predictions
+    from napari_synfoc.core.interactive import StackTask, train_on_stack
 
     labels = np.zeros_like(gt)
     labels[labeled] = gt[labeled]

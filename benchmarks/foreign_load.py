@@ -61,7 +61,7 @@ def stop_foreign_load(proc: subprocess.Popen) -> None:
 
 def disc_task(slices: int = 6, size: int = 64, seed: int = 0):
     """A small StackTask of noisy discs, slices 0 and 1 labelled (timing and fault tests)."""
-    from ..core.interactive import StackTask
+    from napari_synfoc.core.interactive import StackTask
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -78,9 +78,9 @@ def seconds_per_iteration(
 ) -> dict[str, Any]:
     """Median seconds per iteration of a short run in the training child process, plus the
     longest gap of a 10 ms ticker thread in this (the UI's) process while it ran."""
-    from ..config import make_config
-    from ..core.events import Done, Failed, Step
-    from ..core.process_runner import train_in_child
+    from napari_synfoc.config import make_config
+    from napari_synfoc.core.events import Done, Failed, Step
+    from napari_synfoc.core.process_runner import train_in_child
 
     cfg = make_config(profile, device="cpu", iterations=iterations + warmup)
     gaps: list[float] = []
@@ -124,7 +124,7 @@ def measure(
     profile: str = "tiny", iterations: int = 12, out: str | Path | None = None
 ) -> dict[str, Any]:
     """Seconds per iteration idle and under a foreign torch load; the ratio; JSON to ``out``."""
-    from ..core.device import cpu_policy, usable_cores
+    from napari_synfoc.core.device import cpu_policy, usable_cores
 
     with open("/proc/loadavg") as fh:
         load_before = fh.read().split()[:3]

@@ -1,6 +1,6 @@
 """Simulated human in the loop (benchmarks.md §2): which slice to label next, over seeds.
 
-``python -m napari_synfoc.bench.hitl --out DIR [--seeds 3] [--rounds R] [--iterations T]``
+``python -m benchmarks.hitl --out DIR [--seeds 3] [--rounds R] [--iterations T]``
 
 The S40 stack (the first 8 train images of each FAZ site, in site order) starts with slices
 0, 1, 2 labelled.  Each round trains T iterations through the dock's path
@@ -28,13 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from napari_synfoc.core.metrics import dice
+
+from .common import add_data_arg, faz_root
+
 STRATEGIES = ("random", "disagreement", "diverse")
 START = (0, 1, 2)
 
 
 def _test_set(split, per_domain: int):
     """{domain: (images (N, C, H, W) float32, masks (N, H, W) bool, keys)}."""
-    from ..core.data import load_sample_arrays
+    from napari_synfoc.core.data import load_sample_arrays
 
     out = {}
     for d in sorted(split.test):
@@ -48,16 +52,11 @@ def _test_set(split, per_domain: int):
     return out
 
 
-def _dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    s = int(pred.sum()) + int(gt.sum())
-    return 1.0 if s == 0 else 2.0 * int((pred & gt).sum()) / s
-
-
 def evaluate_test(checkpoint, test, device: str, cache_dir: Path) -> dict[str, float]:
     """Mean-over-sites Dice of the foundation model, the U-Net and the ensemble."""
-    from ..core.embeddings import EmbeddingBank, EmbeddingDiskCache, frozen_encoder_id
-    from ..core.inference import predict_probabilities
-    from ..core.interactive import load_trained
+    from napari_synfoc.core.embeddings import EmbeddingBank, EmbeddingDiskCache, frozen_encoder_id
+    from napari_synfoc.core.inference import predict_probabilities
+    from napari_synfoc.core.interactive import load_trained
 
     cfg, unet, fm, dev, precision = load_trained(checkpoint, device)
     bank = None
@@ -80,13 +79,13 @@ def evaluate_test(checkpoint, test, device: str, cache_dir: Path) -> dict[str, f
         )
         f, u = fm_p[:, 1], un_p[:, 1]
         for name, pred in (("fm", f > 0.5), ("unet", u > 0.5), ("ensemble", (f + u) / 2 > 0.5)):
-            per[name].append(float(np.mean([_dice(p, g) for p, g in zip(pred, gts, strict=True)])))
+            per[name].append(float(np.mean([dice(p, g) for p, g in zip(pred, gts, strict=True)])))
     return {k: float(np.mean(v)) for k, v in per.items()}
 
 
 def pick_next(strategy: str, last_pred, labeled: list[int], feats, rng) -> int:
     """The slice a strategy asks the annotator to label next."""
-    from ..core.review import acquisition_scores, rank_slices, review_maps
+    from napari_synfoc.core.review import acquisition_scores, rank_slices, review_maps
 
     if strategy == "random":
         pool = [z for z in range(len(feats)) if z not in labeled]
@@ -122,7 +121,7 @@ def summarise(curves: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m napari_synfoc.bench.hitl", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.hitl", description=__doc__)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=4)
@@ -131,19 +130,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strategies", default=",".join(STRATEGIES))
     ap.add_argument("--profile", default="cpu-interactive")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--data", default=None)
+    add_data_arg(ap)
     args = ap.parse_args(argv)
-    from ..core.device import pick_device
-    from ..core.layouts import discover
-    from ..core.review import slice_features
-    from ..io.results import default_cache_dir, device_name, git_commit, write_json_atomic
+    from napari_synfoc.core.device import pick_device
+    from napari_synfoc.core.layouts import discover
+    from napari_synfoc.core.review import slice_features
+    from napari_synfoc.io.results import (
+        default_cache_dir,
+        device_name,
+        git_commit,
+        write_json_atomic,
+    )
+
     from .accuracy import hitl_stack
-    from .common import FAZ_ROOT, stack_config, train_round
+    from .common import stack_config, train_round
 
     strategies = [s for s in args.strategies.split(",") if s]
     if "random" not in strategies:
         ap.error("the comparison needs the 'random' strategy")
-    data = Path(args.data) if args.data else FAZ_ROOT
+    data = faz_root(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     img, gt, names, _ = hitl_stack(data)
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "wall_s": time.perf_counter() - t0,
             "stack": names,
             "args": vars(args),
-            "command": "python -m napari_synfoc.bench.hitl " + " ".join(argv or sys.argv[1:]),
+            "command": "python -m benchmarks.hitl " + " ".join(argv or sys.argv[1:]),
         }
         write_json_atomic(out / "hitl.json", {"meta": meta, "curves": curves, "summary": summary})
         (out / "hitl.md").write_text(markdown(meta, curves, summary, names), encoding="utf-8")

@@ -1,6 +1,6 @@
 """Quality levers of the interactive profile, measured on S40 by iteration (issue 12, item 3).
 
-``python -m napari_synfoc.bench.levers --out DIR [--levers a,b] [--stop 40]`` trains the S40
+``python -m benchmarks.levers --out DIR [--levers a,b] [--stop 40]`` trains the S40
 stack (the first 8 train images of each FAZ site, in site order; slices 0, 8, 16 labelled)
 through :func:`napari_synfoc.core.interactive.train_on_stack` with the dock's profile, once per
 lever (a named set of config overrides), and records at every prediction refresh: iteration,
@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from napari_synfoc.core.metrics import dice
+
+from .common import add_data_arg, faz_root
 
 S40_LABELED = (0, 8, 16)
 DOCK_PROFILE = "cpu-interactive"
@@ -48,24 +52,16 @@ LEVERS: dict[str, dict[str, Any]] = {
 def s40_stack(data: Path | None = None, per_domain: int = 8):
     """(image (Z, Y, X) float32, ground truth (Z, Y, X) uint8, names) of S40."""
     from .accuracy import hitl_stack
-    from .common import FAZ_ROOT
 
-    img, gt, names, _ = hitl_stack(Path(data) if data else FAZ_ROOT, per_domain)
+    img, gt, names, _ = hitl_stack(faz_root(data), per_domain)
     return img, (gt > 0).astype(np.uint8), names
-
-
-def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Foreground Dice of two boolean maps; 1.0 when both are empty."""
-    p, g = np.asarray(pred, bool), np.asarray(gt, bool)
-    s = int(p.sum()) + int(g.sum())
-    return 1.0 if s == 0 else 2.0 * int((p & g).sum()) / s
 
 
 def refresh_metrics(
     fm_fg: np.ndarray, un_fg: np.ndarray, gt: np.ndarray, unlabeled: list[int]
 ) -> dict[str, Any]:
     """The §5 metrics of one refresh from the foreground probabilities (Z, Y, X) of both models."""
-    from ..core.review import DIVERGENCE_RULES, auroc, divergence_map, review_maps
+    from napari_synfoc.core.review import DIVERGENCE_RULES, auroc, divergence_map, review_maps
 
     f, u, g = fm_fg[unlabeled], un_fg[unlabeled], gt[unlabeled].astype(bool)
     ens = (f + u) / 2 > 0.5
@@ -103,10 +99,10 @@ def run_lever(
     log=print,
 ) -> dict[str, Any]:
     """Train S40 with ``overrides`` on the dock's profile until iteration ``stop``."""
-    from ..config import make_config
-    from ..core.events import Done, Failed, Predictions, Step
-    from ..core.interactive import StackTask, train_on_stack
-    from ..io.results import default_cache_dir
+    from napari_synfoc.config import make_config
+    from napari_synfoc.core.events import Done, Failed, Predictions, Step
+    from napari_synfoc.core.interactive import StackTask, train_on_stack
+    from napari_synfoc.io.results import default_cache_dir
 
     labels = np.zeros_like(gt)
     labels[list(S40_LABELED)] = gt[list(S40_LABELED)]
@@ -158,7 +154,7 @@ def _fmt(v) -> str:
 def make_table(results: list[dict[str, Any]], at=(5, 10, 20, 40), rule: str = "") -> str:
     """Markdown: lever -> ensemble/fm/unet Dice at the given iterations, M_d and AUROC at the
     last one."""
-    from ..core.review import DEFAULT_DIVERGENCE_RULE
+    from napari_synfoc.core.review import DEFAULT_DIVERGENCE_RULE
 
     rule = rule or DEFAULT_DIVERGENCE_RULE
     head = " | ".join(f"it {i}: fm / U-Net / ens" for i in at)
@@ -204,7 +200,7 @@ def rescore(runs: dict[str, Any], probs: Path, gt: np.ndarray) -> None:
 
 
 def _markdown(runs: dict[str, Any]) -> str:
-    from ..core.review import DEFAULT_DIVERGENCE_RULE, UNCERTAIN_MARGIN
+    from napari_synfoc.core.review import DEFAULT_DIVERGENCE_RULE, UNCERTAIN_MARGIN
 
     return "\n".join(
         [
@@ -248,13 +244,13 @@ def md_table(results: list[dict[str, Any]], rule: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m napari_synfoc.bench.levers", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.levers", description=__doc__)
     ap.add_argument("--out", required=True, help="folder for levers.json / levers.md")
     ap.add_argument("--levers", default=",".join(LEVERS), help="comma-separated lever names")
     ap.add_argument("--stop", type=int, default=40, help="stop after this many iterations")
     ap.add_argument("--predict-every", type=int, default=10)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--data", default=None, help="FAZ root (default: the shared data)")
+    add_data_arg(ap)
     ap.add_argument("--save-probs", default=None, help="folder for per-refresh probabilities")
     ap.add_argument(
         "--rescore",
@@ -263,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         "change of the M_d rule",
     )
     args = ap.parse_args(argv)
-    from ..core.device import pick_device
-    from ..io.results import device_name, git_commit, write_json_atomic
+    from napari_synfoc.core.device import pick_device
+    from napari_synfoc.io.results import device_name, git_commit, write_json_atomic
 
     names = [n for n in args.levers.split(",") if n]
     unknown = [n for n in names if n not in LEVERS]
@@ -311,8 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                 "labeled": list(S40_LABELED),
                 "profile": DOCK_PROFILE,
                 "dock_iterations": DOCK_ITERATIONS,
-                "command": "python -m napari_synfoc.bench.levers "
-                + " ".join(argv or sys.argv[1:]),
+                "command": "python -m benchmarks.levers " + " ".join(argv or sys.argv[1:]),
                 "runs": runs,
             },
         )

@@ -1,8 +1,8 @@
-"""Make resources/geometry.png: an obliquely stored head phantom opened upright in patient mm.
+"""Make docs/images/geometry.png: an obliquely stored head phantom opened upright in patient mm.
 
 Run headless (Xvfb)::
 
-    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python resources/make_geometry_png.py
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python -m benchmarks.make_geometry_png
 
 The phantom (head, nose anterior, neck inferior, a bright marker on the patient's left) is
 sampled on a grid whose direction matrix is a sagittal acquisition rotated by 12 degrees
@@ -56,7 +56,7 @@ def phantom(shape_zyx=(64, 80, 72), spacing_xyz=(3.0, 3.0, 3.0)):
 def main() -> int:
     import napari
 
-    out = ROOT / "resources" / "geometry.png"
+    out = ROOT / "docs" / "images" / "geometry.png"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "oblique_head.nii.gz"
         sitk.WriteImage(phantom(), str(path))

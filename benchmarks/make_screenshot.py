@@ -1,14 +1,14 @@
-"""Make resources/screenshot.png: SynFoC at work on a stack of real FAZ (OCTA) images.
+"""Make docs/images/screenshot.png: SynFoC at work on a stack of real FAZ (OCTA) images.
 
 Run headless (Xvfb)::
 
-    xvfb-run -a -s "-screen 0 1680x1050x24" .venv/bin/python resources/make_screenshot.py
+    xvfb-run -a -s "-screen 0 1680x1050x24" .venv/bin/python -m benchmarks.make_screenshot
 
 Stacks (``--stack``):
 
 - ``faz12`` (default): the first train images of the five FAZ domains (scanners), taken in turn
   (Domain1 #1, Domain2 #1, ..., Domain5 #1, Domain1 #2, ...); slices 0, 4, 8 labelled.
-- ``S40``: the interactive benchmark's stack (:func:`napari_synfoc.bench.interactive.faz_stack`
+- ``S40``: the interactive benchmark's stack (:func:`benchmarks.time_to_useful.faz_stack`
   with 8 per site: the first 8 train images of each site, site order); slices 0, 8, 16
   labelled.
 
@@ -23,7 +23,7 @@ Two modes:
 
 Both go to the most uncertain unlabelled slice (the dock's ranking), save a screenshot of the
 whole window, print the caption (seconds measured, iteration reached, slice shown) and write it
-to ``--caption`` (default resources/screenshot_caption.txt).
+to ``--caption`` (default docs/images/screenshot_caption.txt).
 """
 
 from __future__ import annotations
@@ -37,13 +37,12 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ"
 N_SLICES = 12
 LABELED = (0, 4, 8)  # one slice each of Domain1, Domain5 and Domain4
 OVERLAYS = ("MedSAM prediction", "U-Net prediction", "Consensus (M_c)", "Divergence (M_d)")
 
 
-def faz_stack(data: Path = DATA, n: int = N_SLICES, size: int = 256):
+def faz_stack(data: Path, n: int = N_SLICES, size: int = 256):
     """(image (n, size, size) float32 in [0, 1], mask (n, size, size) uint8, names)."""
     domains = sorted(p for p in data.glob("Domain*") if p.is_dir())
     if not domains:
@@ -64,11 +63,16 @@ def faz_stack(data: Path = DATA, n: int = N_SLICES, size: int = 256):
     return np.stack(imgs), np.stack(masks), names
 
 
-def load_stack(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], str, str]:
+def load_stack(
+    name: str, data: str | Path | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], str, str]:
     """(image, labels with only the labelled slices painted, labelled slices, layer name,
-    caption phrase) of stack ``name`` ("faz12" or "S40")."""
+    caption phrase) of stack ``name`` ("faz12" or "S40"), FAZ under the data folder ``data``."""
+    from benchmarks.common import faz_root
+
+    data = faz_root(data)
     if name == "faz12":
-        image, mask, _ = faz_stack()
+        image, mask, _ = faz_stack(data)
         labeled = LABELED
         layer = "FAZ stack (5 scanners)"
         what = (
@@ -76,12 +80,12 @@ def load_stack(name: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], str,
             "(first train images of Domain1-5, taken in turn)"
         )
     elif name == "S40":
-        from napari_synfoc.bench.interactive import FAZ_ROOT, STACKS
-        from napari_synfoc.bench.interactive import faz_stack as bench_faz_stack
+        from benchmarks.time_to_useful import STACKS
+        from benchmarks.time_to_useful import faz_stack as bench_faz_stack
 
         spec = STACKS["S40"]
         try:
-            image, mask = bench_faz_stack(spec["per_site"], FAZ_ROOT)
+            image, mask = bench_faz_stack(spec["per_site"], data)
         except FileNotFoundError as exc:
             raise SystemExit(f"--stack S40: {exc}") from exc
         labeled = tuple(spec["labeled"])
@@ -168,8 +172,9 @@ def run_timed(widget, seconds: float, max_extra: float) -> tuple[float, str] | N
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "resources" / "screenshot.png"))
-    ap.add_argument("--caption", default=str(ROOT / "resources" / "screenshot_caption.txt"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "images" / "screenshot.png"))
+    ap.add_argument("--caption", default=str(ROOT / "docs" / "images" / "screenshot_caption.txt"))
+    ap.add_argument("--data", default=None, help="the shared data folder (../shared/data)")
     ap.add_argument("--stack", choices=("faz12", "S40"), default="faz12")
     ap.add_argument("--profile", default="auto", help="compute profile (auto, tiny, ...)")
     ap.add_argument(
@@ -194,7 +199,7 @@ def main(argv=None) -> int:
 
     import napari
 
-    image, labels, labeled, layer_name, what = load_stack(args.stack)
+    image, labels, labeled, layer_name, what = load_stack(args.stack, args.data)
 
     viewer = napari.Viewer(title="napari-synfoc", show=True)
     viewer.window.resize(1680, 1020)

@@ -3,8 +3,8 @@
 
 Run headless (Xvfb)::
 
-    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python resources/measure_prompt_latency.py \
-        --screenshot resources/prompt_workflow.png
+    xvfb-run -a -s "-screen 0 1400x900x24" .venv/bin/python -m benchmarks.measure_prompt_latency \
+        --screenshot docs/images/prompt_workflow.png
 
 Latency = from the prompt action (the dock's Segment, as the S key calls it) until the mask is
 in the Labels layer and Qt has processed the pending events (napari refreshes the layer's
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import add_data_arg, faz_root
+
 ROOT = Path(__file__).resolve().parents[1]
-FAZ = ROOT.parent / "shared" / "data" / "faz_octa_5sites" / "data" / "FAZ" / "Domain1" / "test"
 
 
 def _rect(z, box):
@@ -38,19 +39,22 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=6, help="FAZ test images (slices) to prompt")
     ap.add_argument("--out", default=str(ROOT / "docs/results/prompts_cpu/dock_latency.json"))
     ap.add_argument("--screenshot", default=None, help="PNG path for the workflow screenshot")
+    add_data_arg(ap)
     args = ap.parse_args(argv)
+    faz = faz_root(args.data) / "Domain1" / "test"
 
     import napari
     from PIL import Image
     from qtpy.QtWidgets import QApplication
 
+    from napari_synfoc.core.metrics import dice
     from napari_synfoc.core.prompting import mask_to_box
     from napari_synfoc.widgets import prompt_tool as pt
     from napari_synfoc.widgets.dock import SynFoCWidget
 
-    names = sorted((FAZ / "imgs").glob("*.png"))[: args.n]
+    names = sorted((faz / "imgs").glob("*.png"))[: args.n]
     img = np.stack([np.array(Image.open(p))[..., 0] for p in names])
-    gt = np.stack([np.array(Image.open(FAZ / "mask" / p.name))[..., 0] > 0 for p in names])
+    gt = np.stack([np.array(Image.open(faz / "mask" / p.name))[..., 0] > 0 for p in names])
     load0 = os.getloadavg()
     viewer = napari.Viewer(show=False)
     viewer.add_image(img, name="FAZ (Domain1 test)")
@@ -65,7 +69,7 @@ def main(argv=None) -> int:
     load_s = time.perf_counter() - t
     shapes = tool._layer(pt.PROMPTS, "shapes")
     points = tool._layer(pt.POINTS, "points")
-    cold, warm, pts, dice = [], [], [], []
+    cold, warm, pts, dice_box = [], [], [], []
 
     def timed():
         t0 = time.perf_counter()
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
         shapes.add_rectangles(_rect(z, box)[None])
         cold.append(timed())
         m = lab.data[z] == 1
-        dice.append(float(2 * (m & gt[z]).sum() / (m.sum() + gt[z].sum())))
+        dice_box.append(dice(m, gt[z]))
         shapes.data = []
         shapes.add_rectangles(_rect(z, np.add(box, (-3, -3, 3, 3)))[None])
         warm.append(timed())
@@ -103,7 +107,7 @@ def main(argv=None) -> int:
         "cold_s": stats(cold),
         "warm_s": stats(warm),
         "points_s": stats(pts),
-        "box_dice_gt_box": stats(dice),
+        "box_dice_gt_box": stats(dice_box),
         "targets": {"warm_s": 0.3, "cold_s": 1.5},
         "cpu_count": os.cpu_count(),
         "loadavg_before": load0,

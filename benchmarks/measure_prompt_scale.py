@@ -4,19 +4,19 @@ Boxes on the first, middle and last slice are propagated over every slice betwee
 several stack sizes, by
 
 - ``core.prompting.propagate_boxes`` (the scripts' / CLI's path), and
-- the dock's path without Qt: :class:`~napari_synfoc.widgets.prompt_controller.PromptController`
-  ``start_propagation`` on a synchronous job runner, then ``accept_proposals`` (accept all, the
+- the dock's path without Qt: :class:`~napari_synfoc.app.prompts.PromptController`
+  ``propagation.start`` on a synchronous job runner, then ``propagation.accept`` (accept all, the
   one undo step's edit).
 
 Models: the tiny random prompt model on a synthetic (Z, 64, 64) disc stack, and the real
 LiteMedSAM (bf16/fp32 "auto" precision, memory cache only, so every slice is encoded) on FAZ
-train images (``bench.interactive.faz_stack``; its boxes come from the ground truth of the keyed
-slices; 20 and 50 slices by default: 200 would encode 200 slices per path, ≥ 4 min of the
+train images (``benchmarks.time_to_useful.faz_stack``; its boxes come from the ground truth of
+the keyed slices; 20 and 50 slices by default: 200 would encode 200 slices per path, ≥ 4 min of the
 2-core CPU).  Each size gets a fresh segmenter, so no embedding is reused across sizes.
 
 Run niced on a shared machine (timings are noisy; the JSON records the load average)::
 
-    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python resources/measure_prompt_scale.py
+    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python -m benchmarks.measure_prompt_scale
 
 Writes docs/results/prompts_cpu/scale.json.
 """
@@ -55,9 +55,9 @@ def _rect(z: int, box) -> np.ndarray:
 def measure(make_seg, volume: np.ndarray, boxes: dict[int, tuple], dock_path=True) -> dict:
     """Time one propagation by each path (the controller's only with ``dock_path``) on a fresh
     segmenter per path."""
+    from napari_synfoc.app.jobs import JobRunner
+    from napari_synfoc.app.prompts import PromptController
     from napari_synfoc.core.prompting import propagate_boxes
-    from napari_synfoc.widgets.jobs import JobRunner
-    from napari_synfoc.widgets.prompt_controller import PromptController
 
     n = len(volume)
     seg = make_seg()
@@ -81,12 +81,12 @@ def measure(make_seg, volume: np.ndarray, boxes: dict[int, tuple], dock_path=Tru
     labels = np.zeros(volume.shape[:3], np.int32)
     shapes = [_rect(z, b) for z, b in boxes.items()]
     t0 = time.perf_counter()
-    ok = c.start_propagation(volume, labels.shape, shapes)
+    ok = c.propagation.start(volume, labels.shape, shapes)
     ctl_s = time.perf_counter() - t0
-    if not ok or c.propagation_outcome != "done" or len(c.proposals) != n:
+    if not ok or c.propagation.outcome != "done" or len(c.propagation.proposals) != n:
         raise RuntimeError(f"controller propagation failed on {n} slices: {c.last_message}")
     t0 = time.perf_counter()
-    pe = c.accept_proposals(labels)
+    pe = c.propagation.accept(labels)
     accept_s = time.perf_counter() - t0
     row.update(
         controller_propagate_s=round(ctl_s, 3),
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
         help="also time the controller path on LiteMedSAM (encodes every slice twice)",
     )
     ap.add_argument("--out", default=str(ROOT / "docs/results/prompts_cpu/scale.json"))
+    ap.add_argument("--data", default=None, help="the shared data folder (../shared/data)")
     args = ap.parse_args(argv)
 
     import torch
@@ -152,10 +153,11 @@ def main(argv=None) -> int:
 
     real = [int(s) for s in args.real_sizes.split(",") if s]
     if real:
-        from napari_synfoc.bench.interactive import faz_stack
+        from benchmarks.common import faz_root
+        from benchmarks.time_to_useful import faz_stack
 
         per_site = (max(real) + 4) // 5
-        img, gt = faz_stack(per_site=per_site)
+        img, gt = faz_stack(per_site, faz_root(args.data))
         for n in real:
             vol, lab = img[:n], gt[:n]
             keys = sorted({0, n // 2, n - 1})

@@ -1,4 +1,4 @@
-"""``napari-synfoc benchmark prompts``: the frozen LiteMedSAM prompt path, scored on real data.
+"""``python -m benchmarks.prompts``: the frozen LiteMedSAM prompt path, scored on real data.
 
 - FAZ test images (five sites, mask > 0) and Drishti-GS test images (optic disc = mask > 0, cup =
   mask == 2): Dice from a box derived from the ground truth, then after 1, 3 and 5 simulated
@@ -16,7 +16,6 @@ Writes ``prompts.json`` (atomically), ``prompts.md`` and ``prompts.png`` into ``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,15 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from .common import DRISHTI_ROOT, FAZ_ROOT, bench_parser, write_report
+from napari_synfoc.core.metrics import dice
+from napari_synfoc.io.results import write_json_atomic
+
+from .common import bench_parser, drishti_root, faz_root, write_report
 
 CLICKS = (1, 3, 5)
-
-
-def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    """Foreground Dice (1.0 when both are empty)."""
-    s = int(pred.sum()) + int(gt.sum())
-    return 1.0 if s == 0 else 2.0 * int((pred & gt).sum()) / s
 
 
 def next_click(pred: np.ndarray, gt: np.ndarray) -> tuple[tuple[float, float], int] | None:
@@ -62,7 +58,7 @@ def _timed(fn, *args, **kwargs):
 
 def click_series(seg, image, gt, rgb: bool, lat: dict[str, list]) -> dict[str, Any]:
     """Box Dice, then Dice after each of 5 clicks for both refinement rules."""
-    from ..core.prompting import mask_to_box
+    from napari_synfoc.core.prompting import mask_to_box
 
     box = mask_to_box(gt)
     embedded = seg.is_embedded(image, rgb=rgb)
@@ -89,11 +85,12 @@ def click_series(seg, image, gt, rgb: bool, lat: dict[str, list]) -> dict[str, A
     return row
 
 
-def faz_cases(per_domain: int):
+def faz_cases(per_domain: int, data=None):
+    """(group, name, grey image, mask) of the first ``per_domain`` test images of each site."""
     from PIL import Image
 
     for d in range(1, 6):
-        folder = FAZ_ROOT / f"Domain{d}" / "test"
+        folder = faz_root(data) / f"Domain{d}" / "test"
         for path in sorted((folder / "imgs").glob("*.png"))[:per_domain]:
             img = np.asarray(Image.open(path))
             gt = np.asarray(Image.open(folder / "mask" / path.name))
@@ -102,14 +99,16 @@ def faz_cases(per_domain: int):
             yield f"FAZ/Domain{d}", path.name, img, gt
 
 
-def drishti_cases(limit: int):
+def drishti_cases(limit: int, data=None):
+    """(name, RGB image, labels) of the first ``limit`` Drishti-GS test images."""
     from PIL import Image
 
-    split = (DRISHTI_ROOT / "split_official.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    root = drishti_root(data)
+    split = (root / "split_official.tsv").read_text(encoding="utf-8").splitlines()[1:]
     names = sorted(line.split("\t")[0] for line in split if line.split("\t")[1] == "test")
     for name in names[:limit]:
-        img = np.asarray(Image.open(DRISHTI_ROOT / "images" / name).convert("RGB"))
-        lab = np.asarray(Image.open(DRISHTI_ROOT / "masks" / name))
+        img = np.asarray(Image.open(root / "images" / name).convert("RGB"))
+        lab = np.asarray(Image.open(root / "masks" / name))
         yield name, img, lab
 
 
@@ -126,11 +125,14 @@ def _summ(values: list[float]) -> dict[str, float]:
     }
 
 
-def run_propagation(seg, per_site: int, every: int, lat: dict[str, list]) -> dict[str, Any]:
-    from ..core.prompting import mask_to_box
-    from .interactive import faz_stack
+def run_propagation(
+    seg, per_site: int, every: int, lat: dict[str, list], data=None
+) -> dict[str, Any]:
+    from napari_synfoc.core.prompting import mask_to_box
 
-    vol, lab = faz_stack(per_site, FAZ_ROOT)
+    from .time_to_useful import faz_stack
+
+    vol, lab = faz_stack(per_site, faz_root(data))
     keys = list(range(0, vol.shape[0], every))
     boxes = {z: mask_to_box(lab[z] > 0) for z in keys if lab[z].any()}
     stamps: list[float] = []
@@ -161,13 +163,6 @@ def run_propagation(seg, per_site: int, every: int, lat: dict[str, list]) -> dic
         "dice_between_gt_box": float(np.mean(oracle)) if oracle else None,
         "seconds": total,
     }
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Write JSON through a temp file and an atomic rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -261,7 +256,7 @@ def markdown(result: dict) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = bench_parser(
-        "napari-synfoc benchmark prompts",
+        "python -m benchmarks.prompts",
         "Prompted LiteMedSAM: box, clicks, propagation, latency",
         quick_help="a few images of each set",
     )
@@ -277,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from ..core.prompting import PromptSegmenter
+    from napari_synfoc.core.prompting import PromptSegmenter
 
     q = args.quick
     args.faz_per_domain = args.faz_per_domain or (2 if q else 10)
@@ -299,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     rows: dict[str, list[dict]] = {}
-    for group, name, img, gt in faz_cases(args.faz_per_domain):
+    for group, name, img, gt in faz_cases(args.faz_per_domain, args.data):
         r = click_series(seg, img, gt, False, lat)
         rows.setdefault(group, []).append(r | {"image": name})
         print(f"[prompts] {group} {name} box {r['box']:.3f}", file=sys.stderr, flush=True)
-    for name, img, lab in drishti_cases(args.drishti):
+    for name, img, lab in drishti_cases(args.drishti, args.data):
         for group, gt in (("Drishti-GS disc", lab > 0), ("Drishti-GS cup", lab == 2)):
             if gt.any():
                 r = click_series(seg, img, gt, True, lat)
@@ -311,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[prompts] Drishti {name}", file=sys.stderr, flush=True)
     prop = None
     if args.s200_per_site > 0:
-        prop = run_propagation(seg, args.s200_per_site, args.every, lat)
+        prop = run_propagation(seg, args.s200_per_site, args.every, lat, args.data)
     keys = ["box"] + [f"{r}@{c}" for r in ("merge", "sam") for c in CLICKS]
     groups = {}
     for g, rs in rows.items():
@@ -322,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             k: float(np.mean([r[k] for r in faz])) for k in keys
         }
     result = {
-        "command": "napari-synfoc benchmark prompts " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.prompts " + " ".join(argv or sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch on CPU, "
         f"encoder precision {seg.precision}",
         "foundation": seg.foundation,
@@ -334,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": {k: _summ(v) for k, v in lat.items()},
         "encoder_calls": seg.encoder_calls,
     }
-    write_json(out / "prompts.json", result)
+    write_json_atomic(out / "prompts.json", result)
     write_report(out, "prompts", markdown(result), lambda path: plot(result, path))
     return 0
 

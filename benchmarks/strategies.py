@@ -1,4 +1,4 @@
-"""``python -m napari_synfoc.bench.strategies``: the FAZ protocol (benchmarks.md §1) per strategy.
+"""``python -m benchmarks.strategies``: the FAZ protocol (benchmarks.md §1) per strategy.
 
 Every strategy (``synfoc``, ``semisam+``, ``ifl``, ``uncol``) trains on the same labelled
 slices with the same seed and the same budget in **seconds** (costs per iteration differ): a
@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .common import FAZ_ROOT
+from napari_synfoc.io.results import write_json_atomic
+
+from .common import add_data_arg, faz_root
 
 STRATEGY_LIST = ("synfoc", "semisam+", "ifl", "uncol")
 
@@ -29,7 +31,7 @@ def split(data: Path, domain: str, n_labeled: int, unl_per_domain: int, test_per
     """Labelled: the first ``n_labeled`` train images of ``domain``; unlabelled: the first
     ``unl_per_domain`` train images of every domain (minus labelled); test: the first
     ``test_per_domain`` test images of every domain."""
-    from ..core.layouts import discover, make_ssl_split
+    from napari_synfoc.core.layouts import discover, make_ssl_split
 
     sp = discover(data)
     labeled, unlabeled = make_ssl_split(sp, domain, n_labeled)
@@ -46,9 +48,9 @@ def score(trainer, test: dict, cfg) -> dict[str, Any]:
     """Dice/Jaccard/HD95/ASD of both predictions per test domain and their domain average."""
     import torch
 
-    from ..core.data import load_test_set
-    from ..core.metrics import aggregate, domain_average, image_metrics
-    from ..core.strategies.base import resize_labels
+    from napari_synfoc.core.data import load_test_set
+    from napari_synfoc.core.metrics import aggregate, domain_average, image_metrics
+    from napari_synfoc.core.strategies.base import resize_labels
 
     size = cfg.eval_size or cfg.unet_size
     per = {}
@@ -70,10 +72,10 @@ def score(trainer, test: dict, cfg) -> dict[str, Any]:
 
 
 def run_one(strategy: str, seed: int, args, data) -> dict[str, Any]:
-    from ..config import make_config
-    from ..core.events import Cancelled, Done, Failed, Step
-    from ..core.trainer import SynFoCTrainer
-    from ..io.results import default_cache_dir
+    from napari_synfoc.config import make_config
+    from napari_synfoc.core.events import Cancelled, Done, Failed, Step
+    from napari_synfoc.core.trainer import SynFoCTrainer
+    from napari_synfoc.io.results import default_cache_dir
 
     sp, labeled, unlabeled, test = data
     cache = default_cache_dir() / "embeddings"
@@ -162,8 +164,8 @@ def make_table(runs: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m napari_synfoc.bench.strategies")
-    p.add_argument("--data", default=str(FAZ_ROOT))
+    p = argparse.ArgumentParser(prog="python -m benchmarks.strategies")
+    add_data_arg(p)
     p.add_argument("--out", default="docs/results/strategies_cpu")
     p.add_argument("--domain", default="Domain1", help="the labelled domain")
     p.add_argument("--strategies", default=",".join(STRATEGY_LIST))
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = split(Path(args.data), args.domain, args.n_labeled, args.unlabeled_per_domain,
+    data = split(faz_root(args.data), args.domain, args.n_labeled, args.unlabeled_per_domain,
                  args.test_per_domain)  # fmt: skip
     path = out / "strategies.json"
     runs = json.loads(path.read_text(encoding="utf-8"))["runs"] if path.is_file() else []
@@ -198,10 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             runs.append(r)
-            path.write_text(
-                json.dumps({"args": vars(args), "runs": runs}, indent=1), encoding="utf-8"
-            )
-    cmd = "python -m napari_synfoc.bench.strategies " + " ".join(argv or sys.argv[1:])
+            write_json_atomic(path, {"args": vars(args), "runs": runs})
+    cmd = "python -m benchmarks.strategies " + " ".join(argv or sys.argv[1:])
     md = [
         "# Strategies side by side: FAZ protocol, CPU schedule (same seconds per run)",
         "",

@@ -1,9 +1,10 @@
 """One plot and table of the interactive benchmark's S40 curves, one line per strategy.
 
-``python -m napari_synfoc.bench.strategy_curves --out DIR name=interactive.json ...`` reads the
-``interactive.json`` of runs made with ``benchmark interactive --quick --strategy NAME`` and
-writes ``strategy_curves.png`` and ``strategy_curves.md`` (ensemble, foundation and U-Net Dice
-on the unlabelled slices at 60/120/180 s, the best value and when it came).
+``python -m benchmarks.strategy_curves --out DIR name=interactive.json ...`` reads the
+``interactive.json`` of runs made with
+``python -m benchmarks.time_to_useful --quick --strategy NAME`` and writes
+``strategy_curves.png`` and ``strategy_curves.md`` (ensemble, foundation and U-Net Dice on the
+unlabelled slices at 60/120/180 s, the best value and when it came).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import write_report
-from .interactive import value_at
+from .time_to_useful import value_at
 
 CHECKPOINTS_S = (60.0, 120.0, 180.0)
 

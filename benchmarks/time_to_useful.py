@@ -1,6 +1,6 @@
-"""Interactive benchmark: what a user sees in the first minutes after pressing Train.
+"""Time to a useful overlay: what a user sees in the first minutes after pressing Train.
 
-``napari-synfoc benchmark interactive --out DIR [--quick] [--stacks S40,S200,CT] [--seconds N]``
+``python -m benchmarks.time_to_useful --out DIR [--quick] [--stacks S40,S200,CT] [--seconds N]``
 
 Qt-free; goes through :func:`napari_synfoc.core.interactive.train_on_stack` with the dock's
 defaults for the device (``resolve_config("auto", device)``, the dock's iteration count, the
@@ -21,10 +21,8 @@ pixels, and the RSS.  Writes ``interactive.json`` (atomically), ``interactive.md
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -33,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .common import FAZ_ROOT, bench_parser
+from napari_synfoc.core.device import peak_rss_mb
+from napari_synfoc.io.results import write_json_atomic
+
+from .common import FAZ_ROOT, bench_parser, faz_root
 
 STACKS = {
     "S40": {"per_site": 8, "labeled": [0, 8, 16]},
@@ -122,15 +123,15 @@ def ct_stack(z: int = 120, size: int = 512, seed: int = 0) -> tuple[np.ndarray, 
     return img, lab
 
 
-def build_stack(name: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """(image, labels, labelled slices) of a named benchmark stack."""
+def build_stack(name: str, data=None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(image, labels, labelled slices) of a named benchmark stack (FAZ under ``data``)."""
     if name not in STACKS:
         raise ValueError(f"unknown stack {name!r}; choose from {sorted(STACKS)}")
     spec = STACKS[name]
     if name == "CT":
         img, lab = ct_stack()
     else:
-        img, lab = faz_stack(spec["per_site"])
+        img, lab = faz_stack(spec["per_site"], faz_root(data))
     return img, lab, list(spec["labeled"])
 
 
@@ -158,7 +159,7 @@ def error_detection(
     the flagged pixels that are errors (None when nothing is flagged); recall: the errors that
     are flagged (None when there is no error); AUROC of ``score`` for the errors.
     """
-    from ..core.review import auroc
+    from napari_synfoc.core.review import auroc
 
     err = np.asarray(ens_fg, bool) != np.asarray(gt, bool)
     f = np.asarray(flagged, bool)
@@ -178,7 +179,7 @@ def evaluate(fm: np.ndarray, un: np.ndarray, gt: np.ndarray) -> dict[str, Any]:
     ``fm``, ``un``: (Z, K, Y, X) probabilities of the slices to score; ``gt``: (Z, Y, X).
     M_d is the dock's default divergence rule; the continuous map is the dock's heat map.
     """
-    from ..core.review import DEFAULT_DIVERGENCE_RULE, divergence_map, review_maps
+    from napari_synfoc.core.review import DEFAULT_DIVERGENCE_RULE, divergence_map, review_maps
 
     gt_fg = np.asarray(gt) > 0
     ens = (np.asarray(fm, np.float32) + np.asarray(un, np.float32)) * 0.5
@@ -204,11 +205,6 @@ def rss_mb() -> float:
         return peak_rss_mb()
 
 
-def peak_rss_mb() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return r / 1024.0 if sys.platform != "darwin" else r / 2**20
-
-
 # ----------------------------------------------------------------------------- one run
 def dock_config(
     device: str = "auto",
@@ -219,7 +215,12 @@ def dock_config(
     """The config the dock builds for ``device`` by default (``resolve_config``), with the
     dock's Strategy choice; ``iterations`` None: the profile's run length, as the dock's spin box
     (``config.run_iterations``)."""
-    from ..config import default_profile_for, resolve_config, resolve_device, run_iterations
+    from napari_synfoc.config import (
+        default_profile_for,
+        resolve_config,
+        resolve_device,
+        run_iterations,
+    )
 
     if iterations is None:
         name = default_profile_for(resolve_device(device)) if profile == "auto" else profile
@@ -247,8 +248,8 @@ def run_stack(
     The clock starts when Train would be pressed (before the task is built) and excludes the
     benchmark's own scoring between events (training waits while it scores).
     """
-    from ..core.events import Done, Encoding, Failed, Predictions, Step
-    from ..core.interactive import StackTask, train_on_stack
+    from napari_synfoc.core.events import Done, Encoding, Failed, Predictions, Step
+    from napari_synfoc.core.interactive import StackTask, train_on_stack
 
     z = image.shape[0]
     view = z // 2 if view_slice is None else int(view_slice)
@@ -373,14 +374,6 @@ def judge(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- reports
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
-
-
 def _fmt(v: Any, nd: int = 3) -> str:
     if v is None:
         return "–"
@@ -487,7 +480,7 @@ def _machine() -> str:
 # ----------------------------------------------------------------------------- CLI
 def parser() -> argparse.ArgumentParser:
     p = bench_parser(
-        "napari-synfoc benchmark interactive",
+        "python -m benchmarks.time_to_useful",
         "Time to a useful overlay through the dock's code path (benchmarks.md §5).",
         quick_help="S40 alone, under 10 minutes",
     )
@@ -519,17 +512,17 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dock_config(args.device, args.iterations, args.profile, args.strategy)
     import torch
 
-    from .speed import reference_encoder_seconds
+    from napari_synfoc.machine_check import reference_encoder_seconds
 
     data: dict[str, Any] = {
-        "command": "napari-synfoc benchmark interactive " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.time_to_useful " + " ".join(argv or sys.argv[1:]),
         "machine": _machine(),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "seconds_per_stack": seconds,
         "config": {k: v for k, v in cfg.to_dict().items()},
         "note": "other processes shared the CPU during the run (see loadavg); timings are noisy",
         "torch_threads": torch.get_num_threads(),
-        # one fp32 LiteMedSAM encoder forward (bench.speed); 1.45 s on this CPU when idle
+        # one fp32 LiteMedSAM encoder forward (machine_check); 1.45 s on this CPU when idle
         # (shared docs, environment.md): the ratio says how loaded the machine was
         "reference_encoder_s_start": round(reference_encoder_seconds(args.device, 1), 3),
         "reference_encoder_idle_s": 1.45,
@@ -538,14 +531,16 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     with tempfile.TemporaryDirectory(prefix="synfoc-bench-emb-") as tmp:
         for name in stacks:
-            img, lab, labeled = build_stack(name)
+            img, lab, labeled = build_stack(name, args.data)
             cache = Path(args.embed_cache) / name if args.embed_cache else Path(tmp) / name
             res = run_stack(
                 name, img, lab, labeled, cfg, seconds=seconds, quality=name != "CT",
                 embed_cache_dir=cache,
             )  # fmt: skip
             if name != "CT":
-                res["images_per_site"] = faz_composition(STACKS[name]["per_site"])
+                res["images_per_site"] = faz_composition(
+                    STACKS[name]["per_site"], faz_root(args.data)
+                )
             ok &= res["outcome"] != "failed"
             data["stacks"][name] = res
             data["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

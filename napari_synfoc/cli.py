@@ -1,16 +1,20 @@
-"""``napari-synfoc``: open napari with the plugin, or train / evaluate / benchmark headless.
+"""``napari-synfoc``: open napari with the plugin, train / evaluate headless, check the machine.
 
 napari-synfoc                      # napari with the SynFoC dock and the demo sample
 napari-synfoc open FILE...         # napari with the SynFoC dock and your files
 napari-synfoc train --data DIR --labeled-domain NAME --n-labeled N --iterations N --out OUT
 napari-synfoc eval --data DIR --model OUT/synfoc_checkpoint.pt --out OUT
-napari-synfoc bench --out bench.json [--quick]
-napari-synfoc benchmark faz --out DIR
+napari-synfoc bench --out bench.json [--quick]   # a short check of this machine
+
+The training options are generated from the config table (``SynFoCConfig``'s fields: a field
+``unet_size`` is ``--unet-size``). The benchmarks are not installed: in a source checkout,
+``python -m benchmarks.<name> --help`` (docs/results/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -18,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import FIXES, PROFILES, SynFoCConfig, choices, field_meta, resolve_config
+from .config import (
+    ADVANCED_FIELDS,
+    FIXES,
+    PROFILES,
+    SynFoCConfig,
+    field_meta,
+    resolve_config,
+)
 from .io.results import default_cache_dir, device_name, write_json_atomic
 
 
@@ -42,24 +53,94 @@ def launch_napari(files: list[str] | None = None, sample: bool = True) -> int:
 
 
 # --------------------------------------------------------------------------- config
-# Method switches exposed as ``--name-with-dashes`` with the table's choices and help.
-METHOD_CHOICE_FIELDS = (
-    "strategy",
-    "alpha_mode",
-    "lr_schedule",
-    "teacher_bn",
-    "ce_norm",
-    "model_selection",
-    "empty_gt_hd95",
-)
+# Config fields offered as ``--field-name`` options: the option's name, type, choices and help
+# come from the field and its metadata (config.py), and every default is the config's (or the
+# profile's): an option left out is not passed on.
+MODEL_FIELDS = (
+    "foundation", "checkpoint", "device", "precision", "seed", "batch_labeled",
+    "batch_unlabeled", "unet_size", "fm_size", "unet_features", "num_workers", "compile",
+    "checkpoint_every",
+)  # fmt: skip
+METHOD_FIELDS = (
+    "strategy", *(f for f in ADVANCED_FIELDS if f not in MODEL_FIELDS), "empty_gt_hd95",
+)  # fmt: skip
+# Older option names kept as aliases (field -> extra option strings).
+ALIASES = {"unet_size": ("--size",), "num_workers": ("--workers",)}
+# ``--no-<alias>``: older names of ``--no-<field>`` for the ablation switches.
+NEGATIVE_ALIASES = {"use_smc": "--no-smc", "use_cdcr": "--no-cdcr"}
 
 
-def _opt(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def option_name(field_name: str) -> str:
+    """The command-line option of a config field: ``unet_size`` -> ``--unet-size``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _tuple_of(convert):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(convert(v) for v in text.split(","))
+        except ValueError:
+            msg = f"expected comma-separated numbers, not {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+
+    return parse
+
+
+def _field_type(name: str):
+    """(argparse type or ``bool``, metavar) of config field ``name``, from its annotation."""
+    kind = str(next(f.type for f in dataclasses.fields(SynFoCConfig) if f.name == name))
+    if kind == "bool":
+        return bool, None
+    if kind.startswith("tuple[int"):
+        return _tuple_of(int), "N,N,..."
+    if kind.startswith("tuple[float"):
+        return _tuple_of(float), "X,X"
+    if kind == "int":
+        return int, "N"
+    if kind == "float":
+        return float, "X"
+    return str, None
+
+
+def add_config_option(
+    group, name: str, *, required: bool = False, help: str | None = None
+) -> None:
+    """Add ``--name-with-dashes`` for config field ``name`` (choices, type and help from the
+    config table); a bool field gets ``--name`` and ``--no-name``. Default None: not set."""
+    meta = field_meta(name)
+    text = help or meta["help"] or name
+    default = getattr(SynFoCConfig(), name)
+    if not required:
+        text += f" (default: the profile's, else {default!r})"
+    flags = [option_name(name), *ALIASES.get(name, ())]
+    kind, metavar = _field_type(name)
+    if kind is bool:
+        group.add_argument(
+            *flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text
+        )
+        if name in NEGATIVE_ALIASES:
+            group.add_argument(
+                NEGATIVE_ALIASES[name],
+                dest=name,
+                action="store_false",
+                default=None,
+                help=f"alias of --no-{name.replace('_', '-')}",
+            )
+        return
+    group.add_argument(
+        *flags,
+        dest=name,
+        type=kind,
+        choices=meta["choices"],
+        metavar=metavar if meta["choices"] is None else None,
+        default=None,
+        required=required,
+        help=text,
+    )
 
 
 def _add_method_args(p: argparse.ArgumentParser) -> None:
-    """Model, compute and method options; choices and help come from the config table."""
+    """Model, compute and method options, generated from the config table."""
     g = p.add_argument_group("model and compute")
     g.add_argument(
         "--profile",
@@ -67,81 +148,46 @@ def _add_method_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="compute profile (default: cpu-interactive on a CPU, gpu-fast on a GPU)",
     )
+    for name in MODEL_FIELDS:
+        add_config_option(g, name)
     g.add_argument(
-        "--foundation",
-        choices=choices("foundation"),
+        "--batch",
+        type=int,
         default=None,
-        help="foundation model (default: the profile's; litemedsam, bundled)",
+        help="shorthand: --batch-labeled and --batch-unlabeled both N",
     )
-    g.add_argument("--checkpoint", default=None, help=field_meta("checkpoint")["help"])
-    g.add_argument("--device", default="auto", help=field_meta("device")["help"])
-    g.add_argument("--precision", choices=choices("precision"), default=None)
-    g.add_argument("--seed", type=int, default=1337)
-    g.add_argument(
-        "--batch", type=int, default=None, help="labelled and unlabelled batch size (each)"
+    m = p.add_argument_group(
+        "method (faithful by default) and the fixes of upstream quirks (docs/method.md)"
     )
-    g.add_argument("--size", type=int, default=None, help=field_meta("unet_size")["help"])
-    g.add_argument("--fm-size", type=int, default=None, help=field_meta("fm_size")["help"])
-    g.add_argument("--unet-features", default=None, help="U-Net widths, e.g. 16,32,64,128,256")
-    g.add_argument("--workers", type=int, default=None, help="DataLoader workers")
-    g.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the students and teachers (profiles compile only long runs)",
-    )
-    m = p.add_argument_group("method (faithful by default) and the spec's fixes")
+    for name in METHOD_FIELDS:
+        add_config_option(m, name)
     m.add_argument(
         "--baseline",
         choices=["suponly"],
         default=None,
-        help="suponly: train both models on the labelled images only, same schedule",
+        help="alias of --suponly: train both models on the labelled images only",
     )
-    m.add_argument("--no-smc", action="store_true", help="ablation: constant alpha instead of SMC")
-    m.add_argument("--no-cdcr", action="store_true", help="ablation: no L_c / L_d")
-    for name in METHOD_CHOICE_FIELDS:
-        m.add_argument(
-            _opt(name), choices=choices(name), default=None, help=field_meta(name)["help"]
-        )
     m.add_argument(
-        "--dice-bg-masked",
-        action="store_true",
-        default=None,
-        help=field_meta("dice_bg_masked")["help"],
+        "--fixes", action="store_true", help="turn on every fix of an upstream quirk at once"
     )
-    m.add_argument("--fixes", action="store_true", help="turn on every fix of the spec at once")
 
 
 def config_from_args(args: argparse.Namespace, **task: Any) -> SynFoCConfig:
-    """The run's config through :func:`resolve_config`: task settings, then explicit options."""
+    """The run's config through :func:`resolve_config`: task settings, the ``--fixes`` set,
+    then every config option that was given (``--batch`` before the per-batch options)."""
     over: dict[str, Any] = dict(task)
-    over["seed"] = args.seed
     if getattr(args, "iterations", None) is not None:
         over["iterations"] = args.iterations
     if args.fixes:
         over.update(FIXES)
-    simple = {
-        "checkpoint": args.checkpoint,
-        "precision": args.precision,
-        "unet_size": args.size,
-        "fm_size": args.fm_size,
-        "num_workers": args.workers,
-        "dice_bg_masked": args.dice_bg_masked,
-        "compile": args.compile,
-        **{name: getattr(args, name) for name in METHOD_CHOICE_FIELDS},
-    }
-    over.update({k: v for k, v in simple.items() if v is not None})
     if args.batch is not None:
         over["batch_labeled"] = over["batch_unlabeled"] = args.batch
-    if args.unet_features:
-        over["unet_features"] = tuple(int(v) for v in args.unet_features.split(","))
     if args.baseline == "suponly":
         over["suponly"] = True
-    if args.no_smc:
-        over["use_smc"] = False
-    if args.no_cdcr:
-        over["use_cdcr"] = False
-    return resolve_config(args.profile, args.device, args.foundation, over)
+    for name in MODEL_FIELDS + METHOD_FIELDS:
+        if name not in ("foundation", "device") and getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    return resolve_config(args.profile, args.device or "auto", args.foundation, over)
 
 
 # --------------------------------------------------------------------------- train / eval
@@ -293,7 +339,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .core.interactive import load_trained
     from .core.layouts import discover
 
-    cfg, unet, fm, dev, precision = load_trained(args.model, args.device)
+    cfg, unet, fm, dev, precision = load_trained(args.model, args.device or "auto")
     split = discover(args.data, layout=args.layout)
     if split.num_classes != cfg.num_classes or split.in_channels != cfg.in_channels:
         print(
@@ -348,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="napari-synfoc",
         description="SynFoC in napari: foundation model + U-Net co-training from a few labels.",
+        epilog="Benchmarks (source checkout only): python -m benchmarks.<name> --help",
     )
     p.add_argument("--version", action="version", version=f"napari-synfoc {__version__}")
     sub = p.add_subparsers(dest="command")
@@ -364,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layout", default="auto")
     t.add_argument("--labeled-domain", required=True)
     t.add_argument("--n-labeled", type=int, required=True)
-    t.add_argument("--iterations", type=int, required=True)
+    add_config_option(t, "iterations", required=True)
     t.add_argument("--out", required=True)
     t.add_argument(
         "--unlabeled-limit",
@@ -388,81 +435,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", required=True, help="a napari-synfoc checkpoint (OUT/synfoc_checkpoint.pt)"
     )
     e.add_argument("--out", required=True)
-    e.add_argument("--device", default="auto")
+    add_config_option(e, "device")
     e.add_argument("--eval-limit", type=int, default=0)
     e.add_argument("--quiet", action="store_true")
 
-    b = sub.add_parser("bench", help="speed benchmark (profiles, first overlay, UI stalls)")
-    b.add_argument("--out", required=True)
-    b.add_argument(
-        "--quick", action="store_true", help="finish in under two minutes on a 2-core CPU"
+    b = sub.add_parser(
+        "bench",
+        help="check this machine: seconds per iteration, first overlay, longest UI stall",
     )
-    b.add_argument("--device", default="auto")
-    b.add_argument(
-        "--profiles",
-        default=None,
-        help="comma-separated profiles to time; settings as name+key=value "
-        "(gpu-fast+compile=true)",
-    )
-    b.add_argument(
-        "--no-overlay",
-        action="store_true",
-        help="skip the napari measurements (no display/napari)",
-    )
-    b.add_argument(
-        "--foreign-load",
-        action="store_true",
-        help="also time the dock's training child with a second CPU-bound torch process "
-        "running (iteration ratio and parent stalls)",
-    )
-    b.add_argument(
-        "--torch-profile",
-        type=int,
-        default=0,
-        metavar="N",
-        help="print torch.profiler tables of N extra iterations per profile",
-    )
+    from .machine_check import add_arguments
 
-    bm = sub.add_parser(
-        "benchmark",
-        help="accuracy benchmarks (FAZ protocol, human-in-the-loop); "
-        "'benchmark interactive|prompts --help' for the interactive and prompt benchmarks",
-    )
-    bm.add_argument("which", choices=["faz", "hitl", *DELEGATED_BENCHMARKS])
-    bm.add_argument("--out", required=True)
-    bm.add_argument("--schedule", choices=["cpu", "gpu"], default="cpu")
-    bm.add_argument("--data", default=None)
-    bm.add_argument("--domains", default=None, help="comma-separated labelled domains")
-    bm.add_argument("--device", default="auto")
+    add_arguments(b)
     return p
-
-
-# ``napari-synfoc benchmark NAME ...``: benchmarks with their own options, imported lazily.
-DELEGATED_BENCHMARKS = {
-    "interactive": "napari_synfoc.bench.interactive",
-    "prompts": "napari_synfoc.bench.prompts",
-}
-
-
-def _delegated_benchmark(argv: list[str]) -> int | None:
-    """Run ``benchmark interactive|prompts ...`` through that module's ``main(argv)``."""
-    if len(argv) < 2 or argv[0] != "benchmark" or argv[1] not in DELEGATED_BENCHMARKS:
-        return None
-    import importlib
-
-    module = importlib.import_module(DELEGATED_BENCHMARKS[argv[1]])
-    return int(module.main(argv[2:]) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        delegated = _delegated_benchmark(argv)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"napari-synfoc: {exc}", file=sys.stderr)
-        return 2
-    if delegated is not None:
-        return delegated
     args = build_parser().parse_args(argv)
     try:
         if args.command is None:
@@ -474,13 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return cmd_eval(args)
         if args.command == "bench":
-            from .bench.speed import main as bench_main
+            from .machine_check import main as check_main
 
-            return bench_main(args)
-        if args.command == "benchmark":
-            from .bench.accuracy import main as acc_main
-
-            return acc_main(args)
+            return check_main(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"napari-synfoc: {exc}", file=sys.stderr)
         return 2

@@ -74,8 +74,8 @@ case "$cmd" in
         install_system; install_python
         # lint and format first (ruff, from the dev extras), then every test, slow ones included;
         # pytest-xvfb starts Xvfb itself.
-        "$VENV/bin/ruff" check napari_synfoc tests resources
-        "$VENV/bin/ruff" format --check napari_synfoc tests resources
+        "$VENV/bin/ruff" check napari_synfoc tests benchmarks
+        "$VENV/bin/ruff" format --check napari_synfoc tests benchmarks
         exec "$VENV/bin/python" -m pytest "$@" ;;
     *)
         echo "usage: bash resources/bootstrap.sh {run|test|install} [args]"; exit 2 ;;

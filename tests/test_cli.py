@@ -73,19 +73,80 @@ def test_missing_required_options_exit_2(argv):
     assert e.value.code == 2
 
 
-def test_benchmark_subcommands_delegate_lazily(monkeypatch):
-    import sys
-    import types
-
+def test_every_config_option_is_named_after_its_field():
     from napari_synfoc import cli
+    from napari_synfoc.config import SynFoCConfig, field_meta
 
-    seen = {}
-    for name, module in cli.DELEGATED_BENCHMARKS.items():
-        fake = types.ModuleType(module)
-        fake.main = lambda argv, name=name: seen.setdefault(name, list(argv)) and 0
-        monkeypatch.setitem(sys.modules, module, fake)
-    assert main(["benchmark", "interactive", "--quick", "--out", "x"]) == 0
-    assert main(["benchmark", "prompts", "--out", "y"]) == 0
-    assert seen == {"interactive": ["--quick", "--out", "x"], "prompts": ["--out", "y"]}
-    args = build_parser().parse_args(["benchmark", "faz", "--out", "o"])
-    assert args.which == "faz"
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    by_dest = {}
+    for action in train._actions:
+        by_dest.setdefault(action.dest, set()).update(action.option_strings)
+    for name in cli.MODEL_FIELDS + cli.METHOD_FIELDS + ("iterations",):
+        assert hasattr(SynFoCConfig(), name), name
+        assert "--" + name.replace("_", "-") in by_dest[name], name
+        choices = field_meta(name)["choices"]
+        action = next(a for a in train._actions if a.dest == name)
+        if choices is not None:
+            assert tuple(action.choices) == choices, name
+    # the older names are aliases of the same fields, and nothing else renames a field
+    assert {"--unet-size", "--size"} <= by_dest["unet_size"]
+    assert {"--num-workers", "--workers"} <= by_dest["num_workers"]
+    assert {"--use-smc", "--no-use-smc", "--no-smc"} == by_dest["use_smc"]
+    assert {"--use-cdcr", "--no-use-cdcr", "--no-cdcr"} == by_dest["use_cdcr"]
+    assert not any(opt in by_dest for opt in ("size", "workers", "no_smc", "no_cdcr"))
+
+
+def test_defaults_come_from_the_config_not_the_cli():
+    from napari_synfoc.config import SynFoCConfig, resolve_config
+
+    args = _args("--profile", "tiny")
+    assert args.seed is None and args.unet_size is None and args.use_smc is None
+    cfg = config_from_args(args)
+    assert cfg == resolve_config("tiny", "auto", None, {"iterations": 5})
+    assert cfg.seed == SynFoCConfig().seed == 1337
+
+
+def test_generated_options_and_aliases_reach_the_config():
+    new = config_from_args(
+        _args("--profile", "tiny", "--unet-size", "32", "--num-workers", "1", "--no-use-smc",
+              "--unet-features", "2,4,8,16,32", "--tau", "0.9", "--compile")
+    )  # fmt: skip
+    old = config_from_args(
+        _args("--profile", "tiny", "--size", "32", "--workers", "1", "--no-smc",
+              "--unet-features", "2,4,8,16,32", "--tau", "0.9", "--compile")
+    )  # fmt: skip
+    assert new == old
+    assert (new.unet_size, new.num_workers, new.use_smc) == (32, 1, False)
+    assert new.unet_features == (2, 4, 8, 16, 32) and new.tau == 0.9 and new.compile is True
+    # --batch sets both sizes; an explicit --batch-unlabeled wins over it
+    b = config_from_args(_args("--profile", "tiny", "--batch", "3", "--suponly",
+                               "--batch-unlabeled", "1"))  # fmt: skip
+    assert (b.batch_labeled, b.batch_unlabeled, b.suponly) == (3, 1, True)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--unet-features", "16,x"], "comma-separated numbers"),
+        (["--alpha-mode", "loud"], "invalid choice"),
+        (["--seed", "one"], "invalid int"),
+    ],
+)
+def test_bad_option_values_exit_2_with_a_message(extra, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        _args(*extra)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_out_of_range_value_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"tau must lie in \[0.0, 1.0\], not 1.5"):
+        config_from_args(_args("--profile", "tiny", "--tau", "1.5"))
+
+
+def test_benchmarks_are_not_subcommands_of_the_installed_cli(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["benchmark", "faz", "--out", "o"])
+    assert e.value.code == 2 and "invalid choice: 'benchmark'" in capsys.readouterr().err
+    assert "python -m benchmarks" in build_parser().format_help()
+    args = build_parser().parse_args(["bench", "--quick", "--out", "b.json", "--no-overlay"])
+    assert (args.quick, args.no_overlay, args.out, args.profiles) == (True, True, "b.json", None)

@@ -116,44 +116,74 @@ def test_manifest_file_is_plain_yaml():
 
 
 def _copy_source(dst: Path) -> Path:
-    """Copy what the build needs (symlinks kept as symlinks) so the build never touches REPO."""
+    """Copy the source tree as a clean checkout has it (the package and everything beside it:
+    benchmarks/, tests/, resources/; symlinks kept as symlinks) so the build never touches
+    REPO and the wheel test sees what setuptools could pick up."""
     src = dst / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE", "napari.yaml", "MANIFEST.in"):
         if (REPO / name).exists():
             shutil.copy2(REPO / name, src / name)
-    shutil.copytree(
-        REPO / "napari_synfoc",
-        src / "napari_synfoc",
-        symlinks=True,
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
+    for folder in ("napari_synfoc", "benchmarks", "tests", "resources"):
+        shutil.copytree(
+            REPO / folder,
+            src / folder,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
     assert (src / "napari_synfoc" / "napari.yaml").is_symlink()
+    assert (src / "benchmarks" / "__init__.py").is_file()  # a package setuptools could find
     return src
 
 
-@pytest.mark.slow
-def test_wheel_contains_real_manifest_and_validates(tmp_path):
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel built from a copy of the source tree (``pip wheel``, no build isolation)."""
     if not (REPO / "README.md").exists():
         pytest.fail("README.md is missing but pyproject.toml declares readme = 'README.md'")
-    src = _copy_source(tmp_path)
-    dist = tmp_path / "dist"
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = _copy_source(tmp)
+    dist = tmp / "dist"
     res = _run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "--no-index", "-w", str(dist), str(src)]
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    [wheel] = list(dist.glob("napari_synfoc-*.whl"))
+    [whl] = list(dist.glob("napari_synfoc-*.whl"))
+    return whl
+
+
+def test_wheel_holds_the_package_and_its_manifest_only(wheel):
+    """Benchmarks, tests, resources and docs stay out of the wheel; the manifest (a real file,
+    not the symlink), the licence and the entry points are in; one version everywhere."""
+    from napari_synfoc import __version__
 
     with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        tops = {n.split("/")[0] for n in names}
+        assert tops == {"napari_synfoc", f"napari_synfoc-{__version__}.dist-info"}, tops
+        assert not [n for n in names if n.startswith("napari_synfoc/bench")]
+        assert not [n for n in names if "benchmarks" in n or "/tests/" in n]
+        assert "napari_synfoc/machine_check.py" in names  # bench --quick stays installed
         info = zf.getinfo("napari_synfoc/napari.yaml")
         mode = info.external_attr >> 16
         assert not stat.S_ISLNK(mode), "the wheel holds a symlink, not the manifest"
         assert zf.read(info) == MANIFEST.read_bytes()
-        [ep] = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        [ep] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
         eps = zf.read(ep).decode()
         assert "[napari.manifest]" in eps and "napari-synfoc = napari_synfoc:napari.yaml" in eps
+        assert "napari-synfoc = napari_synfoc.cli:main" in eps
+        [meta] = [n for n in names if n.endswith(".dist-info/METADATA")]
+        metadata = zf.read(meta).decode()
+        assert f"\nVersion: {__version__}\n" in metadata
+        assert "License-Expression: Apache-2.0" in metadata
+        [lic] = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert zf.read(lic) == (REPO / "LICENSE").read_bytes()
+    assert b"Apache License" in (REPO / "LICENSE").read_bytes()[:200]
 
+
+@pytest.mark.slow
+def test_wheel_installs_and_its_manifest_validates(wheel, tmp_path):
     venv = tmp_path / "venv"
     res = _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)])
     assert res.returncode == 0, res.stderr

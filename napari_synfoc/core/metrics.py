@@ -135,3 +135,10 @@ def aggregate(per_image: list[dict[str, dict[str, float]]], key: str = "mean") -
 def domain_average(per_domain: dict[str, dict[str, float]]) -> dict[str, float]:
     """Unweighted mean over domains of their aggregated metrics (spec §7.3)."""
     return _mean_dicts(list(per_domain.values()), "domain_average")
+
+
+def dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Foreground Dice of two binary masks; 1.0 when both are empty (the benchmarks' score)."""
+    p, g = np.asarray(pred, bool), np.asarray(gt, bool)
+    s = int(p.sum()) + int(g.sum())
+    return 1.0 if s == 0 else 2.0 * int((p & g).sum()) / s

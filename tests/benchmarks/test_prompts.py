@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_synfoc.bench import prompts as B
-from napari_synfoc.bench.common import DRISHTI_ROOT, FAZ_ROOT
+from benchmarks import prompts as B
+from benchmarks.common import DRISHTI_ROOT, FAZ_ROOT
 
 
 def test_next_click_protocol():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from napari_synfoc.bench import strategy_curves as sc
+from benchmarks import strategy_curves as sc
 
 
 def _run(tmp_path, name, points):

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from napari_synfoc.bench import interactive as bi
-from napari_synfoc.bench.common import FAZ_ROOT
+from benchmarks import time_to_useful as bi
+from benchmarks.common import FAZ_ROOT
 
 
 def test_slice_dice_by_hand():

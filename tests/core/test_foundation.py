@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_synfoc.bench.accuracy import FAZ_DEFAULT as FAZ
+from benchmarks.common import FAZ_ROOT as FAZ
 from napari_synfoc.config import make_config
 from napari_synfoc.core.foundation import (
     FoundationWeightsError,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_synfoc.bench.common import DRISHTI_ROOT as DRISHTI
-from napari_synfoc.bench.common import FAZ_ROOT as FAZ
-from napari_synfoc.bench.common import SHARED_DATA as DATA
+from benchmarks.common import DRISHTI_ROOT as DRISHTI
+from benchmarks.common import FAZ_ROOT as FAZ
+from benchmarks.common import SHARED_DATA as DATA
 from napari_synfoc.core.data import load_sample_arrays
 from napari_synfoc.core.layouts import DataError, detect_layout, discover, make_ssl_split
 

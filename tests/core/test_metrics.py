@@ -150,3 +150,13 @@ def test_image_metrics_plain_classes_and_empty_gt_class():
     assert res["class_1"]["dice"] == 1.0
     assert res["class_2"] == {"dice": 0.0, "jaccard": 0.0, "hd95": 100.0, "asd": 100.0}
     assert res["mean"] == pytest.approx({"dice": 0.5, "jaccard": 0.5, "hd95": 50.0, "asd": 50.0})
+
+
+def test_foreground_dice_by_hand():
+    from napari_synfoc.core.metrics import dice
+
+    a = np.array([[1, 1, 0], [0, 0, 0]])
+    b = np.array([[1, 0, 0], [1, 0, 0]])
+    assert dice(a, b) == pytest.approx(2 * 1 / 4)  # one shared pixel, two in each
+    assert dice(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0  # both empty
+    assert dice(a, np.zeros_like(a)) == 0.0

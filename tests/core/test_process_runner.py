@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_synfoc.bench.foreign_load import disc_task
+from benchmarks.foreign_load import disc_task
 from napari_synfoc.config import make_config
 from napari_synfoc.core.checkpoint import load_checkpoint
 from napari_synfoc.core.events import (

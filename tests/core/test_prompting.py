@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_synfoc.bench.common import FAZ_ROOT as FAZ
+from benchmarks.common import FAZ_ROOT as FAZ
 from napari_synfoc.core import prompting as P
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_synfoc.bench.common import FAZ_ROOT as FAZ
+from benchmarks.common import FAZ_ROOT as FAZ
 from napari_synfoc.config import make_config
 from napari_synfoc.core.events import (
     Cancelled,

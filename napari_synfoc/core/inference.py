@@ -42,8 +42,9 @@ OVERLAY_RESIZE = ResizePolicy("overlay", "bilinear", "bilinear", "probabilities 
 PROTOCOL_RESIZE = ResizePolicy("protocol", None, "nearest", "labels at E")
 
 
-def resize_images(x: torch.Tensor, size: int, mode: str = "nearest") -> torch.Tensor:
-    """Resize a B×C×H×W float tensor to size×size (no-op when already that size)."""
+def resize_images(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """Resize a B×C×H×W float tensor to size×size with ``mode`` (``nearest``, ``area`` or
+    ``bilinear``, the last without corner alignment); a no-op when already that size."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
     if mode in ("nearest", "area"):  # (these modes take no align_corners)

@@ -1,6 +1,7 @@
-"""What every strategy's training step shares (SynFoC's in the trainer, the others' in
-:mod:`.strategies`): the error that stops training, the one-transfer log of a step's values with
-its NaN check, and the rank-0 broadcast that keeps per-rank state equal under DDP."""
+"""What every strategy's training step shares: the error that stops training, the one-transfer
+log of a step's values with its NaN check, the backward pass and optimiser steps, the undoing of
+the dataset's flips before the embedding bank, and the rank-0 broadcast that keeps per-rank state
+equal under DDP."""
 
 from __future__ import annotations
 
@@ -62,3 +63,13 @@ def backward_and_step(loss: Tensor, scaler, *optimizers: torch.optim.Optimizer) 
         loss.backward()
         for opt in optimizers:
             opt.step()
+
+
+def unflip(x: Tensor, flips) -> Tensor:
+    """A copy of the B×C×H×W batch ``x`` with the dataset's per-image horizontal flips undone,
+    so the embedding bank sees the canonical image (it mirrors embeddings itself)."""
+    out = x.clone()
+    for i, f in enumerate(flips):
+        if bool(f):
+            out[i] = torch.flip(out[i], dims=[-1])
+    return out

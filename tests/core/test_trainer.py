@@ -269,12 +269,12 @@ def test_compiled_trainer_builds_and_keeps_its_modules():
     img, lab = _disc_stack(z=4)
     lab_s, unl_s, _ = samples_from_stack(img, lab, [0, 1])
     tr = SynFoCTrainer(make_config("tiny", compile=True, device="cpu"), lab_s, unl_s)
-    for fn in (tr.unet_pair, tr.fm_pair, tr._unet_teacher_fn, tr._fm_teacher_fn, tr._unet_weak_fn):
+    for fn in (tr.unet_pair, tr.fm_pair, tr.unet_teacher_fn, tr.fm_teacher_fn, tr.unet_weak_fn):
         assert isinstance(fn, torch._dynamo.eval_frame.OptimizedModule)
     assert not isinstance(tr.unet, torch._dynamo.eval_frame.OptimizedModule)
     assert (
-        tr._unet_teacher_fn._orig_mod is tr.unet_teacher
-        and tr._fm_teacher_fn._orig_mod is tr.fm_teacher
+        tr.unet_teacher_fn._orig_mod is tr.unet_teacher
+        and tr.fm_teacher_fn._orig_mod is tr.fm_teacher
     )
 
 

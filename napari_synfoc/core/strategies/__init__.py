@@ -1,17 +1,17 @@
 """Training strategies: SynFoC (default) and the other foundation-plus-U-Net methods.
 
-``cfg.strategy`` picks one: ``synfoc`` (the trainer's own step, unchanged), ``semisam+``
-(:mod:`.semisam_plus`), ``ifl`` (:mod:`.ifl`), ``uncol`` (:mod:`.uncol`).  Each is a small
-:class:`~.base.Strategy`; the trainer keeps the events, cancel flag, checkpoints, warm start and
-DDP.  Every strategy yields two predictions: the foundation model's (trained, or frozen and
-prompted with the U-Net's boxes) and the U-Net's, so consensus/divergence and the ranking keep
-their meaning.
+``cfg.strategy`` picks one: ``synfoc`` (:mod:`.synfoc`), ``semisam+`` (:mod:`.semisam_plus`),
+``ifl`` (:mod:`.ifl`), ``uncol`` (:mod:`.uncol`).  Each is a small :class:`~.base.Strategy` with
+the same step hook; the trainer keeps the loop, events, cancel flag, checkpoints, warm start,
+backward pass, optimiser steps, EMA and DDP.  Every strategy yields two predictions: the
+foundation model's (trained, or frozen and prompted with the U-Net's boxes) and the U-Net's, so
+consensus/divergence and the ranking keep their meaning.
 """
 
 from __future__ import annotations
 
 from ...config import choices
-from .base import Strategy, SynFoCStrategy
+from .base import Strategy, TrainerView
 
 STRATEGIES = choices("strategy")  # the config table is the one list
 
@@ -27,6 +27,8 @@ DESCRIPTIONS = {
 def make_strategy(name: str) -> Strategy:
     """The strategy called ``name`` (one of :data:`STRATEGIES`)."""
     if name == "synfoc":
+        from .synfoc import SynFoCStrategy
+
         return SynFoCStrategy()
     if name == "semisam+":
         from .semisam_plus import SemiSAMPlus
@@ -51,4 +53,6 @@ def strategy_for(cfg) -> Strategy:
     return strategy
 
 
-__all__ = ["DESCRIPTIONS", "STRATEGIES", "Strategy", "make_strategy", "strategy_for"]
+__all__ = [
+    "DESCRIPTIONS", "STRATEGIES", "Strategy", "TrainerView", "make_strategy", "strategy_for",
+]  # fmt: skip

@@ -1,23 +1,103 @@
-"""One interface for the training strategies, and the shared U-Net step of the prompted ones.
+"""One interface for the training strategies, the typed view of the trainer they see, and the
+shared U-Net step of the prompted ones.
 
 The trainer (:class:`~napari_synfoc.core.trainer.SynFoCTrainer`) builds the models, data,
-embedding bank, checkpoints, events and cancel flag for every strategy.  A strategy decides what
-one iteration trains (``train_step``) and where the foundation-model prediction comes from
-(``foundation_probabilities``).  :class:`SynFoCStrategy` changes nothing: the trainer runs its own
-SynFoC step, byte for byte.
+embedding bank, checkpoints, events and cancel flag for every strategy, prepares each
+iteration's batch (:class:`StepBatch`), sets the learning rate and the modules' modes, and does
+the backward pass, the optimiser steps, the EMA updates and the iteration count.  A strategy
+decides what one iteration computes (:meth:`Strategy.step`: the loss and its logged terms) and
+where the foundation-model prediction comes from (``foundation_probabilities``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..inference import resize_images, resize_labels
+
+if TYPE_CHECKING:
+    from ...config import SynFoCConfig
+    from ..embeddings import EmbeddingBank
 
 LossFn = Callable[[Tensor], tuple[Tensor, dict[str, Tensor]]]
+
+
+class PredictView(Protocol):
+    """What a strategy's prediction side reads (a trainer, or a saved run's models)."""
+
+    cfg: SynFoCConfig
+    device: torch.device
+    precision: str
+    S: int  # foundation input size
+    bank: EmbeddingBank | None
+    fm_student: Any
+
+
+class TrainerView(PredictView, Protocol):
+    """What a strategy's step reads from the trainer (it changes none of it but ``rng``'s
+    state and the modules through their own forward passes)."""
+
+    P: int  # U-Net input size
+    R: int  # foundation logit size
+    cached: bool  # frozen encoder with cached embeddings: the foundation decodes embeddings
+    iteration: int
+    rng: np.random.Generator
+    unet: nn.Module
+    unet_teacher: nn.Module
+    fm_teacher: Any
+    unet_pair: nn.Module  # one call: (labelled batch, mixed batch or None) -> two outputs
+    fm_pair: nn.Module
+    unet_teacher_fn: Callable[[Tensor], Tensor]
+    fm_teacher_fn: Callable[[Tensor], Tensor]
+    unet_weak_fn: Callable[[Tensor], Tensor]
+    labeled_ds: Any
+    unlabeled_ds: Any
+    lab_keys: list[str]  # embedding-bank key of each labelled sample
+    unl_keys: list[str]
+
+
+@dataclass
+class StepBatch:
+    """One iteration's tensors on the device, resized for the U-Net (P), the foundation
+    input (S) and its logits (R).  Unlabelled fields are None without an unlabelled batch;
+    the foundation fields are None for strategies that do not train the foundation model."""
+
+    t: int
+    xl_p: Tensor
+    gt_p: Tensor
+    xl_s: Tensor | None = None
+    gt_r: Tensor | None = None
+    emb_l: Tensor | None = None  # cached embeddings of the labelled batch (flip applied)
+    xw_p: Tensor | None = None  # weak unlabelled view at P
+    xs_p: Tensor | None = None  # strong view of it at P
+    xw_s: Tensor | None = None
+    xs_s: Tensor | None = None
+    emb_w: Tensor | None = None  # frozen-encoder embeddings of the weak view (flip applied)
+    index_u: Tensor | None = None
+    flip_u: Tensor | None = None
+    gt_u: Tensor | None = None  # unlabelled ground truth at P (logging only), or None
+
+    @property
+    def semi(self) -> bool:
+        """True when the batch has an unlabelled part."""
+        return self.xw_p is not None
+
+
+@dataclass
+class StepResult:
+    """What a strategy's step returns: the loss to back-propagate, its logged terms (tensors,
+    sent to the host in one transfer; ``loss`` included) and plain floats logged as they are."""
+
+    loss: Tensor
+    tensors: dict[str, Tensor]
+    floats: dict[str, float] = field(default_factory=dict)
 
 
 class Strategy:
@@ -25,30 +105,37 @@ class Strategy:
 
     - ``name``: the ``strategy`` config value.
     - ``uses_prompted_foundation``: needs a frozen, promptable foundation model.
-    - ``replaces_step``: False = the trainer's own SynFoC step runs.
+    - ``trains_foundation``: the foundation student is optimised (and EMA'd) too.
+    - ``uses_ema``: the U-Net teacher follows the student by EMA.
+    - ``supervised_warm_up``: the ``warmup_steps`` / ``warmup_unet_steps`` run before
+      iteration 0 (a fresh run).
     - ``trains``: one line for users (what is trained).
     - ``teacher_display``: ``display_teachers`` may show its EMA teachers (measured for SynFoC;
       the other strategies show their students, as their benchmarks did).
     """
 
-    name = "synfoc"
+    name = ""
     uses_prompted_foundation = False
-    replaces_step = False
-    teacher_display = True
-    trains = "U-Net and foundation model (LoRA/decoder), both as Mean-Teacher pairs"
+    trains_foundation = False
+    uses_ema = True
+    supervised_warm_up = False
+    teacher_display = False
+    trains = ""
 
     def check(self, cfg) -> None:
         """Raise ``ValueError`` (a readable message) when ``cfg`` cannot run this strategy."""
 
-    def build(self, trainer) -> None:
+    def build(self, trainer: TrainerView) -> None:
         """Create what the strategy needs once the trainer's models and bank exist."""
 
-    def train_step(self, trainer, lab: dict, unl: dict | None) -> dict[str, float]:
-        raise NotImplementedError("the SynFoC strategy runs the trainer's own step")
+    def step(self, trainer: TrainerView, batch: StepBatch) -> StepResult:
+        """One iteration's forward passes: the loss and its logged terms."""
+        raise NotImplementedError
 
     def foundation_probabilities(
-        self, trainer, images: Sequence[np.ndarray], keys: Sequence[str] | None, unet_probs
-    ) -> np.ndarray | None:
+        self, trainer: PredictView, images: Sequence[np.ndarray], keys: Sequence[str] | None,
+        unet_probs,
+    ) -> np.ndarray | None:  # fmt: skip
         """The foundation side of a prediction (N×K×H×W), or None for the trained student's."""
         return None
 
@@ -63,50 +150,6 @@ class Strategy:
         return {}
 
 
-class SynFoCStrategy(Strategy):
-    """SynFoC (CVPR 2025): the trainer's own step, unchanged."""
-
-
-def resize_images(x: Tensor, size: int, mode: str = "bilinear") -> Tensor:
-    """B×C×H×W to size×size (``nearest``/``area``/``bilinear``; no-op at that size)."""
-    if tuple(x.shape[-2:]) == (size, size):
-        return x
-    if mode in ("nearest", "area"):
-        return F.interpolate(x, size=(size, size), mode=mode)
-    return F.interpolate(x, size=(size, size), mode=mode, align_corners=False)
-
-
-def resize_labels(y: Tensor, size: int) -> Tensor:
-    """Nearest resize of B×H×W integer labels."""
-    if tuple(y.shape[-2:]) == (size, size):
-        return y
-    return F.interpolate(y[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
-
-
-def unflip(x: Tensor, flips) -> Tensor:
-    """Undo per-image horizontal flips (the bank embeds the canonical image and flips itself)."""
-    out = x.clone()
-    for i, f in enumerate(flips):
-        if bool(f):
-            out[i] = torch.flip(out[i], dims=[-1])
-    return out
-
-
-@dataclass
-class StepInputs:
-    """One iteration's tensors, resized for the U-Net (P) and the foundation model (S)."""
-
-    t: int
-    xl_p: Tensor
-    gt_p: Tensor
-    xw_p: Tensor | None = None  # weak unlabelled view at P
-    xs_p: Tensor | None = None  # strong view of it at P
-    emb_w: Tensor | None = None  # frozen-encoder embeddings of the weak view (flip applied)
-    index_u: Tensor | None = None
-    flip_u: Tensor | None = None
-    gt_u: Tensor | None = None  # unlabelled ground truth at P (logging only), or None
-
-
 class UNetStrategy(Strategy):
     """Base of the strategies that train the U-Net only, next to a frozen prompted foundation.
 
@@ -117,7 +160,6 @@ class UNetStrategy(Strategy):
     """
 
     uses_prompted_foundation = True
-    replaces_step = True
     uses_ema = True
     teacher_display = False  # IFL keeps no EMA teacher; the others were measured on students
 
@@ -147,65 +189,29 @@ class UNetStrategy(Strategy):
                 "selection keeps a trained foundation student, which this strategy has not)"
             )
 
-    def build(self, trainer) -> None:
-        from ..ema import param_pairs
+    def build(self, trainer: TrainerView) -> None:
         from .prompted import PromptedFoundation
 
         self.prompted = PromptedFoundation(trainer.cfg, trainer.device)
-        self.lab_keys = [f"{s.domain}/{s.name}" for s in trainer.labeled_ds.samples]
-        ds = trainer.unlabeled_ds
-        self.unl_keys = [f"{s.domain}/{s.name}" for s in ds.samples] if ds is not None else []
-        self.ema_pairs = param_pairs(trainer.unet_teacher, trainer.unet)
-        self.modes_ready = False
 
     # -- the step ------------------------------------------------------------------------
-    def unlabeled(self, trainer, inp: StepInputs) -> tuple[Tensor | None, LossFn, dict]:
+    def unlabeled(
+        self, trainer: TrainerView, inp: StepBatch
+    ) -> tuple[Tensor | None, LossFn | None, dict[str, Tensor]]:
         """(student input for the unlabelled part or None, loss function of the student's
         logits on it -> (weighted loss, log tensors), extra logs).  Override."""
         raise NotImplementedError
 
-    def embeddings(self, trainer, keys, images_s: Tensor, flips) -> Tensor:
-        """Cached frozen-encoder embeddings of a batch (flip applied by the bank)."""
-        k = [(keys[i], bool(f)) for i, f in zip(range(len(keys)), flips, strict=True)]
-        return trainer.bank.batch(k, unflip(images_s, flips))
-
-    def train_step(self, trainer, lab: dict, unl: dict | None) -> dict[str, float]:
+    def step(self, trainer: TrainerView, batch: StepBatch) -> StepResult:
+        """Supervised CE + Dice on the labelled batch plus :meth:`unlabeled`'s terms, in one
+        call of the U-Net student module."""
         from ..device import autocast
-        from ..ema import ema_update
         from ..losses import supervised_loss
-        from ..ramps import lr_factor
-        from ..steps import backward_and_step, step_logs
 
-        cfg, dev, t = trainer.cfg, trainer.device, trainer.iteration
-        P, S = trainer.P, trainer.S
-        if not self.modes_ready:
-            trainer.unet.train()
-            trainer.unet_teacher.train(cfg.teacher_bn == "train")
-            self.modes_ready = True
-        f = lr_factor(t, cfg.iterations, cfg.lr_schedule, cfg.warmup_iterations)
-        for g in trainer.opt_unet.param_groups:
-            g["lr"] = cfg.unet_lr * f
-        img_l = lab["image"].to(dev)
-        inp = StepInputs(
-            t=t,
-            xl_p=resize_images(img_l, P, cfg.unet_downsample),
-            gt_p=resize_labels(lab["label"].to(dev), P),
-        )
-        if unl is not None:
-            xw = unl["image"].to(dev)
-            inp.xw_p = resize_images(xw, P, cfg.unet_downsample)
-            inp.xs_p = resize_images(unl["strong"].to(dev), P, cfg.unet_downsample)
-            keys = [self.unl_keys[int(i)] for i in unl["index"]]
-            inp.emb_w = self.embeddings(
-                trainer, keys, resize_images(xw, S, "nearest"), unl["flip"]
-            )
-            inp.index_u, inp.flip_u = unl["index"], unl["flip"]
-            if "label" in unl and bool((unl["label"] >= 0).all()):
-                inp.gt_u = resize_labels(unl["label"].to(dev), P)
-        student_in, loss_fn, extra = self.unlabeled(trainer, inp)
-        with autocast(dev, trainer.precision):
-            out_l, out_u = trainer.unet_pair(inp.xl_p, student_in)
-            sup, parts = supervised_loss(out_l.float(), inp.gt_p)
+        student_in, loss_fn, extra = self.unlabeled(trainer, batch)
+        with autocast(trainer.device, trainer.precision):
+            out_l, out_u = trainer.unet_pair(batch.xl_p, student_in)
+            sup, parts = supervised_loss(out_l.float(), batch.gt_p)
             loss = sup
             tlogs: dict[str, Tensor] = {
                 "sup_unet": sup,
@@ -218,20 +224,14 @@ class UNetStrategy(Strategy):
                 tlogs.update(terms)
         tlogs.update(extra)
         tlogs["loss"] = loss
-        logs = step_logs(tlogs, dev, t, self.name)  # one transfer; TrainingError on a NaN loss
-        trainer.opt_unet.zero_grad(set_to_none=True)
-        backward_and_step(loss, trainer.scaler, trainer.opt_unet)
-        if self.uses_ema:
-            ema_update(*self.ema_pairs, t, cfg.ema_decay)
-        logs.setdefault("lambda", float("nan"))
-        trainer.iteration += 1
-        return logs
+        return StepResult(loss, tlogs)
 
     # -- prediction ----------------------------------------------------------------------
     @torch.no_grad()
     def foundation_probabilities(
-        self, trainer, images: Sequence[np.ndarray], keys: Sequence[str] | None, unet_probs
-    ) -> np.ndarray:
+        self, trainer: PredictView, images: Sequence[np.ndarray], keys: Sequence[str] | None,
+        unet_probs,
+    ) -> np.ndarray:  # fmt: skip
         """The frozen foundation prompted with boxes of the U-Net's prediction, per image."""
         from ..device import autocast
 

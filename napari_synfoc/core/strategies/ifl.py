@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..inference import resize_images
 from ..steps import from_rank0
-from .base import StepInputs, UNetStrategy, resize_images
+from .base import StepBatch, TrainerView, UNetStrategy
 from .prompted import normalised_entropy
 
 ROUNDS = 3
@@ -78,7 +79,7 @@ class IFL(UNetStrategy):
     def __init__(self, rounds: int = ROUNDS, keep_fraction: float = KEEP_FRACTION):
         self.rounds, self.keep_fraction = rounds, keep_fraction
 
-    def build(self, trainer) -> None:
+    def build(self, trainer: TrainerView) -> None:
         super().build(trainer)
         self.starts = round_starts(trainer.cfg.iterations, self.rounds)
         self.pseudo: Tensor | None = None  # N×P×P int64, canonical orientation
@@ -87,7 +88,7 @@ class IFL(UNetStrategy):
         self.history: list[dict] = []
 
     @torch.no_grad()
-    def pseudo_label_round(self, trainer) -> dict[str, float]:
+    def pseudo_label_round(self, trainer: TrainerView) -> dict[str, float]:
         """Prompt the frozen foundation with the U-Net's boxes on every unlabelled slice."""
         from ..device import autocast
 
@@ -103,7 +104,7 @@ class IFL(UNetStrategy):
                 with autocast(dev, trainer.precision):
                     p_u = torch.softmax(unet(x_p).float(), 1)
                 ents.append(normalised_entropy(p_u).mean((1, 2)).cpu())
-                keys = [(self.unl_keys[i], False) for i in range(start, start + len(img))]
+                keys = [(trainer.unl_keys[i], False) for i in range(start, start + len(img))]
                 emb = trainer.bank.batch(keys, resize_images(img, S, "nearest").cpu())
                 probs, _ = self.prompted.class_probs(emb, p_u.max(1).indices, cfg.num_classes, P)
                 labels.append(probs.max(1).indices.cpu())
@@ -137,7 +138,7 @@ class IFL(UNetStrategy):
             out["scores_sha256"] = hashlib.sha256(self.scores.numpy().tobytes()).hexdigest()
         return out
 
-    def unlabeled(self, trainer, inp: StepInputs):
+    def unlabeled(self, trainer: TrainerView, inp: StepBatch):
         from ..losses import unsupervised_loss
 
         dev = trainer.device

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import StepInputs, UNetStrategy
+from .base import StepBatch, TrainerView, UNetStrategy
 from .prompted import boxes_from_labels, class_probs_from_foreground, resize_probs, scale_boxes
 
 SSL_WEIGHT = 0.1  # upstream --consistency
@@ -84,7 +84,7 @@ class SemiSAMPlus(UNetStrategy):
             raise ValueError(f"SemiSAM+ mode must be 'unc' or 'box', not {mode!r}")
         self.mode = mode
 
-    def generalist(self, trainer, emb: Tensor, student_labels: Tensor, size: int):
+    def generalist(self, trainer: TrainerView, emb: Tensor, student_labels: Tensor, size: int):
         """(K-way generalist probs at ``size``, uncertainty B×1×size×size or None, prompted
         fraction): boxes from the specialist's labels (B×P×P)."""
         k = trainer.cfg.num_classes
@@ -110,7 +110,7 @@ class SemiSAMPlus(UNetStrategy):
         unc = repeated_output_variance(outs).amax(1, keepdim=True)
         return probs, unc, present.float().mean()
 
-    def unlabeled(self, trainer, inp: StepInputs):
+    def unlabeled(self, trainer: TrainerView, inp: StepBatch):
         cfg = trainer.cfg
         if inp.xw_p is None:
             return None, None, {}

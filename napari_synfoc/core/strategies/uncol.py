@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import StepInputs, UNetStrategy
+from .base import StepBatch, TrainerView, UNetStrategy
 from .prompted import normalised_entropy, resize_probs
 
 U_THRESHOLD = 0.5  # normalised entropy at or below which a teacher counts as confident
@@ -78,7 +78,7 @@ class UnCoL(UNetStrategy):
         "U-Net student (EMA teacher); foundation frozen, prompted with boxes from the EMA teacher"
     )
 
-    def unlabeled(self, trainer, inp: StepInputs):
+    def unlabeled(self, trainer: TrainerView, inp: StepBatch):
         from ..losses import unsupervised_loss
         from ..mixing import box_masks
         from ..ramps import consistency_weight

@@ -49,7 +49,9 @@ def _task(classes=2):
 def test_the_config_table_lists_the_strategies():
     assert STRATEGIES == ("synfoc", "semisam+", "ifl", "uncol")
     assert make_config("tiny").strategy == "synfoc"
-    assert not make_strategy("synfoc").replaces_step  # the trainer's own step, unchanged
+    synfoc = make_strategy("synfoc")  # the same step hook as the others, training both models
+    assert synfoc.trains_foundation and synfoc.supervised_warm_up and synfoc.uses_ema
+    assert not any(make_strategy(s).trains_foundation for s in PROMPTED)
     assert all(make_strategy(s).uses_prompted_foundation for s in PROMPTED)
     with pytest.raises(ValueError, match="strategy"):
         make_config("tiny", strategy="fixmatch")

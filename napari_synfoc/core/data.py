@@ -5,9 +5,10 @@ A :class:`Sample` is one 2-D training/test image: either files on disk (found by
 :func:`samples_from_stack`).  :func:`load_sample_arrays` turns it into a float32 ``(C, H, W)``
 image in [0, 1] and an int64 ``(H, W)`` map of class indices.
 
-Intensity normalisation (:func:`normalize_intensity`): 8-bit data are divided by 255 (what the
-paper's pipeline does); anything else is clipped to its 0.5-99.5 percentiles and rescaled to
-[0, 1], once per volume (all channels together for RGB, so colours keep their balance).
+Intensity normalisation (:func:`~.intensity.normalise_volume`): 8-bit data are divided by 255
+(what the paper's pipeline does); anything else is clipped to its 0.5-99.5 percentiles and
+rescaled to [0, 1], once per volume (all channels together for RGB, so colours keep their
+balance).
 
 Determinism: a dataset item is a pure function of ``(seed, draw, index)``: it draws from
 ``np.random.default_rng((seed, draw, index))``.  :func:`infinite_loader` hands each item a
@@ -30,6 +31,7 @@ import torch
 from PIL import Image
 
 from .augment import resize_pair, strong_augment, weak_augment
+from .intensity import check_window, normalise_volume, percentile_bounds
 
 ENCODINGS = ("index", "binary", "map", "prostate", "fundus", "drishti", "mnms", "busi")
 
@@ -70,28 +72,6 @@ class Sample:
 # ----------------------------------------------------------------------------- intensities
 
 
-def normalize_intensity(
-    array: np.ndarray, rgb: bool = False, lo_hi: tuple[float, float] | None = None
-) -> np.ndarray:
-    """Intensities to float32 in [0, 1] through :func:`~.intensity.normalise_volume`.
-
-    ``lo_hi`` (bounds computed earlier, e.g. a ``norm_info``'s) is used as a fixed window; an
-    empty one (hi <= lo, a constant volume) maps to zeros as the default mapping does.
-    """
-    from .intensity import normalise_volume
-
-    if lo_hi is not None and lo_hi[1] <= lo_hi[0]:
-        return np.zeros(np.shape(array), np.float32)
-    return normalise_volume(array, rgb, lo_hi)
-
-
-def intensity_bounds(array: np.ndarray) -> tuple[float, float]:
-    """The (lo, hi) of the default mapping (:func:`~.intensity.percentile_bounds`)."""
-    from .intensity import percentile_bounds
-
-    return percentile_bounds(array)
-
-
 # ----------------------------------------------------------------------------- decoding
 
 
@@ -118,7 +98,7 @@ def _image_to_chw(img: Image.Image, channels: int | None, path: Path) -> np.ndar
     if a.dtype == np.uint8:
         x = a.astype(np.float32) / np.float32(255.0)
     else:  # 16-bit / 32-bit / float images: per-image percentile stretch
-        x = normalize_intensity(a)
+        x = normalise_volume(a)
     n = x.shape[-1]
     want = n if channels is None else channels
     if want == n:
@@ -399,13 +379,11 @@ def samples_from_stack(
         raise DataError(f"labelled slice(s) {bad} outside the stack's 0..{z - 1}")
     if lab_vol is None:
         raise DataError("labelled slices were given but there is no labels layer")
-    from .intensity import check_window, normalise_volume
-
     if window is not None:
         lo, hi = check_window(window)
         method = "window"
     else:
-        lo, hi = intensity_bounds(vol)
+        lo, hi = percentile_bounds(vol)
         method = "uint8/255" if vol.dtype == np.uint8 else "percentile 0.5-99.5"
     norm = normalise_volume(vol, rgb, window)
     norm_info = {
@@ -476,10 +454,10 @@ def stack_slices_for_prediction(
     same ``window``.  (Training on a stack reuses its samples' images instead.)
     """
     vol = _as_slices(image, rgb, "image")
-    lo_hi = window
     if norm_info is not None and (vol.dtype != np.uint8 or norm_info["method"] == "window"):
-        lo_hi = (norm_info["lo"], norm_info["hi"])
-    norm = normalize_intensity(vol, rgb, lo_hi=lo_hi)
+        norm = normalise_volume(vol, rgb, bounds=(norm_info["lo"], norm_info["hi"]))
+    else:
+        norm = normalise_volume(vol, rgb, window)
     return [np.ascontiguousarray(np.moveaxis(s, -1, 0)) for s in norm]
 
 

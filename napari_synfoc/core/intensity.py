@@ -58,16 +58,27 @@ def normalise_volume(
     volume: np.ndarray,
     rgb: bool = False,
     window: Sequence[float] | None = None,
+    *,
+    bounds: Sequence[float] | None = None,
 ) -> np.ndarray:
     """``volume`` as float32 in [0, 1], same shape.
 
     ``window=None``: uint8 / 255, else the 0.5-99.5 percentile stretch of the whole array (a
-    constant array maps to zeros).  ``window=(lo, hi)``: clip to the window and rescale.  NaNs
-    become 0 in both modes.  ``rgb`` only documents that a trailing axis of 3 is colour: the
-    mapping is joint over channels either way, so colours keep their balance.
+    constant array maps to zeros).  ``window=(lo, hi)``: clip to the window and rescale.
+    ``bounds=(lo, hi)``: the (lo, hi) recorded when another volume was normalised (a stack's
+    ``norm_info``), applied as a window; an empty pair (that volume was constant) maps to zeros
+    as the default mapping did.  NaNs become 0 in every mode.  ``rgb`` only documents that a
+    trailing axis of 3 is colour: the mapping is joint over channels either way, so colours
+    keep their balance.
     """
     del rgb  # joint over channels either way
     a = np.asarray(volume)
+    if bounds is not None:
+        if window is not None:
+            raise ValueError("normalise_volume: give a window or recorded bounds, not both")
+        if float(bounds[1]) <= float(bounds[0]):
+            return np.zeros(a.shape, np.float32)
+        window = bounds
     if window is None:
         if a.dtype == np.uint8:
             return a.astype(np.float32) / np.float32(255.0)

@@ -18,10 +18,10 @@ from napari_synfoc.core.data import (
     infinite_loader,
     load_sample_arrays,
     load_test_set,
-    normalize_intensity,
     samples_from_stack,
     stack_slices_for_prediction,
 )
+from napari_synfoc.core.intensity import normalise_volume
 
 CFG = make_config("tiny")
 
@@ -38,18 +38,18 @@ def stack(z=5, y=24, x=20, rgb=False, dtype=np.uint8, seed=0):
 # ------------------------------------------------------------------------- normalisation
 
 
-def test_normalize_intensity_hand_computed():
+def test_normalise_volume_hand_computed():
     a = np.array([0, 51, 255], np.uint8)
-    np.testing.assert_allclose(normalize_intensity(a), [0.0, 0.2, 1.0], atol=1e-7)
+    np.testing.assert_allclose(normalise_volume(a), [0.0, 0.2, 1.0], atol=1e-7)
     # 0..1000: the 0.5 / 99.5 percentiles are exactly 5 and 995
     v = np.arange(1001, dtype=np.uint16)
-    out = normalize_intensity(v)
+    out = normalise_volume(v)
     assert out.dtype == np.float32
     assert out[5] == 0.0 and out[0] == 0.0 and out[995] == 1.0 and out[1000] == 1.0
     assert out[500] == pytest.approx((500 - 5) / 990)
-    assert np.all(normalize_intensity(np.full((3, 3), 7.5)) == 0.0)
+    assert np.all(normalise_volume(np.full((3, 3), 7.5)) == 0.0)
     f = np.array([np.nan, 0.0, 1.0, 2.0] * 50, np.float32)
-    assert np.isfinite(normalize_intensity(f)).all()
+    assert np.isfinite(normalise_volume(f)).all()
 
 
 # ------------------------------------------------------------------------- stacks

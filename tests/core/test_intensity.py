@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_synfoc.core.data import normalize_intensity
 from napari_synfoc.core.intensity import (
     CT_WINDOWS,
     normalise_volume,
@@ -29,16 +28,21 @@ def test_percentile_stretch_hand_computed():
     np.testing.assert_allclose(out[[0, 1, 100, 199, 200]], [0.0, 0.0, 99 / 198, 1.0, 1.0])
 
 
-def test_default_identical_to_data_normalize_intensity():
+def test_recorded_bounds_act_as_a_window_and_an_empty_pair_gives_zeros():
     rng = np.random.default_rng(0)
-    for arr in (
-        rng.normal(size=(3, 17, 11)).astype(np.float32) * 300,
-        rng.integers(-1000, 1500, (4, 9, 8)).astype(np.int16),
-        rng.integers(0, 255, (2, 5, 5, 3)).astype(np.uint8),
-        rng.integers(0, 4000, (6, 6)).astype(np.uint16),
-    ):
-        rgb = arr.shape[-1] == 3
-        np.testing.assert_array_equal(normalise_volume(arr, rgb), normalize_intensity(arr, rgb))
+    train = rng.integers(-1000, 1500, (4, 9, 8)).astype(np.int16)
+    bounds = percentile_bounds(train)
+    # the volume the bounds came from maps as the default mapping did
+    np.testing.assert_array_equal(normalise_volume(train, bounds=bounds), normalise_volume(train))
+    # another volume: 0, 50, 100 with bounds (0, 100) -> 0, 0.5, 1 (and clipped outside)
+    out = normalise_volume(np.array([-10, 0, 50, 100, 130], np.int16), bounds=(0, 100))
+    np.testing.assert_allclose(out, [0.0, 0.0, 0.5, 1.0, 1.0])
+    # bounds of a constant volume (lo == hi): zeros, where a window that empty is an error
+    assert np.all(normalise_volume(np.arange(4.0), bounds=(7.5, 7.5)) == 0.0)
+    with pytest.raises(ValueError, match="empty or not finite"):
+        normalise_volume(np.arange(4.0), window=(7.5, 7.5))
+    with pytest.raises(ValueError, match="not both"):
+        normalise_volume(np.arange(4.0), window=(0, 1), bounds=(0, 1))
 
 
 def test_constant_and_nan():

@@ -69,7 +69,7 @@ class SynFoCConfig:
     unet_size: int = _f(
         256, "U-Net input size P", range=(16, None), step=32, ui_range=(32, 1024), arch=True
     )
-    eval_size: int = _f(0, "metrics resolution; 0 = unet_size (the spec's P×P)", range=(0, None))
+    eval_size: int = _f(0, "metrics resolution; 0 = unet_size (the paper's P×P)", range=(0, None))
     unet_downsample: str = _f(
         "nearest",
         'image resize to P: "nearest" (upstream, aliases) | "area"',
@@ -143,7 +143,7 @@ class SynFoCConfig:
     strong_contrast: tuple[float, float] = _f((0.1, 2.0))
     strong_blur_sigma: tuple[float, float] = _f((0.1, 2.0))
     strong_blur_kernel_frac: float = _f(0.1, range=(0.0, None))
-    # switches for the spec's fixes (faithful values first)
+    # switches for fixes of upstream quirks (faithful values first; docs/method.md)
     lr_schedule: str = _f(
         "none", '"poly": linear warm-up then poly decay', choices=("none", "poly")
     )
@@ -298,7 +298,7 @@ def form_spec(name: str) -> tuple | None:
     return (lo, hi, meta["step"])
 
 
-# The spec's switches, flipped to their fixed values in one go.
+# The fixes of upstream quirks (docs/method.md), flipped to their fixed values in one go.
 FIXES: dict[str, Any] = {
     "lr_schedule": "poly",
     "teacher_bn": "eval",
@@ -336,7 +336,7 @@ PROFILES: dict[str, Profile] = {
             "batch_labeled": 4,
             "batch_unlabeled": 4,
             "precision": "fp16",
-            "num_workers": 2,  # upstream's DataLoaders (spec §4.4)
+            "num_workers": 2,  # upstream's DataLoaders (train.py)
         },
         run_iterations=30000,  # the paper's T; typical: docs/results/bench_gpu_h100 (ViT-B)
         typical=(0.218, "an H100"),

@@ -11,6 +11,7 @@ import gzip
 import os
 import re
 import struct
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from napari_synfoc.io.geometry import (
     patient_axes,
     reorient,
 )
+from napari_synfoc.io.label_values import as_label_map
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -423,8 +425,6 @@ def read_dicom_series(
     ``series``: an index into :func:`list_dicom_series` (largest first), GDCM's series id or
     the series name; None = the largest.  Files left out are named in a ``UserWarning``.
     """
-    import warnings
-
     folder = os.fspath(folder)
     all_series, left = list_dicom_series(folder)
     if not all_series:
@@ -562,7 +562,14 @@ def check_labels_match(
 
 
 # --- napari --------------------------------------------------------------------------------
-def _layer(arr: np.ndarray, geom: Geometry, name: str, source: str, label_name: bool) -> LayerData:
+def _layer(
+    arr: np.ndarray,
+    geom: Geometry,
+    name: str,
+    source: str,
+    label_name: bool,
+    check_values: bool = True,
+) -> LayerData:
     """One layer-data tuple in patient coordinates; volumes are transposed/flipped so their
     index axes follow the patient axes (S, P, L) and the views open upright.
 
@@ -587,8 +594,12 @@ def _layer(arr: np.ndarray, geom: Geometry, name: str, source: str, label_name: 
     if face_on is not None and not np.allclose(face_on.direction, np.eye(3)):
         kwargs["metadata"][META_DIRECTION] = [list(row) for row in face_on.direction]
     kwargs["name"] = name
-    if not rgb and np.issubdtype(arr.dtype, np.integer) and label_name:
-        return (arr, kwargs, "labels")
+    if not rgb and check_values:
+        labels, note = as_label_map(arr, source, label_name)
+        if note:
+            warnings.warn(note, stacklevel=3)
+        if labels is not None:
+            return (labels, kwargs, "labels")
     if rgb:
         kwargs["rgb"] = True
     return (arr, kwargs, "image")
@@ -602,8 +613,6 @@ def read_layer_data(path: str | os.PathLike, series: int | None = None) -> list[
     :func:`list_dicom_series`) reads that one series only, and the warning then also names the
     other series' files.
     """
-    import warnings
-
     p = os.fspath(path)
     src = os.path.abspath(p)
     if os.path.isdir(p):
@@ -612,7 +621,8 @@ def read_layer_data(path: str | os.PathLike, series: int | None = None) -> list[
             raise _no_series_error(p)
         if series is not None:
             arr, geom = read_dicom_series(p, int(series))  # warns about the files left out
-            return [_layer(arr, geom, all_series[int(series)].name, src, False)]
+            name = all_series[int(series)].name
+            return [_layer(arr, geom, name, src, False, check_values=False)]
         if left:
             warnings.warn(
                 left_out_message(p, left, "not part of any readable DICOM series"), stacklevel=2
@@ -624,7 +634,7 @@ def read_layer_data(path: str | os.PathLike, series: int | None = None) -> list[
             except DicomSeriesError as exc:
                 failed.append(exc.detail)
                 continue
-            out.append(_layer(arr, geom, s.name, src, False))
+            out.append(_layer(arr, geom, s.name, src, False, check_values=False))
         if not out:
             raise io_error(p, "no readable DICOM series: " + "; ".join(failed))
         if failed:

@@ -1,7 +1,7 @@
 """Dice on a CT-like volume: percentile normalisation vs the soft-tissue CT window.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python docs/results/intensity_cpu/measure.py \
-        --iterations 300 --seeds 0 1 2
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.intensity_window \
+        --iterations 300 --seeds 0 1 2 --out docs/results/intensity_cpu
 
 A synthetic int16 CT (HU): air -1000 outside an elliptic body (30 +- 8 HU), a soft-tissue organ
 (60 +- 8 HU), a dense bone ring (1000-1500 HU) and lungs (-850 HU); 3 labelled slices; Dice of
@@ -18,6 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from napari_synfoc.core.metrics import dice
+from napari_synfoc.io.results import write_json_atomic
 
 
 def ct_volume(z=12, size=96, seed=0):
@@ -41,12 +44,6 @@ def ct_volume(z=12, size=96, seed=0):
         s[ring] = 1000 + 500 * rng.random(ring.sum())
         lab[k][organ] = 1
     return np.clip(np.round(vol), -1024, 3071).astype(np.int16), lab
-
-
-def dice(a, b):
-    inter = np.logical_and(a, b).sum()
-    tot = a.sum() + b.sum()
-    return float(2 * inter / tot) if tot else 1.0
 
 
 def run(window, seed, iterations, profile):
@@ -82,11 +79,11 @@ def run(window, seed, iterations, profile):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(prog="python -m benchmarks.intensity_window", description=__doc__)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--profile", default="tiny")
-    p.add_argument("--out", default=str(Path(__file__).parent))
+    p.add_argument("--out", required=True, help="folder for results.json and results.md")
     a = p.parse_args(argv)
     from napari_synfoc.core.intensity import CT_WINDOWS
 
@@ -107,8 +104,7 @@ def main(argv=None):
             for k in ("unet", "foundation", "ensemble")
         }
     result = {
-        "command": "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python "
-        "docs/results/intensity_cpu/measure.py "
+        "command": "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m benchmarks.intensity_window "
         + " ".join(sys.argv[1:] if argv is None else argv),
         "profile": a.profile,
         "iterations": a.iterations,
@@ -117,7 +113,7 @@ def main(argv=None):
         "mean_dice": summary,
     }
     out = Path(a.out)
-    (out / "results.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out / "results.json", result)
     lines = [
         "# Intensity mapping on a CT-like volume (CPU)",
         "",

@@ -23,6 +23,7 @@ FOUNDATIONS = ("litemedsam", "medsam-vitb", "sam-vitb", "tiny")
 VITB_FOUNDATIONS = ("medsam-vitb", "sam-vitb")  # need a checkpoint file; LoRA, no cache
 ALPHA_MODES = ("smc", "self", "mutual", "constant", "linear")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ENCODER_RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")  # issue 22, frozen_encoder.py
 # A profile's torch.compile is kept only for runs at least this long: compiling takes about a
 # minute and pays off after several hundred iterations (the dock's short rounds do not).
 COMPILE_MIN_ITERATIONS = 1000
@@ -177,6 +178,12 @@ class SynFoCConfig:
         choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs"),
     )  # fmt: skip
     frozen_lowp: bool = _f(False, "bf16 on CUDA: keep the frozen encoder's weights in bf16")
+    # issue 22: the frozen encoder's CPU runtime (core/foundation/frozen_encoder.py); "auto"
+    # probes torch, ONNX Runtime and OpenVINO once per machine and keeps the fastest
+    encoder_runtime: str = _f(
+        "torch", "frozen encoder on the CPU: torch, onnxruntime, openvino or auto (measured)",
+        choices=ENCODER_RUNTIMES,
+    )  # fmt: skip
     num_workers: int = _f(0, "DataLoader workers", range=(0, None))
     predict_every: int = _f(0, "0: only at the end", range=(0, None))
     first_predict_at: int = _f(5, "an early overlay after this many iterations", range=(0, None))
@@ -383,6 +390,7 @@ PROFILES: dict[str, Profile] = {
             "warmup_steps": 20,  # measured: docs/results/levers_cpu/warmup (ens. 0.54 at it 5)
             "warmup_unet_steps": 40,  # + U-Net alone: ens. 0.74 at it 5 (warmup/unet40)
             "display_teachers": True,  # steadier overlays (levers_cpu/teachers: SD 0.013 vs 0.06)
+            "encoder_runtime": "auto",  # issue 22: docs/results/encoder_runtime_cpu
         },
         run_iterations=300,  # about 4 minutes (docs/results/foreign_load_cpu, idle, 2 threads)
         typical=(0.76, "a 2-core CPU"),

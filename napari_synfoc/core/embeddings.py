@@ -19,6 +19,18 @@ from ..config import SynFoCConfig
 from .device import autocast
 
 
+def default_cache_root() -> Path:
+    """The user's napari-synfoc cache folder: ``$NAPARI_SYNFOC_CACHE_DIR`` or the platform's
+    user cache (``~/.cache/napari-synfoc`` on Linux).  Embeddings and the exported encoder
+    (``encoder_runtime/``) live side by side in it."""
+    root = os.environ.get("NAPARI_SYNFOC_CACHE_DIR")
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_cache_dir("napari-synfoc")
+    return Path(root)
+
+
 def frozen_encoder_id(fm, cfg: SynFoCConfig) -> str:
     """Identity of a frozen encoder's outputs: model, input size and base weights."""
     bw = getattr(fm, "base_weights", {}) or {}

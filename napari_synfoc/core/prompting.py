@@ -269,6 +269,8 @@ class PromptSegmenter:
     the same seed).  ``cache_dir``: a folder for the embedding disk cache shared with training
     (None: memory only).  ``lru_size``: embeddings kept in memory.  ``precision``: "auto" (bf16
     autocast for the encoder on CPUs with native bf16, else fp32), "bf16" or "fp32".
+    ``encoder_runtime``: the frozen encoder's CPU runtime (config ``encoder_runtime``: torch,
+    onnxruntime, openvino or auto; see :class:`~napari_synfoc.core.foundation.FrozenEncoder`).
     Thread-safe (one lock).  ``encoder_calls`` counts image-encoder passes.
     """
 
@@ -281,10 +283,11 @@ class PromptSegmenter:
         precision: str = "auto",
         size: int = 64,
         seed: int = 0,
+        encoder_runtime: str = "torch",
     ) -> None:
         import torch
 
-        from .foundation import fuse_layernorm2d
+        from .foundation import FrozenEncoder, fuse_layernorm2d
 
         if foundation == "litemedsam":
             from .foundation.litemedsam import LITE_SIZE, load_lite_medsam
@@ -312,6 +315,7 @@ class PromptSegmenter:
         self.net = net.eval()
         self.foundation = foundation
         self.base_weights = base
+        self.frozen_encoder = FrozenEncoder(encoder_runtime, weights_sha256=base["sha256"])
         emb = tuple(int(v) for v in net.prompt_encoder.image_embedding_size)
         self.mask_size = 4 * emb[0]  # decoder low-res logits / mask prompt grid
         from .embeddings import frozen_encoder_id
@@ -404,9 +408,9 @@ class PromptSegmenter:
         with torch.no_grad():
             if self.precision == "bf16":
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    emb = self.net.image_encoder(x3)
+                    emb = self.frozen_encoder(self.net.image_encoder, x3)
             else:
-                emb = self.net.image_encoder(x3)
+                emb = self.frozen_encoder(self.net.image_encoder, x3)
         return emb[0].to(torch.float16).numpy()
 
     # -- decoding --------------------------------------------------------------------------

@@ -557,7 +557,10 @@ def _faz_cases():
 def test_litemedsam_box_prompt_segments_faz():
     from PIL import Image
 
-    from napari_synfoc.core.foundation.litemedsam import load_lite_medsam, segment_with_box
+    from napari_synfoc.core.foundation.litemedsam import (
+        load_lite_medsam,
+        segment_box_upstream_recipe,
+    )
 
     net = load_lite_medsam()
     dices = []
@@ -567,7 +570,7 @@ def test_litemedsam_box_prompt_segments_faz():
         gt = (gt[..., 0] if gt.ndim == 3 else gt) > 0
         ys, xs = np.nonzero(gt)
         box = (xs.min(), ys.min(), xs.max(), ys.max())
-        pred = segment_with_box(img, box, model=net)
+        pred = segment_box_upstream_recipe(img, box, model=net)
         assert pred.shape == gt.shape and pred.dtype == bool
         dice = 2 * (pred & gt).sum() / (pred.sum() + gt.sum())
         dices.append(dice)

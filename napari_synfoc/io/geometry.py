@@ -31,6 +31,22 @@ def io_error(path: str | os.PathLike, problem: str, verb: str = "read") -> SynFo
     return SynFoCIOError(f"cannot {verb} {name!r}: {problem}")
 
 
+def plain_numbers(values: Any) -> str:
+    """``(0.5, 0.5, 2)``: numbers as a user reads them (no ``np.float64(...)`` reprs)."""
+    return "(" + ", ".join(f"{float(v):g}" for v in np.ravel(values)) + ")"
+
+
+def os_problem(exc: OSError) -> str:
+    """An ``OSError`` in words, without its ``[Errno N]`` prefix, with what to do."""
+    import errno
+
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full; free some space or choose another folder"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "the folder cannot be written (read-only or no permission); choose another folder"
+    return exc.strerror or str(exc)
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Spacing, origin and direction of an N-D grid (N = 2 or 3), in napari order (z, y, x).
@@ -55,7 +71,7 @@ class Geometry:
                 f"direction shape {d.shape}"
             )
         if any(not np.isfinite(s) or s <= 0 for s in spacing):
-            raise ValueError(f"spacing must be positive, got {spacing}")
+            raise ValueError(f"spacing must be positive, got {plain_numbers(spacing)}")
         object.__setattr__(self, "spacing", spacing)
         object.__setattr__(self, "origin", origin)
         object.__setattr__(self, "direction", tuple(tuple(float(v) for v in row) for row in d))
@@ -114,7 +130,8 @@ class Geometry:
         lin = m[:n, :n]
         spacing = np.linalg.norm(lin, axis=0)
         if np.any(spacing <= 0) or not np.all(np.isfinite(lin)):
-            raise ValueError(f"{what} has a zero or non-finite voxel size {tuple(spacing)}")
+            size = plain_numbers(spacing)
+            raise ValueError(f"{what} has a zero or non-finite voxel size {size}")
         d = lin / spacing
         if not np.allclose(d.T @ d, np.eye(n), atol=1e-4):
             raise ValueError(

@@ -135,6 +135,13 @@ def _itk_reason(exc: BaseException) -> str:
     return text[:240]
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception's text for a user: an ``OSError``'s ``strerror`` (no ``[Errno N]``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def _corrupt(path: str, detail: str) -> SynFoCIOError:
     return io_error(path, f"file is truncated or corrupt ({detail})")
 
@@ -162,7 +169,7 @@ def _check_nifti_complete(path: str) -> None:
             else:
                 total = os.path.getsize(path)
     except (EOFError, OSError, zlib.error) as e:
-        raise _corrupt(path, f"compressed stream is incomplete: {e}") from e
+        raise _corrupt(path, f"compressed stream is incomplete: {_reason(e)}") from e
     if total < need:
         raise _corrupt(path, f"holds {total} of the {need} bytes its header announces")
 
@@ -195,7 +202,7 @@ def _check_mhd_data_file(path: str) -> None:
         with open(path, "rb") as f:
             header = f.read(4096).decode("latin-1")
     except OSError as e:
-        raise _corrupt(path, str(e)) from e
+        raise io_error(path, _reason(e)) from e
     m = re.search(r"^\s*ElementDataFile\s*=\s*(.+?)\s*$", header, re.MULTILINE)
     if not m:
         raise _corrupt(path, "the header has no ElementDataFile entry")
@@ -467,7 +474,7 @@ def _read_pil(path: str) -> tuple[np.ndarray, Geometry]:
     except UnidentifiedImageError as e:
         raise io_error(path, "not a valid image file (PIL cannot identify it)") from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise _corrupt(path, str(e)) from e
+        raise _corrupt(path, _reason(e)) from e
     return arr, Geometry.identity(2)
 
 

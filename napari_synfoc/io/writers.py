@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from napari_synfoc.io.geometry import Geometry, SynFoCIOError, file_array_and_geometry, io_error
+from napari_synfoc.io.geometry import (
+    Geometry,
+    SynFoCIOError,
+    file_array_and_geometry,
+    io_error,
+    os_problem,
+)
 from napari_synfoc.io.readers import file_suffix
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
@@ -82,15 +88,18 @@ def write_volume(
     folder = os.path.dirname(os.path.abspath(p))
     if not os.path.isdir(folder):
         raise io_error(p, f"folder {folder!r} does not exist", "write")
-    fd, tmp = tempfile.mkstemp(prefix=".synfoc-tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".synfoc-tmp-", suffix=suffix, dir=folder)
+        os.close(fd)
         sitk.WriteImage(img, tmp, useCompression=compress and suffix != ".nii")
         os.replace(tmp, p)
-    except (RuntimeError, OSError) as e:
+    except OSError as e:
+        raise io_error(p, os_problem(e), "write") from e
+    except RuntimeError as e:
         raise io_error(p, f"writing failed ({str(e).strip().splitlines()[-1]})", "write") from e
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
     return p
 

@@ -674,6 +674,24 @@ def prefer_synfoc_reader() -> list[str]:
     return added
 
 
+def on_activate(context: Any = None) -> None:
+    """npe2 ``on_activate``: napari loads the plugin (first use of any of its commands).
+
+    Records SynFoC as the preferred reader for the medical file types (a user's choice is
+    kept), so ``viewer.open(path, plugin=None)``, File > Open and drag and drop read them here
+    without asking.  napari's own ``viewer.open(path)`` defaults to ``plugin="napari"`` (its
+    built-in reader) whatever the preference: from a script pass ``plugin="napari-synfoc"``
+    (or ``plugin=None``).  Never raises: a settings problem must not stop the plugin loading.
+    """
+    del context
+    try:
+        prefer_synfoc_reader()
+    except Exception as exc:  # noqa: BLE001 - reported, never fatal
+        warnings.warn(
+            f"SynFoC could not set itself as the medical-image reader: {exc}", stacklevel=2
+        )
+
+
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
     """npe2 reader: a function reading ``path`` when we support it, else ``None``."""
     paths = path if isinstance(path, (list, tuple)) else [path]

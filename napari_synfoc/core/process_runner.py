@@ -160,7 +160,7 @@ def oom_message(where: str) -> str:
     """The one out-of-memory message (a lighter profile is the way out)."""
     return (
         f"out of memory {where}: use a lighter setting (the cpu-interactive profile, batch "
-        "2+2, a smaller --size, or a narrower U-Net). Your labels are untouched."
+        "2+2, a smaller U-Net input size, or a narrower U-Net). Your labels are untouched."
     )
 
 

@@ -1,0 +1,29 @@
+"""Messages a user reads name no command-line flags (issue 23 item 13, core part)."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from napari_synfoc.core.checkpoint import CheckpointError, load_checkpoint
+from napari_synfoc.core.process_runner import oom_message
+
+FLAG = re.compile(r"(^|\s)--[a-z]")
+
+
+def test_out_of_memory_message_names_settings_not_flags():
+    text = oom_message("at iteration 3")
+    assert not FLAG.search(text), text
+    assert "a smaller U-Net input size" in text and "cpu-interactive" in text
+
+
+def test_foreign_file_message_names_no_flags(tmp_path):
+    foreign = tmp_path / "sam.pth"
+    torch.save({"image_encoder.weight": torch.zeros(1)}, foreign)
+    try:
+        load_checkpoint(foreign)
+    except CheckpointError as exc:
+        text = str(exc)
+    assert not FLAG.search(text), text
+    assert "choose it as the foundation model's weights" in text

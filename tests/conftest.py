@@ -135,3 +135,51 @@ def write_dicom_slice():
     """Write one CT DICOM slice with SimpleITK: (path, arr2d, z, spacing, thickness, uid,
     desc, k)."""
     return _write_dicom_slice
+
+
+# ---- synthetic stacks and prompt boxes (tests/app and tests/widgets)
+STACK_SIZE = 64  # slices are STACK_SIZE x STACK_SIZE
+
+
+def _disc_stack(seed: int = 0, z: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:STACK_SIZE, :STACK_SIZE]
+    img = rng.normal(0.2, 0.05, (z, STACK_SIZE, STACK_SIZE)).astype(np.float32)
+    gt = np.zeros((z, STACK_SIZE, STACK_SIZE), np.int32)
+    for i in range(z):
+        disc = (yy - 32) ** 2 + (xx - 28 - i) ** 2 < (10 + i) ** 2
+        img[i][disc] += 0.6
+        gt[i][disc] = 1
+    return img, gt
+
+
+@pytest.fixture
+def disc_stack():
+    """``make(seed=0, z=6)``: a float32 (z, 64, 64) stack with a bright disc per slice (moving
+    and growing with the slice) and its int32 ground truth."""
+    return _disc_stack
+
+
+def _prompt_image(z: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:STACK_SIZE, :STACK_SIZE]
+    img = rng.normal(0.2, 0.05, (z, STACK_SIZE, STACK_SIZE)).astype(np.float32)
+    for i in range(z):
+        img[i][(yy - 32) ** 2 + (xx - 30 - i) ** 2 < (9 + i) ** 2] += 0.6
+    return img
+
+
+@pytest.fixture
+def prompt_image():
+    """A float32 (6, 64, 64) stack with a bright disc per slice, for the prompt tests."""
+    return _prompt_image()
+
+
+def _rect(z, r0, c0, r1, c1) -> np.ndarray:
+    return np.array([[z, r0, c0], [z, r0, c1], [z, r1, c1], [z, r1, c0]], float)
+
+
+@pytest.fixture
+def rect():
+    """``rect(z, r0, c0, r1, c1)``: napari rectangle vertices (z, row, col) on slice z."""
+    return _rect

@@ -189,8 +189,8 @@ def test_resolve_config_auto_profile_follows_the_device():
 def test_cli_and_dock_build_the_same_config(
     profile, device, foundation, checkpoint, iterations, adv
 ):
+    from napari_synfoc.app.task_builder import build_config
     from napari_synfoc.cli import build_parser, config_from_args
-    from napari_synfoc.widgets.task_builder import build_config
 
     argv = ["train", "--data", "D", "--labeled-domain", "A", "--n-labeled", "2", "--out", "O"]
     argv += ["--iterations", str(iterations), "--device", device, "--foundation", foundation]

@@ -1,5 +1,7 @@
-"""The import graph of the package: no cycle, and arrows only point down the layers
-``cli -> bench -> widgets -> core -> io/config`` (lazy imports inside functions count too)."""
+"""The import graph of the package: no cycle, arrows only point down the layers
+``cli -> machine_check -> widgets -> app -> core -> io/config`` (lazy imports inside functions
+count too), and no Qt (nor napari, which brings it) anywhere in the application package
+``app/``."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "napari_synfoc"
 # Lower number = lower layer; a module may import its own layer and the ones below.
-LAYERS = {"config": 0, "io": 0, "core": 1, "widgets": 2, "bench": 3, "cli": 4}
+LAYERS = {"config": 0, "io": 0, "core": 1, "app": 2, "widgets": 3, "machine_check": 4, "cli": 5}
+# What the Qt-free application package must never import (napari and magicgui import Qt).
+QT_MODULES = {"qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "napari", "magicgui"}
 
 
 def _module_name(path: Path) -> str:
@@ -61,8 +65,9 @@ def test_no_upward_arrow():
         for d in deps
         if layer(m) is not None and layer(d) is not None and layer(d) > layer(m)
     ]
-    assert not up, "imports against cli -> bench -> widgets -> core -> io/config:\n" + "\n".join(
-        sorted(up)
+    assert not up, (
+        "imports against cli -> machine_check -> widgets -> app -> core -> io/config:\n"
+        + "\n".join(sorted(up))
     )
 
 
@@ -96,8 +101,35 @@ def test_no_import_cycle():
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+def external_imports(tree: ast.AST) -> set[str]:
+    """The top-level names of the absolute imports in ``tree`` (anywhere in its body)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+def test_no_qt_in_the_application_package():
+    app = sorted((PKG / "app").rglob("*.py"))
+    assert len(app) >= 10, "napari_synfoc/app/ holds the Qt-free application"
+    found = [
+        f"{_module_name(p)} imports {sorted(bad)}"
+        for p in app
+        if (bad := external_imports(ast.parse(p.read_text(encoding="utf-8"))) & QT_MODULES)
+    ]
+    assert not found, "Qt in the Qt-free application package:\n" + "\n".join(found)
+
+
 def test_the_checker_sees_a_cycle_and_an_upward_arrow():
-    assert layer("napari_synfoc.core.trainer") == 1 and layer("napari_synfoc.cli") == 4
+    assert layer("napari_synfoc.core.trainer") == 1 and layer("napari_synfoc.cli") == 5
+    assert layer("napari_synfoc.app.controller") == 2 and layer("napari_synfoc.widgets.dock") == 3
+    graph = import_graph()
+    assert "napari_synfoc.app.controller" in graph["napari_synfoc.widgets.dock"]
+    lazy = "def f():\n    from napari.qt.threading import create_worker\nimport qtpy.QtCore\n"
+    assert external_imports(ast.parse(lazy)) & QT_MODULES == {"napari", "qtpy"}
     graph = import_graph()
     assert "napari_synfoc.core.inference" in graph["napari_synfoc.core.trainer"]
     assert "napari_synfoc.config" in graph["napari_synfoc.cli"]

@@ -102,9 +102,7 @@ def test_reader_is_offered_and_preferred_for_medical_files(tmp_path, monkeypatch
 
 
 def test_widget_command_resolves():
-    if not (REPO / "napari_synfoc" / "widgets" / "synfoc_widget.py").exists():
-        pytest.skip("napari_synfoc/widgets/synfoc_widget.py is not written yet")
-    from napari_synfoc.widgets.synfoc_widget import SynFoCWidget
+    from napari_synfoc.widgets.dock import SynFoCWidget
 
     first = next(iter(inspect.signature(SynFoCWidget).parameters))
     assert first == "napari_viewer"

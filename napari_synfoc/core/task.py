@@ -67,6 +67,29 @@ def _first_slice(mask_per_slice: np.ndarray, slices: list[int]) -> int:
     return slices[int(np.flatnonzero(mask_per_slice)[0])]
 
 
+def image_values_problem(task: StackTask, image_name: str | None = None) -> str | None:
+    """The passes over every voxel that ``validate_task(..., image_values=False)`` leaves out
+    (NaN/Inf, a constant image), with :func:`validate_task`'s message; None when they pass.
+
+    For a task whose shapes and labels were already checked (a GUI worker thread)."""
+    img_n = _name("Image", image_name)
+    img = task.stack()
+    finite = np.isfinite(img) if img.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        per_slice = ~finite.reshape(img.shape[0], -1).all(1)
+        z = int(np.flatnonzero(per_slice)[0])
+        return (
+            f"{img_n} has NaN or infinite values on slice {z} ({int(per_slice.sum())} slice(s) "
+            "in all): fill or mask them before training."
+        )
+    if img.size and img.min() == img.max():
+        return (
+            f"{img_n} is constant (every pixel is {img.flat[0]!r}): there is nothing to learn; "
+            "pick the layer that holds the scan."
+        )
+    return None
+
+
 # --- image channels vs a trained model's (issue 23: Predict, predict_stack) -----------------
 def looks_like_colour(shape: tuple[int, ...]) -> bool:
     """True for a (Y, X, 3|4) shape: a colour image, not a stack of slices 3 pixels wide."""
@@ -204,19 +227,9 @@ def validate_task(
             f"{lab_n}: the labelled slice(s) {slices} hold only background (0): paint the "
             "structure (class 1, 2, ...) on at least one of them."
         )
-    finite = np.isfinite(img) if image_values and img.dtype.kind == "f" else None
-    if finite is not None and not finite.all():
-        per_slice = ~finite.reshape(spatial[0], -1).all(1)
-        z = int(np.flatnonzero(per_slice)[0])
-        return (
-            f"{img_n} has NaN or infinite values on slice {z} ({int(per_slice.sum())} slice(s) "
-            "in all): fill or mask them before training."
-        )
-    if image_values and img.size and img.min() == img.max():
-        return (
-            f"{img_n} is constant (every pixel is {img.flat[0]!r}): there is nothing to learn; "
-            "pick the layer that holds the scan."
-        )
+    problem = image_values_problem(task, image_name) if image_values else None
+    if problem:
+        return problem
     if task.intensity_window is not None:
         from .intensity import check_window
 

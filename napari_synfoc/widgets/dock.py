@@ -1,11 +1,12 @@
 """The "SynFoC" dock: label a few slices, train in the background, review, fix, retrain.
 
 The dock builds the panels (:mod:`.panels`), binds the keys (:mod:`.dock_keys`) and forwards
-the scripting API to the Qt-free :class:`~.controller.DockController`, which holds the run state
-(sessions, Predict and export: :mod:`.dock_session`).  Training runs in a
-child process by default, its events read by a light thread (``backend="thread"``: in a thread
-of napari's process; ``"sync"``: synchronously; or ``SYNFOC_BACKEND``, see :mod:`.jobs`); the
-worker never touches Qt, and torch is never imported when napari loads the dock.
+the scripting API to the Qt-free :class:`~napari_synfoc.app.controller.AppController`, which
+holds the state (sessions, Predict and export: :class:`.dock_session.DockSessions`, as
+``dock.sessions``).  Training runs in a child process by default, its events read by a light
+thread (``backend="thread"``: in a thread of napari's process; ``"sync"``: synchronously; or
+``SYNFOC_BACKEND``, see :mod:`napari_synfoc.app.jobs`); the worker never touches Qt, and torch is
+never imported when napari loads the dock.
 
 Scripting::
 
@@ -13,6 +14,7 @@ Scripting::
     w.train(iterations=20)      # returns at once
     w.wait()                    # processes Qt events until training has ended
     w.next_uncertain(); w.accept("ensemble"); w.retrain(); w.wait()
+    w.sessions.save("run.pt")
 """
 
 from __future__ import annotations
@@ -21,32 +23,22 @@ import time
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QEventLoop, QTimer
-from qtpy.QtWidgets import QApplication, QLabel, QScrollArea, QVBoxLayout, QWidget
+from qtpy.QtCore import QEvent, QEventLoop
+from qtpy.QtWidgets import QApplication, QWidget
 
-from ..core.review import labeled_slices
-from ..core.task import StackTask
-from . import slices
-from .controller import DockController
-from .dicom_open import DicomSeriesButton
+from ..app import slices
+from ..app.controller import AppController
+from ..app.process_tweaks import warm_up_imports
+from ..app.run_request import RunRequest
 from .dock_keys import DockKeys
-from .dock_session import DockSessionActions
+from .dock_layout import build_layout
 from .dock_view import DockView
 from .job_layers import JobLayers
-from .jobs import JobRunner
 from .overlay_builder import OverlayBuilder
-from .panels.data import DataPanel
-from .panels.model import ModelPanel
-from .panels.prompt import PromptPanel
-from .panels.review import ReviewPanel
-from .panels.run import RunPanel
-from .panels.session import SessionPanel
-from .process_tweaks import warm_up_imports
-from .prompt_tool import PROMPT_LAYERS, PromptTool
-from .task_builder import match_channels
+from .qt_jobs import qt_job_runner
 
 
-class SynFoCWidget(QWidget, DockSessionActions):
+class SynFoCWidget(QWidget):
     """Dock widget: train SynFoC from a partly labelled layer and review MedSAM vs U-Net.
 
     Parameters
@@ -54,23 +46,28 @@ class SynFoCWidget(QWidget, DockSessionActions):
     napari_viewer : napari.viewer.Viewer
         The viewer whose layers are read and where the overlays are shown.
     backend : str, optional
-        Where training runs: "process" (default), "thread" or "sync" (see :mod:`.jobs`).
+        Where training runs: "process" (default), "thread" or "sync" (see
+        :mod:`napari_synfoc.app.jobs`).
 
     Attributes
     ----------
-    controller : DockController
-        The Qt-free state and actions (``outcome``, ``maps``, ``latest_checkpoint``, ...).
+    controller : AppController
+        The Qt-free state and actions (``run``, ``model``, ``review``, ``sessions``,
+        ``prompts``).
+    sessions : DockSessions
+        Save / load session, Predict and export with the dock's layers.
     """
 
     def __init__(self, napari_viewer, parent=None, backend: str | None = None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.controller = DockController(DockView(self), JobRunner(backend))
+        self.controller = AppController(DockView(self), qt_job_runner(backend))
         ctl = self.controller  # not self: called while the C++ widget is being deleted
         self.destroyed.connect(lambda *_: ctl.detach())  # the viewer closed during a run
         self.overlay_builder = OverlayBuilder(napari_viewer, self.controller.overlays_built, self)
         self.job_layers = JobLayers()
-        self._build_ui()
+        build_layout(self)
+        self.update_buttons()
         self.keys = DockKeys(
             napari_viewer,
             {
@@ -92,77 +89,17 @@ class SynFoCWidget(QWidget, DockSessionActions):
 
         prefer_synfoc_reader()
 
-    # ------------------------------------------------------------------ UI construction
-    def _build_ui(self) -> None:
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        scroll = QScrollArea(self)
-        scroll.setWidgetResizable(True)
-        outer.addWidget(scroll)
-        body = QWidget()
-        scroll.setWidget(body)
-        lay = QVBoxLayout(body)
-        lay.setSpacing(4)
-        self.data_panel = DataPanel(self.viewer)
-        self.model_panel = ModelPanel()
-        self.run_panel = RunPanel()
-        self.review = ReviewPanel()
-        self.session_panel = SessionPanel(self.session_panel_actions())
-        self.dicom_button = DicomSeriesButton(self.viewer, self._say)
-        lay.addWidget(self.dicom_button)
-        lay.addWidget(self.data_panel)
-        lay.addWidget(self.model_panel)
-        lay.addWidget(self.run_panel)
-        lay.addWidget(QLabel("<b>Review: where MedSAM and the U-Net disagree</b>"))
-        lay.addWidget(self.review)
-        self.prompt_panel = PromptPanel()  # box / click prompts, fixes, box propagation
-        prompt_jobs = JobRunner("sync" if self.controller.jobs.synchronous else "thread")
-        self.prompts = PromptTool(self, self.prompt_panel, prompt_jobs)
-        self.data_panel.labels_combo.exclude.update(PROMPT_LAYERS)
-        lay.addWidget(self.prompt_panel)
-        lay.addWidget(self.session_panel)
-        lay.addStretch(1)
-        # the widgets scripts and tests reach by name
-        d, m, r = self.data_panel, self.model_panel, self.run_panel
-        self.image_combo, self.labels_combo = d.image_combo, d.labels_combo
-        self.labeled_list, self.labeled_title, self.mark_btn = (
-            d.labeled_list, d.labeled_title, d.mark_btn,
-        )  # fmt: skip
-        self.extra_list, self.folder_edit = d.extra_list, d.folder_edit
-        self.foundation_combo, self.checkpoint_edit = m.foundation_combo, m.checkpoint_edit
-        self.device_combo, self.profile_combo = m.device_combo, m.profile_combo
-        self.iterations_spin, self.predict_every_spin = m.iterations_spin, m.predict_every_spin
-        self.advanced = m.advanced
-        self.train_btn, self.retrain_btn, self.stop_btn = r.train_btn, r.retrain_btn, r.stop_btn
-        self.progress, self.status, self.message = r.progress, r.status, r.message
-        self.loss_plot = r.loss_plot
-        self.action_buttons = self.session_panel.buttons
-        # signals
-        d.slice_clicked.connect(self.goto_slice)
-        d.mark_requested.connect(lambda: self.mark_current_slice())
-        d.labels_layer_changed.connect(self.refresh_labeled)
-        d.labels_painted.connect(self._on_labels_painted)
-        r.train_btn.clicked.connect(lambda: self.train())
-        r.retrain_btn.clicked.connect(lambda: self.retrain())
-        r.stop_btn.clicked.connect(lambda: self.stop())
-        self.review.slice_clicked.connect(self.goto_slice)
-        self.review.next_requested.connect(lambda: self.next_uncertain())
-        self.review.accept_requested.connect(lambda s: self.accept(s))
-        self._label_refresh_timer = QTimer(self)
-        self._label_refresh_timer.setSingleShot(True)
-        self._label_refresh_timer.setInterval(250)
-        self._label_refresh_timer.timeout.connect(self.refresh_labeled)
-        self.update_buttons()
-
+    # ------------------------------------------------------------------ buttons and messages
     def update_buttons(self) -> None:
         c = self.controller
-        has_ckpt = c.latest_checkpoint is not None
-        self.run_panel.set_state(c.busy, c.running, c.stop_flag.is_set(), has_ckpt)
-        self.session_panel.set_state(c.busy, has_ckpt, c.maps is not None)
+        has_ckpt = c.model.checkpoint is not None
+        self.run_panel.set_state(c.busy, c.running, c.run.stop_flag.is_set(), has_ckpt)
+        self.session_panel.set_state(c.busy, has_ckpt, c.review.maps is not None)
 
-    def _on_labels_painted(self) -> None:
+    def on_labels_painted(self) -> None:
+        """The user painted: the run in progress is told, the slice list refreshes soon."""
         self.controller.labels_edited()
-        self._label_refresh_timer.start()
+        self.label_refresh_timer.start()
 
     def _say(self, text: str, error: bool = False, notify: bool = True) -> None:
         self.controller.say(text, error, notify)
@@ -173,11 +110,11 @@ class SynFoCWidget(QWidget, DockSessionActions):
         """True from ``train()`` until the run has ended (done, cancelled or failed)."""
         return self.controller.running
 
-    outcome = property(lambda self: self.controller.outcome, doc='"done", "cancelled", "failed"')
+    outcome = property(lambda self: self.controller.run.outcome, doc='"done", "cancelled"...')
     last_message = property(lambda self: self.controller.last_message, doc="last message shown")
-    event_counts = property(lambda self: self.controller.event_counts, doc="events of the run")
-    prediction_updates = property(lambda self: self.controller.prediction_updates)
-    last_init_checkpoint = property(lambda self: self.controller.last_init_checkpoint)
+    event_counts = property(lambda self: self.controller.run.event_counts, doc="events of the run")
+    prediction_updates = property(lambda self: self.controller.review.updates)
+    last_init_checkpoint = property(lambda self: self.controller.model.init_checkpoint)
 
     def set_profile(self, name: str) -> None:
         """Choose the compute profile ("auto", "tiny", "cpu-interactive", ...) by name."""
@@ -202,7 +139,8 @@ class SynFoCWidget(QWidget, DockSessionActions):
     def _maps_labels_layer(self) -> Any:
         """The labels layer that matches the current maps (None if none fits)."""
         lab = self.labels_combo.value
-        return lab if lab is not None and self.controller.maps_fit(np.shape(lab.data)) else None
+        fits = lab is not None and self.controller.review.maps_fit(np.shape(lab.data))
+        return lab if fits else None
 
     def _review_labeled(self) -> list[int]:
         lab = self._maps_labels_layer()
@@ -210,7 +148,7 @@ class SynFoCWidget(QWidget, DockSessionActions):
 
     def refresh_ranking(self) -> None:
         labeled = self._review_labeled()
-        order, scores = self.controller.table(labeled)
+        order, scores = self.controller.review.table(labeled)
         if order:
             self.review.set_ranking(order, scores, labeled)
 
@@ -221,7 +159,7 @@ class SynFoCWidget(QWidget, DockSessionActions):
 
     def goto_slice(self, z: int) -> None:
         """Show slice ``z`` of the image (no-op for a 2D image)."""
-        layer = self.controller.maps_target or self.image_combo.value or self.labels_combo.value
+        layer = self.controller.review.target or self.image_combo.value or self.labels_combo.value
         if slices.goto_slice(self.viewer, layer, int(z)):
             self.review.select_slice(int(z))
 
@@ -270,35 +208,21 @@ class SynFoCWidget(QWidget, DockSessionActions):
         if img is not None and getattr(img, "multiscale", False):
             self._say(f"Image '{img.name}' is multiscale: pick a single-resolution image.", True)
             return False
-        task = self._snapshot_task(img, lab)
+        extra = self.data_panel.extra_images()
+        task = slices.task_from_layers(img, lab, extra, self.data_panel.intensity_window(img))
         self.loss_plot.clear()
-        started = self.controller.start_run(
+        started = self.controller.start_run(RunRequest(
             task, self.model_panel.params(), folder=self.data_panel.folder(),
             predict_every=self.predict_every_spin.value(), warm_start=warm_start, target=img,
             image_name=getattr(img, "name", None), labels_name=getattr(lab, "name", None),
             overlays_exist=self.overlay_builder.overlays_exist(),
             view_slice=None if img is None else self.current_slice(img),
             intensity_mode=self.data_panel.intensity_mode(),
-        )  # fmt: skip
+        ))  # fmt: skip
         if started:
             self.job_layers.remember(img, lab)
         self.update_buttons()
         return started
-
-    def _snapshot_task(self, img: Any, lab: Any) -> StackTask:
-        """The training task from the layers: the labels copied now (later strokes go to the
-        next run), extra image layers matched to the image's channels."""
-        rgb = bool(getattr(img, "rgb", False))
-        labels = None if lab is None else np.array(lab.data, copy=True)
-        labeled = []
-        if labels is not None and labels.ndim in (2, 3):
-            labeled = labeled_slices(labels, slices.marked(lab), spatial_ndim=labels.ndim)
-        extra = [match_channels(a, rgb, is_rgb) for a, is_rgb in self.data_panel.extra_images()]
-        image = None if img is None else np.asarray(img.data)
-        window = self.data_panel.intensity_window(img)
-        return StackTask(
-            image, labels, labeled, rgb=rgb, extra_unlabeled=extra, intensity_window=window
-        )
 
     def layers_gone(self) -> str:
         """A message when the last job's image or labels layer was deleted while it ran."""
@@ -325,11 +249,11 @@ class SynFoCWidget(QWidget, DockSessionActions):
     # ------------------------------------------------------------------ review
     def ranking(self) -> list[int]:
         """Unlabelled slices by descending disagreement (empty before predictions exist)."""
-        return self.controller.ranking(self._review_labeled())
+        return self.controller.review.ranking(self._review_labeled())
 
     def next_uncertain(self) -> int | None:
         """Go to the most uncertain unlabelled slice not visited since the last predictions."""
-        z = self.controller.next_uncertain(self._review_labeled())
+        z = self.controller.review.next_uncertain(self._review_labeled())
         if z is not None:
             self.goto_slice(z)
         return z
@@ -344,17 +268,21 @@ class SynFoCWidget(QWidget, DockSessionActions):
         lab = self._maps_labels_layer()
         z = 0 if lab is None else self.current_slice(lab) if slice_index is None else slice_index
         keep = self.review.keep_existing.isChecked()
-        edit = self.controller.accept(None if lab is None else lab.data, int(z), source, keep)
-        if edit is None:
-            return 0
-        if edit.values.size:
-            lab.data_setitem(edit.indices, edit.values)
-        if edit.now_empty:
-            slices.set_marked(lab, [*slices.marked(lab), edit.slice_index])
-        self.refresh_labeled()
-        return int(edit.values.size)
+        data = None if lab is None else lab.data
+        edit = self.controller.review.accept(data, int(z), source, keep)
+        return self.apply_edit(lab, edit)
 
-    # sessions, Predict and export: see DockSessionActions (dock_session.py)
+    def apply_edit(self, lab: Any, edit: Any) -> int:
+        """Write a :class:`~napari_synfoc.app.slice_edit.SliceEdit` into the Labels layer ``lab``
+        as one undo step, mark its emptied slices labelled; the number of voxels changed."""
+        if edit is None or lab is None:
+            return 0
+        if edit.size:
+            lab.data_setitem(edit.edit.indices, edit.edit.new_values)
+        if edit.empty_slices:
+            slices.set_marked(lab, [*slices.marked(lab), *edit.empty_slices])
+        self.refresh_labeled()
+        return edit.size
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:

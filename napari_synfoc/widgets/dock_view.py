@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .controller import ControllerView
+from ..app.view import ControllerView
 
 
 class DockView(ControllerView):
@@ -53,4 +53,4 @@ class DockView(ControllerView):
             self.dock.controller.say(gone, error=True)
         self.dock.refresh_labeled()
         self.dock.loss_plot.redraw()
-        self.dock.model_panel.note_rate(self.dock.controller.seconds_per_iteration())
+        self.dock.model_panel.note_rate(self.dock.controller.run.seconds_per_iteration())

@@ -4,8 +4,8 @@ Names are fixed so users and scripts can find them; the layers copy the image's 
 
 Adding a layer to a napari viewer is the expensive part: 70-130 ms of the GUI thread each on a
 2-core machine (vispy visuals, Qt layer controls, and napari making each new layer the active
-one, which the widget then undid).  So layers are inserted without activation, the widget
-creates them one per event-loop turn (``max_new=1``), and ``defer=True`` splits each add in two:
+one, which the widget then undoes).  So the widget creates them one per event-loop turn
+(``max_new=1``), and ``defer=True`` splits each add in two:
 a Labels layer is added with its painting-tool overlays (polygon, brush stroke) hidden, which
 halves the cost of the add, the heat map hidden (~15 ms less), and :func:`finish_layer` shows
 them in a later turn.
@@ -104,23 +104,17 @@ def finish_layer(layer: Any) -> bool:
 
 @contextmanager
 def _keep_selection(viewer: Any) -> Iterator[None]:
-    """Insert layers without making them the active layer (and restore the active one after).
+    """Give the active layer back after inserting overlay layers.
 
-    napari activates every inserted layer: that swaps the layer-controls panel twice per overlay
-    (in and back out), ~15-25 ms of the GUI thread per layer on a slow machine.  The flag is
-    napari's own (``SelectableEventedList._activate_on_insert``); without it, the previously active
-    layer is simply re-activated afterwards.
+    napari makes every inserted layer the active one; the user's choice (usually the Labels layer
+    being painted) is restored afterwards through the public ``layers.selection.active``.  No
+    private napari attribute is touched: a plugin's viewer is a proxy that warns on each.
     """
     layers = viewer.layers
     active = layers.selection.active
-    flag = getattr(layers, "_activate_on_insert", None)
-    if isinstance(flag, bool):
-        layers._activate_on_insert = False
     try:
         yield
     finally:
-        if isinstance(flag, bool):
-            layers._activate_on_insert = flag
         if active is not None and active in layers and layers.selection.active is not active:
             layers.selection.active = active
 
@@ -158,7 +152,7 @@ def update_overlays(
     geometry change.  At most ``max_new`` layers are created per call (0: none, only updates);
     the names still missing are returned.  New layers are inserted just below ``below`` (the
     user's Labels layer) so painting stays on top, in ``STACK_ORDER``, and the active layer is
-    kept.
+    given back.
     ``defer``: new layers come with their costly parts hidden (Labels: the tool overlays; the
     heat map: itself); call :func:`finish_layer` on each of :func:`unfinished_layers` later.
     """

@@ -1,4 +1,5 @@
-"""The dock's prompt tool: napari layers, shortcuts and clicks around :class:`PromptController`.
+"""The dock's prompt tool: napari layers, shortcuts and clicks around the controller's
+:class:`~napari_synfoc.app.prompts.PromptController` (``dock.controller.prompts``).
 
 Layers (created on first use, with the image's scale and translate): "SynFoC prompts" (Shapes:
 one rectangle per slice), "SynFoC points" (Points; the ``positive`` feature, green / red) and
@@ -14,10 +15,9 @@ from typing import Any
 import numpy as np
 from qtpy.QtCore import QTimer
 
-from . import slices
-from .jobs import JobRunner
+from ..app import slices
+from ..app.slice_edit import SliceEdit
 from .panels.prompt import EXTRA_KEYS, PROMPT_SHORTCUTS, PromptPanel
-from .prompt_controller import PromptController, PromptEdit
 
 PROMPTS = "SynFoC prompts"
 POINTS = "SynFoC points"
@@ -28,11 +28,11 @@ PROMPT_LAYERS = (PROMPTS, POINTS, PROPOSALS)
 class PromptTool:
     """Wires the prompt panel, the prompt layers and the controller to the dock."""
 
-    def __init__(self, dock: Any, panel: PromptPanel, jobs: JobRunner | None = None):
+    def __init__(self, dock: Any, panel: PromptPanel):
         self.dock = dock
         self.viewer = dock.viewer
         self.panel = panel
-        self.controller = PromptController(self._say, jobs=jobs or JobRunner())
+        self.controller = dock.controller.prompts
         self.last_latency: float | None = None  # seconds, prompt -> mask shown (last prompt)
         self._bound: list[Any] = []
         self._fix_on = False
@@ -47,7 +47,7 @@ class PromptTool:
             "clear": self.clear,
             "undo": self.undo,
             "propagate": self.propagate,
-            "stop_propagation": self.controller.stop_propagation,
+            "stop_propagation": self.controller.propagation.stop,
             "accept_slice": self.accept_slice,
             "accept_all": self.accept_all,
             "accept_all_train": self.accept_all_and_train,
@@ -209,7 +209,7 @@ class PromptTool:
         if lab is not None:
             lab.undo()
 
-    def _apply(self, pe: PromptEdit | None) -> int:
+    def _apply(self, pe: SliceEdit | None) -> int:
         """Write ``pe`` into the Labels layer as one undo step; mark emptied slices labelled."""
         lab = self._labels()
         if pe is None or lab is None:
@@ -256,7 +256,7 @@ class PromptTool:
             return 0
         pos = np.asarray(lab.world_to_data(world_position), dtype=float)
         z = 0 if lab.ndim == 2 else int(round(pos[0]))
-        maps = self.dock.controller.maps
+        maps = self.dock.controller.review.maps
         choice = self.panel.fix_choice
         if choice == "reprompt":
             pe = self.controller.reprompt_from_ensemble(
@@ -274,7 +274,7 @@ class PromptTool:
         img, lab = self._image(), self._labels()
         shapes = self._layer(PROMPTS, "shapes", create=False)
         data = [] if shapes is None else list(shapes.data)
-        started = self.controller.start_propagation(
+        started = self.controller.propagation.start(
             None if img is None else img.data, None if lab is None else np.shape(lab.data), data,
             cls=self.panel.cls, rgb=bool(getattr(img, "rgb", False)),
             on_slice=self._on_proposal, on_finished=self._update,
@@ -283,23 +283,24 @@ class PromptTool:
             prop = self._layer(PROPOSALS, "labels")
             prop.data[...] = 0
             prop.refresh()
-            self.panel.set_progress(0, len(self.controller.plan))
+            self.panel.set_progress(0, len(self.controller.propagation.plan))
         self._update()
         return started
 
     def _on_proposal(self, z: int, mask: np.ndarray, done: int, total: int) -> None:
         prop = self._layer(PROPOSALS, "labels")
-        prop.data[z] = np.where(mask, self.controller.proposal_cls, 0).astype(prop.data.dtype)
+        cls = self.controller.propagation.cls
+        prop.data[z] = np.where(mask, cls, 0).astype(prop.data.dtype)
         prop.refresh()
         self.panel.set_progress(done, total)
 
     def _update(self) -> None:
-        c = self.controller
-        self.panel.set_state(c.propagating, len(c.proposals), not self.dock.controller.busy)
+        p = self.controller.propagation
+        self.panel.set_state(p.running, len(p.proposals), not self.dock.controller.busy)
 
     def _accept(self, which) -> int:
         lab = self._labels()
-        pe = self.controller.accept_proposals(None if lab is None else lab.data, which)
+        pe = self.controller.propagation.accept(None if lab is None else lab.data, which)
         n = self._apply(pe)
         if pe is not None:
             prop = self._layer(PROPOSALS, "labels", create=False)
@@ -321,20 +322,20 @@ class PromptTool:
 
     def accept_all_and_train(self) -> bool:
         """Accept every proposal, then Train (Retrain when a model exists); True if it started."""
-        if not self.controller.proposals:
+        if not self.controller.propagation.proposals:
             self._say("No proposals to accept: Propagate boxes first.", error=True)
             return False
         self.accept_all()
-        if self.controller.proposals:  # the accept failed (message shown)
+        if self.controller.propagation.proposals:  # the accept failed (message shown)
             return False
-        if self.dock.controller.latest_checkpoint is not None:
+        if self.dock.controller.model.checkpoint is not None:
             return self.dock.retrain()
         return self.dock.train()
 
     # ------------------------------------------------------------------ teardown
     def cleanup(self) -> None:
         """Stop a propagation, leave fix mode, unbind the layers' shortcuts."""
-        self.controller.stop_propagation()
+        self.controller.propagation.stop()
         self.set_fix_mode(False)
         for layer in self._bound:
             for key, short in PROMPT_SHORTCUTS.items():

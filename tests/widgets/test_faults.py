@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from napari_synfoc.core.process_runner import descendant_pids
-from napari_synfoc.widgets.synfoc_widget import SynFoCWidget
+from napari_synfoc.widgets.dock import SynFoCWidget
 
 pytestmark = [pytest.mark.gui, pytest.mark.timeout(150)]
 
@@ -100,16 +100,16 @@ def test_second_train_refused_stop_then_train_queues_and_bad_export(dock, qtbot,
     # a second Train while one runs: refused with a message, the run goes on
     assert widget.train(iterations=1) is False
     assert "already running" in widget.message.text()
-    assert widget.is_training and widget.controller.event_counts.get("Cancelled") is None
+    assert widget.is_training and widget.controller.run.event_counts.get("Cancelled") is None
     # Stop then Train at once: the new run is queued and starts when the old one has stopped
     widget.stop()
     assert widget.train_btn.isEnabled()
     assert widget.train(iterations=1) is True
     assert "starts as soon as" in widget.message.text()
-    qtbot.waitUntil(lambda: widget.controller.run_count == 2, timeout=90_000)
+    qtbot.waitUntil(lambda: widget.controller.run.count == 2, timeout=90_000)
     assert widget.wait(timeout=90)
     assert widget.outcome == "done", widget.last_message
-    assert widget.event_counts.get("Step") == 1 and widget.controller.maps is not None
+    assert widget.event_counts.get("Step") == 1 and widget.controller.review.maps is not None
     # export to a folder that cannot be written: one clear message, nothing lost
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder", encoding="utf-8")
@@ -123,8 +123,8 @@ def test_second_train_refused_stop_then_train_queues_and_bad_export(dock, qtbot,
         assert str(target).split("/")[-2] in text, text
         assert "Traceback" not in text
     np.testing.assert_array_equal(lab.data, before)
-    assert widget.controller.maps is not None
-    assert widget.export_labels(tmp_path / "ok.nii.gz")  # a writable place still works
+    assert widget.controller.review.maps is not None
+    assert widget.sessions.export_labels(tmp_path / "ok.nii.gz")  # a writable place still works
 
 
 def test_layers_deleted_during_training(dock, qtbot, errors):
@@ -139,7 +139,7 @@ def test_layers_deleted_during_training(dock, qtbot, errors):
     text = widget.message.text()
     assert "Image layer 'stack' was deleted" in text, text
     assert "Labels layer 'annotations' was deleted" in text, text
-    assert widget.controller.latest_checkpoint is not None  # the model is kept
+    assert widget.controller.model.checkpoint is not None  # the model is kept
     assert not errors
     # the dock still answers: nothing to train on now
     assert widget.train() is False and "Choose an Image layer" in widget.message.text()
@@ -223,10 +223,10 @@ def test_full_volume_checks_run_in_the_worker_not_the_gui_thread():
     """NaN/Inf and constant-image checks (a pass over every voxel) run in the job; the GUI
     thread's part (labels snapshot, labelled slices, shape and label checks) stays < 50 ms on a
     200x512x512 volume."""
+    from napari_synfoc.app.controller import AppController, RunRequest
+    from napari_synfoc.app.jobs import JobRunner
     from napari_synfoc.core.review import labeled_slices
     from napari_synfoc.core.task import StackTask, validate_task
-    from napari_synfoc.widgets.controller import DockController
-    from napari_synfoc.widgets.jobs import JobRunner
 
     img = np.random.default_rng(0).normal(size=(200, 512, 512)).astype(np.float32)
     img[150, 3, 4] = np.nan
@@ -245,10 +245,10 @@ def test_full_volume_checks_run_in_the_worker_not_the_gui_thread():
     small = img[145:155, :64, :64].copy()
     lab_small = np.zeros(small.shape, np.uint8)
     lab_small[2, 10:20, 10:20] = 1
-    ctl = DockController(jobs=JobRunner("sync"))
+    ctl = AppController(jobs=JobRunner("sync"))
     params = {"profile": "tiny", "device": "cpu", "foundation": "litemedsam", "iterations": 1}
     task = StackTask(small, lab_small, [2])
-    assert ctl.start_run(task, params, image_name="ct", labels_name="seg")
-    assert ctl.outcome == "failed" and ctl.event_counts == {"Refused": 1}
+    assert ctl.start_run(RunRequest(task, params, image_name="ct", labels_name="seg"))
+    assert ctl.run.outcome == "failed" and ctl.run.event_counts == {"Refused": 1}
     assert ctl.last_message == validate_task(task, "ct", "seg")
     assert "Image 'ct' has NaN or infinite values on slice 5" in ctl.last_message

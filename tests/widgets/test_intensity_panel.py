@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from napari_synfoc.core.intensity import CT_WINDOWS
+from napari_synfoc.widgets.dock import SynFoCWidget
 from napari_synfoc.widgets.panels.data import INTENSITY_MODES
-from napari_synfoc.widgets.synfoc_widget import SynFoCWidget
 
 pytestmark = pytest.mark.gui
 
@@ -42,9 +42,9 @@ def dock(make_napari_viewer, add_partly_labelled):
     seen = []
     start = widget.controller.start_run
 
-    def spy(task, *a, **kw):
-        seen.append(task.intensity_window)
-        return start(task, *a, **kw)
+    def spy(request):
+        seen.append(request.task.intensity_window)
+        return start(request)
 
     widget.controller.start_run = spy
     yield viewer, widget, image, lab, seen
@@ -80,7 +80,7 @@ def test_intensity_choice_is_saved_in_the_session(dock, tmp_path):
     assert widget.train(iterations=1)
     assert widget.outcome == "done", widget.last_message
     assert seen[-1] == CT_WINDOWS["soft tissue"]
-    path = widget.save_session(tmp_path / "s.pt")
+    path = widget.sessions.save(tmp_path / "s.pt")
 
     from napari_synfoc.core.interactive import read_session
 
@@ -89,11 +89,11 @@ def test_intensity_choice_is_saved_in_the_session(dock, tmp_path):
     other = SynFoCWidget(viewer, backend="sync")
     try:
         assert other.data_panel.intensity_mode() == "auto (percentile)"
-        other.load_session(path)
+        other.sessions.load(path)
         assert other.data_panel.intensity_mode() == "CT soft tissue"
         # Predict uses the restored window for the image it predicts
-        assert other.predict(image)
-        assert other.controller.outcome == "done", other.last_message
+        assert other.sessions.predict(image)
+        assert other.controller.run.outcome == "done", other.last_message
     finally:
         other.cleanup()
         other.deleteLater()
@@ -121,7 +121,7 @@ def test_export_keeps_an_oblique_layer_geometry(make_napari_viewer, oblique_sitk
     try:
         widget.image_combo.set_value(image)
         widget.labels_combo.set_value(lab)
-        out = widget.export_labels(tmp_path / "seg.nii.gz")
+        out = widget.sessions.export_labels(tmp_path / "seg.nii.gz")
     finally:
         widget.cleanup()
         widget.deleteLater()

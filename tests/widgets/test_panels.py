@@ -78,9 +78,9 @@ def test_strategy_combo_builds_a_config_the_strategy_accepts(qtbot):
     tooltips; a prompted strategy shows and builds a frozen-encoder config."""
     from qtpy.QtCore import Qt
 
+    from napari_synfoc.app.task_builder import build_config
     from napari_synfoc.core.strategies import DESCRIPTIONS, STRATEGIES, strategy_for
     from napari_synfoc.widgets.panels.model import ModelPanel, strategy_descriptions
-    from napari_synfoc.widgets.task_builder import build_config
 
     assert strategy_descriptions() == DESCRIPTIONS  # read without importing torch
     panel = ModelPanel()

@@ -126,7 +126,7 @@ def test_fix_a_disagreement_region_with_one_click(dock):
     un = np.zeros_like(fm)
     fm[:, 0], un[:, 0] = 1, 1
     fm[:, 0, 10:20, 10:20], fm[:, 1, 10:20, 10:20] = 0, 1
-    w.controller.maps = review_maps(fm, un, rule="argmax")
+    w.controller.review.maps = review_maps(fm, un, rule="argmax")
     before = lab.data.copy()
     w.prompts.set_fix_mode(True)
     assert w.prompts._on_click in viewer.mouse_drag_callbacks
@@ -155,27 +155,27 @@ def test_propagation_cancel_accept_all_and_train(rect, dock, qtbot):
     shapes.add_rectangles(np.stack([rect(0, 15, 15, 45, 45), rect(5, 20, 20, 50, 50)]))
     assert tool.propagate()
     assert w.prompt_panel.buttons["stop_propagation"].isEnabled()
-    qtbot.waitUntil(lambda: len(tool.controller.proposals) >= 2, timeout=20000)
+    qtbot.waitUntil(lambda: len(tool.controller.propagation.proposals) >= 2, timeout=20000)
     assert tool.run_action("stop_propagation")
-    qtbot.waitUntil(lambda: not tool.controller.propagating, timeout=20000)
+    qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=20000)
     props = viewer.layers[pt.PROPOSALS]
-    done = sorted(tool.controller.proposals)
-    assert tool.controller.propagation_outcome == "cancelled" and 2 <= len(done) < 6
+    done = sorted(tool.controller.propagation.proposals)
+    assert tool.controller.propagation.outcome == "cancelled" and 2 <= len(done) < 6
     for z in range(Z):  # every proposal slice is whole or empty
-        want = tool.controller.proposals[z] if z in done else np.zeros((H, W), bool)
+        want = tool.controller.propagation.proposals[z] if z in done else np.zeros((H, W), bool)
         assert np.array_equal(props.data[z] > 0, want), z
     # a full run, accept one slice, then all and train
     tool.controller.segmenter_factory = SlowTiny
     tool.controller._segmenter = None
     assert tool.propagate()
-    qtbot.waitUntil(lambda: not tool.controller.propagating, timeout=30000)
-    assert sorted(tool.controller.proposals) == list(range(Z))
+    qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
+    assert sorted(tool.controller.propagation.proposals) == list(range(Z))
     before = lab.data.copy()
     w.goto_slice(2)
-    assert tool.accept_slice() > 0 and 2 not in tool.controller.proposals
+    assert tool.accept_slice() > 0 and 2 not in tool.controller.propagation.proposals
     assert not props.data[2].any() and lab.data[2].any()
     lab.undo()
     assert np.array_equal(lab.data, before)
     assert tool.accept_all_and_train()
-    assert w.is_training and tool.controller.proposals == {}
+    assert w.is_training and tool.controller.propagation.proposals == {}
     assert set(w.labeled_slices()) >= {0, 1, 3, 4, 5}

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
+from napari_synfoc.app.jobs import JobRunner
+from napari_synfoc.app.prompts import PromptController
 from napari_synfoc.widgets import prompt_tool as pt
-from napari_synfoc.widgets.jobs import JobRunner
-from napari_synfoc.widgets.prompt_controller import PromptController
 
 pytestmark = pytest.mark.slow
 
@@ -78,8 +78,8 @@ def dock200(img, make_napari_viewer, prompt_dock):
     widget = prompt_dock(viewer, Tiny)
     yield viewer, widget, lab
     tool = widget.prompts
-    if tool.controller.propagating:
-        tool.controller.stop_propagation()
+    if tool.controller.propagation.running:
+        tool.controller.propagation.stop()
     if widget.is_training:
         widget.stop()
         widget.wait(60)
@@ -107,35 +107,44 @@ def test_dock_propagates_boxes_through_200_slices_and_accept_all_is_one_undo_ste
     t0 = time.perf_counter()
     assert tool.propagate()
     assert w.prompt_panel.buttons["stop_propagation"].isEnabled()
-    qtbot.waitUntil(lambda: not tool.controller.propagating, timeout=300_000)
+    qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=300_000)
     took = time.perf_counter() - t0
     c = tool.controller
-    assert c.propagation_outcome == "done", w.last_message
-    assert sorted(c.plan) == list(range(Z)) and sorted(c.proposals) == list(range(Z))
+    assert c.propagation.outcome == "done", w.last_message
+    assert sorted(c.propagation.plan) == list(range(Z)) and sorted(
+        c.propagation.proposals
+    ) == list(range(Z))
     # keyed slices keep their box (x0, y0, x1, y1); slice 50 lies halfway between 0 and 100
-    assert c.plan[0] == (12.0, 15.0, 44.0, 48.0) and c.plan[100] == (14.0, 18.0, 46.0, 46.0)
-    assert c.plan[199] == (16.0, 20.0, 48.0, 50.0)
-    assert np.allclose(c.plan[50], (13.0, 16.5, 45.0, 47.0))
+    assert c.propagation.plan[0] == (12.0, 15.0, 44.0, 48.0) and c.propagation.plan[100] == (
+        14.0,
+        18.0,
+        46.0,
+        46.0,
+    )
+    assert c.propagation.plan[199] == (16.0, 20.0, 48.0, 50.0)
+    assert np.allclose(c.propagation.plan[50], (13.0, 16.5, 45.0, 47.0))
     assert "proposals on 200 of 200 slices" in w.last_message
     props = viewer.layers[pt.PROPOSALS]
     for z in range(Z):  # every slice has a (non-empty) proposal, shown whole in the layer
-        assert c.proposals[z].any(), z
-        assert np.array_equal(props.data[z] > 0, c.proposals[z]), z
+        assert c.propagation.proposals[z].any(), z
+        assert np.array_equal(props.data[z] > 0, c.propagation.proposals[z]), z
     # proposals are the prompt model's box masks of the interpolated boxes
     tiny = c.segmenter.seg
     prepared = c.prepared(viewer.layers["stack200"].data, False)
     for z in (0, 37, 100, 163, 199):
-        assert np.array_equal(c.proposals[z], tiny.segment_with_box(prepared[z], c.plan[z])), z
+        assert np.array_equal(
+            c.propagation.proposals[z], tiny.segment_with_box(prepared[z], c.propagation.plan[z])
+        ), z
     assert np.array_equal(lab.data, before)  # the user's labels wait for accept
     assert w.labeled_slices() == [50, 120]
-    masks = {z: m.copy() for z, m in c.proposals.items()}
+    masks = {z: m.copy() for z, m in c.propagation.proposals.items()}
 
     assert tool.accept_all() > 0
     after = lab.data.copy()
     for z in range(Z):
         assert np.array_equal(after[z], _expected(before, z, masks[z])), z
     assert (after[50, 50:, 50:] == 2).all()  # the other class is never overwritten
-    assert c.proposals == {} and not props.data.any()
+    assert c.propagation.proposals == {} and not props.data.any()
     assert w.labeled_slices() == list(range(Z))
     assert "200 slice(s)" in w.last_message
     lab.undo()  # ONE undo restores every slice exactly: the accept was one step
@@ -157,21 +166,25 @@ def test_dock_cancel_midway_on_200_slices_leaves_whole_slices_and_labels_untouch
     before = lab.data.copy()
     tool._layer(pt.PROMPTS, "shapes").add_rectangles(key_boxes(rect))
     assert tool.propagate()
-    qtbot.waitUntil(lambda: len(c.proposals) >= 60, timeout=300_000)
+    qtbot.waitUntil(lambda: len(c.propagation.proposals) >= 60, timeout=300_000)
     assert tool.run_action("stop_propagation")
-    qtbot.waitUntil(lambda: not c.propagating, timeout=60_000)
-    done = sorted(c.proposals)
-    assert c.propagation_outcome == "cancelled"
+    qtbot.waitUntil(lambda: not c.propagation.running, timeout=60_000)
+    done = sorted(c.propagation.proposals)
+    assert c.propagation.outcome == "cancelled"
     assert 60 <= len(done) < Z and done == list(range(len(done)))  # in order, no gap
     assert f"proposals on {len(done)} of {Z} slices" in w.last_message
     props = viewer.layers[pt.PROPOSALS]
     for z in range(Z):  # each proposal slice is complete or empty, never half-written
-        want = c.proposals[z] if z in c.proposals else np.zeros((H, W), bool)
+        want = (
+            c.propagation.proposals[z] if z in c.propagation.proposals else np.zeros((H, W), bool)
+        )
         assert np.array_equal(props.data[z] > 0, want), z
     tiny = c.segmenter.seg
     prepared = c.prepared(viewer.layers["stack200"].data, False)
     for z in (0, done[len(done) // 2], done[-1]):
-        assert np.array_equal(c.proposals[z], tiny.segment_with_box(prepared[z], c.plan[z])), z
+        assert np.array_equal(
+            c.propagation.proposals[z], tiny.segment_with_box(prepared[z], c.propagation.plan[z])
+        ), z
     assert np.array_equal(lab.data, before) and w.labeled_slices() == [50, 120]
 
 
@@ -187,14 +200,14 @@ def test_controller_cancel_at_slice_100_keeps_exactly_the_whole_slices_done(img,
     def on_slice(z, mask, done, total):
         seen.append((z, done, total, mask.copy()))
         if done == 100:
-            c.stop_propagation()
+            c.propagation.stop()
 
-    assert c.start_propagation(img, labels.shape, list(key_boxes(rect)), on_slice=on_slice)
-    assert c.propagation_outcome == "cancelled"
-    assert sorted(c.proposals) == list(range(100))
+    assert c.propagation.start(img, labels.shape, list(key_boxes(rect)), on_slice=on_slice)
+    assert c.propagation.outcome == "cancelled"
+    assert sorted(c.propagation.proposals) == list(range(100))
     assert [s[0] for s in seen] == list(range(100)) and {s[2] for s in seen} == {Z}
     for z, _, _, m in seen:  # what reached the layer is what the controller keeps
-        assert np.array_equal(c.proposals[z], m)
+        assert np.array_equal(c.propagation.proposals[z], m)
     assert "proposals on 100 of 200 slices" in said[-1][0] and not said[-1][1]
     assert np.array_equal(labels, before)
 
@@ -228,8 +241,8 @@ def test_accept_all_on_200_slices_reports_exactly_the_slices_left_empty():
     box = np.zeros((H, W), bool)
     box[20:30, 20:30] = True
     empty = {10, 30, 40, 150, 199}
-    c.proposals = {z: (np.zeros_like(box) if z in empty else box) for z in range(Z)}
-    pe = c.accept_proposals(labels)
+    c.propagation.proposals = {z: (np.zeros_like(box) if z in empty else box) for z in range(Z)}
+    pe = c.propagation.accept(labels)
     assert pe is not None and pe.slices == list(range(Z))
     assert pe.empty_slices == [10, 40, 150, 199]  # slice 30 keeps its class 2
     labels[pe.edit.indices] = pe.edit.new_values

@@ -6,9 +6,10 @@ Kept short: every training run is a few iterations of the "tiny" profile on 6 sl
 import numpy as np
 import pytest
 
+from napari_synfoc.app.slices import MARKED_KEY
 from napari_synfoc.core.review import labeled_slices
 from napari_synfoc.widgets import overlays
-from napari_synfoc.widgets.synfoc_widget import MARKED_KEY, SynFoCWidget
+from napari_synfoc.widgets.dock import SynFoCWidget
 
 pytestmark = pytest.mark.gui
 
@@ -73,7 +74,7 @@ def test_whole_loop(viewer_widget, qtbot):
     np.testing.assert_array_equal(lab.data[1], gt[1])
 
     # ranking: unlabelled slices first, by descending priority (disagreement x novelty)
-    scores = widget.controller.priorities([1, 4])
+    scores = widget.controller.review.priorities([1, 4])
     ranking = widget.ranking()
     assert set(ranking) == {0, 2, 3, 5}
     assert [scores[z] for z in ranking] == sorted([scores[z] for z in ranking], reverse=True)
@@ -93,7 +94,7 @@ def test_whole_loop(viewer_widget, qtbot):
     # accept the U-Net prediction for this slice: writes only that slice, undo restores it
     z = ranking[1]
     before = np.array(lab.data, copy=True)
-    proposal = widget.controller.maps.unet_label[z]
+    proposal = widget.controller.review.maps.unet_label[z]
     changed = widget.accept("unet")
     assert changed == int((before[z] != proposal).sum())
     np.testing.assert_array_equal(lab.data[z], proposal)
@@ -105,18 +106,18 @@ def test_whole_loop(viewer_widget, qtbot):
     np.testing.assert_array_equal(lab.data, before)
     # accept again for the retrain
     widget.accept("ensemble", slice_index=z)
-    np.testing.assert_array_equal(lab.data[z], widget.controller.maps.ensemble_label[z])
+    np.testing.assert_array_equal(lab.data[z], widget.controller.review.maps.ensemble_label[z])
     expected_labeled = widget.labeled_slices()
     assert z in expected_labeled
 
     # retrain warm-starts from the latest checkpoint with the corrections
-    first_ckpt = widget.controller.latest_checkpoint
+    first_ckpt = widget.controller.model.checkpoint
     assert first_ckpt is not None and first_ckpt.exists()
     assert widget.retrain_btn.isEnabled()
     _train_and_wait(widget, qtbot, iterations=1, warm_start=True)
     assert widget.outcome == "done", widget.last_message
-    assert widget.controller.trained_labeled == expected_labeled
-    assert widget.controller.latest_checkpoint != first_ckpt
+    assert widget.controller.model.labeled == expected_labeled
+    assert widget.controller.model.checkpoint != first_ckpt
     assert widget.last_init_checkpoint == first_ckpt
     assert viewer.layers[overlays.CONSENSUS].data.shape == (Z, H, W)
 
@@ -125,10 +126,10 @@ def test_stop_mid_training_and_edits_go_to_the_next_run(viewer_widget, qtbot):
     """Stop takes effect within one iteration. Counted in the GUI, that holds for the thread
     backend; with the process backend, Steps the child finished before it read the stop message
     can still be in the pipe (its own stop escalation is tested in tests/core)."""
-    from napari_synfoc.widgets.jobs import JobRunner
+    from napari_synfoc.widgets.qt_jobs import qt_job_runner
 
     viewer, widget, image, lab, gt = viewer_widget
-    widget.controller.jobs = JobRunner("thread")
+    widget.controller.jobs = widget.controller.sessions.jobs = qt_job_runner("thread")
     widget.predict_every_spin.setValue(0)
     assert widget.train(iterations=500)
     assert widget.is_training and widget.stop_btn.isEnabled() and not widget.train_btn.isEnabled()
@@ -149,7 +150,7 @@ def test_stop_mid_training_and_edits_go_to_the_next_run(viewer_widget, qtbot):
     assert widget.train_btn.isEnabled() and widget.retrain_btn.isEnabled()
     assert not widget.controller.busy
     # the snapshot taken at start had slices 1 and 4; the new stroke is kept for the next run
-    assert widget.controller.trained_labeled == [1, 4]
+    assert widget.controller.model.labeled == [1, 4]
     assert widget.labeled_slices() == [1, 2, 4]
     np.testing.assert_array_equal(lab.data[2], gt[2])
     assert "Retrain to use them" in widget.last_message
@@ -222,10 +223,10 @@ def test_2d_rgb_image_synchronous(disc_stack, make_napari_viewer, qtbot, monkeyp
         assert viewer.layers[name].data.shape == (H, W)
     # built at once in the GUI thread, so the generator was told at once not to wait for them
     # (else it would have blocked the GUI thread for OVERLAY_WAIT_S)
-    assert widget.controller.overlays_ready.is_set()
+    assert widget.controller.run.overlays_ready.is_set()
     assert extra.data.shape == (3, H, W)
     n = widget.accept("medsam")
-    np.testing.assert_array_equal(lab.data, widget.controller.maps.fm_label[0])
+    np.testing.assert_array_equal(lab.data, widget.controller.review.maps.fm_label[0])
     assert n >= 0
     widget.cleanup()
 
@@ -235,7 +236,7 @@ def test_session_predict_and_export(disc_stack, viewer_widget, qtbot, tmp_path):
     widget.predict_every_spin.setValue(0)
     _train_and_wait(widget, qtbot, iterations=1)
     assert widget.outcome == "done", widget.last_message
-    session = widget.save_session(tmp_path / "session.pt")
+    session = widget.sessions.save(tmp_path / "session.pt")
     assert session.exists()
 
     # a fresh widget loads the session and predicts another image with it
@@ -244,10 +245,10 @@ def test_session_predict_and_export(disc_stack, viewer_widget, qtbot, tmp_path):
     viewer.layers.remove(overlays.CONSENSUS)
     w2 = SynFoCWidget(viewer)
     qtbot.addWidget(w2)
-    info = w2.load_session(session)
+    info = w2.sessions.load(session)
     assert info["labeled_slices"] == [1, 4]
     assert info["image_shape"] == [Z, H, W]
-    assert w2.predict(new)
+    assert w2.sessions.predict(new)
     assert w2.wait(timeout=120)
     assert viewer.layers[overlays.CONSENSUS].data.shape == (3, H, W)
     assert viewer.layers[overlays.MEDSAM].data.shape == (3, H, W)
@@ -255,12 +256,12 @@ def test_session_predict_and_export(disc_stack, viewer_widget, qtbot, tmp_path):
     # export: labels and predictions with the image geometry
     from napari_synfoc.io.readers import read_volume
 
-    out = widget.export_labels(tmp_path / "labels.nii.gz")
+    out = widget.sessions.export_labels(tmp_path / "labels.nii.gz")
     arr, geom = read_volume(out)
     np.testing.assert_array_equal(arr, lab.data)
     np.testing.assert_allclose(geom.spacing, (2.0, 0.5, 0.5))
     np.testing.assert_allclose(geom.origin, (10.0, 0.0, 0.0))
-    files = w2.export_predictions(tmp_path / "pred")
+    files = w2.sessions.export_predictions(tmp_path / "pred")
     assert len(files) == 6
     arr, geom = read_volume(tmp_path / "pred" / "consensus.nii.gz")
     np.testing.assert_array_equal(arr, viewer.layers[overlays.CONSENSUS].data)
@@ -349,10 +350,11 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(disc_stack, 
     import threading
     import time
 
+    from napari_synfoc.app import task_builder
+    from napari_synfoc.app import worker as sw
+    from napari_synfoc.app.run_request import RunRequest
     from napari_synfoc.core import interactive
     from napari_synfoc.core.events import Predictions, Step
-    from napari_synfoc.widgets import task_builder
-    from napari_synfoc.widgets import worker as sw
 
     prob = np.full((2, 2, 8, 8), 0.5, np.float32)
 
@@ -370,7 +372,7 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(disc_stack, 
     task = StackTask(img, gt, [1])  # passes the worker's full check
 
     def run(ready, stop):
-        gen = sw.training_events(task, {}, stop, predict_every=1, overlays_ready=ready)
+        gen = sw.training_events(RunRequest(task, {}, predict_every=1), stop, overlays_ready=ready)
         assert type(next(gen)).__name__ == "ReviewUpdate"
         t = time.perf_counter()
         assert isinstance(next(gen), Step)
@@ -394,7 +396,7 @@ def test_widget_import_keeps_torch_out():
     import sys
 
     code = (
-        "import sys, napari_synfoc.widgets.synfoc_widget; "
+        "import sys, napari_synfoc.widgets.dock; "
         "print('torch' in sys.modules, 'segment_anything' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

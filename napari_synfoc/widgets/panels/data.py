@@ -27,9 +27,9 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ...app.task_builder import spatial_shape
 from ...core.intensity import CT_WINDOWS
 from .. import overlays
-from ..task_builder import spatial_shape
 from ..tooltips import tip
 from .common import make_button
 

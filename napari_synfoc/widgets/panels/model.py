@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...app.task_builder import DEVICES, FOUNDATION_CHOICES, PROFILE_CHOICES, displayed_profile
 from ...config import (
     PROFILES,
     VITB_FOUNDATIONS,
@@ -31,7 +32,6 @@ from ...config import (
     run_estimate,
     run_iterations,
 )
-from ..task_builder import DEVICES, FOUNDATION_CHOICES, PROFILE_CHOICES, displayed_profile
 from ..tooltips import tip
 from .advanced import AdvancedForm
 

@@ -1,4 +1,5 @@
-"""The controller's session, prediction and export actions (Qt-free; see :mod:`.controller`)."""
+"""The controller's sessions part (Qt-free; ``controller.sessions``): save and load sessions,
+predict an image with the model, export labels and review maps."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 import numpy as np
 
 from ..core.review import ReviewMaps, review_maps, stack_features
+from .jobs import JobRunner
 from .process_tweaks import avoid_triton_llvm_clash
+from .review import Review
+from .state import ModelState, RunState
+from .view import Notices
 
 
 @contextlib.contextmanager
@@ -26,28 +31,36 @@ def _writing(what: str, where: str | Path):
         ) from exc
 
 
-class SessionActions:
+class Sessions:
     """Save / load sessions, predict an image, export labels and maps.
 
-    A mixin of :class:`~.controller.DockController`: it uses the controller's state
-    (``latest_checkpoint``, ``maps``, ``jobs``, ``view``, ...).
+    It reads and sets the controller's ``model``, reports through ``notices``, runs predictions
+    on ``jobs`` (their outcome in ``run``) and hands predicted maps to ``review``.
     """
 
+    def __init__(
+        self, notices: Notices, model: ModelState, run: RunState, jobs: JobRunner, review: Review
+    ):
+        self.notices, self.model, self.run, self.jobs, self.review = (
+            notices, model, run, jobs, review,
+        )  # fmt: skip
+
+    def say(self, text: str, error: bool = False, notify: bool = True) -> None:
+        self.notices.say(text, error, notify)
+
     # ------------------------------------------------------------------ sessions
-    def save_session(self, path: str | Path) -> Path:
+    def save(self, path: str | Path) -> Path:
         """Save both models, the config and the labelled-slice list to ``path`` (atomic)."""
-        if self.latest_checkpoint is None:
+        m = self.model
+        if m.checkpoint is None:
             raise ValueError("nothing to save yet: train first")
         from ..core.interactive import save_session
 
-        out = save_session(
-            self.latest_checkpoint, path, self.trained_labeled, self.train_image_shape,
-            intensity=self.train_intensity,
-        )  # fmt: skip
+        out = save_session(m.checkpoint, path, m.labeled, m.image_shape, intensity=m.intensity)
         self.say(f"Session saved to {out}.", notify=False)
         return Path(out)
 
-    def load_session(
+    def load(
         self, path: str | Path, labels: np.ndarray | None = None
     ) -> tuple[dict[str, Any], list[int]]:
         """Load a session: Retrain continues from it, Predict uses it.
@@ -58,8 +71,9 @@ class SessionActions:
         from ..core.interactive import read_session
 
         info = read_session(path)
-        self.latest_checkpoint = Path(path)
-        self.checkpoint_config = dict(info["config"])
+        m = self.model
+        m.checkpoint = Path(path)
+        m.config = dict(info["config"])
         shape = tuple(info.get("image_shape") or ())
         empty: list[int] = []
         if labels is not None and shape and tuple(np.shape(labels)) == shape:
@@ -69,16 +83,16 @@ class SessionActions:
                 int(z) for z in info["labeled_slices"]
                 if 0 <= z < n and not (data if data.ndim == 2 else data[z]).any()
             ]  # fmt: skip
-        self.trained_labeled = list(info["labeled_slices"])
-        self.train_image_shape = shape
-        self.train_intensity = info.get("intensity")
+        m.labeled = list(info["labeled_slices"])
+        m.image_shape = shape
+        m.intensity = info.get("intensity")
         self.say(
             f"Loaded session {Path(path).name}: {info['iteration']} iterations, "
             f"{len(info['labeled_slices'])} labelled slice(s), foundation "
             f"{info['config'].get('foundation')}. Retrain continues from it; Predict uses it.",
             notify=False,
         )
-        self.view.changed()
+        self.notices.view.changed()
         return info, empty
 
     # ------------------------------------------------------------------ predict and export
@@ -89,45 +103,45 @@ class SessionActions:
         """Predict ``image`` with the latest or loaded model in the background; False if not.
 
         ``window``: the intensity window for ``image`` (None: percentile mapping)."""
-        if self.busy:
+        if self.jobs.busy:
             self.say("Busy: wait for the running job to end.", error=True)
             return False
-        if self.latest_checkpoint is None:
+        if self.model.checkpoint is None:
             self.say("No model yet: train first or load a session.", error=True)
             return False
-        ckpt = self.latest_checkpoint
+        ckpt, run, notices = self.model.checkpoint, self.run, self.notices
 
-        def run() -> tuple[ReviewMaps, np.ndarray]:
+        def predict() -> tuple[ReviewMaps, np.ndarray]:
             from ..core.interactive import predict_stack
 
             pred = predict_stack(ckpt, image, rgb=rgb, device=device, window=window)
             return review_maps(pred.fm_prob, pred.unet_prob), stack_features(image, rgb)
 
         def done(result: tuple[ReviewMaps, np.ndarray]) -> None:
-            if self.set_maps(result[0], target, features=result[1]):
+            if self.review.set_maps(result[0], target, features=result[1]):
                 return
-            self.overlays_ready.set()
+            run.overlays_ready.set()
 
         def failed(exc: BaseException) -> None:
-            self.outcome = "failed"
+            run.outcome = "failed"
             self.say(f"Prediction failed: {exc}", error=True)
 
         def finished() -> None:
-            self._gc.release()
-            if self.outcome != "failed":
-                self.outcome = "done"
+            run.gc.release()
+            if run.outcome != "failed":
+                run.outcome = "done"
                 self.say(f"Predicted '{name}' with {Path(ckpt).name}.", notify=False)
-            self.view.status(f"Idle (prediction took {time.perf_counter() - self._t0:.1f} s).")
-            self.view.changed()
-            self.view.finished()
+            notices.view.status(f"Idle (prediction took {time.perf_counter() - run.t0:.1f} s).")
+            notices.view.changed()
+            notices.view.finished()
 
-        self._t0 = time.perf_counter()
-        self.outcome = None
+        run.t0 = time.perf_counter()
+        run.outcome = None
         avoid_triton_llvm_clash()
-        self._gc.hold()
-        self.view.status(f"Predicting '{name}'…")
-        self.view.changed()
-        self.jobs.start_call(run, done, failed, finished)
+        run.gc.hold()
+        notices.view.status(f"Predicting '{name}'…")
+        notices.view.changed()
+        self.jobs.start_call(predict, done, failed, finished)
         return True
 
     def export_labels(
@@ -160,12 +174,12 @@ class SessionActions:
         from ..io.geometry import file_array_and_geometry
         from ..io.writers import write_volume
 
-        if self.maps is None:
+        m = self.review.maps
+        if m is None:
             raise ValueError("no predictions to export: train or predict first")
         folder = Path(folder)
         with _writing("the predictions", folder):
             folder.mkdir(parents=True, exist_ok=True)
-        m = self.maps
         files = {
             "medsam_prediction": (m.fm_label, True),
             "unet_prediction": (m.unet_label, True),

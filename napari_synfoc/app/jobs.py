@@ -1,12 +1,14 @@
-"""One job runner for the dock: a background thread, or synchronous for tests.
+"""One job runner for the application: a background thread, or synchronous for tests and scripts.
 
-A job is an event generator (training: every yielded event reaches ``on_event`` in the GUI
-thread) or a plain call (prediction: its result reaches ``on_result``).  One job at a time.
+A job is an event generator (training: every yielded event reaches ``on_event``) or a plain call
+(prediction: its result reaches ``on_result``).  One job at a time.
 
 Backends:
 
-- ``"thread"``: napari's ``thread_worker``; callbacks arrive in the GUI thread through Qt signals.
-  napari is imported when a job starts, never when this module is imported.
+- ``"thread"``: a background thread started by the runner's ``threads`` hook.  The dock passes
+  :func:`napari_synfoc.widgets.qt_jobs.qt_threads` (napari's ``thread_worker``: callbacks arrive
+  in the GUI thread through Qt signals); the default, :func:`plain_thread`, needs no event loop
+  and calls back from the job's own thread (scripts).  No Qt here.
 - ``"sync"``: the job runs to its end inside ``start_*`` (tests, ``SYNFOC_NOTHREADS=1``); no Qt.
 - ``"process"`` (the dock's default): the thread runner draining a generator that trains in a
   ``spawn`` child process (:func:`training_source` returns ``core.process_runner.train_in_child``
@@ -66,14 +68,52 @@ def _noop(*_: Any) -> None:
     return None
 
 
-class JobRunner:
-    """Runs one job at a time on the chosen backend and reports through callbacks."""
+# threads(fn, on_error, on_finished, yielded=None, returned=None) -> a handle: run ``fn`` in the
+# background (a generator function when ``yielded`` is given), report, then ``on_finished()``
+ThreadStarter = Callable[..., Any]
 
-    def __init__(self, backend: str | None = None):
+
+def plain_thread(
+    fn: Callable[[], Any],
+    on_error: Callable[[BaseException], None],
+    on_finished: Callable[[], None],
+    yielded: Callable[[Any], None] | None = None,
+    returned: Callable[[Any], None] | None = None,
+) -> threading.Thread:
+    """Run ``fn`` in a daemon thread; every callback runs in that thread (no event loop)."""
+
+    def work() -> None:
+        try:
+            if yielded is not None:
+                for item in fn():
+                    yielded(item)
+            else:
+                result = fn()
+                if returned is not None:
+                    returned(result)
+        except Exception as exc:  # noqa: BLE001 - reported through on_error
+            on_error(exc)
+        finally:
+            on_finished()
+
+    thread = threading.Thread(target=work, name="synfoc-job", daemon=True)
+    thread.start()
+    return thread
+
+
+class JobRunner:
+    """Runs one job at a time on the chosen backend and reports through callbacks.
+
+    ``threads`` starts the background thread of the "thread" and "process" backends (default:
+    :func:`plain_thread`; the dock passes napari's Qt thread worker).
+    """
+
+    def __init__(self, backend: str | None = None, threads: ThreadStarter | None = None):
         backend = backend or default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"unknown job backend {backend!r}; choose from {BACKENDS}")
         self.backend = backend
+        self.threads = threads or plain_thread
         self._worker: Any = None
         self._busy = False
         self._abandoned: threading.Event | None = None
@@ -163,18 +203,10 @@ class JobRunner:
             self._finish(on_finished)
 
     def _start_thread(self, fn, on_error, on_finished, yielded=None, returned=None) -> None:
-        from napari.qt.threading import create_worker
-
         try:
-            worker = create_worker(fn, _start_thread=False)
+            self._worker = self.threads(
+                fn, on_error, lambda: self._finish(on_finished), yielded=yielded, returned=returned
+            )
         except Exception:
             self._busy = False
             raise
-        if yielded is not None:
-            worker.yielded.connect(yielded)
-        if returned is not None:
-            worker.returned.connect(returned)
-        worker.errored.connect(on_error)
-        worker.finished.connect(lambda: self._finish(on_finished))
-        self._worker = worker
-        worker.start()

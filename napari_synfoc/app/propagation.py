@@ -1,7 +1,6 @@
 """Box propagation (Qt-free): boxes drawn on a few slices are interpolated over the slices
 between them, each slice is segmented in the job runner, and the results wait as proposals until
-accepted.  :class:`ProposalsMixin` holds that part of
-:class:`~napari_synfoc.widgets.prompt_controller.PromptController`."""
+accepted.  :class:`BoxPropagation` is ``controller.prompts.propagation``."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from ..core import label_edit as le
 from .jobs import JobRunner
-from .prompt_edit import PromptEdit, emptied
+from .slice_edit import SliceEdit, emptied
 
 
 def boxes_by_slice(shapes: Sequence[np.ndarray], ndim: int) -> dict[int, np.ndarray]:
@@ -56,28 +55,44 @@ def propagation_plan(
     return P.interpolate_boxes(boxes)
 
 
-class ProposalsMixin:
-    """Box propagation and its proposals; the host provides ``say``, ``jobs``, ``segmenter``,
-    ``prepared`` and ``mode`` (as :class:`PromptController` does)."""
+class BoxPropagation:
+    """Box propagation and its proposals.
 
-    jobs: JobRunner
-    mode: str
-    segmenter: Any
-    say: Callable[..., None]
-    prepared: Callable[[np.ndarray, bool], list[np.ndarray]]
+    Parameters
+    ----------
+    say : callable
+        ``say(text, error=False)``: a message for the user.
+    jobs : JobRunner
+        Runs the propagation.
+    segmenter : callable
+        Returns the prompt model (built on first use by the caller).
+    prepare : callable
+        ``prepare(image, rgb)``: the image's slices normalised for the prompt model.
+    mode : callable
+        Returns the current edit mode ("replace" or "add") for :meth:`accept`.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        say: Callable[..., None],
+        jobs: JobRunner,
+        segmenter: Callable[[], Any],
+        prepare: Callable[[np.ndarray, bool], list[np.ndarray]],
+        mode: Callable[[], str],
+    ):
+        self.say, self.jobs = say, jobs
+        self._segmenter, self._prepare, self._mode = segmenter, prepare, mode
         self.proposals: dict[int, np.ndarray] = {}
-        self.proposal_cls = 1
+        self.cls = 1  # the class the proposals are written as
         self.plan: dict[int, tuple[float, ...]] = {}
         self.stop_flag = threading.Event()
-        self.propagation_outcome: str | None = None
+        self.outcome: str | None = None
 
     @property
-    def propagating(self) -> bool:
+    def running(self) -> bool:
         return self.jobs.busy
 
-    def start_propagation(
+    def start(
         self,
         image: np.ndarray | None,
         labels_shape: Sequence[int] | None,
@@ -92,7 +107,7 @@ class ProposalsMixin:
         between them and segment each in the job runner.  Each finished slice reaches
         ``on_slice(z, mask, done, total)`` whole and is kept in :attr:`proposals`; a stopped run
         keeps the whole slices done so far.  False (with a message) when it cannot start."""
-        if self.propagating:
+        if self.running:
             self.say("Box propagation is already running: stop it first.", error=True)
             return False
         problem = None
@@ -110,14 +125,14 @@ class ProposalsMixin:
         except ValueError as exc:
             self.say(f"Box propagation: {exc}", error=True)
             return False
-        self.proposals, self.plan, self.proposal_cls = {}, plan, int(cls)
+        self.proposals, self.plan, self.cls = {}, plan, int(cls)
         self.stop_flag = threading.Event()
-        self.propagation_outcome = None
+        self.outcome = None
         stop = self.stop_flag
-        seg = self.segmenter
+        seg = self._segmenter()
 
         def events():
-            prepared = self.prepared(image, rgb)
+            prepared = self._prepare(image, rgb)
             total = len(plan)
             for i, z in enumerate(sorted(plan)):
                 if stop.is_set():
@@ -131,15 +146,15 @@ class ProposalsMixin:
                 on_slice(z, mask, done, total)
 
         def failed(exc):
-            self.propagation_outcome = "failed"
+            self.outcome = "failed"
             self.say(f"Box propagation failed: {type(exc).__name__}: {exc}", error=True)
 
         def finished():
-            if self.propagation_outcome is None:
-                self.propagation_outcome = "cancelled" if stop.is_set() else "done"
+            if self.outcome is None:
+                self.outcome = "cancelled" if stop.is_set() else "done"
             n = len(self.proposals)
             tail = " (stopped)" if stop.is_set() else ""
-            if self.propagation_outcome != "failed":
+            if self.outcome != "failed":
                 self.say(
                     f"Box propagation{tail}: proposals on {n} of {len(plan)} slices "
                     f"({min(plan)}..{max(plan)}); accept them slice by slice or all at once."
@@ -151,17 +166,18 @@ class ProposalsMixin:
         self.jobs.start_events(events(), got, failed, finished)
         return True
 
-    def stop_propagation(self) -> bool:
+    def stop(self) -> bool:
         """Ask the propagation to stop before its next slice; False when none runs."""
-        if not self.propagating:
+        if not self.running:
             return False
         self.stop_flag.set()
         return True
 
-    def accept_proposals(self, labels, slices: Sequence[int] | None = None) -> PromptEdit | None:
+    def accept(self, labels, slices: Sequence[int] | None = None) -> SliceEdit | None:
         """One edit writing the proposals of ``slices`` (default: all) into ``labels`` with the
         current mode; accepted slices leave :attr:`proposals`."""
-        if self.propagating:
+        mode = self._mode()
+        if self.running:
             self.say("Box propagation is still running: wait or stop it first.", error=True)
             return None
         if not self.proposals:
@@ -177,11 +193,11 @@ class ProposalsMixin:
             self.say("The Labels layer does not match the proposals' shape.", error=True)
             return None
         masks: Mapping[int, np.ndarray] = {z: self.proposals[z] for z in todo}
-        edit = le.masks_edit(lab, masks, self.proposal_cls, self.mode)
+        edit = le.masks_edit(lab, masks, self.cls, mode)
         for z in todo:
             del self.proposals[z]
         self.say(
             f"Accepted the proposals of {len(todo)} slice(s) ({edit.size} px changed, "
-            f"{self.mode}; Ctrl-Z undoes it); they count as labelled."
+            f"{mode}; Ctrl-Z undoes it); they count as labelled."
         )
-        return PromptEdit(todo, edit, emptied(lab, edit, todo))
+        return SliceEdit(todo, edit, emptied(lab, edit, todo))

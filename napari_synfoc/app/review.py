@@ -1,13 +1,14 @@
-"""The controller's review actions (Qt-free; see :mod:`.controller`): maps, ranking, accept."""
+"""The controller's review part (Qt-free; ``controller.review``): maps, ranking, accept."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..core.label_edit import LabelEdit
+from ..core.quality import QualityEstimate
 from ..core.review import (
     DEFAULT_ACQUISITION,
     ReviewMaps,
@@ -15,33 +16,36 @@ from ..core.review import (
     rank_slices,
     slice_changes,
 )
+from .region_fix import SOURCES
+from .review_quality import accept_above_edit, quality_estimate
+from .slice_edit import SliceEdit, emptied
+from .view import Notices
 
-SOURCES = {"medsam": "MedSAM", "unet": "U-Net", "ensemble": "ensemble"}
 
+class Review:
+    """The latest review maps, the slice ranking, the next uncertain slice and accept.
 
-@dataclass
-class LabelEdit:
-    """What accepting a prediction changes: napari ``data_setitem`` input for one slice.
-
-    ``now_empty``: the slice holds no label after the edit (the dock marks it labelled).
+    ``maps``: the latest :class:`~napari_synfoc.core.review.ReviewMaps` (None before any);
+    ``target``: what they belong to (opaque; the dock's image layer); ``covered``: the slices
+    that hold predictions (None: all); ``visited``: slices :meth:`next_uncertain` showed since;
+    ``updates``: how many times maps arrived.
     """
 
-    slice_index: int
-    indices: tuple[np.ndarray, ...]
-    values: np.ndarray
-    now_empty: bool
+    def __init__(self, notices: Notices):
+        self.notices = notices
+        self.maps: ReviewMaps | None = None
+        self.target: Any = None
+        self.covered: set[int] | None = None
+        self.visited: set[int] = set()
+        self.updates = 0
+        # how the table ranks slices (core.review.ACQUISITIONS); "diverse" needs slice features
+        self.acquisition: str = DEFAULT_ACQUISITION
+        self.slice_features: np.ndarray | None = None
+        self.estimate: QualityEstimate | None = None  # the last quality(), for these maps
+        self._estimate_maps: ReviewMaps | None = None
 
-
-class ReviewActions:
-    """Review maps, ranking, next uncertain slice and accept.
-
-    A mixin of :class:`~.controller.DockController`: it uses the controller's state (``maps``,
-    ``covered``, ``visited``, ``view``, ``say``).
-    """
-
-    # how the table ranks slices (core.review.ACQUISITIONS); "diverse" needs slice features
-    acquisition: str = DEFAULT_ACQUISITION
-    slice_features: np.ndarray | None = None
+    def say(self, text: str, error: bool = False, notify: bool = True) -> None:
+        self.notices.say(text, error, notify)
 
     def set_maps(
         self, maps: ReviewMaps, target: Any, covered: Sequence[int] | None = None,
@@ -60,12 +64,12 @@ class ReviewActions:
         ):
             self.slice_features = features
         self.maps = maps
-        self.maps_target = target
+        self.target = target
         self.covered = None if covered is None else {int(z) for z in covered}
         self.visited.clear()
-        self.prediction_updates += 1
-        pending = bool(self.view.show_maps(maps, target))
-        self.view.changed()
+        self.updates += 1
+        pending = bool(self.notices.view.show_maps(maps, target))
+        self.notices.view.changed()
         return pending
 
     def maps_fit(self, labels_shape: Sequence[int] | None) -> bool:
@@ -83,9 +87,52 @@ class ReviewActions:
         if self.maps is None:
             return np.zeros(0)
         # without features (maps set by a script) novelty is 1: the disagreement order
+        q = self.predicted_dice() if self.acquisition == "gain" else None
         return acquisition_scores(
-            self.maps.slice_scores, labeled, self.slice_features, self.acquisition
+            self.maps.slice_scores, labeled, self.slice_features, self.acquisition, q
         )
+
+    # ------------------------------------------------------------------ quality (issue 21)
+    def quality(self, labels, labeled: Sequence[int] = (), trained: Sequence[int] = ()):
+        """The predicted Dice of every slice (:mod:`~napari_synfoc.core.quality`), calibrated on
+        the ``labeled`` slices of ``labels``; ``trained``: the slices the model that made these
+        maps was trained on (they count less).  Kept for the "gain" ranking; None before maps."""
+        if self.maps is None:
+            return None
+        self.estimate = quality_estimate(self.maps, labels, labeled, trained)
+        self._estimate_maps = self.maps
+        return self.estimate
+
+    def predicted_dice(self) -> np.ndarray | None:
+        """The last :meth:`quality` for the current maps, else the uncalibrated prior."""
+        if self.maps is None:
+            return None
+        if self.estimate is None or self._estimate_maps is not self.maps:
+            return quality_estimate(self.maps, None).predicted
+        return self.estimate.predicted
+
+    def accept_above(
+        self, labels, q: float, labeled: Sequence[int] = (), trained: Sequence[int] = ()
+    ) -> SliceEdit | None:
+        """One edit accepting the ensemble on every unlabelled predicted slice estimated at
+        Dice >= ``q`` (one undoable step); None (with a message) when it cannot."""
+        if self.maps is None:
+            self.say("No predictions yet: train first.", error=True, notify=False)
+            return None
+        if labels is None or np.ndim(labels) != 3 or not self.maps_fit(np.shape(labels)):
+            self.say("Accept above q needs a Labels layer matching the predicted stack.", True)
+            return None
+        est = self.quality(labels, labeled, trained)
+        done = {int(z) for z in labeled}
+        todo = [z for z in range(len(est.predicted)) if z not in done and self._predicted(z)]
+        se = accept_above_edit(self.maps, labels, est, q, todo)
+        self.say(
+            f"Accepted the ensemble on {len(se.slices)} slice(s) estimated at Dice >= {q:.2f} "
+            f"({se.size} voxels changed; Ctrl-Z undoes it)." if se.slices else
+            f"No unlabelled slice is estimated at Dice >= {q:.2f}: nothing accepted.",
+            notify=False,
+        )  # fmt: skip
+        return se
 
     def ranking(self, labeled: Sequence[int] = ()) -> list[int]:
         """Unlabelled predicted slices by descending :meth:`priorities` (empty before
@@ -135,11 +182,11 @@ class ReviewActions:
     def accept(
         self, labels: np.ndarray | None, slice_index: int, source: str = "ensemble",
         keep_existing: bool = False,
-    ) -> LabelEdit | None:  # fmt: skip
+    ) -> SliceEdit | None:  # fmt: skip
         """The edit that writes the ``source`` prediction into one slice, or None (message).
 
-        ``source`` is "medsam", "unet" or "ensemble".  The caller applies the edit (one undoable
-        step) and, when ``now_empty``, marks the slice labelled.
+        ``source`` is "medsam", "unet" or "ensemble".  The caller applies ``edit.edit`` (one
+        undoable step) and marks its ``empty_slices`` labelled.
         """
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; choose from {tuple(SOURCES)}")
@@ -156,11 +203,10 @@ class ReviewActions:
         z = int(slice_index)
         lab = np.asarray(labels)
         idx, values = slice_changes(lab, z, self.maps.proposal(source)[z], keep_existing)
-        after = np.array(lab if lab.ndim == 2 else lab[z], copy=True)
-        after[idx if lab.ndim == 2 else idx[1:]] = values
+        edit = LabelEdit(idx, lab[idx], np.asarray(values))
         self.say(
             f"Accepted the {SOURCES[source]} prediction into slice {z} ({values.size} voxels "
             "changed; Ctrl-Z on the Labels layer undoes it).",
             notify=False,
         )
-        return LabelEdit(z, idx, values, not after.any())
+        return SliceEdit([z], edit, emptied(lab, edit, [z]))

@@ -1,5 +1,5 @@
 """Slice bookkeeping on napari layers (no Qt): marked and labelled slices, the dims point, the
-layer's geometry for export.
+layer's geometry for export, and the training task snapshot of a pair of layers.
 
 A labels layer's metadata holds the slices the user marked labelled although they are all
 background (``MARKED_KEY``); painted slices count by themselves.
@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..core.review import labeled_slices
+from ..core.task import StackTask
+from .task_builder import match_channels
 
 MARKED_KEY = "synfoc_marked_slices"  # labels layer metadata: all-background slices marked labelled
 
@@ -74,3 +76,19 @@ def io_geometry(layer: Any):
 
     meta = {"scale": layer.scale, "translate": layer.translate, "metadata": layer.metadata}
     return Geometry.from_layer_meta(meta, int(layer.ndim))
+
+
+def task_from_layers(
+    image: Any, labels: Any, extra: Iterable[tuple[np.ndarray, bool]] = (), window=None
+) -> StackTask:
+    """The training task of an image and a labels layer (either may be None): the labels copied
+    now (later strokes go to the next run), the labelled slices (painted or marked), ``extra``
+    ``(array, is_rgb)`` images matched to the image's channels, ``window`` the intensity window."""
+    rgb = bool(getattr(image, "rgb", False))
+    lab = None if labels is None else np.array(labels.data, copy=True)
+    labeled = []
+    if lab is not None and lab.ndim in (2, 3):
+        labeled = labeled_slices(lab, marked(labels), spatial_ndim=lab.ndim)
+    more = [match_channels(a, rgb, is_rgb) for a, is_rgb in extra]
+    data = None if image is None else np.asarray(image.data)
+    return StackTask(data, lab, labeled, rgb=rgb, extra_unlabeled=more, intensity_window=window)

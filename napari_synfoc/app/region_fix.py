@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..core.label_edit import LabelEdit
-from .prompt_edit import plane
+from .slice_edit import plane
 
 SOURCES = {"medsam": "MedSAM", "unet": "U-Net", "ensemble": "ensemble"}
 

@@ -1,17 +1,24 @@
-"""What a training run does in the worker thread (no Qt, no napari): build the task and the
-config from snapshots, train, and turn predictions into review maps before the GUI sees them."""
+"""What a training run does in the worker thread (no Qt, no napari): check the image's values,
+build the config, train, and turn predictions into review maps before the GUI sees them."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..core.events import Failed, Predictions
 from ..core.review import ReviewMaps, review_maps, stack_features
-from .jobs import training_source
+from ..core.task import image_values_problem
+from . import task_builder
+from .run_request import RunRequest
+from .task_builder import load_folder_images
 
 # Longest pause of training while the GUI builds the overlay layers (about 0.5 s, once a viewer).
 OVERLAY_WAIT_S = 5.0
@@ -65,50 +72,56 @@ class _FullPredictions:
 
 
 def training_events(
-    task, params, stop_flag, *, folder=None, init_checkpoint=None, out_dir=None,
-    predict_every=0, overlays_ready=None, source=None, view_slice=None, image_name=None,
-    labels_name=None,
-):  # fmt: skip
+    request: RunRequest,
+    stop_flag: threading.Event,
+    *,
+    source: Callable[..., Iterator[Any]] | None = None,
+    init_checkpoint: Path | None = None,
+    out_dir: Path | None = None,
+    overlays_ready: threading.Event | None = None,
+) -> Iterator[Any]:
     """Worker-thread generator: check the image's values, build the config, add the folder's
-    images, train, yield events.
+    images, train, yield events.  No Qt; every call goes down to the engine.
 
-    The GUI thread checks shapes and labels only; the passes over every voxel (NaN/Inf, a
-    constant image: ~0.1 s on 200x512x512) run here and end the job with :class:`Refused`
-    (the message names ``image_name`` / ``labels_name``).
-
-    ``task`` is a validated :class:`~napari_synfoc.core.task.StackTask` of snapshots; ``params``
-    are :func:`.task_builder.build_config` arguments.  ``source`` trains and yields events
-    (default: ``train_on_stack``).  After yielding predictions, it waits (at most
-    ``OVERLAY_WAIT_S``) until ``overlays_ready`` is set: while the GUI thread builds the overlay
-    layers (the first predictions only), training pauses, so the GUI thread does not share a
-    2-core machine with a training step.  No Qt here.
+    The GUI thread checked shapes and labels (:func:`~napari_synfoc.core.task.validate_task`
+    with ``image_values=False``); the passes over every voxel (NaN/Inf, a constant image: ~0.1 s
+    on 200x512x512) run here, once, and end the job with :class:`Refused` (the message names the
+    request's layers).  ``source`` trains and yields events (default: ``train_on_stack``; the
+    controller passes its job backend's, :func:`.jobs.training_source`).  After yielding
+    predictions, it waits (at most ``OVERLAY_WAIT_S``) until ``overlays_ready`` is set: while
+    the GUI thread builds the overlay layers (the first predictions only), training pauses, so
+    the GUI thread does not share a 2-core machine with a training step.
     """
-    from ..core.task import validate_task
-
-    problem = validate_task(task, image_name, labels_name)
+    task = request.task
+    problem = image_values_problem(task, request.image_name)
     if problem:
         yield Refused(problem)
         return
     try:
-        from .task_builder import build_config, load_folder_images
-
-        if folder:
-            extra = [*task.extra_unlabeled, *load_folder_images(folder, task.rgb)]
+        if request.folder:
+            extra = [*task.extra_unlabeled, *load_folder_images(request.folder, task.rgb)]
             task = dataclasses.replace(task, extra_unlabeled=extra)
-        cfg = build_config(**params)
+        cfg = task_builder.build_config(**request.params)
         if source is None:
-            source = training_source("thread")
+            from ..core.interactive import train_on_stack as source
     except Exception as exc:  # noqa: BLE001 - reported in the widget
         msg = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         yield Failed(msg, 0, None, exc)
         return
-    kwargs = {"view_slice": view_slice} if view_slice is not None else {}
+    view = {"view_slice": request.view_slice} if request.view_slice is not None else {}
+    events = source(
+        task, cfg, should_stop=stop_flag.is_set, init_checkpoint=init_checkpoint,
+        out_dir=out_dir, predict_every=request.predict_every or None, background=True, **view,
+    )  # fmt: skip
+    yield from _review_updates(events, task, stop_flag, overlays_ready)
+
+
+def _review_updates(events, task, stop_flag, overlays_ready) -> Iterator[Any]:
+    """``events`` with each ``Predictions`` turned into a :class:`ReviewUpdate` (then a bounded
+    pause until ``overlays_ready``)."""
     full = _FullPredictions()
     features = None
-    for event in source(
-        task, cfg, should_stop=stop_flag.is_set, init_checkpoint=init_checkpoint,
-        out_dir=out_dir, predict_every=predict_every or None, background=True, **kwargs,
-    ):  # fmt: skip
+    for event in events:
         if features is None:  # once, while the engine encodes (~1.5 s for 200 slices of 512²)
             features = stack_features(task.image, task.rgb)
         if isinstance(event, Predictions):

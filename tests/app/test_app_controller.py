@@ -1,4 +1,4 @@
-"""The dock's controller and job runner headless: no napari, no Qt, no display.
+"""The application controller and job runner headless: no napari, no Qt, no display.
 
 Real engine, tiny random models, CPU, the synchronous job backend (a run is over when
 ``start_run`` returns).
@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
+from napari_synfoc.app.controller import AppController, ControllerView, RunRequest
+from napari_synfoc.app.jobs import JobRunner, training_source
 from napari_synfoc.core.events import Step
 from napari_synfoc.core.task import StackTask
-from napari_synfoc.widgets.controller import ControllerView, DockController
-from napari_synfoc.widgets.jobs import JobRunner, training_source
 
 Z, H, W = 6, 64, 64
 TINY = {"profile": "tiny", "device": "cpu", "foundation": "litemedsam", "checkpoint": None}
@@ -60,7 +60,7 @@ class Recorder(ControllerView):
 
 def _controller():
     view = Recorder()
-    return DockController(view, JobRunner("sync")), view
+    return AppController(view, JobRunner("sync")), view
 
 
 def _labels(gt, slices=(1, 4)):
@@ -76,7 +76,9 @@ def _task(img, lab, labeled):
 
 def _run(ctl, img, lab, labeled, iterations, predict_every=0, **kw):
     params = dict(TINY, iterations=iterations, overrides={})
-    return ctl.start_run(_task(img, lab, labeled), params, predict_every=predict_every, **kw)
+    return ctl.start_run(
+        RunRequest(_task(img, lab, labeled), params, predict_every=predict_every, **kw)
+    )
 
 
 def test_whole_loop_headless(disc_stack, tmp_path):
@@ -85,8 +87,8 @@ def test_whole_loop_headless(disc_stack, tmp_path):
     lab = _labels(gt)
     assert _run(ctl, img, lab, [1, 4], 2, predict_every=1, target="stack", image_name="stack")
     assert not ctl.busy and not ctl.running
-    assert ctl.outcome == "done", ctl.last_message
-    assert ctl.event_counts["Step"] == 2 and ctl.event_counts["Started"] == 1
+    assert ctl.run.outcome == "done", ctl.last_message
+    assert ctl.run.event_counts["Step"] == 2 and ctl.run.event_counts["Started"] == 1
     assert view.steps == [0, 1] and view.finished_calls == 1
     # the bar is determinate from the start to the end: never a busy (0, 0) range
     assert view.bars[0] == (0, 1, 0)
@@ -94,68 +96,68 @@ def test_whole_loop_headless(disc_stack, tmp_path):
     assert view.bars[-1] == (0, 2, 2)
     assert "Idle: training done" in view.statuses[-1]
     # predictions during and at the end of the run, shown for the target passed in
-    assert ctl.prediction_updates >= 2 and view.maps[-1][1] == "stack"
-    assert ctl.maps.fm_label.shape == (Z, H, W)
-    assert ctl.latest_checkpoint is not None and ctl.latest_checkpoint.exists()
-    assert ctl.trained_labeled == [1, 4] and ctl.train_image_shape == (Z, H, W)
+    assert ctl.review.updates >= 2 and view.maps[-1][1] == "stack"
+    assert ctl.review.maps.fm_label.shape == (Z, H, W)
+    assert ctl.model.checkpoint is not None and ctl.model.checkpoint.exists()
+    assert ctl.model.labeled == [1, 4] and ctl.model.image_shape == (Z, H, W)
 
     # ranking: unlabelled slices only, by descending priority (disagreement x novelty)
-    scores = ctl.priorities([1, 4])
-    order = ctl.ranking([1, 4])
+    scores = ctl.review.priorities([1, 4])
+    order = ctl.review.ranking([1, 4])
     assert set(order) == {0, 2, 3, 5}
     assert [scores[z] for z in order] == sorted((scores[z] for z in order), reverse=True)
-    table, _ = ctl.table([1, 4])
+    table, _ = ctl.review.table([1, 4])
     assert table[:4] == order and set(table[4:]) == {1, 4}
-    assert ctl.next_uncertain([1, 4]) == order[0]
-    assert ctl.next_uncertain([1, 4]) == order[1]
+    assert ctl.review.next_uncertain([1, 4]) == order[0]
+    assert ctl.review.next_uncertain([1, 4]) == order[1]
     assert "rank 2 of 4" in ctl.last_message
 
     # accept: the edit changes only that slice, and applying it gives the proposal
     z = order[1]
-    edit = ctl.accept(lab, z, "unet")
-    proposal = ctl.maps.unet_label[z]
-    assert edit.slice_index == z and edit.values.size == int((lab[z] != proposal).sum())
+    edit = ctl.review.accept(lab, z, "unet")
+    proposal = ctl.review.maps.unet_label[z]
+    assert edit.slices == [z] and edit.size == int((lab[z] != proposal).sum())
     after = lab.copy()
-    after[edit.indices] = edit.values
+    after[edit.edit.indices] = edit.edit.new_values
     np.testing.assert_array_equal(after[z], proposal)
     others = [i for i in range(Z) if i != z]
     np.testing.assert_array_equal(after[others], lab[others])
-    assert edit.now_empty == (not proposal.any())
+    assert (edit.empty_slices == [z]) == (not proposal.any())
     # keep_existing: the user's non-zero voxels win
     mine = lab.copy()
     mine[z, :4, :4] = 2
-    kept = ctl.accept(mine, z, "ensemble", keep_existing=True)
-    mine[kept.indices] = kept.values
+    kept = ctl.review.accept(mine, z, "ensemble", keep_existing=True)
+    mine[kept.edit.indices] = kept.edit.new_values
     assert (mine[z, :4, :4] == 2).all()
-    assert ctl.accept(np.zeros((Z, 32, 32), np.int32), z) is None
+    assert ctl.review.accept(np.zeros((Z, 32, 32), np.int32), z) is None
     assert "does not match" in ctl.last_message and view.messages[-1][1] is True
     with pytest.raises(ValueError, match="unknown source"):
-        ctl.accept(lab, z, "medsm")
+        ctl.review.accept(lab, z, "medsm")
 
     # session: save, then a fresh controller loads it and predicts another image
-    session = ctl.save_session(tmp_path / "s.pt")
+    session = ctl.sessions.save(tmp_path / "s.pt")
     other, _ = _controller()
     empty_labels = np.zeros((Z, H, W), np.int32)
     empty_labels[1] = gt[1]
-    info, empty = other.load_session(session, empty_labels)
+    info, empty = other.sessions.load(session, empty_labels)
     assert info["labeled_slices"] == [1, 4] and empty == [4]  # slice 4 has no label here
-    assert other.trained_labeled == [1, 4] and other.latest_checkpoint == session
+    assert other.model.labeled == [1, 4] and other.model.checkpoint == session
     img2, _ = disc_stack(2, z=3)
-    assert other.predict(img2, False, "cpu", target="new", name="new")
-    assert other.outcome == "done", other.last_message
-    assert other.maps.fm_label.shape == (3, H, W) and other.maps_target == "new"
+    assert other.sessions.predict(img2, False, "cpu", target="new", name="new")
+    assert other.run.outcome == "done", other.last_message
+    assert other.review.maps.fm_label.shape == (3, H, W) and other.review.target == "new"
 
     # export: the six maps and the labels, with a geometry, read back equal
     from napari_synfoc.io.geometry import Geometry
     from napari_synfoc.io.readers import read_volume
 
     geom = Geometry((2.0, 0.5, 0.5), (10.0, 0.0, 0.0))
-    files = other.export_predictions(tmp_path / "pred", geom)
+    files = other.sessions.export_predictions(tmp_path / "pred", geom)
     assert len(files) == 6
     arr, g = read_volume(tmp_path / "pred" / "consensus.nii.gz")
-    np.testing.assert_array_equal(arr, other.maps.consensus)
+    np.testing.assert_array_equal(arr, other.review.maps.consensus)
     np.testing.assert_allclose(g.spacing, (2.0, 0.5, 0.5))
-    out = ctl.export_labels(tmp_path / "labels.nii.gz", after, geom)
+    out = ctl.sessions.export_labels(tmp_path / "labels.nii.gz", after, geom)
     np.testing.assert_array_equal(read_volume(out)[0], after)
     ctl.cleanup()
     other.cleanup()
@@ -167,44 +169,44 @@ def test_stop_mid_run_then_warm_start_keeps_the_architecture(disc_stack):
     img, gt = disc_stack()
     view.on_step = lambda event: ctl.stop()  # press Stop as the first step arrives
     assert _run(ctl, img, _labels(gt), [1, 4], 200)
-    assert ctl.outcome == "cancelled", ctl.last_message
-    assert ctl.event_counts["Cancelled"] == 1
-    assert ctl.event_counts["Step"] <= 2  # within one iteration of the request
-    assert not ctl.stop_flag.is_set()  # a fresh flag for the next run
-    first = ctl.latest_checkpoint
+    assert ctl.run.outcome == "cancelled", ctl.last_message
+    assert ctl.run.event_counts["Cancelled"] == 1
+    assert ctl.run.event_counts["Step"] <= 2  # within one iteration of the request
+    assert not ctl.run.stop_flag.is_set()  # a fresh flag for the next run
+    first = ctl.model.checkpoint
     assert first is not None and first.exists()
     view.on_step = None
     # a warm start keeps the checkpoint's architecture whatever the form says
     params = dict(TINY, iterations=1, overrides={"unet_size": 32, "tau": 0.9})
     task = _task(img, _labels(gt, (1, 2, 4)), [1, 2, 4])
-    assert ctl.start_run(task, params, warm_start=True)
-    assert ctl.outcome == "done", ctl.last_message
-    assert ctl.last_init_checkpoint == first and ctl.latest_checkpoint != first
-    assert ctl.checkpoint_config["unet_size"] == 64 and ctl.checkpoint_config["tau"] == 0.9
-    assert ctl.trained_labeled == [1, 2, 4]
+    assert ctl.start_run(RunRequest(task, params, warm_start=True))
+    assert ctl.run.outcome == "done", ctl.last_message
+    assert ctl.model.init_checkpoint == first and ctl.model.checkpoint != first
+    assert ctl.model.config["unet_size"] == 64 and ctl.model.config["tau"] == 0.9
+    assert ctl.model.labeled == [1, 2, 4]
 
 
 def test_refusals_and_engine_failure_are_messages(disc_stack):
     ctl, view = _controller()
     img, gt = disc_stack()
-    assert ctl.next_uncertain([]) is None and "train first" in ctl.last_message
-    assert ctl.accept(gt, 0) is None and "train first" in ctl.last_message
-    assert not ctl.predict(img, False) and "No model yet" in ctl.last_message
+    assert ctl.review.next_uncertain([]) is None and "train first" in ctl.last_message
+    assert ctl.review.accept(gt, 0) is None and "train first" in ctl.last_message
+    assert not ctl.sessions.predict(img, False) and "No model yet" in ctl.last_message
     assert not ctl.stop()
     assert not _run(ctl, img, _labels(gt), [1, 4], 1, warm_start=True)
     assert "Nothing to warm-start from" in ctl.last_message and not ctl.busy
     with pytest.raises(ValueError, match="train first"):
-        ctl.save_session("x.pt")
+        ctl.sessions.save("x.pt")
     # a second run while one runs is refused (asked from inside the running one)
     refused = []
     view.on_step = lambda e: refused.append(_run(ctl, img, _labels(gt), [1, 4], 1))
     assert _run(ctl, img, _labels(gt), [1, 4], 1)
-    assert refused == [False] and ctl.outcome == "done"
+    assert refused == [False] and ctl.run.outcome == "done"
     view.on_step = None
     # the engine's Failed event: a ViT-B model without its checkpoint file
     params = dict(TINY, profile="cpu-interactive", foundation="medsam-vitb", iterations=1)
-    assert ctl.start_run(_task(img, _labels(gt), [1, 4]), params)
-    assert ctl.outcome == "failed" and "checkpoint" in ctl.last_message
+    assert ctl.start_run(RunRequest(_task(img, _labels(gt), [1, 4]), params))
+    assert ctl.run.outcome == "failed" and "checkpoint" in ctl.last_message
     assert view.messages[-1][1] is True and not ctl.running
 
 
@@ -213,15 +215,17 @@ def test_the_core_validator_refuses_before_a_run_starts(disc_stack):
     img, gt = disc_stack()
     params = dict(TINY, iterations=1, overrides={})
     bad = StackTask(img, np.zeros((Z, 32, 32), np.int32), [1])
-    assert not ctl.start_run(bad, params, image_name="stack", labels_name="wrong shape")
+    assert not ctl.start_run(
+        RunRequest(bad, params, image_name="stack", labels_name="wrong shape")
+    )
     assert "'wrong shape'" in ctl.last_message and "(6, 32, 32)" in ctl.last_message
     assert "(6, 64, 64)" in ctl.last_message and view.messages[-1][1] is True
     empty = StackTask(img, np.zeros((Z, H, W), np.int32), [])
-    assert not ctl.start_run(empty, params, labels_name="empty")
+    assert not ctl.start_run(RunRequest(empty, params, labels_name="empty"))
     assert "'empty' are empty" in ctl.last_message
-    assert not ctl.start_run(StackTask(img, None, []), params)
+    assert not ctl.start_run(RunRequest(StackTask(img, None, []), params))
     assert "Choose a Labels layer" in ctl.last_message
-    assert not ctl.busy and ctl.run_count == 0 and ctl.event_counts == {}
+    assert not ctl.busy and ctl.run.count == 0 and ctl.run.event_counts == {}
 
 
 def test_encoding_progress_and_partial_predictions(disc_stack, monkeypatch):
@@ -251,11 +255,11 @@ def test_encoding_progress_and_partial_predictions(disc_stack, monkeypatch):
     monkeypatch.setattr(interactive, "train_on_stack", fake_train)
     ctl, view = _controller()
     rankings = []
-    view.on_maps = lambda: rankings.append(sorted(ctl.ranking([])))
+    view.on_maps = lambda: rankings.append(sorted(ctl.review.ranking([])))
     img, gt = disc_stack(z=3)
     task = StackTask(img, _labels(gt, (1,)), [1])
-    assert ctl.start_run(task, dict(TINY, iterations=2), view_slice=2)
-    assert ctl.outcome == "done", ctl.last_message
+    assert ctl.start_run(RunRequest(task, dict(TINY, iterations=2), view_slice=2))
+    assert ctl.run.outcome == "done", ctl.last_message
     assert seen["view_slice"] == 2
     assert view.encodings[:3] == [(1, 3), (2, 3), (3, 3)] and view.encodings[-1] == (0, 0)
     assert any("Encoding slices" in s and "(2/3)" in s for s in view.statuses)
@@ -266,8 +270,8 @@ def test_encoding_progress_and_partial_predictions(disc_stack, monkeypatch):
     assert not first.fm_label[1].any() and not first.unet_label[1].any()
     assert (first.fm_label[0] == 1).all() and (first.unet_label[2][:, W // 2 :] == 1).all()
     assert rankings[0] == [0, 2]  # unpredicted slice 1 is not offered for review
-    assert rankings[1] == [0, 1, 2] and ctl.covered is None  # then the whole stack
-    assert sorted(ctl.ranking([1])) == [0, 2]
+    assert rankings[1] == [0, 1, 2] and ctl.review.covered is None  # then the whole stack
+    assert sorted(ctl.review.ranking([1])) == [0, 2]
 
 
 def test_sync_runner_drains_any_event_generator_and_reports_errors():
@@ -315,8 +319,8 @@ def test_training_sources_per_backend():
 def test_controller_imports_no_qt_napari_or_torch():
     code = (
         "import sys\n"
-        "import napari_synfoc.widgets.controller, napari_synfoc.widgets.jobs\n"
-        "import napari_synfoc.widgets.worker, napari_synfoc.widgets.slices\n"
+        "import napari_synfoc.app.controller, napari_synfoc.app.jobs\n"
+        "import napari_synfoc.app.worker, napari_synfoc.app.slices\n"
         "print(sorted(m for m in ('qtpy', 'PyQt5', 'PySide2', 'napari', 'torch') "
         "if m in sys.modules))"
     )
@@ -343,11 +347,13 @@ def test_seconds_per_iteration_is_the_median_after_warm_up(disc_stack, monkeypat
 
     monkeypatch.setattr(interactive, "train_on_stack", fake_train)
     ctl, _ = _controller()
-    assert ctl.seconds_per_iteration() is None
+    assert ctl.run.seconds_per_iteration() is None
     img, gt = disc_stack(z=3)
-    assert ctl.start_run(StackTask(img, _labels(gt, (1,)), [1]), dict(TINY, iterations=5))
-    assert ctl.outcome == "done", ctl.last_message
-    assert ctl.seconds_per_iteration() == 2.0  # median of 1, 3, 2
+    assert ctl.start_run(
+        RunRequest(StackTask(img, _labels(gt, (1,)), [1]), dict(TINY, iterations=5))
+    )
+    assert ctl.run.outcome == "done", ctl.last_message
+    assert ctl.run.seconds_per_iteration() == 2.0  # median of 1, 3, 2
 
 
 def test_review_ranking_prefers_slices_unlike_the_labelled_ones(disc_stack):
@@ -363,23 +369,23 @@ def test_review_ranking_prefers_slices_unlike_the_labelled_ones(disc_stack):
     for s_, rows in ((1, 4), (2, 3), (3, 2)):  # disagreement 4/8 > 3/8 > 2/8
         un[s_, 0, :rows], un[s_, 1, :rows] = 0.0, 1.0
     feats = np.array([[0.0], [0.1], [1.0], [2.0]])  # slice 1 looks like labelled slice 0
-    ctl.set_maps(review_maps(fm, un), None, features=feats)
-    assert ctl.acquisition == "diverse"
+    ctl.review.set_maps(review_maps(fm, un), None, features=feats)
+    assert ctl.review.acquisition == "diverse"
     # novelty d / max d = 0.05, 0.5, 1 -> priorities 0.5 x 0.05, 0.375 x 0.5, 0.25 x 1
-    np.testing.assert_allclose(ctl.priorities([0]), [0.0, 0.025, 0.1875, 0.25])
-    assert ctl.ranking([0]) == [3, 2, 1]
-    order, scores = ctl.table([0])
+    np.testing.assert_allclose(ctl.review.priorities([0]), [0.0, 0.025, 0.1875, 0.25])
+    assert ctl.review.ranking([0]) == [3, 2, 1]
+    order, scores = ctl.review.table([0])
     assert order == [3, 2, 1, 0] and scores[3] == pytest.approx(0.25)
-    assert ctl.next_uncertain([0]) == 3 and "priority 0.2500" in ctl.last_message
-    ctl.acquisition = "disagreement"  # the plain rule is still a switch away
-    assert ctl.ranking([0]) == [1, 2, 3]
+    assert ctl.review.next_uncertain([0]) == 3 and "priority 0.2500" in ctl.last_message
+    ctl.review.acquisition = "disagreement"  # the plain rule is still a switch away
+    assert ctl.review.ranking([0]) == [1, 2, 3]
     # new maps of the same stack without features keep the features
-    ctl.acquisition = "diverse"
-    ctl.set_maps(review_maps(fm, un), None)
-    assert ctl.ranking([0]) == [3, 2, 1]
+    ctl.review.acquisition = "diverse"
+    ctl.review.set_maps(review_maps(fm, un), None)
+    assert ctl.review.ranking([0]) == [3, 2, 1]
     # a training run computes the stack's features in the worker and passes them on
     ctl, view = _controller()
     img, gt = disc_stack(z=4)
     assert _run(ctl, img, _labels(gt, (0, 2)), (0, 2), 3)
-    assert ctl.outcome == "done", ctl.last_message
-    assert ctl.slice_features is not None and ctl.slice_features.shape[0] == 4
+    assert ctl.run.outcome == "done", ctl.last_message
+    assert ctl.review.slice_features is not None and ctl.review.slice_features.shape[0] == 4

@@ -1,6 +1,7 @@
 """Prompted labelling without Qt or napari: boxes, clicks, fixes where the models disagree,
-box propagation.  The dock's prompt tool (:mod:`.prompt_tool`) hands plain arrays in and applies
-the returned :class:`PromptEdit` to the Labels layer as one undoable step.
+box propagation (``controller.prompts``).  The dock's prompt tool
+(:mod:`napari_synfoc.widgets.prompt_tool`) hands plain arrays in and applies the returned
+:class:`~.slice_edit.SliceEdit` to the Labels layer as one undoable step.
 
 Coordinates are napari's data coordinates of the image: a box is a Shapes rectangle's vertices
 (``4×2`` ``(row, col)`` or ``4×3`` ``(z, row, col)``), points are ``N×2`` / ``N×3``.  The
@@ -13,8 +14,9 @@ pixels get the class, nothing is removed.  Other classes and other slices are ne
 Points refine the last mask of the same slice and class: in "add" mode only pixels of that last
 mask can be removed again.
 
-Box propagation lives in :mod:`.prompt_proposals`, the M_d region fix in :mod:`.prompt_fix`,
-:class:`PromptEdit` and its array helpers in :mod:`.prompt_edit`; all are re-exported here.
+Box propagation is the composed :class:`~.propagation.BoxPropagation` (``prompts.propagation``),
+the M_d region fix lives in :mod:`.region_fix`, :class:`~.slice_edit.SliceEdit` and its array
+helpers in :mod:`.slice_edit`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,9 @@ import numpy as np
 from ..core import label_edit as le
 from ..core.label_edit import LabelEdit
 from .jobs import JobRunner
-from .prompt_edit import PromptEdit, concat_edits, emptied, plane
-from .prompt_fix import SOURCES, maps_problem, region_fix_edit
-from .prompt_proposals import ProposalsMixin, boxes_by_slice
-
-__all__ = ["SOURCES", "PromptController", "PromptEdit", "boxes_by_slice"]
+from .propagation import BoxPropagation
+from .region_fix import SOURCES, maps_problem, region_fix_edit
+from .slice_edit import SliceEdit, concat_edits, emptied, plane
 
 
 @dataclass
@@ -45,7 +45,7 @@ class _Mask:
     box: tuple | None = None  # the box a "box" mask came from (reused while unchanged)
 
 
-class PromptController(ProposalsMixin):
+class PromptController:
     """Prompt state (last mask, proposals) and actions; every method reports through ``say``.
 
     Parameters
@@ -57,6 +57,11 @@ class PromptController(ProposalsMixin):
         the bundled LiteMedSAM).
     jobs : JobRunner, optional
         Runs box propagation (default: a thread, or synchronous with ``SYNFOC_NOTHREADS=1``).
+
+    Attributes
+    ----------
+    propagation : BoxPropagation
+        Box propagation and its proposals (``start``, ``stop``, ``accept``).
     """
 
     def __init__(
@@ -65,10 +70,12 @@ class PromptController(ProposalsMixin):
         segmenter_factory: Callable[[], Any] | None = None,
         jobs: JobRunner | None = None,
     ):
-        super().__init__()
         self._say = say or (lambda text, error=False: None)
         self.segmenter_factory = segmenter_factory
         self.jobs = jobs or JobRunner()
+        self.propagation = BoxPropagation(
+            self.say, self.jobs, lambda: self.segmenter, self.prepared, lambda: self.mode
+        )
         self._segmenter: Any = None
         self._prep_key: tuple | None = None
         self._prepared: list[np.ndarray] | None = None
@@ -141,7 +148,7 @@ class PromptController(ProposalsMixin):
             return concat_edits(labels, [add, rm])
         return le.mask_edit(labels, zz, mask, cls, self.mode)
 
-    def _result(self, labels, z, mask, cls, source, t0) -> PromptEdit | None:
+    def _result(self, labels, z, mask, cls, source, t0) -> SliceEdit | None:
         if not mask.any():
             self.say(
                 f"The prompt gave an empty mask on slice {z}: nothing changed; move the box or "
@@ -156,7 +163,7 @@ class PromptController(ProposalsMixin):
             f"Slice {z}, class {cls}: {source} mask of {int(mask.sum())} px ({self.mode}, "
             f"{edit.size} px changed, {took * 1000:.0f} ms; Ctrl-Z undoes it).",
         )
-        return PromptEdit([z], edit, emptied(labels, edit, [z]), mask, took)
+        return SliceEdit([z], edit, emptied(labels, edit, [z]), mask, took)
 
     # ------------------------------------------------------------------ prompts
     def prompt(
@@ -170,7 +177,7 @@ class PromptController(ProposalsMixin):
         point_labels: Sequence[int] | None = None,
         cls: int = 1,
         rgb: bool = False,
-    ) -> PromptEdit | None:
+    ) -> SliceEdit | None:
         """Segment slice ``z`` from a box and/or points (napari data coordinates); the edit that
         writes the mask as class ``cls``, or None with a message (nothing to change).
 
@@ -221,7 +228,7 @@ class PromptController(ProposalsMixin):
 
     def reprompt_from_ensemble(
         self, image, labels, z: int, point, positive: bool, maps: Any, cls: int = 1, rgb=False
-    ) -> PromptEdit | None:
+    ) -> SliceEdit | None:
         """One click re-prompts LiteMedSAM seeded with the ensemble's class-``cls`` mask of slice
         ``z`` (``point``: napari ``(row, col)`` or ``(z, row, col)``)."""
         from ..core import prompting as P
@@ -248,7 +255,7 @@ class PromptController(ProposalsMixin):
     # ------------------------------------------------------------------ disagreement regions
     def fix_region(
         self, labels, z: int, point, maps: Any, source: str = "ensemble", keep_existing=False
-    ) -> PromptEdit | None:
+    ) -> SliceEdit | None:
         """Accept ``source``'s prediction inside the connected M_d (divergence) region under
         ``point`` (napari ``(row, col)`` or ``(z, row, col)``) on slice ``z`` only."""
         if source not in SOURCES:
@@ -270,4 +277,4 @@ class PromptController(ProposalsMixin):
             f"Accepted the {SOURCES[source]} prediction in one disagreement region of slice {z} "
             f"({region_px} px, {edit.size} changed; Ctrl-Z undoes it).",
         )
-        return PromptEdit([z], edit, emptied(lab, edit, [z]))
+        return SliceEdit([z], edit, emptied(lab, edit, [z]))

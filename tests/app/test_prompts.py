@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_synfoc.app.jobs import JobRunner
+from napari_synfoc.app.prompts import PromptController
 from napari_synfoc.core.label_edit import apply_edit, revert
 from napari_synfoc.core.review import review_maps
-from napari_synfoc.widgets.jobs import JobRunner
-from napari_synfoc.widgets.prompt_controller import PromptController
 
 Z, H, W = 6, 64, 64
 
@@ -173,35 +173,39 @@ def test_propagation_proposals_accept_all_one_edit_and_cancel_keeps_whole_slices
     labels = np.zeros((Z, H, W), np.int32)
     got = []
     boxes = [rect(1, 15, 15, 45, 45), rect(4, 20, 20, 50, 50)]
-    assert c.start_propagation(img, labels.shape, boxes, on_slice=lambda *a: got.append(a))
-    assert sorted(c.proposals) == [1, 2, 3, 4] and [g[2] for g in got] == [1, 2, 3, 4]
-    assert c.propagation_outcome == "done" and c.plan[1][0] == 15.0
-    pe = c.accept_proposals(labels)
+    assert c.propagation.start(img, labels.shape, boxes, on_slice=lambda *a: got.append(a))
+    assert sorted(c.propagation.proposals) == [1, 2, 3, 4] and [g[2] for g in got] == [1, 2, 3, 4]
+    assert c.propagation.outcome == "done" and c.propagation.plan[1][0] == 15.0
+    pe = c.propagation.accept(labels)
     assert pe.slices == [1, 2, 3, 4] and set(np.unique(pe.edit.indices[0])) <= {1, 2, 3, 4}
     apply_edit(labels, pe.edit)
     assert all(labels[z].any() for z in (1, 2, 3, 4)) and not labels[[0, 5]].any()
-    assert c.proposals == {}
+    assert c.propagation.proposals == {}
     # cancel after the second slice: only whole slices, fewer than planned
     c2, _ = _ctl(tiny)
-    c2.start_propagation(
-        img, labels.shape, boxes, on_slice=lambda z, m, d, t: d == 2 and c2.stop_propagation()
+    c2.propagation.start(
+        img, labels.shape, boxes, on_slice=lambda z, m, d, t: d == 2 and c2.propagation.stop()
     )
-    assert c2.propagation_outcome == "cancelled" and sorted(c2.proposals) == [1, 2]
-    for z, m in c2.proposals.items():
-        assert np.array_equal(m, tiny.segment_with_box(c2.prepared(img, False)[z], c2.plan[z]))
+    assert c2.propagation.outcome == "cancelled" and sorted(c2.propagation.proposals) == [1, 2]
+    for z, m in c2.propagation.proposals.items():
+        assert np.array_equal(
+            m, tiny.segment_with_box(c2.prepared(img, False)[z], c2.propagation.plan[z])
+        )
 
 
 def test_propagation_and_accept_refuse_bad_input(prompt_image, rect, tiny):
     c, said = _ctl(tiny)
     img = prompt_image
     shape = (Z, H, W)
-    assert not c.start_propagation(img, shape, [rect(1, 5, 5, 20, 20)])
+    assert not c.propagation.start(img, shape, [rect(1, 5, 5, 20, 20)])
     assert "at least two slices" in said[-1][0]
-    assert not c.start_propagation(img, shape, [rect(1, 5, 5, 20, 20), rect(1, 6, 6, 9, 9)])
+    assert not c.propagation.start(img, shape, [rect(1, 5, 5, 20, 20), rect(1, 6, 6, 9, 9)])
     assert "two boxes on slice 1" in said[-1][0]
-    assert not c.start_propagation(img, shape, [rect(1, 5, 5, 20, 20), rect(3, 5, 5, 5, 9)])
+    assert not c.propagation.start(img, shape, [rect(1, 5, 5, 20, 20), rect(3, 5, 5, 5, 9)])
     assert "box on slice 3" in said[-1][0] and "zero-area" in said[-1][0]
-    assert not c.start_propagation(img[0], (H, W), [])
+    assert not c.propagation.start(img[0], (H, W), [])
     assert "2-D" in said[-1][0]
-    assert not c.start_propagation(None, shape, [])
-    assert c.accept_proposals(np.zeros(shape, np.int32)) is None and "No proposals" in said[-1][0]
+    assert not c.propagation.start(None, shape, [])
+    assert (
+        c.propagation.accept(np.zeros(shape, np.int32)) is None and "No proposals" in said[-1][0]
+    )

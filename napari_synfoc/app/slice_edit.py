@@ -1,5 +1,5 @@
-"""What a prompt changes in a Labels array (Qt-free): :class:`PromptEdit` and the small array
-helpers the prompt controller, the region fix and box propagation share."""
+"""What an accept, a prompt or a fix changes in a Labels array (Qt-free): :class:`SliceEdit`
+and the small array helpers the review, the prompts, the region fix and box propagation share."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from ..core.label_edit import LabelEdit
 
 
 @dataclass
-class PromptEdit:
-    """What a prompt or an accept changes: ``edit`` goes to ``Labels.data_setitem`` as one
-    undoable step; ``empty_slices`` hold no label afterwards (the dock marks them labelled)."""
+class SliceEdit:
+    """An edit of some slices of a Labels array: ``edit`` (a
+    :class:`~napari_synfoc.core.label_edit.LabelEdit`) goes to ``Labels.data_setitem(indices,
+    new_values)`` as one undoable step; ``empty_slices`` hold no label afterwards (the dock marks
+    them labelled)."""
 
     slices: list[int]
     edit: LabelEdit

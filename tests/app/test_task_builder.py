@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari_synfoc.widgets.task_builder import build_config
+from napari_synfoc.app.task_builder import build_config
 
 
 def test_gpu_profile_in_the_dock_skips_compile_unless_asked():

@@ -15,6 +15,7 @@ from napari_synfoc.io.readers import (
     read_layer_data,
     read_volume,
 )
+from napari_synfoc.io.writers import napari_write_labels
 
 
 def _write(path, arr, tags, spacing=None, vector=False):
@@ -66,6 +67,13 @@ def test_single_2d_dicom_is_one_slice_with_its_pixel_spacing(tmp_path):
     assert geom.allclose(file_geom)
     # rows run towards the feet (-S), columns towards the back (+P), the normal along -L
     np.testing.assert_allclose(geom.direction, [[0, -1, 0], [0, 0, 1], [-1, 0, 0]], atol=1e-6)
+    # labels drawn on it and saved land on the slice's own patient grid
+    out = tmp_path / "sag_seg.nii.gz"
+    napari_write_labels(str(out), (data > 100).astype(np.uint8), meta)
+    back, back_geom = read_volume(out)
+    np.testing.assert_array_equal(back, (data > 100).astype(np.uint8))
+    assert back_geom.allclose(file_geom, atol=1e-4)
+    out.unlink()
     # the folder holding it: same slice
     [(data, meta, _)] = read_layer_data(tmp_path)
     assert data.shape == (1, 12, 16)

@@ -84,8 +84,8 @@ def image_values_problem(task: StackTask, image_name: str | None = None) -> str 
         )
     if img.size and img.min() == img.max():
         return (
-            f"{img_n} is constant (every pixel is {img.flat[0]!r}): there is nothing to learn; "
-            "pick the layer that holds the scan."
+            f"{img_n} is constant (every pixel is {float(img.flat[0]):g}): there is nothing to "
+            "learn; pick the layer that holds the scan."
         )
     return None
 

@@ -27,3 +27,16 @@ def test_foreign_file_message_names_no_flags(tmp_path):
         text = str(exc)
     assert not FLAG.search(text), text
     assert "choose it as the foundation model's weights" in text
+
+
+def test_constant_image_value_is_a_plain_number():
+    """Was 'every pixel is np.float32(100.0)'."""
+    import numpy as np
+
+    from napari_synfoc.core.task import StackTask, validate_task
+
+    img = np.full((3, 16, 16), 100.0, np.float32)
+    lab = np.zeros((3, 16, 16), np.uint8)
+    lab[0, 4:8, 4:8] = 1
+    text = validate_task(StackTask(img, lab, [0]), "ct", "seg")
+    assert "every pixel is 100)" in text and "np." not in text, text

@@ -60,7 +60,8 @@ def test_nan_and_inf_image_name_the_slice():
 
 
 def test_constant_image():
-    _check(StackTask(np.full((4, 16, 16), 7.0, np.float32), _lab(), [0]), "constant", "7.0")
+    task = StackTask(np.full((4, 16, 16), 7.0, np.float32), _lab(), [0])
+    _check(task, "constant", "every pixel is 7)")
 
 
 def test_float_negative_and_255_labels():

@@ -221,8 +221,9 @@ class SynFoCConfig:
             )
         if self.foundation in VITB_FOUNDATIONS and not self.checkpoint:
             raise ValueError(
-                f"{self.foundation} needs a checkpoint file: pass --checkpoint PATH "
-                "(e.g. medsam_vit_b.pth); it cannot be downloaded here"
+                f"{self.foundation} needs a checkpoint file (its weights, e.g. "
+                "medsam_vit_b.pth), which cannot be downloaded here: choose the file as the "
+                "foundation model's weights"
             )
         for f in fields(self):
             value = getattr(self, f.name)

@@ -40,3 +40,15 @@ def test_constant_image_value_is_a_plain_number():
     lab[0, 4:8, 4:8] = 1
     text = validate_task(StackTask(img, lab, [0]), "ct", "seg")
     assert "every pixel is 100)" in text and "np." not in text, text
+
+
+def test_missing_vit_b_weights_message_names_no_flag():
+    import pytest
+
+    from napari_synfoc.config import SynFoCConfig
+
+    with pytest.raises(ValueError) as info:
+        SynFoCConfig(foundation="medsam-vitb", fm_size=512).validate()
+    text = str(info.value)
+    assert not FLAG.search(text), text
+    assert "needs a checkpoint file" in text and "medsam_vit_b.pth" in text

@@ -1,6 +1,6 @@
 """Benchmark and run results on disk: atomic JSON, where caches live, what machine ran it.
 
-Used by the CLI and every benchmark (``bench/`` never imports ``cli``).
+Used by the CLI, the machine check and the benchmarks (``benchmarks/``, outside the package).
 """
 
 from __future__ import annotations

@@ -136,13 +136,13 @@ def usable_cores() -> int:
 def cpu_policy(cores: int | None = None) -> tuple[int, int]:
     """(intra-op threads, niceness) for a training process on ``cores`` usable cores.
 
-    From 3 cores on, one core stays free for the UI and the machine's other work; on 2 cores
-    both are used (measured with ``bench --foreign-load`` on the 2-core CPU: 1 thread trains
-    1.5x slower on an idle machine, and with a second CPU-bound torch process both policies
+    From 3 cores on, one core stays free for the UI and the machine's other work; on 2 cores both
+    are used (measured with ``benchmarks/speed.py --foreign-load`` on the 2-core CPU: 1 thread
+    trains 1.5x slower on an idle machine, and with a second CPU-bound torch process both policies
     reach the same 1.55 s/it). The child's OpenMP threads wait passively, so two torch processes
-    share the cores instead of spinning against each other. Priority: nice 10 on a single core
-    (the UI must preempt training), else 0 (nice 5 made a foreign torch process take 3/4 of the
-    CPU: 3.8x slower iterations). ``NAPARI_SYNFOC_TRAIN_THREADS`` / ``NAPARI_SYNFOC_TRAIN_NICE``
+    share the cores instead of spinning against each other. Priority: nice 10 on a single core (the
+    UI must preempt training), else 0 (nice 5 made a foreign torch process take 3/4 of the CPU:
+    3.8x slower iterations). ``NAPARI_SYNFOC_TRAIN_THREADS`` / ``NAPARI_SYNFOC_TRAIN_NICE``
     override both.
     """
     import os
@@ -150,7 +150,8 @@ def cpu_policy(cores: int | None = None) -> tuple[int, int]:
     cores = usable_cores() if cores is None else max(1, int(cores))
     threads = cores if cores <= 2 else cores - 1
     niceness = 10 if cores == 1 else 0
-    # named overrides for measuring other policies (bench --foreign-load) or a user's machine
+    # named overrides for measuring other policies (benchmarks/speed.py --foreign-load) or a
+    # user's machine
     threads = int(os.environ.get("NAPARI_SYNFOC_TRAIN_THREADS", threads))
     niceness = int(os.environ.get("NAPARI_SYNFOC_TRAIN_NICE", niceness))
     return max(1, threads), max(0, niceness)

@@ -20,7 +20,7 @@ key).  Embeddings are rounded to fp16 like the trainer's cache, so a cached and 
 give the same mask.
 
 Point refinement (LiteMedSAM was trained with box prompts only, so SAM's mask-plus-points prompt
-makes its masks worse: measured in bench/prompts.py).  The nearest equivalent used here: the
+makes its masks worse: measured in benchmarks/prompts.py).  The nearest equivalent used here: the
 decoder gets the box of the previous mask plus the clicks as point prompts, and its proposal is
 merged into the previous mask only in the connected error region under each click, within a
 disc around it (:func:`click_local_merge`).  Without a previous mask the clicks (and an
@@ -175,7 +175,7 @@ def click_local_merge(previous, proposal, points, labels, radius_frac: float = 0
     a negative click, the connected part of ``previous & ~proposal`` under it is removed; both
     limited to a disc around the click of radius ``radius_frac`` × the previous mask's
     equivalent-circle radius (at least 3 px).  Changes elsewhere are ignored: LiteMedSAM was
-    trained on boxes only and its point-conditioned masks drift (bench/prompts.py measures it;
+    trained on boxes only and its point-conditioned masks drift (benchmarks/prompts.py measures it;
     0.6 was chosen on that benchmark's FAZ/Drishti subset).
     """
     from scipy import ndimage as ndi

@@ -1,7 +1,7 @@
 """The dock's prompt tools on a 200-slice stack (the project's "200 slices, not a toy" rule):
 box propagation keyed on slices 0, 100 and 199 through the prompt controller's job, accept-all
 as one undo step, a cancel midway, and a single box deep in the stack.  The tiny random prompt
-model stands in for LiteMedSAM (``resources/measure_prompt_scale.py`` times the real one)."""
+model stands in for LiteMedSAM (``benchmarks/measure_prompt_scale.py`` times the real one)."""
 
 from __future__ import annotations
 

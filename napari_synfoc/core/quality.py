@@ -44,24 +44,31 @@ def _probs(fm_prob: np.ndarray, unet_prob: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def slice_agreement(
-    fm_prob: np.ndarray, unet_prob: np.ndarray, min_pixels: int = MIN_CLASS_PIXELS
+    fm_prob: np.ndarray,
+    unet_prob: np.ndarray,
+    min_pixels: int = MIN_CLASS_PIXELS,
+    labels: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Soft Dice between the two models per slice and foreground class: (Z, K-1).
 
     NaN where neither model's argmax holds ``min_pixels`` of the class on the slice (the class
-    is absent there: nothing to score).
+    is absent there: nothing to score).  ``labels``: the two models' argmax maps when already
+    computed ((Z, Y, X) each).
     """
     fm, un = _probs(fm_prob, unet_prob)
     z, k = fm.shape[:2]
-    fl = fm.argmax(axis=1).reshape(z, -1)
-    ul = un.argmax(axis=1).reshape(z, -1)
+    if labels is None:
+        labels = (fm.argmax(axis=1), un.argmax(axis=1))
+    fl = np.asarray(labels[0]).reshape(z, -1)
+    ul = np.asarray(labels[1]).reshape(z, -1)
     out = np.full((z, k - 1), np.nan)
     for c in range(1, k):
-        pf = fm[:, c].reshape(z, -1).astype(np.float64)
-        pu = un[:, c].reshape(z, -1).astype(np.float64)
+        pf = fm[:, c].reshape(z, -1)
+        pu = un[:, c].reshape(z, -1)
         present = ((fl == c).sum(1) >= min_pixels) | ((ul == c).sum(1) >= min_pixels)
-        denom = pf.sum(1) + pu.sum(1)
-        soft = 2.0 * (pf * pu).sum(1) / np.maximum(denom, 1e-12)
+        denom = pf.sum(1, dtype=np.float64) + pu.sum(1, dtype=np.float64)
+        inter = np.einsum("ij,ij->i", pf, pu, dtype=np.float64)
+        soft = 2.0 * inter / np.maximum(denom, 1e-12)
         out[:, c - 1] = np.where(present, soft, np.nan)
     return out
 
@@ -198,26 +205,48 @@ def estimate_quality(
     labels: np.ndarray | None = None,
     labeled: Iterable[int] = (),
     trained: Iterable[int] = (),
+    **kwargs,
+) -> QualityEstimate:
+    """:func:`estimate_from_agreement` from the two models' (Z, K, Y, X) probabilities."""
+    fm, un = _probs(fm_prob, unet_prob)
+    ens = (fm + un).argmax(axis=1)
+    return estimate_from_agreement(
+        slice_agreement(fm, un), ens, labels, labeled, trained, **kwargs
+    )
+
+
+def estimate_from_agreement(
+    agreement: np.ndarray,
+    ensemble_label: np.ndarray,
+    labels: np.ndarray | None = None,
+    labeled: Iterable[int] = (),
+    trained: Iterable[int] = (),
     *,
     trained_weight: float = TRAINED_WEIGHT,
     prior_weight: float = PRIOR_WEIGHT,
 ) -> QualityEstimate:
-    """Predicted Dice of the ensemble on every slice, calibrated on the ``labeled`` slices of
-    ``labels`` ((Z, Y, X)); slices in ``trained`` (the ones the predicting models were trained
-    on) weigh ``trained_weight``."""
-    fm, un = _probs(fm_prob, unet_prob)
-    scores = slice_scores(slice_agreement(fm, un))
+    """Predicted Dice of the ensemble on every slice from the models' per-class ``agreement``
+    ((Z, K-1), :func:`slice_agreement`), calibrated on the ``labeled`` slices of ``labels``
+    ((Z, Y, X)) against the ensemble's label map ((Z, Y, X)); slices in ``trained`` (the ones
+    the predicting models were trained on) weigh ``trained_weight``."""
+    agree = np.asarray(agreement, dtype=np.float64)
+    ens = np.asarray(ensemble_label)
+    if agree.ndim != 2 or ens.ndim != 3 or agree.shape[0] != ens.shape[0]:
+        raise ValueError(
+            f"quality estimate: agreement {agree.shape} and ensemble labels {ens.shape} must "
+            "be (Z, K-1) and (Z, Y, X) for the same Z slices"
+        )
+    scores = slice_scores(agree)
     cal = Calibration(prior_weight=prior_weight)
-    lab_idx = sorted({int(z) for z in labeled if 0 <= int(z) < fm.shape[0]})
+    lab_idx = sorted({int(z) for z in labeled if 0 <= int(z) < ens.shape[0]})
     if labels is not None and lab_idx:
         lab = np.asarray(labels)
-        if lab.shape != (fm.shape[0], *fm.shape[2:]):
+        if lab.shape != ens.shape:
             raise ValueError(
                 f"quality estimate: labels of shape {lab.shape} do not match the predictions' "
-                f"{(fm.shape[0], *fm.shape[2:])}"
+                f"{ens.shape}"
             )
-        ens = (fm[lab_idx] + un[lab_idx]).argmax(axis=1)
-        true = slice_dice_true(ens, lab[lab_idx], fm.shape[1])
+        true = slice_dice_true(ens[lab_idx], lab[lab_idx], agree.shape[1] + 1)
         done = {int(z) for z in trained}
         cal = fit_calibration(
             scores[lab_idx], true, np.array([z in done for z in lab_idx]),

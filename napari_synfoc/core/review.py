@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .quality import slice_agreement
+
 PROPOSALS = ("medsam", "unet", "ensemble")
 # M_d rules (display only; the CDCR loss keeps the paper's argmax M_d):
 # "argmax": the argmaxes differ (the paper's M_d);
@@ -51,6 +53,9 @@ class ReviewMaps:
     divergence: np.ndarray
     heat: np.ndarray
     slice_scores: np.ndarray
+    # (Z, K-1) soft Dice between the two models per slice and foreground class (NaN: neither
+    # predicts the class there); the per-slice quality estimate (core.quality) reads it
+    agreement: np.ndarray | None = None
 
     def proposal(self, source: str) -> np.ndarray:
         """The label map of ``source``: "medsam", "unet" or "ensemble"."""
@@ -101,8 +106,9 @@ def review_maps(
     heat *= 0.5
     np.clip(heat, 0.0, 1.0, out=heat)
     slice_scores = heat.reshape(heat.shape[0], -1).mean(axis=1, dtype=np.float64)
+    agreement = slice_agreement(fm, un, labels=(fm_label, unet_label))
     return ReviewMaps(
-        fm_label, unet_label, ensemble_label, consensus, divergence, heat, slice_scores
+        fm_label, unet_label, ensemble_label, consensus, divergence, heat, slice_scores, agreement
     )
 
 

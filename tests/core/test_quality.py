@@ -108,3 +108,18 @@ def test_bad_shapes_have_clear_messages():
         slice_agreement(fm, fm[:1])
     with pytest.raises(ValueError, match="do not match"):
         estimate_quality(fm, fm, np.zeros((3, 2, 2)), labeled=[0])
+
+
+def test_review_maps_carry_the_agreement_and_estimate_from_maps_matches():
+    from napari_synfoc.core.quality import estimate_from_agreement
+    from napari_synfoc.core.review import review_maps
+
+    rng = np.random.default_rng(0)
+    fm = _two_class(rng.random((4, 6, 6)))
+    un = _two_class(rng.random((4, 6, 6)))
+    maps = review_maps(fm, un)
+    np.testing.assert_allclose(maps.agreement, slice_agreement(fm, un))
+    labels = (rng.random((4, 6, 6)) > 0.5).astype(np.uint8)
+    a = estimate_quality(fm, un, labels, labeled=[0, 3], trained=[0])
+    b = estimate_from_agreement(maps.agreement, maps.ensemble_label, labels, [0, 3], [0])
+    np.testing.assert_allclose(a.predicted, b.predicted)

@@ -189,6 +189,9 @@ class SynFoCConfig:
     first_predict_at: int = _f(5, "an early overlay after this many iterations", range=(0, None))
     checkpoint_every: int = _f(0, "0: only at the end", range=(0, None), step=50,
                               ui_range=(0, 1000000))  # fmt: skip
+    # issue 22, the U-Net everywhere first (core/encoding_schedule.py): view-first cached runs
+    unet_first: bool = _f(False, "view-first runs: right after the warm-up the U-Net predicts every slice, nearest the view first; the foundation model's prediction (ensemble, consensus, M_d) follows each slice as the encoder reaches it")  # fmt: skip  # noqa: E501
+    encode_schedule: str = _f("interleave", "view-first runs: encode a few slices per iteration (interleave) or every slice before iteration 0 (encode_first)", choices=("interleave", "encode_first"))  # fmt: skip  # noqa: E501
 
     def replace(self, **changes: Any) -> SynFoCConfig:
         """A copy with ``changes`` applied (unknown keys raise ``TypeError``)."""
@@ -386,6 +389,8 @@ PROFILES: dict[str, Profile] = {
             "freeze_encoder": True,
             "cache_embeddings": True,
             "lora_targets": "none",
+            "unet_first": True,  # issue 22: U-Net predictions on every slice after the warm-up
+            "encode_schedule": "interleave",  # issue 22: measured, docs/results (see report)
             "precision": "auto",
             "fm_head_init": "pretrained",  # measured: bench/levers.py, docs/results/levers_cpu
             "warmup_steps": 20,  # measured: docs/results/levers_cpu/warmup (ens. 0.54 at it 5)

@@ -6,6 +6,13 @@ view and one unlabelled batch near it are encoded before training; the rest is e
 drawn from the encoded slices (unmirrored).  Predictions come as partial events
 (``Predictions.slices``) as slices get encoded.  :func:`encode_whole_stack` embeds every slice
 before training (no slice in view).
+
+Two switches (issue 22): ``cfg.unet_first``: every full refresh (the first one right after the
+warm-up) predicts every slice, nearest the view first, in batches of :data:`SWEEP_BATCH`: both
+models where the slice is encoded, the U-Net alone elsewhere (``Predictions.foundation_ready``).
+``cfg.encode_schedule="encode_first"``: the whole queue is encoded before iteration 0 (each
+:data:`ENCODE_REFRESH` new slices shown with both models at once) instead of
+``encode_per_step`` items per iteration (``"interleave"``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from .steps import TrainingError
 # (kind, index): stack slice ``i`` ("slice"), unlabelled sample ``i`` ("unl") or the mirrored
 # view of labelled sample ``i`` ("lab_flip")
 QueueItem = tuple[str, int]
-PredictFn = Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]
+PredictFn = Callable[[Sequence[int]], tuple[np.ndarray, np.ndarray]]  # -> (fm, unet)
+PredictUNetFn = Callable[[Sequence[int]], np.ndarray]
+SWEEP_BATCH = 32  # slices per Predictions event of a unet_first sweep
+ENCODE_REFRESH = 16  # encode_first: new slices between two both-model refreshes
 
 
 def encode_whole_stack(bank, images: Sequence[np.ndarray], keys: Sequence[str], size: int):
@@ -40,7 +50,8 @@ class ViewFirstSchedule:
     """The view-first encoding queue of one run, and the partial prediction refreshes.
 
     ``refresh_stale``: at each partial refresh, this many already shown slices (the stalest,
-    nearest the view first) are predicted again with the newly encoded ones.
+    nearest the view first) are predicted again with the newly encoded ones.  ``predict``: both
+    models on stack slices (encoded ones); ``predict_unet``: the U-Net alone (any slice).
     """
 
     def __init__(
@@ -57,6 +68,8 @@ class ViewFirstSchedule:
         view_slice: int,
         encode_per_step: int,
         refresh_stale: int,
+        predict: PredictFn,
+        predict_unet: PredictUNetFn,
     ):
         self.cfg, self.bank, self.size = cfg, bank, size
         self.images, self.keys = list(images), list(keys)
@@ -65,12 +78,13 @@ class ViewFirstSchedule:
         self.view = min(max(int(view_slice), 0), len(self.images) - 1)
         self.encode_per_step = max(1, int(encode_per_step))
         self.refresh_stale = refresh_stale
+        self.predict, self.predict_unet = predict, predict_unet
         self.first = self._first_items()
         self.pending = self._pending_items(set(self.first))
         self.total = len(self.first) + len(self.pending)
         self.done = 0
         self.fresh: list[int] = []  # encoded stack slices without a prediction yet
-        self.covered: set[int] = set()
+        self.covered: set[int] = set()  # stack slices shown with both models
         self.predicted_at: dict[int, int] = {}  # stack slice -> iteration of its prediction
         self.pool_rng = np.random.default_rng(cfg.seed + 7)
         self.pool_draw = 0
@@ -143,6 +157,14 @@ class ViewFirstSchedule:
         items, self.pending = self.pending[:count], self.pending[count:]
         yield from self._encode(items)
 
+    def encode_all(self, should_stop: Callable[[], bool]) -> Iterator[Event]:
+        """``encode_first``: encode the whole queue now (nearest the view first), showing each
+        :data:`ENCODE_REFRESH` new stack slices with both models (iteration 0); stops early
+        when ``should_stop()``."""
+        while self.pending and not should_stop():
+            yield from self.encode_pending(ENCODE_REFRESH)
+            yield from self._predict(0, sorted(self.fresh))
+
     # -- batches -------------------------------------------------------------------------
     def unmirror_unready(self, batch: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
         """Undo the mirror of batch items whose mirrored embedding is not encoded yet."""
@@ -168,15 +190,20 @@ class ViewFirstSchedule:
         return self.unmirror_unready(batch, self.unl_keys)
 
     # -- predictions ---------------------------------------------------------------------
-    def _refresh_slices(self, it: int, full: bool) -> list[int]:
-        """The slices a refresh after iteration ``it`` predicts (empty: none due)."""
+    def _full_due(self, it: int, full: bool) -> bool:
+        """Every shown slice is refreshed at ``first_predict_at``, every ``predict_every``
+        iterations, and when ``full`` (after the warm-up)."""
         cfg = self.cfg
-        start = max(1, cfg.first_predict_at)
-        if (
+        return bool(
             full
             or it == cfg.first_predict_at
             or (cfg.predict_every and it % cfg.predict_every == 0)
-        ):
+        )
+
+    def _refresh_slices(self, it: int, full: bool) -> list[int]:
+        """The slices a refresh after iteration ``it`` predicts (empty: none due)."""
+        start = max(1, self.cfg.first_predict_at)
+        if self._full_due(it, full):
             return sorted(self.covered | set(self.fresh))
         if it > start and (it - start) % start == 0:
             # the new slices, plus the stalest shown ones (nearest the view first), so no slice
@@ -188,21 +215,57 @@ class ViewFirstSchedule:
             return sorted(set(self.fresh) | set(stale))
         return []
 
-    def refresh(self, it: int, predict: PredictFn, full: bool = False) -> Iterator[Event]:
-        """Encode a few more slices; predict the new ones (every ``first_predict_at``
-        iterations) or every encoded one (at ``first_predict_at``, every ``predict_every`` and
-        when ``full``: after the warm-up)."""
+    def refresh(self, it: int, full: bool = False) -> Iterator[Event]:
+        """Encode a few more slices (``interleave``); predict the new ones (every
+        ``first_predict_at`` iterations) or every encoded one (at ``first_predict_at``, every
+        ``predict_every`` and when ``full``: after the warm-up), with every other slice's U-Net
+        prediction too when ``unet_first``."""
         cfg = self.cfg
         if self.pending and it > cfg.first_predict_at:
             yield from self.encode_pending(self.encode_per_step)
         if it >= cfg.iterations:
             return  # the run's end predicts every slice
-        idx = self._refresh_slices(it, full)
+        everywhere = cfg.unet_first and len(self.covered | set(self.fresh)) < len(self.images)
+        if everywhere and self._full_due(it, full):
+            yield from self.sweep(it)
+            return
+        yield from self._predict(it, self._refresh_slices(it, full))
+
+    def _predict(self, it: int, idx: list[int]) -> Iterator[Event]:
+        """Both models on the encoded stack slices ``idx`` (nothing when empty)."""
         if not idx:
             return
-        self.fresh = []
-        self.covered |= set(idx)
+        shown = set(idx)
+        self.fresh = [i for i in self.fresh if i not in shown]
+        self.covered |= shown
         self.predicted_at.update(dict.fromkeys(idx, it))
-        fm_p, un_p = predict(idx)
+        fm_p, un_p = self.predict(idx)
         n = len(self.images)
         yield Predictions(it, fm_p, un_p, None if len(idx) == n else tuple(idx), n)
+
+    def sweep(self, it: int) -> Iterator[Event]:
+        """Every slice, nearest the view first, :data:`SWEEP_BATCH` per event: both models
+        where encoded, the U-Net alone elsewhere (``foundation_ready`` False, zero fm rows)."""
+        n = len(self.images)
+        ready = self.covered | set(self.fresh)
+        order = sorted(range(n), key=lambda i: (abs(i - self.view), i))
+        self.fresh = []
+        self.covered |= ready
+        self.predicted_at.update(dict.fromkeys(ready, it))
+        for s in range(0, n, SWEEP_BATCH):
+            chunk = sorted(order[s : s + SWEEP_BATCH])
+            both = [i for i in chunk if i in ready]
+            only = [i for i in chunk if i not in ready]
+            fm_b, un_b = self.predict(both) if both else (None, None)
+            un_o = self.predict_unet(only) if only else None
+            shape = (un_b if un_b is not None else un_o).shape[1:]
+            un = np.empty((len(chunk), *shape), np.float32)
+            fm = np.zeros((len(chunk), *shape), np.float32)
+            row = {z: r for r, z in enumerate(chunk)}
+            if both:
+                rows = [row[z] for z in both]
+                fm[rows], un[rows] = fm_b, un_b
+            if only:
+                un[[row[z] for z in only]] = un_o
+            flags = tuple(z in ready for z in chunk)
+            yield Predictions(it, fm, un, tuple(chunk), n, foundation_ready=flags)

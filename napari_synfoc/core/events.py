@@ -45,6 +45,23 @@ class Step:
     seconds: float  # wall time of this iteration
     memory_mb: float | None = None  # peak VRAM (GPU) or RSS (CPU)
 
+    @classmethod
+    def from_logs(
+        cls,
+        iteration: int,
+        total: int,
+        logs: dict[str, float],
+        seconds: float,
+        memory: float | None,
+    ) -> Step:
+        """A step's event from its logged values (``alpha``, ``confident_fraction`` and
+        ``lambda`` get their own fields; the rest are the losses)."""
+        own = ("alpha", "confident_fraction", "lambda")
+        return cls(
+            iteration, total, {k: v for k, v in logs.items() if k not in own}, logs["alpha"],
+            logs["confident_fraction"], logs["lambda"], seconds, memory,
+        )  # fmt: skip
+
 
 @dataclass
 class Encoding:
@@ -65,6 +82,12 @@ class Predictions:
     whole stack.  ``slices`` given (a partial refresh): the arrays are (len(slices), K, Y, X) and
     row ``i`` belongs to stack slice ``slices[i]``; ``n_slices`` is the stack's Z.  Slices not
     listed keep their previous predictions (or have none yet); see :meth:`scatter_into`.
+
+    ``foundation_ready`` (view-first runs with ``unet_first``): one flag per row; False means
+    the frozen encoder has not reached that slice yet, so the row holds the U-Net's prediction
+    only and ``fm_prob``'s row is zeros, not a prediction (no ensemble, consensus or M_d there
+    yet).  None: every row holds both.  A slice holds only the U-Net until an event lists it
+    with its flag True (or a whole-stack event arrives).
     """
 
     iteration: int
@@ -72,18 +95,39 @@ class Predictions:
     unet_prob: Any
     slices: tuple[int, ...] | None = None
     n_slices: int | None = None
+    foundation_ready: tuple[bool, ...] | None = None
 
     def covered(self) -> list[int]:
-        """The stack slices this event holds predictions for."""
+        """The stack slices this event holds a prediction for (the U-Net's at least)."""
         if self.slices is None:
-            return list(range(len(self.fm_prob)))
+            return list(range(len(self.unet_prob)))
         return [int(z) for z in self.slices]
 
+    def foundation_slices(self) -> list[int]:
+        """The slices this event holds both predictions for."""
+        rows = self.covered()
+        if self.foundation_ready is None:
+            return rows
+        return [z for z, ok in zip(rows, self.foundation_ready, strict=True) if ok]
+
+    def unet_only_slices(self) -> list[int]:
+        """The slices this event holds the U-Net's prediction only for."""
+        if self.foundation_ready is None:
+            return []
+        rows = self.covered()
+        return [z for z, ok in zip(rows, self.foundation_ready, strict=True) if not ok]
+
     def scatter_into(self, fm_full: Any, unet_full: Any) -> list[int]:
-        """Write this event's rows into full (Z, K, Y, X) arrays in place; returns the slices."""
-        idx = self.covered()
-        fm_full[idx] = self.fm_prob
-        unet_full[idx] = self.unet_prob
+        """Write this event's rows into full (Z, K, Y, X) arrays in place: every U-Net row, and
+        the foundation rows of the slices it has.  Returns the slices that now hold both."""
+        unet_full[self.covered()] = self.unet_prob
+        if self.foundation_ready is None:
+            fm_full[self.covered()] = self.fm_prob
+            return self.covered()
+        rows = [i for i, ok in enumerate(self.foundation_ready) if ok]
+        idx = self.foundation_slices()
+        if rows:
+            fm_full[idx] = self.fm_prob[rows]
         return idx
 
 

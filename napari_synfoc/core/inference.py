@@ -135,6 +135,37 @@ def predict_probabilities(
 
 
 @torch.no_grad()
+def predict_unet_probabilities(
+    unet,
+    images: Sequence[np.ndarray],
+    unet_size: int,
+    device,
+    precision: str,
+    batch: int = 8,
+    unet_downsample: str = "nearest",
+) -> np.ndarray:
+    """The U-Net's half of :func:`predict_probabilities` (:data:`OVERLAY_RESIZE`), without the
+    foundation model or its encoder: float32 (N, K, H, W) at the images' size."""
+    was = unet.training
+    unet.eval()
+    try:
+        out = []
+        for start in range(0, len(images), batch):
+            chunk = [
+                np.ascontiguousarray(a, dtype=np.float32) for a in images[start : start + batch]
+            ]
+            h, w = chunk[0].shape[-2:]
+            x = torch.from_numpy(np.stack(chunk)).to(device)
+            with autocast(device, precision):
+                lu = unet(_unet_input(x, unet_size, unet_downsample, OVERLAY_RESIZE)).float()
+            lu = F.interpolate(lu, size=(h, w), mode="bilinear", align_corners=False)
+            out.append(torch.softmax(lu, 1).cpu().numpy())
+        return np.concatenate(out).astype(np.float32)
+    finally:
+        unet.train(was)
+
+
+@torch.no_grad()
 def predict_labels(
     unet,
     fm,

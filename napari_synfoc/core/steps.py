@@ -38,6 +38,19 @@ def step_logs(
     return logs
 
 
+def failure_message(exc: BaseException, iteration: int, device) -> str:
+    """What the user reads when training stops on an unexpected error: out of memory names
+    the lighter settings; anything else its type and message."""
+    from .device import is_oom
+
+    if is_oom(exc):
+        return (
+            f"out of memory at iteration {iteration} on {device}: use a lighter setting (the "
+            "cpu-interactive profile, batch 2+2, a smaller --size, or a narrower U-Net)"
+        )
+    return f"training failed at iteration {iteration}: {type(exc).__name__}: {exc}"
+
+
 def from_rank0(x: Tensor, device: torch.device) -> Tensor:
     """``x`` as rank 0 holds it, on every rank of a torch.distributed run (sent through
     ``device``: NCCL needs CUDA tensors); ``x`` itself when not distributed."""

@@ -27,7 +27,7 @@ import torch
 from ..config import SynFoCConfig
 from . import checkpoint as ckpt
 from .best_state import BestStateKeeper, hold_out_validation
-from .device import autocast, is_oom, memory_mb, release_memory, resolve_precision
+from .device import autocast, memory_mb, release_memory, resolve_precision
 from .ema import ema_update
 from .embeddings import EmbeddingBank, EmbeddingDiskCache, frozen_encoder_id
 from .encoding_schedule import ViewFirstSchedule, encode_whole_stack
@@ -42,9 +42,14 @@ from .events import (
     Started,
     Step,
 )  # fmt: skip
-from .inference import predict_probabilities, resize_images, resize_labels
+from .inference import (
+    predict_probabilities,
+    predict_unet_probabilities,
+    resize_images,
+    resize_labels,
+)
 from .step_batch import prepare_batch, training_loaders
-from .steps import TrainingError, backward_and_step, step_logs
+from .steps import TrainingError, backward_and_step, failure_message, step_logs
 from .training_models import (
     build_training_models,
     check_compatible,
@@ -270,6 +275,14 @@ class SynFoCTrainer:
         images = [self.predict_images[i] for i in idx]
         return self._predict_with_keys(images, [self.predict_keys[i] for i in idx])
 
+    def predict_unet_slices(self, idx: Sequence[int]) -> np.ndarray:
+        """The U-Net's probabilities for the stack slices ``idx`` (no encoder needed)."""
+        teachers = self.strategy.shows_teachers(self.cfg)
+        return predict_unet_probabilities(
+            self.unet_teacher if teachers else self.unet, [self.predict_images[i] for i in idx],
+            self.P, self.device, self.precision, unet_downsample=self.cfg.unet_downsample,
+        )  # fmt: skip
+
     def _predict_with_keys(
         self, images: Sequence[np.ndarray], keys: Sequence[str] | None, batch: int = 4
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -360,14 +373,7 @@ class SynFoCTrainer:
         except TrainingError as exc:
             yield Failed(str(exc), self.iteration, self.last_checkpoint, exc)
         except Exception as exc:  # noqa: BLE001 - reported to the user, never swallowed silently
-            if is_oom(exc):
-                msg = (
-                    f"out of memory at iteration {self.iteration} on {self.device}: use a lighter "
-                    "setting (the cpu-interactive profile, batch 2+2, a smaller --size, or a "
-                    "narrower U-Net)"
-                )
-            else:
-                msg = f"training failed at iteration {self.iteration}: {type(exc).__name__}: {exc}"
+            msg = failure_message(exc, self.iteration, self.device)
             yield Failed(msg, self.iteration, self.last_checkpoint, exc)
         finally:
             self.close()
@@ -380,11 +386,16 @@ class SynFoCTrainer:
             self.labeled_ds, self.unlabeled_ds, cfg, self.rank, self.device.type == "cuda"
         )
         warm = cfg.warmup_steps + cfg.warmup_unet_steps
-        if warm and not self.loaded and self.strategy.supervised_warm_up:
+        warmed = bool(warm and not self.loaded and self.strategy.supervised_warm_up)
+        if warmed:
             yield from self._warm_up(lab_iter, self.schedule is not None, should_stop)
-            if self.schedule is not None and not should_stop():
-                # show the warmed-up models on the slices encoded so far at once
-                yield from self.schedule.refresh(0, self.predict_slices, full=True)
+        if self.schedule is not None and not should_stop():
+            # show the warmed-up (or loaded) models at once: the slices encoded so far, and
+            # with unet_first every slice's U-Net; encode_first: then the whole volume
+            if warmed or (self.loaded and cfg.unet_first):
+                yield from self.schedule.refresh(0, full=True)
+            if cfg.encode_schedule == "encode_first":
+                yield from self.schedule.encode_all(should_stop)
         while self.iteration < cfg.iterations:
             if should_stop():
                 path = self.save()
@@ -410,7 +421,8 @@ class SynFoCTrainer:
             self.schedule = ViewFirstSchedule(
                 self.cfg, self.bank, self.predict_images, self.predict_keys, self.lab_keys,
                 self.unl_keys, self.labeled_ds, self.unlabeled_ds, self.S, self.view_slice,
-                self.encode_per_step, self.REFRESH_STALE,
+                self.encode_per_step, self.REFRESH_STALE, self.predict_slices,
+                self.predict_unet_slices,
             )  # fmt: skip
             yield from self.schedule.prime()
         elif self.cached and self.predict_images is not None:
@@ -429,17 +441,9 @@ class SynFoCTrainer:
         if unl_iter is not None:
             unl = sched.ready_unlabeled_batch() if sched is not None else next(unl_iter)
         logs = self.train_step(lab, unl)
-        yield Step(
-            iteration=self.iteration - 1,
-            total=cfg.iterations,
-            losses={
-                k: v for k, v in logs.items() if k not in ("alpha", "confident_fraction", "lambda")
-            },
-            alpha=logs["alpha"],
-            confident_fraction=logs["confident_fraction"],
-            lam=logs["lambda"],
-            seconds=time.perf_counter() - t0,
-            memory_mb=memory_mb(self.device),
+        seconds = time.perf_counter() - t0
+        yield Step.from_logs(
+            self.iteration - 1, cfg.iterations, logs, seconds, memory_mb(self.device)
         )
         it = self.iteration
         if cfg.checkpoint_every and it % cfg.checkpoint_every == 0 and it < cfg.iterations:
@@ -447,7 +451,7 @@ class SynFoCTrainer:
         if self.selection is not None and self.selection.due(it):
             self.selection.validate(self.unet, self.fm_student, it, self.device, self.precision)
         if sched is not None:
-            yield from sched.refresh(it, self.predict_slices)
+            yield from sched.refresh(it)
         elif (
             self.predict_images is not None
             and cfg.predict_every

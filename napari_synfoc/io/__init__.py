@@ -9,7 +9,9 @@ Public API::
     geometry_from_layer(layer) -> Geometry          # patient geometry of a napari layer's grid
     layer_kwargs(geometry) -> dict                  # scale/translate/affine/metadata for a layer
     file_array_and_geometry(data, geometry, metadata) -> (array, Geometry)  # file voxel order
-    list_dicom_series(folder) -> (series, left_out_file_names)
+    list_dicom_series(folder) -> (series, left_out_file_names)   # series[i].label for pickers
+    read_layer_data(path) -> [(data, kwargs, kind)]   # a DICOM folder: every readable series;
+                                    # float label maps -> Labels (io/label_values.py)
 """
 
 from napari_synfoc.io.geometry import (

@@ -1,9 +1,10 @@
 """The dock's prompt tool: napari layers, shortcuts and clicks around the controller's
 :class:`~napari_synfoc.app.prompts.PromptController` (``dock.controller.prompts``).
 
-Layers (created on first use, with the image's scale and translate): "SynFoC prompts" (Shapes:
-one rectangle per slice), "SynFoC points" (Points; the ``positive`` feature, green / red) and
-"SynFoC proposals" (Labels: box-propagation results waiting to be accepted).  Every write into
+Layers (:mod:`.prompt_layers`, created on first use with the image's scale and translate):
+"SynFoC prompts" (Shapes: one rectangle per slice), "SynFoC points" (Points; the ``positive``
+feature, green / red) and "SynFoC proposals" (Labels: box-propagation results waiting to be
+accepted).  Every write into
 the user's Labels layer goes through ``Labels.data_setitem``: one undo step (Ctrl-Z).
 """
 
@@ -18,11 +19,16 @@ from qtpy.QtCore import QTimer
 from ..app import slices
 from ..app.slice_edit import SliceEdit
 from .panels.prompt import EXTRA_KEYS, PROMPT_SHORTCUTS, PromptPanel
+from .prompt_layers import (
+    POINTS,
+    PROMPT_LAYERS,
+    PROMPTS,
+    PROPOSALS,
+    new_prompt_layer,
+    prompts_on,
+)
 
-PROMPTS = "SynFoC prompts"
-POINTS = "SynFoC points"
-PROPOSALS = "SynFoC proposals"
-PROMPT_LAYERS = (PROMPTS, POINTS, PROPOSALS)
+__all__ = ["POINTS", "PROMPTS", "PROMPT_LAYERS", "PROPOSALS", "PromptTool"]
 
 
 class PromptTool:
@@ -79,28 +85,14 @@ class PromptTool:
         return self.dock.current_slice(lab) if lab is not None else 0
 
     def _layer(self, name: str, kind: str, create: bool = True):
+        """The prompt layer ``name`` ("shapes", "points" or "labels"), created on first use with
+        the geometry of the labels (or image) layer; None when absent and not ``create``."""
         if name in self.viewer.layers:
             return self.viewer.layers[name]
         ref = self._labels() or self._image()
         if not create or ref is None:
             return None
-        from napari.layers import Labels, Points, Shapes
-
-        nd = ref.ndim
-        geom = {"scale": ref.scale[-nd:], "translate": ref.translate[-nd:]}
-        if kind == "shapes":
-            layer = Shapes(ndim=nd, name=name, edge_color="yellow", face_color="transparent",
-                           edge_width=1.5, **geom)  # fmt: skip
-        elif kind == "points":
-            layer = Points(
-                np.zeros((0, nd)), ndim=nd, name=name, features={"positive": np.zeros(0, bool)},
-                face_color="positive", face_color_cycle={True: "lime", False: "red"},
-                size=max(3.0, min(np.shape(ref.data)[-2:]) / 60), **geom,
-            )  # fmt: skip
-            layer.feature_defaults["positive"] = True
-        else:
-            layer = Labels(np.zeros(np.shape(ref.data), np.asarray(ref.data).dtype), name=name,
-                           opacity=0.5, **geom)  # fmt: skip
+        layer = new_prompt_layer(name, kind, ref)
         self.viewer.add_layer(layer)
         if kind == "shapes":
             layer.events.data.connect(self._on_shapes_data)
@@ -146,20 +138,8 @@ class PromptTool:
 
     def _prompts_on(self, z: int):
         """(box vertices or None, points, point labels, points on other slices)."""
-        box, pts, labs, other = None, None, None, []
         shapes = self._layer(PROMPTS, "shapes", create=False)
-        if shapes is not None and len(shapes.data):
-            on = [v for v in shapes.data if v.shape[1] == 2 or np.all(np.round(v[:, 0]) == z)]
-            box = np.asarray(on[-1]) if on else None
-        points = self._layer(POINTS, "points", create=False)
-        if points is not None and len(points.data):
-            d = np.asarray(points.data)
-            here = np.ones(len(d), bool) if d.shape[1] == 2 else np.round(d[:, 0]) == z
-            other = sorted({int(round(v)) for v in d[~here, 0]}) if d.shape[1] == 3 else []
-            if here.any():
-                pts = d[here]
-                labs = points.features["positive"].to_numpy()[here].astype(int).tolist()
-        return box, pts, labs, other
+        return prompts_on(shapes, self._layer(POINTS, "points", create=False), z)
 
     def segment(self, z: int | None = None) -> int:
         """Segment slice ``z`` (default: current) from its box and points; px changed."""

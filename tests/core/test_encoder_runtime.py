@@ -76,6 +76,11 @@ def test_choose_runtime_picks_the_fastest_runtime_that_beats_torch():
     # no runtime faster than torch (0.74 / 0.70 = 1.06 r): torch, and the reason says so
     name, why = choose_runtime("auto", 0.70, probes)
     assert name == "torch" and "1.06 r" in why
+    # within 10 % of the fastest, the preference order (OpenVINO first) decides
+    probes["onnxruntime"] = RuntimeProbe(seconds=0.70, max_abs_diff=2e-6)
+    assert choose_runtime("auto", 1.70, probes)[0] == "openvino"  # 0.74 <= 1.1 * 0.70
+    probes["onnxruntime"] = RuntimeProbe(seconds=0.60, max_abs_diff=2e-6)
+    assert choose_runtime("auto", 1.70, probes)[0] == "onnxruntime"  # 0.74 > 1.1 * 0.60
 
 
 def test_choose_runtime_skips_failed_runtimes_and_names_them():

@@ -30,6 +30,8 @@ import numpy as np
 from ..config import arch_fields
 from ..core.task import validate_task
 from .jobs import JobRunner, training_source
+from .messages import failure_text
+from .preflight import classes_notice, needs_weights_check
 from .process_tweaks import avoid_triton_llvm_clash
 from .prompts import PromptController
 from .review import Review
@@ -133,19 +135,23 @@ class AppController:
             self.say("Training is already running: stop it first.", error=True)
             return False
         task = request.task
+        init = self._warm_start_from() if request.warm_start else None
+        if request.warm_start and init is None:  # said before the labels' own problems
+            return False
         problem = validate_task(task, request.image_name, request.labels_name, image_values=False)
         if problem:
             self.say(problem, error=True)
             return False
-        init = self._warm_start_from() if request.warm_start else None
-        if request.warm_start and init is None:
-            return False
+        notice = classes_notice(task, request.labels_name)
+        if notice:  # said before the run (it goes on: the user may mean it)
+            self.say(notice, error=False, notify=True)
         params = dict(request.params)
         params["overrides"] = {**(params.get("overrides") or {}), **self._kept_architecture(init)}
         run, model = self.run, self.model
         model.init_checkpoint = init
         run.count += 1
         run.begin(request.target)
+        self.on_event.status_note = ""
         if request.overlays_exist or self.jobs.synchronous:
             # nothing to wait for (the sync backend builds overlays at once in this thread)
             run.overlays_ready.set()
@@ -157,10 +163,16 @@ class AppController:
         labeled = sorted({int(z) for z in task.labeled_slices})
         self._remember_training_data(request, labeled)
         self.view.progress(0, 1, 0)  # determinate from the start: never a busy bar
-        self.view.status("Starting (loading models)…")
+        self.view.status(
+            "Starting: checking the image values"
+            + (" and the foundation model's weights" if needs_weights_check(params) else "")
+            + "…"
+        )
         self.say(
             f"Training on '{request.image_name or 'the image'}' with {len(labeled)} labelled "
-            f"slice(s)" + (" (warm start)." if request.warm_start else "."),
+            f"slice(s)"
+            + (" (warm start)." if request.warm_start else ".")
+            + (f" {notice}" if notice else ""),
             notify=False,
         )
         run.running = True
@@ -174,7 +186,11 @@ class AppController:
         """The checkpoint a warm start continues from, or None (with a message)."""
         ckpt = self.model.checkpoint
         if ckpt is None or not Path(ckpt).exists():
-            self.say("Nothing to warm-start from: train once (or load a session) first.", True)
+            self.say(
+                "Nothing to warm-start from yet: Retrain continues a trained model; press Train "
+                "first (or load a session).",
+                True,
+            )
             return None
         return ckpt
 
@@ -221,9 +237,31 @@ class AppController:
         """The front end finished building the overlay layers: training may go on."""
         self.run.overlays_ready.set()
 
+    def input_deleted(self, kind: str, name: str) -> bool:
+        """The run's ``kind`` ("image" or "labels") layer ``name`` was deleted while training
+        runs: say at once what happens and what the user can do; False when nothing runs."""
+        if not self.run.running or self.stopping:
+            return False
+        if kind == "image":
+            text = (
+                f"Image layer '{name}' was deleted while training runs: its overlays cannot be "
+                "shown. Training goes on with the copy it took at its start: let it finish and "
+                "Save session to keep the model (Predict then shows it on any image), or press "
+                "Stop to end it now (the model so far is kept)."
+            )
+        else:
+            text = (
+                f"Labels layer '{name}' was deleted while training runs: the run uses the copy "
+                "it took at its start, so it goes on; Save session when it ends to keep the "
+                "model, or press Stop to end it now."
+            )
+        self.say(text, error=True)
+        self.on_event.status_note = f" · {kind} layer '{name}' deleted (Stop, or Save session)"
+        return True
+
     def _on_error(self, exc: BaseException) -> None:
         self.run.outcome = "failed"
-        self.say(f"Training failed: {type(exc).__name__}: {exc}", error=True)
+        self.say(failure_text("Training failed", exc), error=True)
 
     def _on_run_finished(self) -> None:
         run = self.run

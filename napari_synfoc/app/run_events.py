@@ -30,6 +30,7 @@ class RunEvents:
 
     def __init__(self, notices: Notices, run: RunState, model: ModelState, review: Review):
         self.notices, self.run, self.model, self.review = notices, run, model, review
+        self.status_note = ""  # kept at the end of the iteration status (e.g. a deleted layer)
 
     def __call__(self, event: Any) -> None:
         """One engine event: count it, update the state and tell the view."""
@@ -69,6 +70,10 @@ class RunEvents:
 
     def _progress(self, event: Progress) -> None:
         self.view.progress(0, max(1, event.total), event.done)
+        if not self.run.device:  # a start stage, before the engine said where it trains
+            what = event.message[:1].lower() + event.message[1:]
+            self.view.status(f"Starting: {what} (step {event.done} of {event.total})…")
+            return
         self.view.status(f"{event.message} ({event.done}/{event.total}) on {self.run.device}")
 
     def _encoding(self, event: Encoding) -> None:
@@ -90,7 +95,7 @@ class RunEvents:
         mem = f" · {event.memory_mb:.0f} MB" if event.memory_mb is not None else ""
         self.view.status(
             f"Iteration {event.iteration + 1}/{event.total} on {run.device}{mem} · "
-            f"{event.seconds:.2f} s/it · α {event.alpha:.2f}"
+            f"{event.seconds:.2f} s/it · α {event.alpha:.2f}{self.status_note}"
         )
 
     def _refused(self, event: Refused) -> None:

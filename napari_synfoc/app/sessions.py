@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..core.review import ReviewMaps, review_maps, stack_features
+from ..core.task import channel_problem, nonfinite_problem
 from .jobs import JobRunner
+from .messages import Refusal, failure_text
 from .process_tweaks import avoid_triton_llvm_clash
 from .review import Review
 from .state import ModelState, RunState
@@ -29,6 +31,25 @@ def _writing(what: str, where: str | Path):
             f"Could not write {what} to '{where}': {reason}. Choose a folder you can write to; "
             "nothing was changed (labels and predictions are still in napari)."
         ) from exc
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return " × ".join(str(int(s)) for s in shape)
+
+
+def other_size_notice(
+    trained: tuple[int, ...], current: tuple[int, ...], labeled: list[int], name: str | None
+) -> str:
+    """What a session trained on an image of shape ``trained`` does on one of ``current``."""
+    img = f"'{name}'" if name else "the selected image"
+    listed = ", ".join(str(int(z)) for z in labeled) or "none"
+    return (
+        f"It was trained on an image of {_size(trained)} voxels; {img} is {_size(current)}. "
+        f"Predict runs the model on {img} as it is (each slice resized to the model's input). "
+        f"Retrain continues from the model, trained on the slices you label in {img}. The "
+        f"session's labelled slices ({listed}) belong to the other image: they are not marked "
+        "here."
+    )
 
 
 class Sessions:
@@ -61,12 +82,15 @@ class Sessions:
         return Path(out)
 
     def load(
-        self, path: str | Path, labels: np.ndarray | None = None
-    ) -> tuple[dict[str, Any], list[int]]:
+        self, path: str | Path, labels: np.ndarray | None = None,
+        image_shape: tuple[int, ...] | None = None, image_name: str | None = None,
+    ) -> tuple[dict[str, Any], list[int]]:  # fmt: skip
         """Load a session: Retrain continues from it, Predict uses it.
 
         Returns the session info and the session's labelled slices that are empty in
         ``labels`` (when its shape matches the session's image): the caller marks them labelled.
+        ``image_shape`` (spatial, of the image in use): when it is not the session's, the
+        message says so and what Predict and Retrain do, and no slice is marked.
         """
         from ..core.interactive import read_session
 
@@ -76,7 +100,8 @@ class Sessions:
         m.config = dict(info["config"])
         shape = tuple(info.get("image_shape") or ())
         empty: list[int] = []
-        if labels is not None and shape and tuple(np.shape(labels)) == shape:
+        other = bool(shape) and image_shape is not None and tuple(image_shape) != shape
+        if not other and labels is not None and shape and tuple(np.shape(labels)) == shape:
             data = np.asarray(labels)
             n = 1 if data.ndim == 2 else data.shape[0]
             empty = [
@@ -89,8 +114,13 @@ class Sessions:
         self.say(
             f"Loaded session {Path(path).name}: {info['iteration']} iterations, "
             f"{len(info['labeled_slices'])} labelled slice(s), foundation "
-            f"{info['config'].get('foundation')}. Retrain continues from it; Predict uses it.",
-            notify=False,
+            f"{info['config'].get('foundation')}. "
+            + (
+                other_size_notice(shape, tuple(image_shape), info["labeled_slices"], image_name)
+                if other
+                else "Retrain continues from it; Predict uses it."
+            ),
+            notify=other,
         )
         self.notices.view.changed()
         return info, empty
@@ -109,11 +139,19 @@ class Sessions:
         if self.model.checkpoint is None:
             self.say("No model yet: train first or load a session.", error=True)
             return False
+        channels = (self.model.config or {}).get("in_channels")
+        problem = channel_problem(np.shape(image), rgb, channels, name) if channels else None
+        if problem:  # known at once from the model's config: no job, one message
+            self.say(problem, error=True)
+            return False
         ckpt, run, notices = self.model.checkpoint, self.run, self.notices
 
         def predict() -> tuple[ReviewMaps, np.ndarray]:
             from ..core.interactive import predict_stack
 
+            bad_values = nonfinite_problem(image, name, rgb, action="predicting")
+            if bad_values:  # the same check and words as Train's, in the worker (every voxel)
+                raise Refusal(bad_values)
             pred = predict_stack(ckpt, image, rgb=rgb, device=device, window=window)
             return review_maps(pred.fm_prob, pred.unet_prob), stack_features(image, rgb)
 
@@ -124,7 +162,7 @@ class Sessions:
 
         def failed(exc: BaseException) -> None:
             run.outcome = "failed"
-            self.say(f"Prediction failed: {exc}", error=True)
+            self.say(failure_text("Prediction failed", exc), error=True)
 
         def finished() -> None:
             run.gc.release()

@@ -17,6 +17,7 @@ from ..core.events import Failed, Predictions
 from ..core.review import ReviewMaps, review_maps, stack_features
 from ..core.task import image_values_problem
 from . import task_builder
+from .preflight import weights_problem
 from .run_request import RunRequest
 from .task_builder import load_folder_images
 
@@ -80,8 +81,9 @@ def training_events(
     out_dir: Path | None = None,
     overlays_ready: threading.Event | None = None,
 ) -> Iterator[Any]:
-    """Worker-thread generator: check the image's values, build the config, add the folder's
-    images, train, yield events.  No Qt; every call goes down to the engine.
+    """Worker-thread generator: check the image's values and the foundation model's weights
+    file, build the config, add the folder's images, train, yield events.  No Qt; every call
+    goes down to the engine.
 
     The GUI thread checked shapes and labels (:func:`~napari_synfoc.core.task.validate_task`
     with ``image_values=False``); the passes over every voxel (NaN/Inf, a constant image: ~0.1 s
@@ -94,6 +96,7 @@ def training_events(
     """
     task = request.task
     problem = image_values_problem(task, request.image_name)
+    problem = problem or weights_problem(request.params)  # before the training process starts
     if problem:
         yield Refused(problem)
         return

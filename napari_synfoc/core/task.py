@@ -67,6 +67,29 @@ def _first_slice(mask_per_slice: np.ndarray, slices: list[int]) -> int:
     return slices[int(np.flatnonzero(mask_per_slice)[0])]
 
 
+def nonfinite_problem(
+    image: np.ndarray, image_name: str | None = None, rgb: bool = False, action: str = "training"
+) -> str | None:
+    """NaN or infinite values in ``image``, naming the first slice holding one; None if none.
+
+    The ONE check for Train (:func:`image_values_problem`) and Predict (``action``: what the
+    user must fill or mask them before, e.g. "predicting")."""
+    img = np.asarray(image)
+    if img.dtype.kind != "f":
+        return None
+    if img.ndim == (3 if rgb else 2):
+        img = img[None]
+    finite = np.isfinite(img)
+    if finite.all():
+        return None
+    per_slice = ~finite.reshape(img.shape[0], -1).all(1)
+    z = int(np.flatnonzero(per_slice)[0])
+    return (
+        f"{_name('Image', image_name)} has NaN or infinite values on slice {z} "
+        f"({int(per_slice.sum())} slice(s) in all): fill or mask them before {action}."
+    )
+
+
 def image_values_problem(task: StackTask, image_name: str | None = None) -> str | None:
     """The passes over every voxel that ``validate_task(..., image_values=False)`` leaves out
     (NaN/Inf, a constant image), with :func:`validate_task`'s message; None when they pass.
@@ -74,14 +97,9 @@ def image_values_problem(task: StackTask, image_name: str | None = None) -> str 
     For a task whose shapes and labels were already checked (a GUI worker thread)."""
     img_n = _name("Image", image_name)
     img = task.stack()
-    finite = np.isfinite(img) if img.dtype.kind == "f" else None
-    if finite is not None and not finite.all():
-        per_slice = ~finite.reshape(img.shape[0], -1).all(1)
-        z = int(np.flatnonzero(per_slice)[0])
-        return (
-            f"{img_n} has NaN or infinite values on slice {z} ({int(per_slice.sum())} slice(s) "
-            "in all): fill or mask them before training."
-        )
+    problem = nonfinite_problem(img, image_name)
+    if problem:
+        return problem
     if img.size and img.min() == img.max():
         return (
             f"{img_n} is constant (every pixel is {float(img.flat[0]):g}): there is nothing to "

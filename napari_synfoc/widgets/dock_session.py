@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..app import slices
+from ..app.task_builder import spatial_shape
 
 
 class DockSessions:
@@ -54,8 +55,12 @@ class DockSessions:
     def load(self, path: str | os.PathLike) -> dict[str, Any]:
         """Load a saved session: Retrain continues from it and Predict uses it."""
         dock = self.dock
-        lab = dock.labels_combo.value
-        info, empty = self._app.load(path, None if lab is None else lab.data)
+        lab, img = dock.labels_combo.value, dock.image_combo.value
+        shape = None if img is None else spatial_shape(np.shape(img.data), bool(img.rgb))
+        info, empty = self._app.load(
+            path, None if lab is None else lab.data, image_shape=shape,
+            image_name=getattr(img, "name", None),
+        )  # fmt: skip
         if empty:
             slices.set_marked(lab, [*slices.marked(lab), *empty])
         dock.data_panel.set_intensity((info.get("intensity") or {}).get("mode"))

@@ -203,10 +203,10 @@ def test_refusals_and_engine_failure_are_messages(disc_stack):
     assert _run(ctl, img, _labels(gt), [1, 4], 1)
     assert refused == [False] and ctl.run.outcome == "done"
     view.on_step = None
-    # the engine's Failed event: a ViT-B model without its checkpoint file
+    # a ViT-B model without its checkpoint file: refused by the pre-flight check in the worker
     params = dict(TINY, profile="cpu-interactive", foundation="medsam-vitb", iterations=1)
     assert ctl.start_run(RunRequest(_task(img, _labels(gt), [1, 4]), params))
-    assert ctl.run.outcome == "failed" and "checkpoint" in ctl.last_message
+    assert ctl.run.outcome == "failed" and "checkpoint" in ctl.last_message.lower()
     assert view.messages[-1][1] is True and not ctl.running
 
 

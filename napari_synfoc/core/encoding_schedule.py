@@ -163,7 +163,7 @@ class ViewFirstSchedule:
         when ``should_stop()``."""
         while self.pending and not should_stop():
             yield from self.encode_pending(ENCODE_REFRESH)
-            yield from self._predict(0, sorted(self.fresh))
+            yield from self._show_both(0, sorted(self.fresh))
 
     # -- batches -------------------------------------------------------------------------
     def unmirror_unready(self, batch: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
@@ -229,9 +229,9 @@ class ViewFirstSchedule:
         if everywhere and self._full_due(it, full):
             yield from self.sweep(it)
             return
-        yield from self._predict(it, self._refresh_slices(it, full))
+        yield from self._show_both(it, self._refresh_slices(it, full))
 
-    def _predict(self, it: int, idx: list[int]) -> Iterator[Event]:
+    def _show_both(self, it: int, idx: list[int]) -> Iterator[Event]:
         """Both models on the encoded stack slices ``idx`` (nothing when empty)."""
         if not idx:
             return

@@ -146,3 +146,17 @@ def test_a_saved_run_predicts_the_foundation_side_its_run_showed(tmp_path, strat
     pred = predict_stack(ev[-1].checkpoint, task.image, embed_cache_dir=tmp_path / "emb")
     np.testing.assert_allclose(pred.unet_prob, last.unet_prob, atol=1e-4)
     np.testing.assert_allclose(pred.fm_prob, last.fm_prob, atol=1e-4)
+
+
+def test_the_trainer_offers_every_attribute_of_the_strategies_view(tmp_path):
+    """Strategies see the trainer through TrainerView: the trainer holds each of its fields."""
+    from napari_synfoc.core.data import samples_from_stack
+    from napari_synfoc.core.strategies.base import PredictView, TrainerView
+    from napari_synfoc.core.trainer import SynFoCTrainer
+
+    img, lab = _stack()
+    lab_s, unl_s, _ = samples_from_stack(img, lab, [0, 2])
+    tr = SynFoCTrainer(_cfg("synfoc", iterations=2), lab_s, unl_s, out_dir=tmp_path)
+    names = set(TrainerView.__annotations__) | set(PredictView.__annotations__)
+    assert {"cfg", "bank", "unet_pair", "lab_keys", "rng"} <= names
+    assert [n for n in sorted(names) if not hasattr(tr, n)] == []

@@ -19,6 +19,7 @@ Scripting::
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -79,6 +80,7 @@ class SynFoCWidget(QWidget):
             },
         )
         self.keys.bind()
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self.model_panel.show_profile()
         self.refresh_labeled()
         # the child imports the engine; napari's process only needs torch (device check)
@@ -224,6 +226,17 @@ class SynFoCWidget(QWidget):
         self.update_buttons()
         return started
 
+    def _on_layer_removed(self, event: Any) -> None:
+        """A layer was deleted: if the running training read it, say so at once."""
+        layer, jobs = event.value, self.job_layers
+        kind = "image" if layer is jobs.image else "labels" if layer is jobs.labels else None
+        if kind is not None and self.controller.input_deleted(kind, layer.name):
+            self.update_buttons()
+
+    def _disconnect_layers(self) -> None:
+        with contextlib.suppress(TypeError, ValueError, RuntimeError):
+            self.viewer.layers.events.removed.disconnect(self._on_layer_removed)
+
     def layers_gone(self) -> str:
         """A message when the last job's image or labels layer was deleted while it ran."""
         return self.job_layers.gone(self.viewer.layers)
@@ -265,6 +278,13 @@ class SynFoCWidget(QWidget):
 
         ``source`` is "medsam", "unet" or "ensemble"; the slice defaults to the current one.
         """
+        if self.controller.review.maps is not None and self.labels_combo.value is None:
+            self._say(
+                "There is no Labels layer to accept into: choose one in Labels (or add one with "
+                "Layers > New Labels layer), then Accept again.",
+                error=True,
+            )
+            return 0
         lab = self._maps_labels_layer()
         z = 0 if lab is None else self.current_slice(lab) if slice_index is None else slice_index
         keep = self.review.keep_existing.isChecked()
@@ -291,6 +311,7 @@ class SynFoCWidget(QWidget):
             self.stop()
             self.wait(timeout=30)
         self.keys.unbind()
+        self._disconnect_layers()
         self.data_panel.disconnect_viewer()
         self.loss_plot.stop()
         self.overlay_builder.close()
@@ -302,6 +323,7 @@ class SynFoCWidget(QWidget):
         more (the controller's view goes silent), let go of the viewer."""
         self.controller.detach()
         self.keys.unbind()
+        self._disconnect_layers()
         self.data_panel.disconnect_viewer()
         self.loss_plot.stop()
         self.overlay_builder.close()

@@ -23,7 +23,9 @@ def qt_threads(
     the callbacks run in the GUI thread through Qt signals.  Returns the started worker."""
     from napari.qt.threading import create_worker
 
-    worker = create_worker(fn, _start_thread=False)
+    # on_error reports it (once, in the dock): napari's default would also re-raise it in the
+    # GUI thread, a second raw pop-up with the traceback on the console (issue 23 item 9)
+    worker = create_worker(fn, _start_thread=False, _ignore_errors=True)
     if yielded is not None:
         worker.yielded.connect(yielded)
     if returned is not None:

@@ -151,6 +151,7 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
+@pytest.mark.slow  # builds the wheel (about 15 s); CI runs it
 def test_wheel_holds_the_package_and_its_manifest_only(wheel):
     """Benchmarks, tests, resources and docs stay out of the wheel; the manifest (a real file,
     not the symlink), the licence and the entry points are in; one version everywhere."""

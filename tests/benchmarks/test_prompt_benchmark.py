@@ -1,4 +1,5 @@
-"""Smoke test of ``benchmark prompts`` on the tiny random model (real data, a few images)."""
+"""``python -m benchmarks.prompts``: the click protocol by hand, and a smoke run on the tiny
+random model (real data, a few images)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def test_next_click_protocol():
     assert B.next_click(gt, gt) is None
 
 
+@pytest.mark.slow  # real FAZ and Drishti-GS images through the whole benchmark
 @pytest.mark.skipif(not FAZ_ROOT.is_dir(), reason="FAZ data not available")
 def test_quick_run_tiny_writes_json_table_plot(tmp_path):
     argv = [

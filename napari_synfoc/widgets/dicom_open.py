@@ -17,7 +17,7 @@ def series_labels(folder: str) -> tuple[list[str], list[Any]]:
     from ..io.readers import list_dicom_series
 
     series, _ = list_dicom_series(folder)
-    labels = [f"{s.name} ({len(s.files)} slices)" for s in series]
+    labels = [s.label for s in series]
     return labels + ([ALL_SERIES] if len(series) > 1 else []), series
 
 

@@ -24,6 +24,9 @@ def test_pick_one_series_or_all(tmp_path, write_dicom_slice, make_napari_viewer,
     _mixed_folder(tmp_path, write_dicom_slice)
     labels, series = series_labels(str(tmp_path))
     assert len(series) == 2 and labels[-1] == ALL_SERIES
+    # the picker shows each series' own label (frames counted once, "1 slice" in the singular)
+    assert labels[:-1] == [s.label for s in series]
+    assert labels[0].endswith("(3 slices)") and "slices) (" not in " ".join(labels)
     viewer = make_napari_viewer()
     said: list[tuple[str, bool]] = []
     button = DicomSeriesButton(viewer, lambda text, error=False: said.append((text, error)))

@@ -72,7 +72,8 @@ class RunEvents:
         self.view.progress(0, max(1, event.total), event.done)
         if not self.run.device:  # a start stage, before the engine said where it trains
             what = event.message[:1].lower() + event.message[1:]
-            self.view.status(f"Starting: {what} (step {event.done} of {event.total})…")
+            step = f" (step {event.done} of {event.total})" if event.total > 1 else ""
+            self.view.status(f"Starting: {what}{step}…")
             return
         self.view.status(f"{event.message} ({event.done}/{event.total}) on {self.run.device}")
 

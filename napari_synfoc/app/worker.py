@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.events import Failed, Predictions
+from ..core.events import Failed, Predictions, Progress
+from ..core.process_runner import START_STAGES, train_in_child
 from ..core.review import ReviewMaps, review_maps, stack_features
 from ..core.task import image_values_problem
 from . import task_builder
@@ -111,6 +112,8 @@ def training_events(
         msg = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         yield Failed(msg, 0, None, exc)
         return
+    if source is not train_in_child:  # the child reports its own start stages
+        yield Progress(START_STAGES[2], 1, 1)
     view = {"view_slice": request.view_slice} if request.view_slice is not None else {}
     events = source(
         task, cfg, should_stop=stop_flag.is_set, init_checkpoint=init_checkpoint,

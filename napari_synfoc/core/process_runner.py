@@ -30,11 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from .events import Cancelled, CheckpointSaved, Done, Event, Failed, Predictions, Step
+from .events import Cancelled, CheckpointSaved, Done, Event, Failed, Predictions, Progress, Step
 
 # Prediction arrays above this many bytes travel through a file instead of the pipe.
 FILE_TRANSFER_BYTES = 1 << 20
 _STOP = "stop"
+# What a start is busy with before training reports itself (Progress events, step k of 3).
+START_STAGES = (
+    "Starting the training process",
+    "Loading the training libraries (torch)",
+    "Preparing the slices, building the models and loading their weights",
+)
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # child Process objects still running
 
 
@@ -167,6 +173,8 @@ def oom_message(where: str) -> str:
 def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
     """Entry point of the training process (spawned; imports torch only here)."""
     os.setpgrp()  # own process group: a stop kills the child and its DataLoader workers at once
+    # the start stages the user sees while nothing else is reported yet (issue 23 item 15)
+    events_w.send(Progress(START_STAGES[1], 2, len(START_STAGES)))
     # OpenMP reads this when torch loads: waiting threads sleep instead of spinning on a core
     # that the UI or another process needs
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -210,6 +218,7 @@ def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
 
     iteration = 0
     try:
+        send(Progress(START_STAGES[2], 3, len(START_STAGES)))
         task = _read_task(spec)
         for event in train_on_stack(task, cfg, should_stop=stop.is_set, **kwargs):
             if isinstance(event, Step):
@@ -334,6 +343,7 @@ def train_in_child(
             args=(spec, cfg, train_on_stack_kwargs, str(folder), events_w, stop_r, fault),
             name="synfoc-training",
         )
+        yield Progress(START_STAGES[0], 1, len(START_STAGES))
         with _main_module_hidden():
             proc.start()
         _LIVE.add(proc)

@@ -91,8 +91,7 @@ class EmbeddingDiskCache:
 class EmbeddingBank:
     """Frozen-encoder image embeddings of one run, computed once per (key, flip) and reused.
 
-    ``disk`` (an :class:`EmbeddingDiskCache`, or None) shares them across runs; a frozen
-    encoder's CPU runtime (``fm.frozen_encoder``) then keeps its export beside it.
+    ``disk`` (an :class:`EmbeddingDiskCache`, or None) shares them across runs.
     """
 
     def __init__(self, fm, device, precision: str, disk: EmbeddingDiskCache | None = None):
@@ -101,10 +100,6 @@ class EmbeddingBank:
         self.precision = precision
         self.disk = disk
         self.store: dict[tuple[str, bool], torch.Tensor] = {}
-        runtime = getattr(fm, "frozen_encoder", None)
-        if disk is not None and runtime is not None and runtime.cache_dir is None:
-            # the exported encoder lives beside the embeddings (encoder_runtime/)
-            runtime.cache_dir = disk.folder.parent / "encoder_runtime"
 
     @torch.no_grad()
     def compute(self, key: tuple[str, bool], image: torch.Tensor) -> torch.Tensor:

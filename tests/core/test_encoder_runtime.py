@@ -245,16 +245,3 @@ def test_unwritable_cache_folder_falls_back(tmp_path, tiny_encoder, caplog):
         enc.active == "torch" and "export failed" in enc.status and "export failed" in caplog.text
     )
     assert torch.equal(out, _torch(tiny_encoder, _x(1)))
-
-
-def test_embedding_bank_keeps_the_export_beside_its_disk_cache(tmp_path):
-    from napari_synfoc.core.embeddings import EmbeddingBank, EmbeddingDiskCache
-
-    fm = _tiny_fm("auto")
-    disk = EmbeddingDiskCache(tmp_path / "embeddings", "model")
-    EmbeddingBank(fm, torch.device("cpu"), "fp32", disk)
-    assert fm.frozen_encoder.cache_dir == tmp_path / "encoder_runtime"
-    other = _tiny_fm("auto")
-    other.frozen_encoder.cache_dir = tmp_path / "mine"  # an explicit folder is kept
-    EmbeddingBank(other, torch.device("cpu"), "fp32", disk)
-    assert other.frozen_encoder.cache_dir == tmp_path / "mine"

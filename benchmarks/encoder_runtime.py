@@ -76,33 +76,72 @@ def _variants(encoder, sha: str, folder: Path, threads: int) -> dict[str, Any]:
 
 
 def time_variants(encoder, sha: str, folder: Path, threads: int, rounds: int) -> dict[str, Any]:
-    """Seconds per image and ratios to r (median over ``rounds`` interleaved rounds)."""
+    """Wall and process-CPU seconds per image and their ratios to r (medians over ``rounds``
+    interleaved rounds; CPU time counts every thread of this process, so it is much less
+    sensitive to other processes than the wall clock)."""
     variants = _variants(encoder, sha, folder, threads)
     x = np.random.default_rng(0).random((4, 3, 256, 256), dtype=np.float32)
     for fn, _ in variants.values():  # warm-up
         fn(x)
     secs: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
     for i in range(rounds):
         for name, (fn, n) in variants.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn(x)
             secs[name].append((time.perf_counter() - t) / n)
-        print(f"[encoder] round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in
-              secs.items()), file=sys.stderr, flush=True)  # fmt: skip
-    ref = secs["torch b1"]
+            cpu[name].append((time.process_time() - c) / n)
+        print(f"[encoder] round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s ({cpu[k][-1]:.2f} "
+              "cpu-s)" for k, v in secs.items()), file=sys.stderr, flush=True)  # fmt: skip
+
+    def ratios(v, ref):
+        return statistics.median(s / r for s, r in zip(v, ref, strict=True))
+
     return {
         name: {
             "seconds_per_image": statistics.median(v),
-            "ratio_to_r": statistics.median(s / r for s, r in zip(v, ref, strict=True)),
+            "ratio_to_r": ratios(v, secs["torch b1"]),
+            "cpu_seconds_per_image": statistics.median(cpu[name]),
+            "cpu_ratio_to_r": ratios(cpu[name], cpu["torch b1"]),
             "images_per_call": variants[name][1],
             "rounds_seconds": v,
+            "rounds_cpu_seconds": cpu[name],
         }
         for name, v in secs.items()
     }
 
 
-def accuracy(seg, faz_per_domain: int, drishti: int, folder: Path, data) -> dict[str, Any]:
-    """Box Dice through the prompt path with each runtime's embedding; max |embedding diff|."""
+def _cases(faz_per_domain: int, drishti: int, data):
+    """FAZ and Drishti-GS cases interleaved (site 1..5, Drishti, then the next image of each),
+    so a run stopped early still covers every set."""
+    from itertools import chain, zip_longest
+
+    per_set: dict[str, list] = {}
+    for g, n, img, gt in faz_cases(faz_per_domain, data):
+        per_set.setdefault(g, []).append((g, n, img, {"": gt}, False))
+    per_set["Drishti-GS"] = [
+        ("Drishti-GS", n, img, {" disc": lab > 0, " cup": lab == 2}, True)
+        for n, img, lab in drishti_cases(drishti, data)
+    ]
+    return [c for c in chain.from_iterable(zip_longest(*per_set.values())) if c is not None]
+
+
+def summarise(rows: list[dict], max_diff: dict[str, float]) -> dict[str, Any]:
+    """Mean box Dice per set and runtime, the runtime - torch deltas, the largest per image."""
+    groups: dict[str, Any] = {}
+    for g in sorted({r["group"] for r in rows}):
+        rs = [r for r in rows if r["group"] == g]
+        groups[g] = {"n": len(rs)} | {n: float(np.mean([r[n] for r in rs])) for n in
+                                      ("torch", *RUNTIMES)}  # fmt: skip
+        for n in RUNTIMES:
+            groups[g][f"{n} - torch"] = groups[g][n] - groups[g]["torch"]
+            groups[g][f"{n} max |image delta|"] = max(abs(r[n] - r["torch"]) for r in rs)
+    return {"groups": groups, "max_abs_embedding_diff": max_diff, "per_image": rows}
+
+
+def accuracy(seg, faz_per_domain: int, drishti: int, folder: Path, data, progress) -> dict:
+    """Box Dice through the prompt path with each runtime's embedding; max |embedding diff|.
+    ``progress(summary)`` after each image."""
     import torch
 
     from napari_synfoc.core.foundation import FrozenEncoder
@@ -110,11 +149,8 @@ def accuracy(seg, faz_per_domain: int, drishti: int, folder: Path, data) -> dict
 
     sha = seg.base_weights["sha256"]
     encs = {n: FrozenEncoder(n, cache_dir=folder, weights_sha256=sha) for n in RUNTIMES}
-    cases = [(g, n, img, {"": gt}, False) for g, n, img, gt in faz_cases(faz_per_domain, data)]
-    cases += [("Drishti-GS", n, img, {" disc": lab > 0, " cup": lab == 2}, True)
-              for n, img, lab in drishti_cases(drishti, data)]  # fmt: skip
     rows, max_diff = [], dict.fromkeys(RUNTIMES, 0.0)
-    for group, name, img, gts, rgb in cases:
+    for group, name, img, gts, rgb in _cases(faz_per_domain, drishti, data):
         chw = as_chw(img, rgb)
         x = seg.resized(chw)
         x3 = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
@@ -125,10 +161,10 @@ def accuracy(seg, faz_per_domain: int, drishti: int, folder: Path, data) -> dict
                 if enc.active != n:
                     raise RuntimeError(f"{n} did not run: {enc.status}")
                 max_diff[n] = max(max_diff[n], float((embs[n] - embs["torch"]).abs().max()))
+        hw = chw.shape[-2:]
         for part, gt in gts.items():
             if not gt.any():
                 continue
-            hw = chw.shape[-2:]
             box = check_box(mask_to_box(gt), hw)
             row = {"group": group + part, "image": name}
             for n, e in embs.items():  # the plugin decodes the fp16-rounded embedding
@@ -140,17 +176,11 @@ def accuracy(seg, faz_per_domain: int, drishti: int, folder: Path, data) -> dict
             rows.append(row)
         print(f"[encoder] {group} {name}: " + ", ".join(f"{k} {rows[-1][k]:.4f}" for k in
               ("torch", *RUNTIMES)), file=sys.stderr, flush=True)  # fmt: skip
-    groups: dict[str, Any] = {}
-    for g in sorted({r["group"] for r in rows}):
-        rs = [r for r in rows if r["group"] == g]
-        groups[g] = {"n": len(rs)} | {n: float(np.mean([r[n] for r in rs])) for n in embs}
-        for n in RUNTIMES:
-            groups[g][f"{n} - torch"] = groups[g][n] - groups[g]["torch"]
-            groups[g][f"{n} max |image delta|"] = max(abs(r[n] - r["torch"]) for r in rs)
-    return {"groups": groups, "max_abs_embedding_diff": max_diff, "per_image": rows}
+        progress(summarise(rows, max_diff))
+    return summarise(rows, max_diff)
 
 
-def markdown(res: dict[str, Any]) -> str:
+def markdown(res: dict[str, Any], acc: dict[str, Any] | None) -> str:
     """The report: machine, timing table (seconds and multiples of r), accuracy table."""
     t = res["timing"]
     lines = [
@@ -172,23 +202,34 @@ def markdown(res: dict[str, Any]) -> str:
         f"{t['torch b1']['seconds_per_image']:.2f} s (median of {res['rounds']} rounds).",
         "",
         markdown_table(
-            ["variant", "images per call", "s per image (median)", "multiple of r (median)"],
+            [
+                "variant",
+                "images per call",
+                "wall s per image",
+                "wall multiple of r",
+                "CPU s per image",
+                "CPU multiple of r_cpu",
+            ],
             [
                 [
                     k,
                     v["images_per_call"],
                     f"{v['seconds_per_image']:.3f}",
                     f"{v['ratio_to_r']:.2f}",
+                    f"{v['cpu_seconds_per_image']:.3f}",
+                    f"{v['cpu_ratio_to_r']:.2f}",
                 ]
                 for k, v in t.items()
             ],
         ),  # fmt: skip
         "",
+        "Medians over the rounds; each ratio is taken against torch b1 of the same round. "
+        "CPU seconds: this process's CPU time (all its threads) per image.",
+        "",
         f'Plugin choice (`encoder_runtime="auto"` on this machine): **{res["auto"]["active"]}**'
         f" ({res['auto']['status']}).",
         "",
     ]
-    acc = res.get("accuracy")
     if acc:
         head = ["set", "n", "torch", *[f"{n} (delta, max per image)" for n in RUNTIMES]]
         body = [
@@ -198,7 +239,10 @@ def markdown(res: dict[str, Any]) -> str:
             for g, v in acc["groups"].items()
         ]  # fmt: skip
         diffs = ", ".join(f"{n} {d:.1e}" for n, d in acc["max_abs_embedding_diff"].items())
+        done = "" if acc["complete"] else " (stopped early: the images listed in accuracy.json)"
         lines += [
+            f"`{acc['command']}`{done}, load average {acc['loadavg']} at its last image.",
+            "",
             "Box Dice through the prompt path (box from the ground truth), embedding from each "
             f"runtime vs torch fp32. Max |embedding - torch| over all images: {diffs}.",
             "",
@@ -206,6 +250,15 @@ def markdown(res: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _write_md(out: Path) -> None:
+    res = json.loads((out / "encoder.json").read_text(encoding="utf-8"))
+    acc_path = out / "accuracy.json"
+    acc = json.loads(acc_path.read_text(encoding="utf-8")) if acc_path.is_file() else None
+    text = markdown(res, acc)
+    (out / "encoder.md").write_text(text, encoding="utf-8")
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,11 +271,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faz-per-domain", type=int, default=10)
     p.add_argument("--drishti", type=int, default=51, help="Drishti-GS test images (51: all)")
     p.add_argument("--threads", type=int, default=0, help="0: the training child's policy")
-    p.add_argument("--skip-timing", action="store_true")
-    p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--skip-timing", action="store_true", help="keep OUT/encoder.json")
+    p.add_argument("--skip-accuracy", action="store_true", help="keep OUT/accuracy.json")
+    p.add_argument("--report-only", action="store_true", help="rewrite encoder.md from the JSON")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.faz_per_domain, args.drishti = 2, 1, 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        _measure(
+            args, out, "python -m benchmarks.encoder_runtime " + " ".join(argv or sys.argv[1:])
+        )
+    if (out / "encoder.json").is_file():
+        _write_md(out)
+    return 0
+
+
+def _measure(args, out: Path, command: str) -> None:
+    """Timing into ``encoder.json``, accuracy into ``accuracy.json`` (rewritten per image)."""
     import torch
 
     from napari_synfoc.core.device import cpu_policy, usable_cores
@@ -234,38 +301,35 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = args.threads or cpu_policy()[0]
     torch.set_num_threads(threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     folder = default_cache_root() / "encoder_runtime"  # the plugin's export folder
     seg = PromptSegmenter("litemedsam", precision="fp32", lru_size=1)
     enc, sha = seg.net.image_encoder, seg.base_weights["sha256"]
-    res: dict[str, Any] = {
-        "command": "python -m benchmarks.encoder_runtime " + " ".join(argv or sys.argv[1:]),
-        "cpu": cpu_model(),
-        "cores": usable_cores(),
-        "threads": threads,
-        "rounds": args.rounds,
-        "versions": {"torch": torch.__version__} | {n: runtime_version(n) for n in RUNTIMES},
-        "loadavg_before": [round(v, 2) for v in os.getloadavg()],
-    }
     if not args.skip_timing:
+        res: dict[str, Any] = {
+            "command": command,
+            "cpu": cpu_model(),
+            "cores": usable_cores(),
+            "threads": threads,
+            "rounds": args.rounds,
+            "versions": {"torch": torch.__version__} | {n: runtime_version(n) for n in RUNTIMES},
+            "loadavg_before": [round(v, 2) for v in os.getloadavg()],
+        }
         res["timing"] = time_variants(enc, sha, folder, threads, args.rounds)
-    auto = FrozenEncoder("auto", cache_dir=folder, weights_sha256=sha)
-    auto(enc, torch.rand(1, 3, 256, 256))
-    res["auto"] = {"active": auto.active, "status": auto.status}
+        auto = FrozenEncoder("auto", cache_dir=folder, weights_sha256=sha)
+        auto(enc, torch.rand(1, 3, 256, 256))
+        res["auto"] = {"active": auto.active, "status": auto.status}
+        res["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+        write_json_atomic(out / "encoder.json", res)
     if not args.skip_accuracy:
-        res["accuracy"] = accuracy(seg, args.faz_per_domain, args.drishti, folder, args.data)
-    res["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
-    if args.skip_timing and (out / "encoder.json").is_file():  # add to an earlier timing run
-        earlier = json.loads((out / "encoder.json").read_text(encoding="utf-8"))
-        res["accuracy_command"], res["accuracy_loadavg"] = res["command"], res["loadavg_after"]
-        for k in ("command", "rounds", "timing", "loadavg_before", "loadavg_after"):
-            res[k] = earlier.get(k)
-    write_json_atomic(out / "encoder.json", res)
-    if res.get("timing"):
-        (out / "encoder.md").write_text(markdown(res), encoding="utf-8")
-        print(markdown(res))
-    return 0
+        head = {"command": command, "threads": threads, "complete": False}
+
+        def progress(summary):
+            loadavg = [round(v, 2) for v in os.getloadavg()]
+            write_json_atomic(out / "accuracy.json", head | {"loadavg": loadavg} | summary)
+
+        summary = accuracy(seg, args.faz_per_domain, args.drishti, folder, args.data, progress)
+        head["complete"] = True
+        progress(summary)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,11 @@ class AppController:
         return self.notices.view
 
     @property
+    def speed(self):
+        """The running (or last) run's measured speed (:class:`~.estimate.SpeedMeter`)."""
+        return self.on_event.speed
+
+    @property
     def last_message(self) -> str:
         return self.notices.last_message
 

@@ -19,6 +19,7 @@ from ..core.events import (
     Started,
     Step,
 )
+from .estimate import SpeedMeter
 from .review import Review
 from .state import ModelState, RunState
 from .view import Notices
@@ -31,6 +32,7 @@ class RunEvents:
     def __init__(self, notices: Notices, run: RunState, model: ModelState, review: Review):
         self.notices, self.run, self.model, self.review = notices, run, model, review
         self.status_note = ""  # kept at the end of the iteration status (e.g. a deleted layer)
+        self.speed = SpeedMeter()  # this run's measured seconds per iteration
 
     def __call__(self, event: Any) -> None:
         """One engine event: count it, update the state and tell the view."""
@@ -59,6 +61,7 @@ class RunEvents:
         run.device = f"{event.device} ({event.precision})"
         run.peak_mb = 0.0
         run.step_seconds = []
+        self.speed.started()
         run.start_iteration = int(event.start_iteration)
         self.view.run_started(run.start_iteration, run.start_iteration + int(event.iterations))
         if event.config:
@@ -89,6 +92,7 @@ class RunEvents:
         run = self.run
         lo = run.start_iteration if event.total > run.start_iteration else 0
         self.view.progress(lo, event.total, event.iteration + 1)
+        self.speed.step(event.iteration)
         self.view.step(event)
         run.step_seconds.append(float(event.seconds))
         if event.memory_mb is not None:

@@ -34,6 +34,9 @@ class DockView(ControllerView):
 
     def step(self, event):
         self.dock.loss_plot.add_point(event.iteration + 1, event.losses, event.alpha)
+        self.dock.model_panel.show_time_left(
+            self.dock.controller.speed.remaining_text(event.total)
+        )
 
     def show_maps(self, maps, target):
         d = self.dock
@@ -53,4 +56,4 @@ class DockView(ControllerView):
             self.dock.controller.say(gone, error=True)
         self.dock.refresh_labeled()
         self.dock.loss_plot.redraw()
-        self.dock.model_panel.note_rate(self.dock.controller.run.seconds_per_iteration())
+        self.dock.model_panel.note_rate(self.dock.controller.speed.rate())

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...app.estimate import run_time_hint
 from ...app.task_builder import DEVICES, FOUNDATION_CHOICES, PROFILE_CHOICES, displayed_profile
 from ...config import (
     PROFILES,
@@ -29,7 +30,6 @@ from ...config import (
     choices,
     field_meta,
     resolve_config,
-    run_estimate,
     run_iterations,
 )
 from ..tooltips import tip
@@ -204,10 +204,17 @@ class ModelPanel(QWidget):
         self._show_run_hint()
 
     def _show_run_hint(self) -> None:
+        """The time under Iterations: from this machine's last measured run of this profile
+        (never a figure from another machine)."""
         name = self.profile_name()
-        text = run_estimate(name, self.iterations_spin.value(), self._measured_rate.get(name))
-        self.run_hint.setText(text)
-        self.run_hint.setVisible(bool(text))
+        self.run_hint.setText(
+            run_time_hint(self.iterations_spin.value(), self._measured_rate.get(name))
+        )
+
+    def show_time_left(self, text: str) -> None:
+        """The running training's own estimate (measured in this run), once it has one."""
+        if text:
+            self.run_hint.setText(text)
 
     def reset_advanced(self) -> None:
         self.advanced.touched.clear()

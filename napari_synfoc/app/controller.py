@@ -98,6 +98,13 @@ class AppController:
         return self.on_event.speed
 
     @property
+    def unet_only_slices(self) -> list[int]:
+        """Slices of the shown maps that hold the U-Net's prediction only so far (the frozen
+        encoder has not reached them): no MedSAM, ensemble, consensus or M_d there yet."""
+        events = self.on_event
+        return list(events.unet_only) if self.review.maps is events.unet_only_maps else []
+
+    @property
     def last_message(self) -> str:
         return self.notices.last_message
 
@@ -298,6 +305,8 @@ class AppController:
         took = time.perf_counter() - run.t0
         where = f" on {run.device}" if run.device else ""
         peak = f", peak memory {run.peak_mb:.0f} MB" if run.peak_mb else ""
+        if self.unet_only_slices:  # stopped before the encoder reached every slice
+            tail += f" {self.on_event.coverage_note[3:]}."
         return f"Idle: training {run.outcome or 'finished'} after {took:.1f} s{where}{peak}.{tail}"
 
     # ------------------------------------------------------------------ teardown

@@ -33,6 +33,9 @@ class RunEvents:
         self.notices, self.run, self.model, self.review = notices, run, model, review
         self.status_note = ""  # kept at the end of the iteration status (e.g. a deleted layer)
         self.speed = SpeedMeter()  # this run's measured seconds per iteration
+        self.unet_only: list[int] = []  # slices holding the U-Net's prediction only, so far
+        self.unet_only_maps: Any = None  # the review maps ``unet_only`` belongs to
+        self.coverage_note = ""  # "N of Z slices: both models; M: U-Net only" (status)
 
     def __call__(self, event: Any) -> None:
         """One engine event: count it, update the state and tell the view."""
@@ -62,6 +65,7 @@ class RunEvents:
         run.peak_mb = 0.0
         run.step_seconds = []
         self.speed.started()
+        self.unet_only, self.coverage_note = [], ""
         run.start_iteration = int(event.start_iteration)
         self.view.run_started(run.start_iteration, run.start_iteration + int(event.iterations))
         if event.config:
@@ -100,7 +104,8 @@ class RunEvents:
         mem = f" · {event.memory_mb:.0f} MB" if event.memory_mb is not None else ""
         self.view.status(
             f"Iteration {event.iteration + 1}/{event.total} on {run.device}{mem} · "
-            f"{event.seconds:.2f} s/it · α {event.alpha:.2f}{self.status_note}"
+            f"{event.seconds:.2f} s/it · α {event.alpha:.2f}{self.coverage_note}"
+            f"{self.status_note}"
         )
 
     def _refused(self, event: Refused) -> None:
@@ -108,6 +113,19 @@ class RunEvents:
         self.notices.say(event.message, error=True)
 
     def _review_update(self, event: ReviewUpdate) -> None:
+        self.unet_only, self.unet_only_maps = list(event.unet_only), event.maps
+        self.coverage_note = ""
+        if event.unet_only or event.covered is not None:
+            n = event.n_slices
+            both = n - len(event.unet_only) if event.covered is None else len(event.covered)
+            self.coverage_note = f" · {both} of {n} slices: both models; " + (
+                f"{len(event.unet_only)}: U-Net only"
+                if event.unet_only
+                else f"{n - both}: not predicted yet"
+            )
+            self.view.status(
+                f"Predictions at iteration {event.iteration}:{self.coverage_note[2:]}"
+            )
         if self.review.set_maps(event.maps, self.run.target, event.covered, event.features):
             return  # the view calls overlays_built() when the layers exist
         self.run.overlays_ready.set()

@@ -47,30 +47,53 @@ class ReviewUpdate:
     maps: ReviewMaps
     covered: list[int] | None = None
     features: np.ndarray | None = None
+    unet_only: list[int] = dataclasses.field(default_factory=list)
+    n_slices: int = 0
+
+
+def _blank_foundation_rows(maps: ReviewMaps, rows: list[int]) -> ReviewMaps:
+    """On ``rows`` (the U-Net's prediction only so far) nothing that needs the foundation
+    model: no MedSAM label, ensemble, consensus, M_d, heat or disagreement score."""
+    if rows:
+        for arr in (maps.fm_label, maps.ensemble_label, maps.consensus, maps.divergence):
+            arr[rows] = 0
+        maps.heat[rows] = 0.0
+        maps.slice_scores[rows] = 0.0
+        if maps.agreement is not None:
+            maps.agreement[rows] = np.nan
+    return maps
 
 
 class _FullPredictions:
-    """Stack-sized probabilities assembled from partial ``Predictions`` events."""
+    """Stack-sized probabilities assembled from partial ``Predictions`` events.
+
+    ``covered``: the slices holding both models' predictions; ``unet_seen``: those holding the
+    U-Net's (with ``unet_first``, every slice soon after the warm-up)."""
 
     def __init__(self) -> None:
         self.fm = self.unet = None
         self.covered: set[int] = set()
+        self.unet_seen: set[int] = set()
 
     def add(self, event: Predictions) -> ReviewUpdate:
         if event.slices is None:
             self.fm, self.unet = event.fm_prob, event.unet_prob
-            self.covered = set(range(len(event.fm_prob)))
-            return ReviewUpdate(event.iteration, review_maps(self.fm, self.unet))
+            n = len(event.fm_prob)
+            self.covered = self.unet_seen = set(range(n))
+            return ReviewUpdate(event.iteration, review_maps(self.fm, self.unet), n_slices=n)
         n = int(event.n_slices)
         shape = (n, *np.shape(event.fm_prob)[1:])
         if self.fm is None or tuple(self.fm.shape) != shape:
             k = shape[1]  # unpredicted slices: uniform probabilities (background, no dispute)
             self.fm = np.full(shape, 1.0 / k, np.float32)
             self.unet = np.full(shape, 1.0 / k, np.float32)
-            self.covered = set()
+            self.covered, self.unet_seen = set(), set()
         self.covered.update(event.scatter_into(self.fm, self.unet))
+        self.unet_seen = self.unet_seen | set(event.covered()) | self.covered
+        unet_only = sorted(self.unet_seen - self.covered)
+        maps = _blank_foundation_rows(review_maps(self.fm, self.unet), unet_only)
         covered = None if len(self.covered) == n else sorted(self.covered)
-        return ReviewUpdate(event.iteration, review_maps(self.fm, self.unet), covered)
+        return ReviewUpdate(event.iteration, maps, covered, unet_only=unet_only, n_slices=n)
 
 
 def training_events(

@@ -137,6 +137,7 @@ class SynFoCWidget(QWidget):
         labeled = self.labeled_slices(layer)
         self.data_panel.show_labeled(labeled, slices.empty_marked(layer, labeled))
         self.refresh_ranking()
+        self.mark_unet_only()
 
     def _maps_labels_layer(self) -> Any:
         """The labels layer that matches the current maps (None if none fits)."""

@@ -45,6 +45,7 @@ class DockView(ControllerView):
         )
         d.review.set_enabled(True)
         d.refresh_ranking()
+        d.mark_unet_only()
         return pending
 
     def changed(self):

@@ -129,3 +129,37 @@ def test_image_deleted_during_training_is_said_at_once(dock, shown, qtbot, monke
     widget.stop()
     assert widget.wait(timeout=30)
     assert shown["uncaught"] == []
+
+
+def test_review_table_marks_unet_only_slices(dock, qtbot, monkeypatch):
+    """Issue 22 item 1: slices holding only the U-Net's prediction get a "U-Net only" row."""
+    from napari_synfoc.core import interactive
+    from napari_synfoc.core.events import Done, Predictions
+
+    k = 2
+    p = np.zeros((Z, k, H, W), np.float32)
+    p[:, 0] = 1.0
+    flags = tuple(z in (0, 1, 2) for z in range(Z))  # the encoder has slices 0-2 only
+
+    def fake(task, cfg, should_stop, **kw):
+        yield Started("cpu", "fp32", 2, 4, 2)
+        yield Predictions(0, p.copy(), p.copy(), tuple(range(Z)), Z, flags)
+        yield Step(0, 2, {"loss": 1.0}, 0.5, 0.1, 1.0, 0.02)
+        yield Done(1, None, 0.1)
+
+    monkeypatch.setattr(interactive, "train_on_stack", fake)
+    viewer, widget, image, lab = dock
+    assert widget.train(iterations=2)
+    assert widget.wait(timeout=30)
+    table = widget.review.table
+    last = table.columnCount() - 1
+    rows = {
+        int(table.item(r, 0).text()): table.item(r, last).text() for r in range(table.rowCount())
+    }
+    # slices 1 and 4 are labelled; 3 and 5 hold the U-Net only
+    assert rows[3] == "U-Net only" and rows[5] == "U-Net only", rows
+    assert rows[0] != "U-Net only" and rows[2] != "U-Net only"
+    # the run ended before the encoder reached every slice: the status says so
+    assert widget.status.text().endswith("3 of 6 slices: both models; 3: U-Net only."), (
+        widget.status.text()
+    )

@@ -155,6 +155,29 @@ class SynFoCWidget(QWidget):
         if order:
             self.review.set_ranking(order, scores, labeled)
 
+    def mark_unet_only(self) -> None:
+        """Rows "U-Net only" in the review table for the slices that hold only the U-Net's
+        prediction so far (the frozen encoder has not reached them; they are not ranked)."""
+        only = self.controller.unet_only_slices
+        if not only:
+            return
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QTableWidgetItem
+
+        table, done = self.review.table, set(self._review_labeled())
+        shown = set(self.review.ranked_slices())
+        status = table.columnCount() - 1
+        for z in only:
+            if z in done or z in shown:
+                continue
+            row = table.rowCount()
+            table.insertRow(row)
+            for col in range(table.columnCount()):
+                text = str(z) if col == 0 else "U-Net only" if col == status else ""
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, int(z))
+                table.setItem(row, col, item)
+
     def current_slice(self, layer: Any = None) -> int:
         """Index of the slice shown now, in the data of ``layer`` (default: the labels layer)."""
         layer = layer or self.labels_combo.value or self.image_combo.value

@@ -139,9 +139,10 @@ def pav(
 class Calibration:
     """A monotone map from a slice's agreement score to its predicted Dice.
 
-    ``knots_x`` / ``knots_y``: the isotonic fit (interpolated linearly between knots, flat
-    beyond them); ``weight``: the calibration points' total weight; ``prior_weight``: the prior's
-    pseudo-points.  Without points (``weight`` 0) the prediction is the score itself.
+    ``knots_x`` / ``knots_y``: the isotonic fit (interpolated linearly between knots; beyond
+    them it moves one for one with the score, as the prior does); ``weight``: the calibration
+    points' total weight; ``prior_weight``: the prior's pseudo-points.  Without points
+    (``weight`` 0) the prediction is the score itself.
     """
 
     knots_x: tuple[float, ...] = ()
@@ -155,7 +156,11 @@ class Calibration:
         s = np.clip(np.asarray(score, dtype=np.float64), 0.0, 1.0)
         if self.weight <= 0 or not self.knots_x:
             return s
-        fit = np.interp(s, self.knots_x, self.knots_y)
+        kx, ky = np.asarray(self.knots_x), np.asarray(self.knots_y)
+        fit = np.interp(s, kx, ky)
+        # beyond the calibrated range the fit follows the prior's slope (1) from its last knot
+        fit = np.where(s < kx[0], ky[0] + s - kx[0], fit)
+        fit = np.clip(np.where(s > kx[-1], ky[-1] + s - kx[-1], fit), 0.0, 1.0)
         a = self.weight / (self.weight + self.prior_weight)
         return np.clip(a * fit + (1.0 - a) * s, 0.0, 1.0)
 

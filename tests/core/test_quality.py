@@ -123,3 +123,12 @@ def test_review_maps_carry_the_agreement_and_estimate_from_maps_matches():
     a = estimate_quality(fm, un, labels, labeled=[0, 3], trained=[0])
     b = estimate_from_agreement(maps.agreement, maps.ensemble_label, labels, [0, 3], [0])
     np.testing.assert_allclose(a.predicted, b.predicted)
+
+
+def test_beyond_the_knots_the_fit_follows_the_prior_slope():
+    # one knot (0.9 -> 0.8), weight 1, prior weight 1
+    cal = fit_calibration([0.9], [0.8], prior_weight=1.0)
+    # score 0.5: fit 0.8 + (0.5 - 0.9) = 0.4, mean with the prior 0.5 -> 0.45
+    assert float(cal.predict(0.5)) == pytest.approx(0.45)
+    # score 1.0: fit 0.9, prior 1.0 -> 0.95
+    assert float(cal.predict(1.0)) == pytest.approx(0.95)

@@ -1,0 +1,708 @@
+"""Effort benchmark: how many interactions, and how many minutes, until a whole volume is done.
+
+``python -m benchmarks.effort --out DIR [--volumes CT,S200] [--policies boxes,propagate,loop]
+[--seeds 0,1,2] [--max-minutes 30] [--image FILE --labels FILE]``
+
+A robot annotator (benchmarks.md §6) drives the dock's Qt-free controller
+(:class:`napari_synfoc.app.controller.AppController`) through the calls the buttons make: box
+and click prompts (``controller.prompts.prompt``), box propagation and its accept
+(``controller.prompts.propagation``), Train / Retrain (``controller.start_run``), the review
+ranking (``controller.review.next_uncertain``), accept one slice (``controller.review.accept``)
+and accept every slice estimated above q (``controller.review.accept_above``).  Brush strokes
+are napari's own tool: the robot writes them into its labels array, as the dock's Labels layer
+would hold them.  The rules (costs, corrections, stop rule) are in :mod:`.effort_rules`.
+
+- The robot looks at the reference only on the slice in front of it (to draw a box, place a
+  click, judge a proposal or paint a correction); the policy or the plugin's ranking chooses the
+  slice.  Looking costs nothing.
+- The clock counts the wall time of the plugin's work the robot waits for (training, encoding,
+  prompts, propagation); the robot's own bookkeeping is paused out.  Training runs in the
+  dock's default job backend (a child process) while the robot goes on working.
+- Policies: ``boxes`` (a box per part and a click on every slice in order, corrections where
+  still below target: the baseline), ``propagate`` (boxes every k slices, propagation, accept,
+  a correction sweep), ``loop`` (the dock: label a few slices, Train, fix the ranking's top
+  slices, accept those estimated above q, Retrain; after the last round accept the rest and check
+  them in order), ``loop-random`` and ``loop-sequential`` (the loop with the next slice drawn at
+  random or in order).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import effort_rules as R
+from .common import SHARED_DATA, markdown_table
+
+POLICIES = ("boxes", "propagate", "loop", "loop-random", "loop-sequential")
+LOOP_ORDER = {"loop": "ranking", "loop-random": "random", "loop-sequential": "sequential"}
+CT_SUBDIR = Path("ct_aorta_totalseg")
+
+
+# ----------------------------------------------------------------------------- volumes
+@dataclass
+class Volume:
+    """A volume to finish: image (Z, Y, X), reference labels, classes (K, background included)."""
+
+    name: str
+    image: np.ndarray
+    ref: np.ndarray
+    num_classes: int
+    window: tuple[float, float] | None = None  # the intensity window the dock would use
+
+
+def file_volume(image: str | Path, labels: str | Path, name: str | None = None) -> Volume:
+    """A volume from files the plugin reads (NIfTI, MHA, NRRD, a DICOM folder)."""
+    from napari_synfoc.io.readers import read_volume
+
+    img, _ = read_volume(image)
+    ref, _ = read_volume(labels)
+    img, ref = np.asarray(img), np.asarray(ref)
+    if img.shape != ref.shape or img.ndim != 3:
+        raise ValueError(
+            f"image {img.shape} and labels {ref.shape} must be one (Z, Y, X) volume each"
+        )
+    if ref.min() < 0 or ref.max() > 254:
+        raise ValueError(f"labels must hold class indices 0..254, got {ref.min()}..{ref.max()}")
+    ref = ref.astype(np.uint8)
+    return Volume(name or Path(image).name, img, ref, max(2, int(ref.max()) + 1))
+
+
+def named_volume(name: str, data: str | Path = SHARED_DATA) -> Volume:
+    """``CT`` (the shared aorta / T12 CT), ``S40`` or ``S200`` (FAZ stacks, benchmarks.md §5)."""
+    if name == "CT":
+        root = Path(data) / CT_SUBDIR
+        return file_volume(root / "ct_aorta.nii.gz", root / "ct_aorta_label.nii.gz", "CT")
+    if name in ("S40", "S200"):
+        from .common import faz_root
+        from .time_to_useful import faz_stack
+
+        img, lab = faz_stack(8 if name == "S40" else 40, faz_root(data))
+        return Volume(name, img, lab.astype(np.uint8), 2)
+    raise ValueError(f"unknown volume {name!r}: CT, S40, S200 (or --image/--labels)")
+
+
+# ----------------------------------------------------------------------------- plumbing
+class Capped(Exception):
+    """The run reached its interaction or time cap."""
+
+
+class Clock:
+    """Wall seconds since the start, minus the robot's own bookkeeping (:meth:`pause`)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.paused = 0.0
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0 - self.paused
+
+    @contextmanager
+    def pause(self):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused += time.perf_counter() - t
+
+
+class Pump:
+    """The robot's event loop: :meth:`threads` is a :class:`~napari_synfoc.app.jobs.JobRunner`
+    thread hook whose jobs run in plain threads and whose callbacks wait in a queue until
+    :meth:`pump` runs them in the robot's thread (as the dock's run in the GUI thread)."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue = queue.Queue()
+
+    def threads(self, fn, on_error, on_finished, yielded=None, returned=None):
+        put = self.calls.put
+
+        def work():
+            try:
+                if yielded is not None:
+                    for event in fn():
+                        put((yielded, event))
+                else:
+                    put((returned, fn()))
+            except Exception as exc:  # noqa: BLE001 - handed to on_error in the robot's thread
+                put((on_error, exc))
+            finally:
+                put((lambda _: on_finished(), None))
+
+        thread = threading.Thread(target=work, daemon=True, name="effort-job")
+        thread.start()
+        return thread
+
+    def pump(self, timeout: float = 0.0) -> int:
+        """Run the queued callbacks, waiting up to ``timeout`` seconds for the first."""
+        n = 0
+        try:
+            fn, arg = self.calls.get(timeout=timeout) if timeout > 0 else self.calls.get_nowait()
+        except queue.Empty:
+            return 0
+        while True:
+            if fn is not None:
+                fn(arg)
+            n += 1
+            try:
+                fn, arg = self.calls.get_nowait()
+            except queue.Empty:
+                return n
+
+
+@dataclass
+class Settings:
+    """One run's choices (the dock's defaults unless a flag says otherwise)."""
+
+    profile: str = "auto"
+    device: str = "cpu"
+    iterations: int | None = None  # None: the profile's run length, as the dock's spin box
+    per_round: int = 5  # ranked slices the loop fixes per training run
+    rounds: int = 3  # training runs before the loop accepts the rest and checks it
+    accept_q: float = 0.90  # "Accept all slices estimated above q"
+    init_slices: int = 3  # slices the loop labels before the first Train
+    key_every: int = 7  # propagate: a box every k slices
+    clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
+    max_minutes: float = 30.0
+    max_interactions: int | None = None
+    acquisition: str | None = None  # the review ranking (None: the dock's default)
+    seed: int = 0
+    backend: str = "process"
+
+
+# ----------------------------------------------------------------------------- the robot
+class Robot:
+    """The annotator: a labels array (the dock's Labels layer), the controller, a ledger."""
+
+    def __init__(self, vol: Volume, st: Settings, segmenter_factory=None):
+        from napari_synfoc.app.controller import AppController
+        from napari_synfoc.app.jobs import JobRunner
+
+        self.vol, self.st = vol, st
+        self.loop = Pump()
+        self.ctl = AppController(jobs=JobRunner(st.backend, threads=self.loop.threads))
+        if segmenter_factory is not None:
+            self.ctl.prompts.segmenter_factory = segmenter_factory
+        if st.acquisition:
+            self.ctl.review.acquisition = st.acquisition
+        self.labels = np.zeros(vol.ref.shape, np.uint8)
+        self.marked: set[int] = set()
+        self.verified: set[int] = set()  # slices the robot has looked at since they changed
+        self.ledger = R.Ledger()
+        self.clock = Clock()
+        self.classes = list(range(1, vol.num_classes))
+        self.rng = np.random.default_rng(st.seed)
+        self.runs = 0
+        self.notes: dict[str, Any] = {}
+
+    # -------------------------------------------------------------- state
+    def labeled(self) -> list[int]:
+        from napari_synfoc.core.review import labeled_slices
+
+        return labeled_slices(self.labels, self.marked)
+
+    def failing(self) -> list[int]:
+        return R.failing_slices(self.labels, self.vol.ref, self.vol.num_classes)
+
+    def record(self, event: str) -> None:
+        """A point of the curves (paused: scoring is the benchmark's, not the plugin's)."""
+        with self.clock.pause():
+            dice = R.mean_class_dice(self.labels, self.vol.ref, self.vol.num_classes)
+            fail = len(self.failing())
+        self.ledger.record(
+            self.clock.now(), event=event, failing=fail, labeled=len(self.labeled()),
+            dice={str(k): round(v, 4) for k, v in dice.items()},
+        )  # fmt: skip
+
+    def count(self, kind: str, n: int = 1) -> None:
+        """Count interactions; :class:`Capped` past the interaction cap."""
+        self.ledger.add(kind, n)
+        cap = self.st.max_interactions
+        if cap is not None and self.ledger.total > cap:
+            raise Capped(f"interaction cap {cap}")
+
+    def check_time(self) -> None:
+        if self.clock.now() > 60.0 * self.st.max_minutes:
+            raise Capped(f"time cap {self.st.max_minutes} min")
+
+    def apply(self, se) -> None:
+        """Apply a controller :class:`~napari_synfoc.app.slice_edit.SliceEdit` (one undo step)."""
+        self.labels[se.edit.indices] = se.edit.new_values
+        self.marked |= {int(z) for z in se.empty_slices}
+        self.ctl.labels_edited()
+
+    # -------------------------------------------------------------- actions on one slice
+    def box_slice(self, z: int) -> None:
+        """A box per part of each class on slice ``z`` (prompts), a click where one part still
+        misses the target, then corrections.  An empty slice is marked empty."""
+        with self.clock.pause():
+            boxes = R.boxes_for_slice(self.vol.ref[z], self.classes)
+        if not boxes:
+            self.mark_empty(z)
+            return
+        seen: set[int] = set()
+        for c, box in boxes:
+            self.ctl.prompts.mode = "add" if c in seen else "replace"
+            seen.add(c)
+            se = self.ctl.prompts.prompt(
+                self.vol.image, self.labels, z, box=R.box_vertices(z, box), cls=c
+            )
+            self.count("box")
+            if se is not None:
+                self.apply(se)
+        self.ctl.prompts.mode = "replace"
+        single = [c for c in seen if sum(1 for cc, _ in boxes if cc == c) == 1]
+        for _ in range(self.st.clicks):
+            self.click(z, single)
+        self.correct(z)
+
+    def click(self, z: int, classes: list[int]) -> None:
+        """One click on the worst single-part class; undone (Ctrl-Z) when it made things worse."""
+        with self.clock.pause():
+            ref = self.vol.ref[z]
+            if R.slice_ok(self.labels[z], ref, self.classes) or not classes:
+                return
+            c = min(classes, key=lambda k: R.class_dice(self.labels[z], ref, k))
+            before = R.class_dice(self.labels[z], ref, c)
+            spot = R.click_for(self.labels[z], ref, c)
+        if spot is None:
+            return
+        (row, col), positive = spot
+        se = self.ctl.prompts.prompt(
+            self.vol.image, self.labels, z, points=np.array([[z, row, col]], float),
+            point_labels=[int(positive)], cls=c,
+        )  # fmt: skip
+        self.count("click")
+        if se is None:
+            return
+        self.apply(se)
+        with self.clock.pause():
+            if R.class_dice(self.labels[z], ref, c) < before:
+                self.labels[se.edit.indices] = se.edit.old_values  # Ctrl-Z (free)
+
+    def correct(self, z: int) -> None:
+        """Brush corrections from the reference until the slice meets the target."""
+        with self.clock.pause():
+            new, painted = R.correction_plan(self.labels[z], self.vol.ref[z], self.classes)
+        if painted:
+            self.labels[z] = new
+            self.count("brush", len(painted))
+            self.ctl.labels_edited()
+        if not self.labels[z].any() and z not in self.marked:
+            self.marked.add(z)  # painted back to background: it stays labelled
+        self.verified.add(z)
+
+    def mark_empty(self, z: int) -> None:
+        self.labels[z] = 0
+        self.marked.add(z)
+        self.count("mark_empty")
+        self.verified.add(z)
+
+    def visit(self, z: int) -> None:
+        """Look at the proposal on slice ``z``: accept it when good; else the cheaper of accept +
+        corrections and painting the slice (or marking it empty) from scratch."""
+        maps = self.ctl.review.maps
+        with self.clock.pause():
+            ref = self.vol.ref[z]
+            prop = maps.ensemble_label[z]
+            n_fix = len(R.correction_plan(prop, ref, self.classes)[1])
+            n_paint = len(R.correction_plan(self.labels[z], ref, self.classes)[1])
+        if n_fix == 0 or 1 + n_fix <= max(n_paint, 1):
+            se = self.ctl.review.accept(self.labels, z, "ensemble")
+            self.count("accept")
+            if se is not None:
+                self.apply(se)
+            self.correct(z)
+        elif n_paint == 0:
+            self.mark_empty(z)
+        else:
+            self.correct(z)
+
+    # -------------------------------------------------------------- training
+    def train(self, warm: bool) -> bool:
+        """Train / Retrain as the dock does: the labels copied now, the dock's parameters."""
+        from napari_synfoc.app.run_request import RunRequest
+        from napari_synfoc.core.task import StackTask
+
+        labeled = self.labeled()
+        task = StackTask(
+            self.vol.image, self.labels.copy(), labeled, intensity_window=self.vol.window
+        )
+        params = {
+            "profile": self.st.profile, "device": self.st.device, "foundation": "litemedsam",
+            "checkpoint": None, "iterations": self.st.iterations, "overrides": {},
+        }  # fmt: skip
+        view = labeled[len(labeled) // 2] if labeled else self.vol.image.shape[0] // 2
+        ok = self.ctl.start_run(
+            RunRequest(task, params, warm_start=warm, overlays_exist=True, view_slice=view)
+        )
+        if not ok:
+            raise RuntimeError(f"training did not start: {self.ctl.last_message}")
+        self.runs += 1
+        return ok
+
+    def wait(self, seconds: float = 0.5) -> None:
+        """Wait for the plugin (the time counts), running its queued callbacks."""
+        self.loop.pump(seconds)
+        self.check_time()
+
+    def finish_jobs(self, timeout: float = 120.0) -> None:
+        """Stop training and propagation and let them end (their threads must not outlive the
+        run); the wait is the benchmark's, not the plugin's."""
+        with self.clock.pause():
+            self.ctl.stop()
+            self.ctl.prompts.propagation.stop()
+            end = time.monotonic() + timeout
+            while (self.ctl.busy or self.ctl.prompts.propagation.running) and (
+                time.monotonic() < end
+            ):
+                self.loop.pump(0.2)
+            self.ctl.detach()
+
+    def wait_run(self) -> None:
+        while self.ctl.running or self.ctl.busy:
+            self.wait(0.5)
+        if self.ctl.run.outcome == "failed":
+            raise RuntimeError(f"training failed: {self.ctl.last_message}")
+
+
+# ----------------------------------------------------------------------------- policies
+def run_boxes(robot: Robot) -> None:
+    """The baseline: a box per part (and a click) on every slice in order, then corrections."""
+    for z in range(robot.vol.image.shape[0]):
+        with robot.clock.pause():
+            has = bool(robot.vol.ref[z].any())
+        if has:  # an empty slice needs nothing: its labels are already background
+            robot.box_slice(z)
+            robot.record(f"box slice {z}")
+        robot.check_time()
+
+
+def run_propagate(robot: Robot) -> None:
+    """Boxes every ``key_every`` slices (largest part of each class), propagation per class,
+    accept its proposals (one action), then a correction sweep in slice order."""
+    st, vol, prompts = robot.st, robot.vol, robot.ctl.prompts
+    n = vol.image.shape[0]
+    keys = sorted({*range(0, n, st.key_every), n - 1})
+    for c in robot.classes:
+        shapes = []
+        for z in keys:
+            with robot.clock.pause():
+                parts = R.boxes_for_slice(vol.ref[z], [c])
+            if parts:
+                shapes.append(R.box_vertices(z, parts[0][1]))
+                robot.count("box")
+        if len(shapes) < 2:
+            for v in shapes:  # a single key slice: a plain box prompt there
+                se = prompts.prompt(vol.image, robot.labels, int(v[0, 0]), box=v, cls=c)
+                if se is not None:
+                    robot.apply(se)
+            continue
+        prompts.mode = "replace"
+        if not prompts.propagation.start(vol.image, robot.labels.shape, shapes, cls=c):
+            raise RuntimeError(f"propagation did not start: {prompts.last_message}")
+        while prompts.propagation.running:
+            robot.wait(0.2)
+        se = prompts.propagation.accept(robot.labels)
+        robot.count("accept_many")
+        if se is not None:
+            robot.apply(se)
+        robot.record(f"propagated class {c}")
+    sweep(robot, range(n))
+
+
+def sweep(robot: Robot, slices) -> None:
+    """Look at each slice in order and correct it where it misses the target."""
+    for z in slices:
+        robot.correct(int(z))
+        robot.check_time()
+    robot.record("sweep")
+
+
+def init_slices(n: int, k: int) -> list[int]:
+    """``k`` evenly spaced slices (the loop's first labels): round((i + 1) n / (k + 1))."""
+    return sorted({min(n - 1, round((i + 1) * n / (k + 1))) for i in range(k)})
+
+
+def pick_next(robot: Robot, order: str, todo: list[int]) -> int:
+    """The next slice to fix: the plugin's ranking, a random draw or slice order."""
+    if order == "ranking":
+        z = robot.ctl.review.next_uncertain(robot.labeled())
+        if z is not None and z in todo:
+            return z
+        return todo[0]
+    if order == "random":
+        return int(robot.rng.choice(todo))
+    return todo[0]
+
+
+def run_loop(robot: Robot, order: str = "ranking") -> None:
+    """The dock's loop: label a few slices, Train, fix ``per_round`` slices the ranking shows,
+    accept those estimated above q, Retrain; after ``rounds`` runs accept the rest and check the
+    slices accepted unseen, in order."""
+    st = robot.st
+    n = robot.vol.image.shape[0]
+    for z in init_slices(n, st.init_slices):
+        robot.box_slice(z)
+    robot.record("initial slices")
+    robot.train(warm=False)
+    visits = 0
+    while True:
+        robot.wait(0.2 if robot.ctl.running else 0.0)
+        maps = robot.ctl.review.maps
+        todo = unlabelled_covered(robot) if maps is not None else []
+        if maps is not None and visits < st.per_round and todo:
+            robot.visit(pick_next(robot, order, todo))
+            robot.record("visit")
+            visits += 1
+            continue
+        if robot.ctl.running or robot.ctl.busy:
+            continue
+        robot.wait_run()
+        if robot.runs == 1:
+            robot.notes["first_run_quality"] = quality_error(robot)
+        last = robot.runs >= st.rounds or not todo
+        accept_above(robot, 0.0 if last else st.accept_q)
+        if last or not unlabelled_covered(robot):
+            sweep(robot, [z for z in range(n) if z not in robot.verified])
+            return
+        robot.train(warm=True)
+        visits = 0
+
+
+def unlabelled_covered(robot: Robot) -> list[int]:
+    """Unlabelled slices that hold predictions, in slice order."""
+    done = set(robot.labeled())
+    cov = robot.ctl.review.covered
+    n = robot.vol.image.shape[0]
+    return [z for z in range(n) if z not in done and (cov is None or z in cov)]
+
+
+def accept_above(robot: Robot, q: float) -> None:
+    """ "Accept all slices estimated above q" (one action, when it accepts anything)."""
+    rv = robot.ctl.review
+    se = rv.accept_above(robot.labels, q, robot.labeled(), robot.ctl.model.labeled)
+    if se is None or not se.slices:
+        return
+    robot.apply(se)
+    robot.count("accept_many")
+    robot.verified -= set(se.slices)
+    robot.record(f"accept above {q:.2f} ({len(se.slices)} slices)")
+
+
+def quality_error(robot: Robot) -> dict[str, Any]:
+    """How well the dock's quality estimate predicts each slice's true Dice at the end of the
+    first training run: mean absolute error over the unlabelled slices (and all slices)."""
+    from napari_synfoc.core.quality import slice_dice_true
+
+    with robot.clock.pause():
+        rv = robot.ctl.review
+        est = rv.quality(robot.labels, robot.labeled(), robot.ctl.model.labeled)
+        true = slice_dice_true(rv.maps.ensemble_label, robot.vol.ref, robot.vol.num_classes)
+        unl = [z for z in range(len(true)) if z not in set(robot.labeled())]
+        err = np.abs(est.predicted - true)
+        return {
+            "mae_unlabelled": round(float(err[unl].mean()), 4) if unl else None,
+            "mae_all": round(float(err.mean()), 4),
+            "n_unlabelled": len(unl),
+            "true_mean": round(float(true[unl].mean()), 4) if unl else None,
+            "predicted_mean": round(float(est.predicted[unl].mean()), 4) if unl else None,
+        }
+
+
+# ----------------------------------------------------------------------------- one run
+def run_policy(vol: Volume, policy: str, st: Settings, segmenter_factory=None, log=print) -> dict:
+    """One policy on one volume: the ledger, the curve, finished or capped, and the notes."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose from {POLICIES}")
+    robot = Robot(vol, st, segmenter_factory)
+    outcome = "finished"
+    try:
+        if policy == "boxes":
+            run_boxes(robot)
+        elif policy == "propagate":
+            run_propagate(robot)
+        else:
+            run_loop(robot, LOOP_ORDER[policy])
+    except Capped as exc:
+        outcome = f"capped: {exc}"
+    finally:
+        robot.finish_jobs()
+    robot.record("end")
+    fail = robot.failing()
+    if outcome == "finished" and fail:
+        outcome = f"not finished: {len(fail)} slices below target"
+    last = robot.ledger.records[-1]
+    res = {
+        "volume": vol.name, "policy": policy, "seed": st.seed, "outcome": outcome,
+        "finished": not fail, "interactions": robot.ledger.total,
+        "counts": dict(robot.ledger.counts), "minutes": round(robot.clock.now() / 60.0, 3),
+        "training_runs": robot.runs, "failing_slices": len(fail), "final_dice": last["dice"],
+        "notes": robot.notes, "records": robot.ledger.records,
+    }  # fmt: skip
+    robot.ctl.cleanup()
+    log(
+        f"[{vol.name} {policy} seed {st.seed}] {outcome}: {res['interactions']} interactions, "
+        f"{res['minutes']:.1f} min, Dice {last['dice']}, {len(fail)} slices failing"
+    )
+    return res
+
+
+# ----------------------------------------------------------------------------- report
+def _fmt_dice(d: dict[str, float]) -> str:
+    return ", ".join(f"{k}: {v:.3f}" for k, v in sorted(d.items())) or "-"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The table: interactions, minutes (and in r), final Dice, per policy and volume."""
+    r = data.get("reference_encoder_s")
+    rows = []
+    for res in data["runs"]:
+        mins = res["minutes"]
+        in_r = f"{60.0 * mins / r:.0f}" if r else "-"
+        base = data["baseline_interactions"].get(res["volume"])
+        share = f"{100.0 * res['interactions'] / base:.0f} %" if base else "-"
+        q = res["notes"].get("first_run_quality") or {}
+        rows.append([
+            res["volume"], res["policy"], res["seed"], res["interactions"], share,
+            f"{mins:.1f}", in_r, _fmt_dice(res["final_dice"]), res["failing_slices"],
+            res["outcome"], q.get("mae_unlabelled", "-"),
+        ])  # fmt: skip
+    head = [
+        "volume", "policy", "seed", "interactions", "of boxes", "minutes", "minutes in r",
+        "final Dice per class", "slices failing", "outcome", "quality MAE (1st run)",
+    ]  # fmt: skip
+    lines = [
+        "# Effort: interactions and minutes to finish a volume (benchmarks.md §6)",
+        "",
+        f"Command: `{data['command']}`",
+        f"Machine: {data['machine']}; load average at start {data['loadavg_start']}, "
+        f"at end {data.get('loadavg_end')}.",
+        f"r = one torch fp32 LiteMedSAM encoder forward, measured in this run: {r} s.",
+        "",
+        markdown_table(head, rows),
+        "",
+        "Counts per run are in effort.json (`counts`); `records` hold the curves.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """Mean Dice (over classes) against interactions and against minutes, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vols = sorted({r["volume"] for r in data["runs"]})
+    fig, axes = plt.subplots(len(vols), 2, figsize=(11, 4 * len(vols)), squeeze=False)
+    for row, v in zip(axes, vols, strict=True):
+        for res in [r for r in data["runs"] if r["volume"] == v]:
+            rec = res["records"]
+            y = [np.mean(list(p["dice"].values())) if p["dice"] else 0.0 for p in rec]
+            lab = f"{res['policy']} s{res['seed']}"
+            row[0].plot([p["interactions"] for p in rec], y, label=lab)
+            row[1].plot([p["seconds"] / 60.0 for p in rec], y, label=lab)
+        row[0].set(title=f"{v}: Dice vs interactions", xlabel="interactions", ylabel="mean Dice")
+        row[1].set(title=f"{v}: Dice vs minutes", xlabel="minutes (plugin wall time)")
+        for ax in row:
+            ax.axhline(R.TARGET_DICE, color="grey", lw=0.5)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_outputs(out: Path, data: dict[str, Any]) -> None:
+    """effort.json (atomically), effort.md and effort.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "effort.json.tmp"
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, out / "effort.json")
+    (out / "effort.md").write_text(markdown(data), encoding="utf-8")
+    if data["runs"]:
+        plot(data, out / "effort.png")
+
+
+# ----------------------------------------------------------------------------- CLI
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.effort", description=__doc__)
+    p.add_argument("--out", required=True, help="output folder (effort.json, .md, .png)")
+    p.add_argument("--data", default=str(SHARED_DATA), help="the shared data folder")
+    p.add_argument("--volumes", default="CT", help="comma list of CT, S40, S200")
+    p.add_argument("--image", help="an image volume the plugin reads (with --labels)")
+    p.add_argument("--labels", help="its reference labels")
+    p.add_argument("--policies", default="boxes,propagate,loop", help=f"comma list of {POLICIES}")
+    p.add_argument("--seeds", default="0", help="comma list of seeds (loop policies, training)")
+    p.add_argument("--max-minutes", type=float, default=30.0, help="time cap per run")
+    p.add_argument("--cap-factor", type=float, default=3.0, help="interaction cap x baseline")
+    p.add_argument("--profile", default="auto")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--iterations", type=int, default=None, help="per training run")
+    p.add_argument("--rounds", type=int, default=Settings.rounds)
+    p.add_argument("--per-round", type=int, default=Settings.per_round)
+    p.add_argument("--accept-q", type=float, default=Settings.accept_q)
+    p.add_argument("--acquisition", default=None, help="review ranking (default: the dock's)")
+    p.add_argument("--window", default=None, help="intensity window lo,hi (default: the dock's)")
+    return p
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from napari_synfoc.machine_check import reference_encoder_seconds
+
+    out = Path(args.out)
+    vols = [file_volume(args.image, args.labels)] if args.image else []
+    if not args.image:
+        vols = [named_volume(v.strip(), args.data) for v in args.volumes.split(",") if v.strip()]
+    window = None if not args.window else tuple(float(v) for v in args.window.split(","))
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    data: dict[str, Any] = {
+        "command": "python -m benchmarks.effort " + " ".join(argv or sys.argv[1:]),
+        "machine": _machine(), "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "reference_encoder_s": round(reference_encoder_seconds("cpu", 3), 3),
+        "settings": vars(args), "baseline_interactions": {}, "runs": [],
+    }  # fmt: skip
+    for vol in vols:
+        vol.window = window
+        order = sorted(policies, key=lambda p: p != "boxes")  # the baseline sets the cap
+        for policy in order:
+            for seed in [0] if policy in ("boxes", "propagate") else seeds:
+                base = data["baseline_interactions"].get(vol.name)
+                st = Settings(
+                    profile=args.profile, device=args.device, iterations=args.iterations,
+                    per_round=args.per_round, rounds=args.rounds, accept_q=args.accept_q,
+                    max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
+                    max_interactions=R.interaction_cap(base, args.cap_factor),
+                )  # fmt: skip
+                res = run_policy(vol, policy, st)
+                res["settings"] = asdict(st)
+                data["runs"].append(res)
+                if policy == "boxes":
+                    data["baseline_interactions"][vol.name] = res["interactions"]
+                data["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+                write_outputs(out, data)
+    write_outputs(out, data)
+    print(markdown(data))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -114,6 +114,7 @@ def count_encodes(monkeypatch):
     return calls
 
 
+@pytest.mark.slow  # trains through train_on_stack (end to end); CI runs it
 def test_smoke_progressive_run_and_reports(tmp_path, count_encodes):
     img, lab = _tiny_stack()
     cfg = _tiny_cfg().replace(predict_every=6)
@@ -151,6 +152,7 @@ def test_smoke_progressive_run_and_reports(tmp_path, count_encodes):
     assert (tmp_path / "out" / "i.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # trains through train_on_stack (end to end); CI runs it
 def test_second_run_retrain_and_predict_encode_nothing(tmp_path, count_encodes):
     from napari_synfoc.core.events import Done, Encoding
     from napari_synfoc.core.interactive import StackTask, predict_stack, train_on_stack
@@ -180,6 +182,7 @@ def test_second_run_retrain_and_predict_encode_nothing(tmp_path, count_encodes):
     assert count_encodes["images"] == first + 10  # without the cache it must encode
 
 
+@pytest.mark.slow  # trains through train_on_stack (end to end); CI runs it
 def test_without_disk_cache_a_second_run_encodes_again(count_encodes):
     from napari_synfoc.core.interactive import StackTask, train_on_stack
 
@@ -202,6 +205,7 @@ def test_faz_stacks_keep_their_size_when_a_site_is_short():
     assert lab[[0, 8, 16]].reshape(3, -1).any(1).all()
 
 
+@pytest.mark.slow  # trains through train_on_stack (end to end); CI runs it
 def test_partial_refreshes_also_repredict_the_stalest_slices(monkeypatch):
     """Between full refreshes, slices shown early (when both models were still empty) are
     predicted again with the newly encoded ones, not left stale until the next full refresh."""

@@ -136,7 +136,7 @@ def training_events(
         yield Failed(msg, 0, None, exc)
         return
     if source is not train_in_child:  # the child reports its own start stages
-        yield Progress(START_STAGES[2], 1, 1)
+        yield Progress(START_STAGES[2], 0, 1)
     view = {"view_slice": request.view_slice} if request.view_slice is not None else {}
     events = source(
         task, cfg, should_stop=stop_flag.is_set, init_checkpoint=init_checkpoint,

@@ -189,13 +189,13 @@ def test_mark_background_slice_and_engine_failure_message(viewer_widget, qtbot):
     assert widget.labeled_list.count() == 3
     widget.mark_current_slice(3)  # toggles off
     assert widget.labeled_slices() == [1, 4]
-    # a foundation model that needs a checkpoint: the engine's Failed message is shown
+    # a foundation model that needs a checkpoint: the pre-flight check's message is shown
     widget.profile_combo.setCurrentText("cpu-interactive")
     widget.foundation_combo.setCurrentIndex(1)  # MedSAM ViT-B, no checkpoint path
     assert widget.train(iterations=1)
     assert widget.wait(timeout=60)
     assert widget.outcome == "failed"
-    assert "checkpoint" in widget.message.text()
+    assert "checkpoint" in widget.message.text().lower()
     assert not widget.is_training
 
 
@@ -373,6 +373,7 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(disc_stack, 
 
     def run(ready, stop):
         gen = sw.training_events(RunRequest(task, {}, predict_every=1), stop, overlays_ready=ready)
+        assert type(next(gen)).__name__ == "Progress"  # the start stage (issue 23 item 15)
         assert type(next(gen)).__name__ == "ReviewUpdate"
         t = time.perf_counter()
         assert isinstance(next(gen), Step)

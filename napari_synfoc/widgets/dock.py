@@ -151,9 +151,15 @@ class SynFoCWidget(QWidget):
 
     def refresh_ranking(self) -> None:
         labeled = self._review_labeled()
-        order, scores = self.controller.review.table(labeled)
+        review = self.controller.review
+        lab = self._maps_labels_layer()
+        quality = None
+        if review.maps is not None:  # before the table: the "gain" ranking reads it
+            data = None if lab is None else lab.data
+            quality = review.quality(data, labeled, self.controller.model.labeled).predicted
+        order, scores = review.table(labeled)
         if order:
-            self.review.set_ranking(order, scores, labeled)
+            self.review.set_ranking(order, scores, labeled, quality)
 
     def mark_unet_only(self) -> None:
         """Rows "U-Net only" in the review table for the slices that hold only the U-Net's
@@ -314,6 +320,17 @@ class SynFoCWidget(QWidget):
         keep = self.review.keep_existing.isChecked()
         data = None if lab is None else lab.data
         edit = self.controller.review.accept(data, int(z), source, keep)
+        return self.apply_edit(lab, edit)
+
+    def accept_above(self, q: float | None = None) -> int:
+        """Accept the ensemble on every unlabelled slice estimated at Dice >= ``q`` (default:
+        the review panel's q) as one undoable step; the number of voxels changed."""
+        lab = self._maps_labels_layer()
+        q = float(self.review.accept_q.value() if q is None else q)
+        edit = self.controller.review.accept_above(
+            None if lab is None else lab.data, q, self._review_labeled(),
+            self.controller.model.labeled,
+        )  # fmt: skip
         return self.apply_edit(lab, edit)
 
     def apply_edit(self, lab: Any, edit: Any) -> int:

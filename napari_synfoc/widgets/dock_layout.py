@@ -81,6 +81,7 @@ def _connect(dock: Any) -> None:
     dock.review.slice_clicked.connect(dock.goto_slice)
     dock.review.next_requested.connect(lambda: dock.next_uncertain())
     dock.review.accept_requested.connect(lambda s: dock.accept(s))
+    dock.review.accept_above_requested.connect(lambda q: dock.accept_above(q))
     timer = dock.label_refresh_timer = QTimer(dock)
     timer.setSingleShot(True)
     timer.setInterval(250)

@@ -79,7 +79,18 @@ TOOLTIPS: dict[str, str] = {
     "review_table": (
         "Slices to label next, unlabelled first. Priority: how much the two models disagree "
         "on the slice, times how unlike it looks from every labelled slice (a labelled "
-        "slice's look-alike neighbours teach little). Click to go there."
+        "slice's look-alike neighbours teach little). Est. Dice: how good the ensemble's "
+        "prediction of the slice is likely to be, from how much the two models agree, checked "
+        "against the slices you labelled or accepted. Click to go there."
+    ),
+    # issue 21: the quality estimate and accept-above-q
+    "accept_above": (
+        "Copy the ensemble prediction into every unlabelled slice whose estimated Dice (the "
+        "table's Est. Dice) is at least q, in one step (undo: Ctrl-Z on the Labels layer). "
+        "Check the accepted slices before you rely on them."
+    ),
+    "accept_quality": (
+        "q: the estimated Dice a slice needs to be accepted by 'Accept all estimated ≥ q'."
     ),
     "save_session": "Save both models, the config and the labelled-slice list to one file.",
     "load_session": "Load a saved session: Retrain continues from it and Predict uses it.",

@@ -11,7 +11,9 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
+    QDoubleSpinBox,
     QGridLayout,
+    QHBoxLayout,
     QHeaderView,
     QPushButton,
     QTableWidget,
@@ -20,24 +22,27 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ...app.review_quality import ACCEPT_QUALITY
 from ..tooltips import tip
 from .common import make_button
 
 
 class ReviewPanel(QWidget):
-    """Ranked-slice table plus "Next uncertain slice" and the three accept buttons."""
+    """Ranked-slice table (with each slice's estimated Dice), "Next uncertain slice", the three
+    accept buttons and "Accept all slices estimated above q"."""
 
     slice_clicked = Signal(int)
     next_requested = Signal()
     accept_requested = Signal(str)  # "medsam" | "unet" | "ensemble"
+    accept_above_requested = Signal(float)  # q
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.table = QTableWidget(0, 3, self)
+        self.table = QTableWidget(0, 4, self)
         self.table.setObjectName("review_table")
-        self.table.setHorizontalHeaderLabels(["Slice", "Priority", "Status"])
+        self.table.setHorizontalHeaderLabels(["Slice", "Priority", "Est. Dice", "Status"])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -70,18 +75,40 @@ class ReviewPanel(QWidget):
         self.keep_existing.setObjectName("keep_existing")
         self.keep_existing.setToolTip(tip("keep_existing"))
         lay.addWidget(self.keep_existing)
+        row = QHBoxLayout()
+        self.accept_above_btn = make_button("accept_above", "Accept all estimated ≥ q", self)
+        self.accept_above_btn.clicked.connect(
+            lambda _=False: self.accept_above_requested.emit(float(self.accept_q.value()))
+        )
+        self.accept_q = QDoubleSpinBox(self)
+        self.accept_q.setObjectName("accept_quality")
+        self.accept_q.setRange(0.5, 1.0)
+        self.accept_q.setSingleStep(0.01)
+        self.accept_q.setDecimals(2)
+        self.accept_q.setValue(ACCEPT_QUALITY)
+        self.accept_q.setPrefix("q = ")
+        self.accept_q.setToolTip(tip("accept_quality"))
+        row.addWidget(self.accept_above_btn, 1)
+        row.addWidget(self.accept_q)
+        lay.addLayout(row)
         self.set_enabled(False)
 
     def set_enabled(self, enabled: bool) -> None:
         """Enable the jump/accept buttons (only once predictions exist)."""
         self.next_btn.setEnabled(enabled)
+        self.accept_above_btn.setEnabled(enabled)
         for btn in self.accept_buttons.values():
             btn.setEnabled(enabled)
 
     def set_ranking(
-        self, ranking: Sequence[int], scores: Sequence[float], labeled: Sequence[int]
+        self,
+        ranking: Sequence[int],
+        scores: Sequence[float],
+        labeled: Sequence[int],
+        quality: Sequence[float] | None = None,
     ) -> None:
-        """Fill the table: one row per slice in ``ranking`` order."""
+        """Fill the table: one row per slice in ``ranking`` order; ``quality``: each slice's
+        estimated Dice (blank without)."""
         lab = set(int(z) for z in labeled)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(ranking))
@@ -89,6 +116,7 @@ class ReviewPanel(QWidget):
             items = (
                 QTableWidgetItem(str(int(z))),
                 QTableWidgetItem(f"{float(scores[z]):.4f}"),
+                QTableWidgetItem("" if quality is None else f"{float(quality[z]):.2f}"),
                 QTableWidgetItem("labelled" if z in lab else ""),
             )
             for col, item in enumerate(items):

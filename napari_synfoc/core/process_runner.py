@@ -343,12 +343,12 @@ def train_in_child(
             args=(spec, cfg, train_on_stack_kwargs, str(folder), events_w, stop_r, fault),
             name="synfoc-training",
         )
-        yield Progress(START_STAGES[0], 1, len(START_STAGES))
         with _main_module_hidden():
             proc.start()
         _LIVE.add(proc)
         events_w.close()  # the child holds the only write end: EOF means it is gone
         stop_r.close()
+        yield Progress(START_STAGES[0], 1, len(START_STAGES))  # the child boots Python
         stop_deadline: float | None = None
         while True:
             if stop_deadline is None and should_stop():

@@ -1,6 +1,7 @@
 """Encode first, or interleave encoding with training? (issue 22, scheduling)
 
-``python -m benchmarks.encode_schedule --out DIR [--stack S200] [--cpu-seconds 200] [--data DIR]``
+``python -m benchmarks.encode_schedule --out DIR [--stack S200] [--cpu-seconds 200]
+[--modes interleave,encode_first] [--data DIR]``
 
 Runs the dock's CPU defaults (``resolve_config("auto", "cpu")``, the slice in view = the middle
 one, ``unet_first`` on) through :func:`~napari_synfoc.core.interactive.train_on_stack` once per
@@ -99,13 +100,12 @@ def run_mode(mode: str, image, labels, labeled, cpu_limit: float) -> dict[str, A
         cpu_s=round(time.process_time() - c0, 1), wall_s=round(time.perf_counter() - w0, 1),
         slices=z, slices_with_both=int(both.sum()), encoded=list(enc[-1][1:]) if enc else None,
     )  # fmt: skip
-    if out["cpu_both_all"] is None and len(enc) > 2:
-        half = [e for e in enc if e[0] >= enc[-1][0] / 2] or enc
-        (ca, da, _), (cb, db, total) = half[0], enc[-1]
+    later = [e for e in enc if e[0] >= enc[-1][0] / 2]  # the run's last half
+    if out["cpu_both_all"] is None and len(later) > 1 and later[-1][1] - later[0][1] >= 8:
+        (ca, da, _), (cb, db, total) = later[0], later[-1]
         rate = (db - da) / max(cb - ca, 1e-9)  # queue items per CPU second
         out["encode_items_per_cpu_s"] = round(rate, 4)
-        if rate > 0:
-            out["cpu_both_all_estimate"] = round(cb + (total - db) / rate, 1)
+        out["cpu_both_all_estimate"] = round(cb + (total - db) / rate, 1)
     return out
 
 
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--stack", default="S200")
     p.add_argument("--cpu-seconds", type=float, default=200.0)
+    p.add_argument("--modes", default=",".join(MODES), help="comma list of " + ", ".join(MODES))
     p.add_argument("--data", default=None, help="data folder (default ../shared/data)")
     a = p.parse_args(argv)
     import torch
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     load0 = list(os.getloadavg())
     runtime = warm_encoder_runtime(dock_config("cpu"))
     r0 = reference_cpu_seconds()
-    runs = [run_mode(m, image, labels, labeled, a.cpu_seconds) for m in MODES]
+    modes = [m for m in a.modes.split(",") if m]
+    runs = [run_mode(m, image, labels, labeled, a.cpu_seconds) for m in modes]
     r1 = reference_cpu_seconds()
     r = (r0 + r1) / 2
     keys = ("cpu_unet_all", "cpu_both_all", "cpu_both_all_estimate", "cpu_first_step")
@@ -136,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "encode_schedule.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    (out / f"encode_schedule_{'_'.join(modes)}.json").write_text(
+        json.dumps(result, indent=2), encoding="utf-8"
+    )
     print(json.dumps(result, indent=2))
     return 0
 

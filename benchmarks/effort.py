@@ -458,10 +458,14 @@ def run_loop(robot: Robot, order: str = "ranking") -> None:
         robot.box_slice(z)
     robot.record("initial slices")
     robot.train(warm=False)
-    visits = 0
+    visits, seen = 0, 0
     while True:
         robot.wait(0.2 if robot.ctl.running else 0.0)
         maps = robot.ctl.review.maps
+        if maps is not None and robot.ctl.review.updates != seen:  # new predictions
+            seen = robot.ctl.review.updates
+            q = {"seconds": round(robot.clock.now(), 1), "run": robot.runs, **quality_error(robot)}
+            robot.notes.setdefault("quality_curve", []).append(q)
         todo = unlabelled_covered(robot) if maps is not None else []
         if maps is not None and visits < st.per_round and todo:
             robot.visit(pick_next(robot, order, todo))
@@ -503,19 +507,21 @@ def accept_above(robot: Robot, q: float) -> None:
 
 
 def quality_error(robot: Robot) -> dict[str, Any]:
-    """How well the dock's quality estimate predicts each slice's true Dice at the end of the
-    first training run: mean absolute error over the unlabelled slices (and all slices)."""
+    """How well the dock's quality estimate predicts each slice's true Dice now: mean absolute
+    error over the unlabelled predicted slices (and over all predicted slices)."""
     from napari_synfoc.core.quality import slice_dice_true
 
     with robot.clock.pause():
         rv = robot.ctl.review
         est = rv.quality(robot.labels, robot.labeled(), robot.ctl.model.labeled)
         true = slice_dice_true(rv.maps.ensemble_label, robot.vol.ref, robot.vol.num_classes)
-        unl = [z for z in range(len(true)) if z not in set(robot.labeled())]
+        cov = range(len(true)) if rv.covered is None else sorted(rv.covered)
+        done = set(robot.labeled())
+        unl = [z for z in cov if z not in done]
         err = np.abs(est.predicted - true)
         return {
             "mae_unlabelled": round(float(err[unl].mean()), 4) if unl else None,
-            "mae_all": round(float(err.mean()), 4),
+            "mae_all": round(float(err[list(cov)].mean()), 4),
             "n_unlabelled": len(unl),
             "true_mean": round(float(true[unl].mean()), 4) if unl else None,
             "predicted_mean": round(float(est.predicted[unl].mean()), 4) if unl else None,
@@ -575,6 +581,9 @@ def markdown(data: dict[str, Any]) -> str:
         base = data["baseline_interactions"].get(res["volume"])
         share = f"{100.0 * res['interactions'] / base:.0f} %" if base else "-"
         q = res["notes"].get("first_run_quality") or {}
+        curve = res["notes"].get("quality_curve") or []
+        if not q and curve:  # the first run never ended: the last refresh's figure
+            q = {"mae_unlabelled": f"{curve[-1]['mae_unlabelled']} (at {curve[-1]['seconds']} s)"}
         rows.append([
             res["volume"], res["policy"], res["seed"], res["interactions"], share,
             f"{mins:.1f}", in_r, _fmt_dice(res["final_dice"]), res["failing_slices"],

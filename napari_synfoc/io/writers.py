@@ -95,7 +95,7 @@ def write_volume(
         sitk.WriteImage(img, tmp, useCompression=compress and suffix != ".nii")
         os.replace(tmp, p)
     except OSError as e:
-        raise io_error(p, os_problem(e), "write") from e
+        raise io_error(p, f"{os_problem(e)} (in folder {folder!r})", "write") from e
     except RuntimeError as e:
         raise io_error(p, f"writing failed ({str(e).strip().splitlines()[-1]})", "write") from e
     finally:

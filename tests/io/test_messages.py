@@ -50,3 +50,16 @@ def test_zero_voxel_size_is_named_with_plain_numbers(tmp_path):
     with pytest.raises(ValueError) as info:
         Geometry.from_affine(np.diag([1.0, np.inf, 2.5, 1.0]))
     assert "voxel size (1, inf, 2.5)" in _clean(str(info.value))
+
+
+def test_a_write_error_names_the_folder(tmp_path, monkeypatch):
+    """Was: "cannot write 'labels.nii.gz': No such file or directory" (which folder?)."""
+
+    def refuse(*a, **k):
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT), str(tmp_path / ".synfoc-tmp-x"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(SynFoCIOError) as info:
+        write_volume(tmp_path / "labels.nii.gz", np.zeros((2, 4, 4), np.uint8), labels=True)
+    text = _clean(str(info.value))
+    assert "No such file or directory" in text and str(tmp_path) in text

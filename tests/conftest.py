@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,19 @@ def pytest_configure(config):
     first. The widget guards its own imports (widgets/process_tweaks.avoid_triton_llvm_clash)."""
     import torch  # noqa: F401
     import torchvision  # noqa: F401
+
+    # The embedding cache and the encoder's ONNX export go to a folder of this test session
+    # (training children inherit it), not into the user's cache.
+    if "NAPARI_SYNFOC_CACHE_DIR" not in os.environ:
+        config._synfoc_cache = tempfile.mkdtemp(prefix="synfoc-test-cache-")
+        os.environ["NAPARI_SYNFOC_CACHE_DIR"] = config._synfoc_cache
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_synfoc_cache", None)
+    if folder:
+        os.environ.pop("NAPARI_SYNFOC_CACHE_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

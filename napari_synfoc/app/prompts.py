@@ -96,9 +96,13 @@ class PromptController:
             if self.segmenter_factory is not None:
                 self._segmenter = self.segmenter_factory()
             else:
+                from ..config import PROFILES
                 from ..core.prompting import PromptSegmenter
 
-                self._segmenter = PromptSegmenter("litemedsam")
+                # the interactive profile's encoder runtime (OpenVINO/ONNX Runtime on a CPU,
+                # torch on a GPU or when neither works; the reason is logged)
+                runtime = PROFILES["cpu-interactive"].overrides.get("encoder_runtime", "torch")
+                self._segmenter = PromptSegmenter("litemedsam", encoder_runtime=runtime)
         return self._segmenter
 
     def forget(self) -> None:

@@ -390,7 +390,7 @@ PROFILES: dict[str, Profile] = {
             "cache_embeddings": True,
             "lora_targets": "none",
             "unet_first": True,  # issue 22: U-Net predictions on every slice after the warm-up
-            "encode_schedule": "interleave",  # issue 22: measured, docs/results (see report)
+            "encode_schedule": "encode_first",  # issue 22: docs/results/encode_schedule_cpu
             "precision": "auto",
             "fm_head_init": "pretrained",  # measured: bench/levers.py, docs/results/levers_cpu
             "warmup_steps": 20,  # measured: docs/results/levers_cpu/warmup (ens. 0.54 at it 5)

@@ -143,7 +143,7 @@ def build_stack(name: str, data=None) -> tuple[np.ndarray, np.ndarray, list[int]
         from .effort import named_volume
 
         vol = named_volume("CT", data if data is not None else SHARED_DATA)
-        img, lab = vol.image, vol.reference
+        img, lab = vol.image, vol.ref
     else:
         img, lab = faz_stack(spec["per_site"], faz_root(data))
     return img, lab, list(spec["labeled"])

@@ -362,23 +362,45 @@ def samples_from_stack(
     labeled_slices = [int(i) for i in labeled_slices]
     if not labeled_slices:
         raise DataError("no labelled slices: label at least one slice before training")
-    lab_vol = None
-    if labels is not None:
-        lab = np.asarray(labels)
-        spatial = vol.shape[:3] if np.asarray(image).ndim - int(rgb) == 3 else vol.shape[1:3]
-        if lab.shape != tuple(spatial):
-            raise DataError(
-                f"labels shape {lab.shape} does not match image shape {np.asarray(image).shape}"
-                f" (expected labels of shape {tuple(spatial)})"
-            )
-        if lab.dtype.kind not in "iub":
-            raise DataError(f"labels must be integer class indices, not {lab.dtype}")
-        lab_vol = lab.reshape(vol.shape[:3]).astype(np.int64)
+    lab_vol = _labels_volume(image, labels, vol, rgb)
     bad = [i for i in labeled_slices if not 0 <= i < z]
     if bad:
         raise DataError(f"labelled slice(s) {bad} outside the stack's 0..{z - 1}")
     if lab_vol is None:
         raise DataError("labelled slices were given but there is no labels layer")
+    norm, norm_info = _normalise_stack(vol, image, rgb, window)
+    labeled, unlabeled = _stack_samples(norm, lab_vol, sorted(set(labeled_slices)), num_classes)
+    unlabeled += _extra_samples(extra_unlabeled, rgb, window, vol.shape[-1])
+    return labeled, unlabeled, norm_info
+
+
+def _labels_volume(
+    image: np.ndarray, labels: np.ndarray | None, vol: np.ndarray, rgb: bool
+) -> np.ndarray | None:
+    """``labels`` as an int64 (Z, Y, X) volume matching ``vol`` (None without labels).
+
+    Raises :class:`DataError` when the shape does not match the image or the values are not
+    integers.
+    """
+    if labels is None:
+        return None
+    lab = np.asarray(labels)
+    spatial = vol.shape[:3] if np.asarray(image).ndim - int(rgb) == 3 else vol.shape[1:3]
+    if lab.shape != tuple(spatial):
+        raise DataError(
+            f"labels shape {lab.shape} does not match image shape {np.asarray(image).shape}"
+            f" (expected labels of shape {tuple(spatial)})"
+        )
+    if lab.dtype.kind not in "iub":
+        raise DataError(f"labels must be integer class indices, not {lab.dtype}")
+    return lab.reshape(vol.shape[:3]).astype(np.int64)
+
+
+def _normalise_stack(
+    vol: np.ndarray, image: np.ndarray, rgb: bool, window: tuple[float, float] | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The normalised volume and its ``norm_info`` (``lo``, ``hi``, ``method``, ``rgb``,
+    ``shape``)."""
     if window is not None:
         lo, hi = check_window(window)
         method = "window"
@@ -393,44 +415,57 @@ def samples_from_stack(
         "rgb": bool(rgb),
         "shape": tuple(np.asarray(image).shape),
     }
-    chosen = sorted(set(labeled_slices))
+    return norm, norm_info
+
+
+def _channels_first(slice_yxc: np.ndarray) -> np.ndarray:
+    """A (Y, X, C) slice as a contiguous (C, Y, X) array."""
+    return np.ascontiguousarray(np.moveaxis(slice_yxc, -1, 0))
+
+
+def _stack_samples(
+    norm: np.ndarray, lab_vol: np.ndarray, chosen: list[int], num_classes: int | None
+) -> tuple[list[Sample], list[Sample]]:
+    """Labelled samples for the ``chosen`` slices and unlabelled ones for the rest (domain
+    ``"stack"``); checks each labelled slice's class range."""
     labeled, unlabeled = [], []
-    for i in range(z):
-        img = np.ascontiguousarray(np.moveaxis(norm[i], -1, 0))
+    for i in range(norm.shape[0]):
+        img = _channels_first(norm[i])
         if i in chosen:
             check_label_range(lab_vol[i], num_classes, f"slice {i}")
-            labeled.append(
-                Sample(
-                    f"slice_{i:04d}",
-                    "stack",
-                    image=img,
-                    label=lab_vol[i].copy(),
-                    encoding="index",
-                    channels=img.shape[0],
-                )
-            )
+            label = lab_vol[i].copy()
         else:
-            lab_i = None
-            unlabeled.append(
-                Sample(
-                    f"slice_{i:04d}",
-                    "stack",
-                    image=img,
-                    label=lab_i,
-                    encoding="index",
-                    channels=img.shape[0],
-                )
-            )
+            label = None
+        sample = Sample(
+            f"slice_{i:04d}",
+            "stack",
+            image=img,
+            label=label,
+            encoding="index",
+            channels=img.shape[0],
+        )
+        (labeled if label is not None else unlabeled).append(sample)
+    return labeled, unlabeled
+
+
+def _extra_samples(
+    extra_unlabeled: Sequence[np.ndarray],
+    rgb: bool,
+    window: tuple[float, float] | None,
+    n_channels: int,
+) -> list[Sample]:
+    """Unlabelled samples from every slice of each extra image (domains ``extra1``, ...)."""
+    samples = []
     for k, extra in enumerate(extra_unlabeled, start=1):
         ev = _as_slices(extra, rgb, f"extra image {k}")
         en = normalise_volume(ev, rgb, window)
-        if en.shape[-1] != vol.shape[-1]:
+        if en.shape[-1] != n_channels:
             raise DataError(
-                f"extra image {k} has {en.shape[-1]} channels, the stack has {vol.shape[-1]}"
+                f"extra image {k} has {en.shape[-1]} channels, the stack has {n_channels}"
             )
         for i in range(en.shape[0]):
-            img = np.ascontiguousarray(np.moveaxis(en[i], -1, 0))
-            unlabeled.append(
+            img = _channels_first(en[i])
+            samples.append(
                 Sample(
                     f"slice_{i:04d}",
                     f"extra{k}",
@@ -439,7 +474,7 @@ def samples_from_stack(
                     channels=img.shape[0],
                 )
             )
-    return labeled, unlabeled, norm_info
+    return samples
 
 
 def stack_slices_for_prediction(

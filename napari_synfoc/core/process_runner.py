@@ -301,6 +301,21 @@ def _load_arrays(event):
     return event
 
 
+@dataclasses.dataclass
+class _ChildJob:
+    """One training child and what the parent knows of it (shared by the helpers below)."""
+
+    folder: Path
+    proc: Any = None
+    events_r: Any = None
+    events_w: Any = None
+    stop_r: Any = None
+    stop_w: Any = None
+    last_ckpt: Path | None = None
+    iteration: int = 0
+    finished: bool = False
+
+
 def train_in_child(
     task,
     cfg,
@@ -325,93 +340,134 @@ def train_in_child(
     it is killed. ``fault`` (tests only) is a picklable function the child calls after
     each event it sends.
     """
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    folder = Path(tempfile.mkdtemp(prefix="synfoc-job-"))
-    proc = None
-    events_r = events_w = stop_r = stop_w = None
-    last_ckpt: Path | None = None
-    iteration = 0
-    finished = False
+    job = _ChildJob(Path(tempfile.mkdtemp(prefix="synfoc-job-")))
     try:
-        spec = _write_task(task, folder)
-        events_r, events_w = ctx.Pipe(duplex=False)
-        stop_r, stop_w = ctx.Pipe(duplex=False)
-        proc = ctx.Process(
-            target=_child_main,
-            args=(spec, cfg, train_on_stack_kwargs, str(folder), events_w, stop_r, fault),
-            name="synfoc-training",
-        )
-        with _main_module_hidden():
-            proc.start()
-        _LIVE.add(proc)
-        events_w.close()  # the child holds the only write end: EOF means it is gone
-        stop_r.close()
+        _start_child(job, task, cfg, train_on_stack_kwargs, fault)
         yield Progress(START_STAGES[0], 1, len(START_STAGES))  # the child boots Python
-        stop_deadline: float | None = None
-        while True:
-            if stop_deadline is None and should_stop():
-                with contextlib.suppress(OSError):
-                    stop_w.send(_STOP)
-                stop_deadline = time.monotonic() + stop_timeout_s
-            if stop_deadline is not None and time.monotonic() > stop_deadline:
-                _kill_tree(proc)
-                finished = True
-                yield Cancelled(iteration, last_ckpt)
-                return
-            ready = mp_connection.wait([events_r, proc.sentinel], timeout=poll_s)
-            if events_r in ready:
-                try:
-                    event = events_r.recv()
-                except (EOFError, OSError):
-                    event = None
-                if event is not None:
-                    event = _load_arrays(event)
-                    if isinstance(event, Step):
-                        iteration = event.iteration + 1
-                    elif isinstance(event, CheckpointSaved):
-                        last_ckpt = Path(event.path)
-                    terminal = isinstance(event, Done | Cancelled | Failed)
-                    finished = terminal
-                    yield event
-                    if terminal:
-                        return
-                    continue
-            elif proc.sentinel not in ready:
-                continue
-            # the child is gone (or its pipe broke) without a final event
-            proc.join(5.0)
-            finished = True
-            kept = (
-                f"; the last checkpoint '{last_ckpt}' is kept"
-                if last_ckpt is not None
-                else "; no checkpoint was written yet"
-            )
-            yield Failed(
-                f"the training process {describe_exit(proc.exitcode)} at iteration "
-                f"{iteration}. Your labels are untouched{kept}.",
-                iteration,
-                last_ckpt,
-            )
-            return
+        yield from _relay_events(job, should_stop, stop_timeout_s, poll_s)
     finally:
-        if proc is not None and proc.pid is not None:
-            if proc.exitcode is None and not finished:  # closed early: ask, then force
-                with contextlib.suppress(OSError):
-                    stop_w.send(_STOP)
-                proc.join(close_timeout_s)
-            if proc.exitcode is None and finished:  # it sent its last event: let it exit
-                proc.join(exit_timeout_s)
-            if proc.exitcode is None:
-                _kill_tree(proc, term_grace_s=1.0)
-            proc.join()
-            # descendants that outlived it (e.g. DataLoader workers in its process group)
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            _LIVE.discard(proc)
-        for conn in (events_r, events_w, stop_r, stop_w):
+        _reap_child(job, close_timeout_s, exit_timeout_s)
+        for conn in (job.events_r, job.events_w, job.stop_r, job.stop_w):
             if conn is not None:
                 with contextlib.suppress(OSError):
                     conn.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(job.folder, ignore_errors=True)
+
+
+def _start_child(job: _ChildJob, task, cfg, train_on_stack_kwargs: dict, fault) -> None:
+    """Write the task into ``job.folder``, open the pipes and start the ``spawn`` child."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    spec = _write_task(task, job.folder)
+    job.events_r, job.events_w = ctx.Pipe(duplex=False)
+    job.stop_r, job.stop_w = ctx.Pipe(duplex=False)
+    job.proc = ctx.Process(
+        target=_child_main,
+        args=(
+            spec,
+            cfg,
+            train_on_stack_kwargs,
+            str(job.folder),
+            job.events_w,
+            job.stop_r,
+            fault,
+        ),
+        name="synfoc-training",
+    )
+    with _main_module_hidden():
+        job.proc.start()
+    _LIVE.add(job.proc)
+    job.events_w.close()  # the child holds the only write end: EOF means it is gone
+    job.stop_r.close()
+
+
+def _send_stop(job: _ChildJob) -> None:
+    """Ask the child to stop (it saves a checkpoint and sends Cancelled)."""
+    with contextlib.suppress(OSError):
+        job.stop_w.send(_STOP)
+
+
+def _relay_events(
+    job: _ChildJob, should_stop: Callable[[], bool], stop_timeout_s: float, poll_s: float
+) -> Iterator[Event]:
+    """Yield the child's events until its final one; stop it when ``should_stop`` turns true
+    (killing it after ``stop_timeout_s``); yield Failed if it dies without a final event."""
+    stop_deadline: float | None = None
+    while True:
+        if stop_deadline is None and should_stop():
+            _send_stop(job)
+            stop_deadline = time.monotonic() + stop_timeout_s
+        if stop_deadline is not None and time.monotonic() > stop_deadline:
+            _kill_tree(job.proc)
+            job.finished = True
+            yield Cancelled(job.iteration, job.last_ckpt)
+            return
+        ready = mp_connection.wait([job.events_r, job.proc.sentinel], timeout=poll_s)
+        if job.events_r in ready:
+            event = _receive_event(job)
+            if event is not None:
+                yield event
+                if job.finished:
+                    return
+                continue
+        elif job.proc.sentinel not in ready:
+            continue
+        # the child is gone (or its pipe broke) without a final event
+        job.proc.join(5.0)
+        job.finished = True
+        yield _died_event(job)
+        return
+
+
+def _receive_event(job: _ChildJob) -> Event | None:
+    """The child's next event (None when its pipe is closed or broken); tracks the iteration,
+    the last checkpoint and whether the event is final."""
+    try:
+        event = job.events_r.recv()
+    except (EOFError, OSError):
+        return None
+    if event is None:
+        return None
+    event = _load_arrays(event)
+    if isinstance(event, Step):
+        job.iteration = event.iteration + 1
+    elif isinstance(event, CheckpointSaved):
+        job.last_ckpt = Path(event.path)
+    job.finished = isinstance(event, Done | Cancelled | Failed)
+    return event
+
+
+def _died_event(job: _ChildJob) -> Failed:
+    """Failed for a child that exited without a final event, naming how and what is kept."""
+    kept = (
+        f"; the last checkpoint '{job.last_ckpt}' is kept"
+        if job.last_ckpt is not None
+        else "; no checkpoint was written yet"
+    )
+    return Failed(
+        f"the training process {describe_exit(job.proc.exitcode)} at iteration "
+        f"{job.iteration}. Your labels are untouched{kept}.",
+        job.iteration,
+        job.last_ckpt,
+    )
+
+
+def _reap_child(job: _ChildJob, close_timeout_s: float, exit_timeout_s: float) -> None:
+    """Make sure the child and its descendants are gone: ask it to stop if it was closed early,
+    give it time to exit, then kill it and its process group."""
+    proc = job.proc
+    if proc is None or proc.pid is None:
+        return
+    if proc.exitcode is None and not job.finished:  # closed early: ask, then force
+        _send_stop(job)
+        proc.join(close_timeout_s)
+    if proc.exitcode is None and job.finished:  # it sent its last event: let it exit
+        proc.join(exit_timeout_s)
+    if proc.exitcode is None:
+        _kill_tree(proc, term_grace_s=1.0)
+    proc.join()
+    # descendants that outlived it (e.g. DataLoader workers in its process group)
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    _LIVE.discard(proc)

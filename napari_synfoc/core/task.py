@@ -156,6 +156,37 @@ def validate_task(
     img_n, lab_n = _name("Image", image_name), _name("Labels", labels_name)
     if task.image is None:
         return "Choose an Image layer (a 2D image or a (Z, Y, X) stack) to train on."
+    problem = _image_layout_problem(task, img_n)
+    if problem:
+        return problem
+    spatial = tuple(task.stack().shape[:3])
+    problem = _slice_size_problem(spatial, img_n)
+    if problem:
+        return problem
+    if task.labels is None:
+        return (
+            f"Choose a Labels layer: paint the structure on a few slices of {img_n} "
+            "(Layers > New Labels layer), then train."
+        )
+    lab = task.stack_labels()
+    slices = sorted({int(z) for z in task.labeled_slices})
+    problem = (
+        _labels_layout_problem(task, lab, spatial, img_n, lab_n)
+        or _labelled_slices_problem(lab, slices, spatial[0], img_n, lab_n)
+        or _label_values_problem(task, lab, slices, lab_n)
+    )
+    if problem:
+        return problem
+    problem = image_values_problem(task, image_name) if image_values else None
+    if problem:
+        return problem
+    return _window_problem(task, img_n) or _unlabelled_data_problem(
+        task, spatial[0], len(slices), img_n
+    )
+
+
+def _image_layout_problem(task: StackTask, img_n: str) -> str | None:
+    """A problem with the image's dtype or number of axes (given ``task.rgb``), or None."""
     raw = np.asarray(task.image)
     shape = tuple(raw.shape)
     if raw.dtype.kind not in "biuf":
@@ -177,9 +208,11 @@ def validate_task(
             f"{img_n} has shape {shape}: SynFoC needs a 2D image (grey or RGB) or a "
             f"(Z, Y, X) stack{hint}."
         )
-    img = task.stack()
-    spatial = tuple(img.shape[:3])
-    shown = spatial if raw.ndim - int(task.rgb) == 3 else spatial[1:]
+    return None
+
+
+def _slice_size_problem(spatial: tuple[int, ...], img_n: str) -> str | None:
+    """A problem when the (Z, Y, X) stack's slices exceed :data:`MAX_SLICE_PIXELS`, or None."""
     n_z, n_y, n_x = spatial
     if n_y * n_x > MAX_SLICE_PIXELS:
         mb = 2 * n_z * n_y * n_x * 4 / 2**20
@@ -188,13 +221,16 @@ def validate_task(
             f"size need about {mb:.0f} MB per class; downsample the image (e.g. bin 4×4) or "
             "crop it to the structure first."
         )
-    if task.labels is None:
-        return (
-            f"Choose a Labels layer: paint the structure on a few slices of {img_n} "
-            "(Layers > New Labels layer), then train."
-        )
-    lab = task.stack_labels()
+    return None
+
+
+def _labels_layout_problem(
+    task: StackTask, lab: np.ndarray, spatial: tuple[int, ...], img_n: str, lab_n: str
+) -> str | None:
+    """A problem when the labels' shape does not match the image or they are not integers."""
     if tuple(lab.shape) != spatial:
+        raw_ndim = np.asarray(task.image).ndim
+        shown = spatial if raw_ndim - int(task.rgb) == 3 else spatial[1:]
         return (
             f"{lab_n} have shape {tuple(np.shape(task.labels))} but {img_n} has "
             f"{'spatial ' if task.rgb else ''}shape {shown}: pick the Labels layer that belongs "
@@ -205,7 +241,13 @@ def validate_task(
             f"{lab_n} hold {lab.dtype} values: labels must be integer class indices "
             "(0 = background, 1, 2, ...); convert the layer to integers."
         )
-    slices = sorted({int(z) for z in task.labeled_slices})
+    return None
+
+
+def _labelled_slices_problem(
+    lab: np.ndarray, slices: list[int], n_z: int, img_n: str, lab_n: str
+) -> str | None:
+    """A problem when no slice is labelled or a labelled slice is outside the stack."""
     if not slices:
         if not lab.any():
             return (
@@ -216,11 +258,18 @@ def validate_task(
             f"{lab_n} have no labelled slice: paint the structure on at least one slice (or "
             "mark an all-background slice as labelled)."
         )
-    bad = [z for z in slices if not 0 <= z < spatial[0]]
+    bad = [z for z in slices if not 0 <= z < n_z]
     if bad:
-        return f"Labelled slice(s) {bad} are outside {img_n}'s slices 0..{spatial[0] - 1}."
-    on = lab[slices]
-    flat = on.reshape(len(slices), -1)
+        return f"Labelled slice(s) {bad} are outside {img_n}'s slices 0..{n_z - 1}."
+    return None
+
+
+def _label_values_problem(
+    task: StackTask, lab: np.ndarray, slices: list[int], lab_n: str
+) -> str | None:
+    """A problem with the values on the labelled slices (negative, 0/255 mask, too many
+    classes, background only), or None."""
+    flat = lab[slices].reshape(len(slices), -1)
     if lab.dtype.kind == "i" and (flat.min(1) < 0).any():
         z = _first_slice(flat.min(1) < 0, slices)
         return (
@@ -245,9 +294,11 @@ def validate_task(
             f"{lab_n}: the labelled slice(s) {slices} hold only background (0): paint the "
             "structure (class 1, 2, ...) on at least one of them."
         )
-    problem = image_values_problem(task, image_name) if image_values else None
-    if problem:
-        return problem
+    return None
+
+
+def _window_problem(task: StackTask, img_n: str) -> str | None:
+    """A problem with ``task.intensity_window`` (see :func:`~.intensity.check_window`), or None."""
     if task.intensity_window is not None:
         from .intensity import check_window
 
@@ -255,6 +306,11 @@ def validate_task(
             check_window(task.intensity_window)
         except ValueError as exc:
             return f"{img_n}: {exc}"
+    return None
+
+
+def _unlabelled_data_problem(task: StackTask, n_z: int, n_labelled: int, img_n: str) -> str | None:
+    """A problem with the extra unlabelled images, or when nothing unlabelled is left."""
     for k, extra in enumerate(task.extra_unlabeled, start=1):
         e = np.asarray(extra)
         ok = e.ndim in (3, 4) and e.shape[-1] in (3, 4) if task.rgb else e.ndim in (2, 3)
@@ -263,8 +319,7 @@ def validate_task(
                 f"Extra unlabelled image {k} has shape {tuple(e.shape)}: it must be "
                 f"{'an RGB' if task.rgb else 'a grey'} image or stack like {img_n}."
             )
-    unl = spatial[0] - len(slices) + len(task.extra_unlabeled)
-    if unl == 0:
+    if n_z - n_labelled + len(task.extra_unlabeled) == 0:
         return (
             f"Every slice of {img_n} is labelled and no extra unlabelled data was given: "
             "SynFoC learns from unlabelled slices too; leave slices unlabelled or add images "

@@ -6,7 +6,6 @@ float, bool and None only, so a file crafted to run code when unpickled is refus
 
 from __future__ import annotations
 
-import errno
 import os
 import pickle
 import re
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..io.geometry import os_problem
 
 FORMAT = "napari-synfoc/1"
 
@@ -35,14 +36,6 @@ class CheckpointWriteError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror) if self.strerror is not None else super().__str__()
-
-
-def _write_problem(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "the disk is full; free some space or choose another output folder"
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return "the folder cannot be written (read-only or no permission); choose another folder"
-    return exc.strerror or str(exc)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
@@ -67,7 +60,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
             raise
         kept = " (the previous file is unchanged)" if path.is_file() else ""
         raise CheckpointWriteError(
-            exc.errno, f"cannot write checkpoint '{path}': {_write_problem(exc)}{kept}"
+            exc.errno, f"cannot write checkpoint '{path}': {os_problem(exc)}{kept}"
         ) from exc
     finally:
         if tmp is not None and os.path.exists(tmp):

@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,22 +151,32 @@ def unsafe_file_message(path: str | Path, bad_global: str) -> str:
     )
 
 
+def _load_refusing_code(load: Callable[[], Any], path: Path, unreadable: Exception) -> Any:
+    """``load()``; a refused pickle global raises :class:`UnsafeCheckpointError` (the file
+    tried to run code), any other failure ``unreadable``."""
+    try:
+        return load()
+    except Exception as exc:
+        bad_global = _unsafe_global(exc, path)
+        if bad_global is not None:
+            raise UnsafeCheckpointError(unsafe_file_message(path, bad_global)) from exc
+        raise unreadable from exc
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a SynFoC checkpoint safely, with a clear error for missing, corrupt, unsafe or
     foreign files."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
-    try:
-        state = _torch_load(path, map_location)
-    except Exception as exc:
-        bad_global = _unsafe_global(exc, path)
-        if bad_global is not None:
-            raise UnsafeCheckpointError(unsafe_file_message(path, bad_global)) from exc
-        raise CheckpointError(
+    state = _load_refusing_code(
+        lambda: _torch_load(path, map_location),
+        path,
+        CheckpointError(
             f"cannot read checkpoint '{path}': the file is truncated or corrupt, or not a "
             "napari-synfoc file; nothing in it was run. Use an earlier copy or train again."
-        ) from exc
+        ),
+    )
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"'{path}' is not a napari-synfoc session or model (it has no '{FORMAT}' tag). "
@@ -276,16 +287,14 @@ def check_foundation_checkpoint(path: str | Path | None, foundation: str) -> Non
     problem = _file_problem(path, what, usual)
     if problem is not None:
         raise FoundationCheckpointError(problem)
-    try:
-        state = _torch_load_mmap(path)
-    except Exception as exc:
-        bad_global = _unsafe_global(exc, path)
-        if bad_global is not None:
-            raise UnsafeCheckpointError(unsafe_file_message(path, bad_global)) from exc
-        raise FoundationCheckpointError(
+    state = _load_refusing_code(
+        lambda: _torch_load_mmap(path),
+        path,
+        FoundationCheckpointError(
             f"'{path.name}' is not a PyTorch weights file, or it is incomplete (an interrupted "
             f"download?): download it again ({usual}). Nothing in it was run."
-        ) from exc
+        ),
+    )
     problem = _state_kind_problem(state, path.name, foundation, what)
     if problem is not None:
         raise FoundationCheckpointError(problem)

@@ -35,6 +35,11 @@ from .events import Cancelled, CheckpointSaved, Done, Event, Failed, Predictions
 # Prediction arrays above this many bytes travel through a file instead of the pipe.
 FILE_TRANSFER_BYTES = 1 << 20
 _STOP = "stop"
+# After each Predictions event the child waits (at most this long) for the parent's "resume",
+# sent when the parent asks for the next event: while napari builds or updates the overlay
+# layers, the training does not take both cores from the GUI thread.
+_RESUME = "resume"
+PREDICTION_PAUSE_S = 5.0
 # What a start is busy with before training reports itself (Progress events, step k of 3).
 START_STAGES = (
     "Starting the training process",
@@ -182,12 +187,17 @@ def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
 
     apply_child_cpu_policy()
     stop = threading.Event()
+    resume = threading.Event()
 
     def watch_parent() -> None:
         try:
             while True:
-                if stop_r.recv() == _STOP:
+                msg = stop_r.recv()
+                if msg == _STOP:
                     stop.set()
+                    resume.set()
+                elif msg == _RESUME:
+                    resume.set()
         except (EOFError, OSError):  # the parent is gone: do not train on as an orphan
             stop.set()
             time.sleep(5.0)
@@ -228,9 +238,13 @@ def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
                     event = dataclasses.replace(
                         event, message=oom_message(f"at iteration {event.iteration}")
                     )
+            if isinstance(event, Predictions):
+                resume.clear()
             send(event)
             if fault is not None:
                 fault(event)
+            if isinstance(event, Predictions):  # the parent is showing them: give it the CPU
+                resume.wait(PREDICTION_PAUSE_S)
     except BaseException as exc:  # noqa: BLE001 - anything reaches the parent as a Failed event
         if is_oom(exc):
             msg = oom_message(f"at iteration {iteration}")
@@ -337,7 +351,9 @@ def train_in_child(
     checkpoint seen. A child that dies yields Failed naming the signal or exit code. Closing the
     generator early stops the child the same way, waiting at most ``close_timeout_s`` for it to
     save before killing it; after its last event the child gets ``exit_timeout_s`` to exit before
-    it is killed. ``fault`` (tests only) is a picklable function the child calls after
+    it is killed. After each Predictions event the child pauses until the caller asks for the
+    next event (at most ``PREDICTION_PAUSE_S``), so showing them does not compete with training
+    for the CPU. ``fault`` (tests only) is a picklable function the child calls after
     each event it sends.
     """
     job = _ChildJob(Path(tempfile.mkdtemp(prefix="synfoc-job-")))
@@ -388,6 +404,12 @@ def _send_stop(job: _ChildJob) -> None:
         job.stop_w.send(_STOP)
 
 
+def _send_resume(job: _ChildJob) -> None:
+    """Let the child go on after a Predictions event (the caller asked for the next event)."""
+    with contextlib.suppress(OSError):
+        job.stop_w.send(_RESUME)
+
+
 def _relay_events(
     job: _ChildJob, should_stop: Callable[[], bool], stop_timeout_s: float, poll_s: float
 ) -> Iterator[Event]:
@@ -408,6 +430,8 @@ def _relay_events(
             event = _receive_event(job)
             if event is not None:
                 yield event
+                if isinstance(event, Predictions):
+                    _send_resume(job)
                 if job.finished:
                     return
                 continue

@@ -290,3 +290,34 @@ def test_exit_descriptions_name_the_signal():
     assert "SIGABRT" in describe_exit(-signal.SIGABRT) and "native" in describe_exit(-6)
     assert "SIGKILL" in describe_exit(-9) and "out of memory" in describe_exit(-9)
     assert "code 3" in describe_exit(3)
+
+
+def fault_log_time(event):
+    """Append (event type, monotonic time) to the file named by SYNFOC_TEST_EVENT_LOG."""
+    with open(os.environ["SYNFOC_TEST_EVENT_LOG"], "a", encoding="utf-8") as f:
+        f.write(f"{type(event).__name__} {time.monotonic()}\n")
+
+
+def test_the_child_pauses_after_predictions_until_the_next_event_is_asked_for(
+    tmp_path, monkeypatch
+):
+    """While the caller holds a Predictions event (napari building the overlays), the child
+    sends nothing more; it goes on when the next event is asked for."""
+    log = tmp_path / "events.log"
+    monkeypatch.setenv("SYNFOC_TEST_EVENT_LOG", str(log))
+    held = []
+    events = train_in_child(
+        _stack(), _cfg(iterations=6), out_dir=tmp_path, predict_every=2, fault=fault_log_time
+    )
+    for event in events:
+        if type(event).__name__ == "Predictions" and not held:
+            time.sleep(1.5)  # the GUI is busy with the overlays
+            held.append(time.monotonic())
+    assert held, "no Predictions event came"
+    rows = [line.split() for line in log.read_text().splitlines()]
+    first_pred = next(i for i, (name, _) in enumerate(rows) if name == "Predictions")
+    t_pred = float(rows[first_pred][1])
+    nxt = float(rows[first_pred + 1][1])
+    assert nxt >= held[0] - 0.05, (t_pred, nxt, held[0])  # nothing sent while held
+    assert nxt - t_pred >= 1.4
+    assert rows[-1][0] == "Done"

@@ -59,16 +59,22 @@ def test_whole_loop(viewer_widget, qtbot):
         assert type(viewer.layers[name]).__name__ == "Labels"
     heat = viewer.layers[overlays.HEAT].data
     assert heat.min() >= 0 and heat.max() <= 1
-    # built in steps, but finished: painting tools on, visibility as specified, all just below
-    # the user's labels, which stay the active layer
-    assert not overlays.unfinished_layers(viewer)
+    # built in steps, visibility as specified, all just below the user's labels, which stay the
+    # active layer; a Labels overlay gets its painting tools when the user activates it
+    assert not overlays.unfinished_layers(viewer, tools=False)
     assert viewer.layers[overlays.HEAT].visible and viewer.layers[overlays.CONSENSUS].visible
     assert not viewer.layers[overlays.MEDSAM].visible
-    for name in overlays.LABEL_OVERLAYS:
-        assert all(viewer.layers[name]._overlays[k].visible for k in overlays.TOOL_OVERLAYS)
     n = len(overlays.OVERLAY_NAMES)
     assert [layer.name for layer in viewer.layers[-1 - n : -1]] == list(overlays.STACK_ORDER)
     assert viewer.layers[-1] is lab and viewer.layers.selection.active is lab
+    consensus = viewer.layers[overlays.CONSENSUS]
+    assert not any(consensus._overlays[k].visible for k in overlays.TOOL_OVERLAYS)
+    viewer.layers.selection.active = consensus
+    assert all(consensus._overlays[k].visible for k in overlays.TOOL_OVERLAYS)
+    viewer.layers.selection.active = lab
+    widget.overlay_builder.close()  # the dock closing finishes the rest
+    for name in overlays.LABEL_OVERLAYS:
+        assert all(viewer.layers[name]._overlays[k].visible for k in overlays.TOOL_OVERLAYS)
     # the user's labels are untouched by training
     assert set(labeled_slices(lab.data)) == {1, 4}
     np.testing.assert_array_equal(lab.data[1], gt[1])
@@ -342,6 +348,28 @@ def test_overlays_built_in_steps_end_as_a_direct_add(disc_stack, make_napari_vie
         assert built[True][name][:2] == (index, desc), name
         np.testing.assert_array_equal(built[True][name][2], data)
     assert built[False][overlays.DIVERGENCE][1]["colors"][1] == (1.0, 0.0, 1.0, 1.0)
+
+
+def test_overlays_go_in_without_a_selection_event(disc_stack, make_napari_viewer):
+    """Inserting the overlays tells no listener of the selection (no panel swap in and out), and
+    leaves the user's selection as it was: one active layer, or several selected ones."""
+    maps = _maps()
+    viewer = make_napari_viewer()
+    img, _ = disc_stack()
+    image = viewer.add_image(img, name="stack")
+    lab = viewer.add_labels(np.zeros((Z, H, W), np.int32), name="annotations")
+    seen = []
+    viewer.layers.selection.events.connect(lambda e: seen.append(e.type))
+    assert overlays.update_overlays(viewer, maps, image, below=lab) == []
+    assert seen == []
+    assert viewer.layers.selection.active is lab and set(viewer.layers.selection) == {lab}
+    # several layers selected: the same set comes back, and still no event
+    for name in overlays.OVERLAY_NAMES:
+        viewer.layers.remove(name)
+    viewer.layers.selection.update({image, lab})
+    seen.clear()
+    assert overlays.update_overlays(viewer, maps, image, below=lab, max_new=2, defer=True)
+    assert seen == [] and set(viewer.layers.selection) == {image, lab}
 
 
 def test_training_pauses_after_predictions_until_the_overlays_exist(disc_stack, monkeypatch):

@@ -21,6 +21,15 @@ from .review_quality import accept_above_edit, quality_estimate
 from .slice_edit import SliceEdit, emptied
 from .view import Notices
 
+NO_LABELS = (
+    "There is no Labels layer to accept into: choose one in Labels (or add one with "
+    "Layers > New Labels layer), then Accept again."
+)
+
+
+def _size(shape: Sequence[int]) -> str:
+    return " × ".join(str(int(s)) for s in shape)
+
 
 class Review:
     """The latest review maps, the slice ranking, the next uncertain slice and accept.
@@ -80,6 +89,18 @@ class Review:
         have = tuple(labels_shape)
         return have == (want[1:] if len(have) == 2 else want)
 
+    def labels_problem(self, labels) -> str | None:
+        """Why the prediction cannot be accepted into ``labels`` (None: it can)."""
+        if labels is None:
+            return NO_LABELS
+        if self.maps_fit(np.shape(labels)):
+            return None
+        return (
+            f"The Labels layer is {_size(np.shape(labels))} voxels but the predictions are "
+            f"{_size(self.maps.fm_label.shape)}: choose the Labels layer of the predicted image "
+            "in Labels, then Accept again."
+        )
+
     def priorities(self, labeled: Sequence[int] = ()) -> np.ndarray:
         """Per-slice "label me next" score: :func:`~napari_synfoc.core.review.acquisition_scores`
         by :attr:`acquisition` ("diverse": disagreement times the distance in appearance to the
@@ -119,8 +140,11 @@ class Review:
         if self.maps is None:
             self.say("No predictions yet: train first.", error=True, notify=False)
             return None
-        if labels is None or np.ndim(labels) != 3 or not self.maps_fit(np.shape(labels)):
-            self.say("Accept above q needs a Labels layer matching the predicted stack.", True)
+        problem = self.labels_problem(labels)
+        if problem is None and np.ndim(labels) != 3:
+            problem = "Accept above q works on a stack of slices: this Labels layer is 2D."
+        if problem:
+            self.say(problem, error=True)
             return None
         est = self.quality(labels, labeled, trained)
         done = {int(z) for z in labeled}
@@ -193,12 +217,9 @@ class Review:
         if self.maps is None:
             self.say("No predictions yet: train first.", error=True, notify=False)
             return None
-        if labels is None or not self.maps_fit(np.shape(labels)):
-            self.say(
-                "The selected Labels layer does not match the predictions' shape "
-                f"{self.maps.fm_label.shape}.",
-                error=True,
-            )
+        problem = self.labels_problem(labels)
+        if problem:
+            self.say(problem, error=True)
             return None
         z = int(slice_index)
         lab = np.asarray(labels)

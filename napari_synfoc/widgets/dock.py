@@ -308,14 +308,7 @@ class SynFoCWidget(QWidget):
 
         ``source`` is "medsam", "unet" or "ensemble"; the slice defaults to the current one.
         """
-        if self.controller.review.maps is not None and self.labels_combo.value is None:
-            self._say(
-                "There is no Labels layer to accept into: choose one in Labels (or add one with "
-                "Layers > New Labels layer), then Accept again.",
-                error=True,
-            )
-            return 0
-        lab = self._maps_labels_layer()
+        lab = self.labels_combo.value  # the controller says what is wrong with it, if any
         z = 0 if lab is None else self.current_slice(lab) if slice_index is None else slice_index
         keep = self.review.keep_existing.isChecked()
         data = None if lab is None else lab.data
@@ -325,7 +318,7 @@ class SynFoCWidget(QWidget):
     def accept_above(self, q: float | None = None) -> int:
         """Accept the ensemble on every unlabelled slice estimated at Dice >= ``q`` (default:
         the review panel's q) as one undoable step; the number of voxels changed."""
-        lab = self._maps_labels_layer()
+        lab = self.labels_combo.value
         q = float(self.review.accept_q.value() if q is None else q)
         edit = self.controller.review.accept_above(
             None if lab is None else lab.data, q, self._review_labeled(),

@@ -28,6 +28,19 @@ def pytest_configure(config):
         os.environ["NAPARI_SYNFOC_CACHE_DIR"] = config._synfoc_cache
 
 
+# Fixtures that open a napari viewer (or a Qt widget): such a test costs 2-20 s on a 2-core CPU.
+_GUI_FIXTURES = ("make_napari_viewer", "qtbot")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that open a viewer or a Qt widget are ``gui`` and ``slow``: the fast loop
+    (``pytest -m "not slow"``) is the Qt-free core, app and I/O; CI runs everything."""
+    for item in items:
+        if any(f in getattr(item, "fixturenames", ()) for f in _GUI_FIXTURES):
+            item.add_marker(pytest.mark.gui)
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_unconfigure(config):
     folder = getattr(config, "_synfoc_cache", None)
     if folder:

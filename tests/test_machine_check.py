@@ -45,6 +45,7 @@ def _fake_worker(args, timeout, xvfb=False):
     return mc.time_profile(spec, "cpu", 0, 1)
 
 
+@pytest.mark.slow
 def test_bench_main_writes_its_json(tmp_path, monkeypatch):
     """The bench command end to end with the workers run in this process (no napari)."""
     monkeypatch.setattr(mc, "reference_encoder_seconds", lambda device: 0.5)

@@ -81,6 +81,7 @@ def _run(ctl, img, lab, labeled, iterations, predict_every=0, **kw):
     )
 
 
+@pytest.mark.slow
 def test_whole_loop_headless(disc_stack, tmp_path):
     ctl, view = _controller()
     img, gt = disc_stack()

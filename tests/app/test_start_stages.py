@@ -12,7 +12,7 @@ from napari_synfoc.app.controller import AppController, ControllerView, RunReque
 from napari_synfoc.app.jobs import JobRunner
 from napari_synfoc.core.task import StackTask
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]  # a training process
 
 
 class Statuses(ControllerView):

@@ -110,6 +110,7 @@ def _good_checkpoint(tmp_path, num_classes=2, shape=(4, 32, 32)):
     return save_session(ev[-1].checkpoint, tmp_path / "s.synfoc", [0], shape)
 
 
+@pytest.mark.slow
 def test_session_from_another_image_size_warm_starts(tmp_path):
     """A session is slice-based: it warm-starts on a stack of another size (kept working), and
     read_session reports the size it was made on, for the dock to compare."""

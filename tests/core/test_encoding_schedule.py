@@ -105,6 +105,7 @@ def test_unet_only_rows_are_the_displayed_unets_prediction(tmp_path):
         np.testing.assert_allclose(tr.predict_unet_slices(range(12)), un, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_encode_first_covers_the_volume_before_iteration_zero():
     cfg = make_config("cpu-interactive", iterations=3, unet_first=True, **TINY)
     ev = _run(cfg.replace(encode_schedule="encode_first"))

@@ -31,7 +31,7 @@ from napari_synfoc.core.events import (
 )
 from napari_synfoc.core.process_runner import descendant_pids, train_in_child
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]  # each test starts a training process
 
 
 def _stack(z=4, size=32, seed=0):

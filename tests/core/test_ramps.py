@@ -59,6 +59,7 @@ def test_lr_factor():
         lr_factor(0, 10, "cosine")
 
 
+@pytest.mark.slow
 def test_ramp_length_sets_the_trainers_lambda_schedule(tmp_path):
     """``ramp_length`` (interactive lever): lambda reaches lam_max after that many iterations
     instead of at the end of the run; 0 keeps the paper's whole-run ramp."""

@@ -65,6 +65,7 @@ def test_train_on_stack_runs_and_predicts(tmp_path):
     assert Path(ev[-1].checkpoint).is_file()
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(tmp_path):
     img, lab = _disc_stack()
     task = StackTask(img, lab, [0, 1])
@@ -108,6 +109,7 @@ def test_cancel_stops_within_one_iteration(tmp_path):
     assert events[-1].iteration == 2 and Path(events[-1].checkpoint).is_file()
 
 
+@pytest.mark.slow
 def test_warm_start_from_checkpoint(tmp_path):
     img, lab = _disc_stack()
     task = StackTask(img, lab, [0, 1])
@@ -174,6 +176,7 @@ def test_out_of_memory_message_suggests_lighter_setting(tmp_path, monkeypatch):
     assert "out of memory" in ev[-1].message and "lighter" in ev[-1].message
 
 
+@pytest.mark.slow
 def test_suponly_and_ablations_run(tmp_path):
     img, lab = _disc_stack()
     task = StackTask(img, lab, [0, 1])
@@ -278,6 +281,7 @@ def test_compiled_trainer_builds_and_keeps_its_modules():
     )
 
 
+@pytest.mark.slow
 def test_supervised_warm_up_before_iteration_zero(tmp_path):
     """warmup_steps (interactive departure): N supervised steps before iteration 0, reported as
     Progress, that leave the iteration count and schedule alone and hand the students to the

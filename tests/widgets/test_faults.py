@@ -18,7 +18,7 @@ import pytest
 from napari_synfoc.core.process_runner import descendant_pids
 from napari_synfoc.widgets.dock import SynFoCWidget
 
-pytestmark = [pytest.mark.gui, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.gui, pytest.mark.slow, pytest.mark.timeout(150)]
 
 Z, H, W = 6, 64, 64
 

@@ -689,8 +689,12 @@ def main(argv: list[str] | None = None) -> int:
         "reference_encoder_s": round(reference_encoder_seconds("cpu", 3), 3),
         "settings": vars(args), "baseline_interactions": {}, "runs": [],
     }  # fmt: skip
+    from napari_synfoc.core.intensity import CT_WINDOWS, suggested_window
+
     for vol in vols:
-        vol.window = window
+        # the dock's choice: a CT in HU starts from the soft-tissue window
+        ct = suggested_window(vol.image)
+        vol.window = window if window is not None else (CT_WINDOWS[ct] if ct else None)
         # in the given order: runs after the baseline (boxes) are capped at cap-factor x its
         # interactions; runs before it have the time cap only
         for policy in policies:

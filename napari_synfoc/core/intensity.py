@@ -18,13 +18,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: CT windows in Hounsfield units as (lo, hi) = (level - width/2, level + width/2).
-#: soft tissue W400/L40, lung W1500/L-600, bone W1500/L300.
-CT_WINDOWS: dict[str, tuple[float, float]] = {
-    "soft tissue": (-160.0, 240.0),
-    "lung": (-1350.0, 150.0),
-    "bone": (-450.0, 1050.0),
-}
+from ..io.hounsfield import CT_WINDOWS, DEFAULT_CT_WINDOW, looks_like_ct, suggested_window
+
+__all__ = [
+    "CT_WINDOWS",
+    "DEFAULT_CT_WINDOW",
+    "check_window",
+    "looks_like_ct",
+    "normalise_volume",
+    "percentile_bounds",
+    "suggested_window",
+    "window_from_contrast_limits",
+]
 
 
 def percentile_bounds(volume: np.ndarray) -> tuple[float, float]:

@@ -27,6 +27,7 @@ from napari_synfoc.io.geometry import (
     patient_axes,
     reorient,
 )
+from napari_synfoc.io.hounsfield import CT_WINDOWS, suggested_window
 from napari_synfoc.io.label_values import as_label_map
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
@@ -609,6 +610,10 @@ def _layer(
             return (labels, kwargs, "labels")
     if rgb:
         kwargs["rgb"] = True
+    else:
+        ct = suggested_window(arr)
+        if ct is not None:  # shown in the CT window, not grey on grey over -1024..3000 HU
+            kwargs["contrast_limits"] = list(CT_WINDOWS[ct])
     return (arr, kwargs, "image")
 
 

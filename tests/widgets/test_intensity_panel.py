@@ -57,7 +57,10 @@ def test_intensity_choices_give_the_task_window(dock):
     panel = widget.data_panel
     combo = panel.intensity_combo
     assert [combo.itemText(i) for i in range(combo.count())] == list(INTENSITY_MODES)
-    assert combo.currentText() == "auto (percentile)" and combo.toolTip()
+    # a CT in HU starts from the soft-tissue window (issue 21: defaults that fit the image)
+    assert combo.currentText() == "CT soft tissue" and combo.toolTip()
+    assert panel.intensity_window(image) == CT_WINDOWS["soft tissue"]
+    panel.set_intensity("auto (percentile)")
     assert panel.intensity_window(image) is None
     image.contrast_limits = (-100.0, 300.0)
     panel.set_intensity("layer contrast limits")
@@ -86,9 +89,11 @@ def test_intensity_choice_is_saved_in_the_session(dock, tmp_path):
 
     saved = read_session(path)["intensity"]
     assert saved == {"mode": "CT soft tissue", "window": list(CT_WINDOWS["soft tissue"])}
+    widget.data_panel.set_intensity("auto (percentile)")
     other = SynFoCWidget(viewer, backend="sync")
     try:
-        assert other.data_panel.intensity_mode() == "auto (percentile)"
+        assert other.data_panel.intensity_mode() == "CT soft tissue"  # suggested for the CT
+        other.data_panel.set_intensity("CT bone")
         other.sessions.load(path)
         assert other.data_panel.intensity_mode() == "CT soft tissue"
         # Predict uses the restored window for the image it predicts
@@ -97,6 +102,31 @@ def test_intensity_choice_is_saved_in_the_session(dock, tmp_path):
     finally:
         other.cleanup()
         other.deleteLater()
+
+
+def test_the_suggestion_follows_the_image_until_the_user_chooses(make_napari_viewer):
+    """A CT layer suggests the soft-tissue window, another image the percentile stretch; once
+    the user picks a mode in the combo, switching images keeps it."""
+    viewer = make_napari_viewer()
+    ct = viewer.add_image(_ct_stack()[0], name="ct")
+    mr = viewer.add_image(np.random.default_rng(0).random((Z, H, W)).astype(np.float32) * 900,
+                          name="mr")  # fmt: skip
+    widget = SynFoCWidget(viewer, backend="sync")
+    try:
+        panel = widget.data_panel
+        widget.image_combo.set_value(ct)
+        assert panel.intensity_mode() == "CT soft tissue"
+        widget.image_combo.set_value(mr)
+        assert panel.intensity_mode() == "auto (percentile)"
+        widget.image_combo.set_value(ct)
+        assert panel.intensity_mode() == "CT soft tissue"
+        panel.intensity_combo.setCurrentText("CT bone")
+        panel.intensity_combo.activated.emit(panel.intensity_combo.currentIndex())  # a click
+        widget.image_combo.set_value(mr)
+        assert panel.intensity_mode() == "CT bone"
+    finally:
+        widget.cleanup()
+        widget.deleteLater()
 
 
 def test_export_keeps_an_oblique_layer_geometry(make_napari_viewer, oblique_sitk_volume, tmp_path):

@@ -100,6 +100,7 @@ class DataPanel(QWidget):
 
         self.viewer = viewer
         self._watched: Any = None
+        self._intensity_chosen = False  # the user or a session picked the mode
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         form = QFormLayout()
@@ -195,6 +196,7 @@ class DataPanel(QWidget):
         if mode not in INTENSITY_MODES:
             raise ValueError(f"unknown intensity mode {mode!r}; choose from {INTENSITY_MODES}")
         self.intensity_combo.setCurrentText(mode)
+        self._intensity_chosen = True
 
     def folder(self) -> str | None:
         return self.folder_edit.text().strip() or None
@@ -220,7 +222,9 @@ class DataPanel(QWidget):
             layer.events.name.connect(self._on_layers_changed)
         self.labels_combo.currentIndexChanged.connect(self._on_labels_changed)
         self.image_combo.currentIndexChanged.connect(self._on_image_changed)
+        self.intensity_combo.activated.connect(self._on_intensity_activated)  # user's choice
         self.pick_default_layers()
+        self.suggest_intensity()
         self._watch(self.labels_combo.value)
 
     def disconnect_viewer(self) -> None:
@@ -269,6 +273,23 @@ class DataPanel(QWidget):
     def _on_image_changed(self, *_: Any) -> None:
         self._refresh_extra_list()
         self.pick_default_layers()
+        self.suggest_intensity()
+
+    def suggest_intensity(self) -> None:
+        """Start a CT in Hounsfield units from the soft-tissue window (the percentile stretch
+        otherwise), unless the user (or a session) chose the intensity mode."""
+        from ...core.intensity import suggested_window
+
+        if self._intensity_chosen:
+            return
+        img = self.image_combo.value
+        name = None if img is None or img.rgb else suggested_window(img.data)
+        self.intensity_combo.blockSignals(True)
+        self.intensity_combo.setCurrentText(f"CT {name}" if name else AUTO_INTENSITY)
+        self.intensity_combo.blockSignals(False)
+
+    def _on_intensity_activated(self, *_: Any) -> None:
+        self._intensity_chosen = True
 
     def _on_labels_changed(self, *_: Any) -> None:
         self._watch(self.labels_combo.value)

@@ -197,6 +197,7 @@ class Robot:
             self.ctl.prompts.segmenter_factory = segmenter_factory
         if st.acquisition:
             self.ctl.review.acquisition = st.acquisition
+        self.ctl.prompts.window = vol.window  # prompts see the dock's intensity choice
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed

@@ -80,6 +80,7 @@ class PromptController:
         self._prep_key: tuple | None = None
         self._prepared: list[np.ndarray] | None = None
         self.mode = "replace"
+        self.window: tuple[float, float] | None = None  # the dock's intensity choice
         self.base: _Mask | None = None  # what points refine (box mask or ensemble seed)
         self.last: _Mask | None = None  # the last mask written
         self.last_message = ""
@@ -110,12 +111,15 @@ class PromptController:
         self.base = self.last = None
 
     def prepared(self, image: np.ndarray, rgb: bool) -> list[np.ndarray]:
-        """The image's slices normalised as the trainer does (cached per image array)."""
+        """The image's slices normalised as the trainer does, through ``window`` (the dock's
+        intensity choice; None: the percentile stretch); cached per image array and window."""
         from ..core.prompting import prepare_volume
 
-        key = (id(image), np.shape(image), str(getattr(image, "dtype", "")), bool(rgb))
+        window = None if self.window is None else tuple(float(v) for v in self.window)
+        key = (id(image), np.shape(image), str(getattr(image, "dtype", "")), bool(rgb), window)
         if self._prepared is None or key != self._prep_key:
-            self._prepared = prepare_volume(np.asarray(image), rgb)
+            self._prepared = prepare_volume(np.asarray(image), rgb, window)
+            self.base = None  # a mask from other intensities is not what points refine
             self._prep_key = key
         return self._prepared
 

@@ -199,13 +199,15 @@ def click_local_merge(previous, proposal, points, labels, radius_frac: float = 0
 # ----------------------------------------------------------------------------- slices
 
 
-def prepare_volume(volume: np.ndarray, rgb: bool = False) -> list[np.ndarray]:
+def prepare_volume(
+    volume: np.ndarray, rgb: bool = False, window: tuple[float, float] | None = None
+) -> list[np.ndarray]:
     """Every slice as the trainer's float32 ``(C, H, W)`` in [0, 1] (per-volume normalisation:
-    uint8/255, else a 0.5-99.5 percentile stretch), so prompt and training embeddings share
-    cache keys."""
+    uint8/255, else a 0.5-99.5 percentile stretch, or the intensity ``window`` the dock chose),
+    so prompt and training embeddings share cache keys."""
     from .data import stack_slices_for_prediction
 
-    return stack_slices_for_prediction(volume, rgb)
+    return stack_slices_for_prediction(volume, rgb, window=window)
 
 
 def as_chw(image_slice, rgb: bool = False) -> np.ndarray:

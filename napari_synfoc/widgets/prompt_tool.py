@@ -75,7 +75,10 @@ class PromptTool:
             return None
 
     def _image(self):
-        return self.dock.image_combo.value
+        """The dock's image layer; prompts see it through the dock's intensity choice."""
+        img = self.dock.image_combo.value
+        self.controller.window = self.dock.data_panel.intensity_window(img)
+        return img
 
     def _labels(self):
         return self.dock.labels_combo.value

@@ -209,3 +209,34 @@ def test_propagation_and_accept_refuse_bad_input(prompt_image, rect, tiny):
     assert (
         c.propagation.accept(np.zeros(shape, np.int32)) is None and "No proposals" in said[-1][0]
     )
+
+
+class RecordingSegmenter(RectSegmenter):
+    """The rectangle segmenter that also keeps the slice each box prompt saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def segment_with_box(self, chw, box):
+        self.seen.append(np.array(chw))
+        return super().segment_with_box(chw, box)
+
+
+def test_prompts_see_the_image_through_the_docks_intensity_window(rect):
+    """With a window set (a CT preset), the prompted slice is the window's clip-and-rescale of
+    the raw values; the cache follows a change of window."""
+    img = np.full((Z, H, W), -1000, np.int16)
+    img[:, 20:40, 20:40] = 40  # soft tissue
+    img[:, 45:50, 45:50] = 1500  # bone
+    seg = RecordingSegmenter()
+    c, _ = _ctl(seg)
+    labels = np.zeros((Z, H, W), np.int32)
+    assert c.prompt(img, labels, 2, box=rect(2, 20, 20, 40, 40)) is not None
+    c.window = (-160.0, 240.0)
+    assert c.prompt(img, labels, 2, box=rect(2, 20, 20, 40, 40)) is not None
+    auto, windowed = seg.seen
+    # soft tissue: (40 + 160) / 400 = 0.5 in the window; air 0 and bone 1 (clipped)
+    np.testing.assert_allclose(windowed[0, 30, 30], 0.5, atol=1e-6)
+    assert windowed[0, 0, 0] == 0.0 and windowed[0, 47, 47] == 1.0
+    assert abs(auto[0, 30, 30] - 0.5) > 0.05  # the percentile stretch puts it elsewhere

@@ -279,7 +279,13 @@ def run_stack(
     def now() -> float:
         return time.perf_counter() - t0 - paused
 
-    task = StackTask(image=image, labels=labels, labeled_slices=list(labeled))
+    from napari_synfoc.core.intensity import CT_WINDOWS, suggested_window
+
+    ct = suggested_window(image)  # the dock's intensity choice: a CT starts from soft tissue
+    task = StackTask(
+        image=image, labels=labels, labeled_slices=list(labeled),
+        intensity_window=CT_WINDOWS[ct] if ct else None,
+    )  # fmt: skip
     stop = lambda: now() > seconds  # noqa: E731
     first_overlay = all_covered = unet_everywhere = None
     last_step = None

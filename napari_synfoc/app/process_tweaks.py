@@ -3,6 +3,7 @@
 - :func:`warm_up_imports`: import torch and the engine in a low-priority thread as the dock opens.
 - :class:`GcFreeze`: keep the collector away from napari's heap while a job runs.
 - :func:`avoid_triton_llvm_clash`: hide triton when Mesa's LLVM is loaded (segfault otherwise).
+- :func:`hide_library_notices`: no pop-up for a library's notice the user cannot act on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gc
 import os
 import sys
 import threading
+import warnings
 
 _WARM_UP_THREADS: list[threading.Thread] = []
 
@@ -18,6 +20,18 @@ _WARM_UP_THREADS: list[threading.Thread] = []
 def nothreads() -> bool:
     """True when ``SYNFOC_NOTHREADS`` asks for synchronous jobs (tests, debugging)."""
     return os.environ.get("SYNFOC_NOTHREADS", "") not in ("", "0")
+
+
+# Notices libraries give on import that a user cannot act on; napari shows every warning as a
+# pop-up, so the first box prompt or Predict with the bundled LiteMedSAM showed two of timm's
+# ("Importing from timm.models.layers is deprecated, please import via timm.layers").
+LIBRARY_NOTICES = (r"Importing from timm\.",)
+
+
+def hide_library_notices() -> None:
+    """Ignore the :data:`LIBRARY_NOTICES` (``FutureWarning`` with these messages only)."""
+    for message in LIBRARY_NOTICES:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
 
 
 def avoid_triton_llvm_clash() -> bool:

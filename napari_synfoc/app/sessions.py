@@ -20,13 +20,30 @@ from .state import ModelState, RunState
 from .view import Notices
 
 
+def _write_reason(exc: Exception, where: str | Path) -> str | None:
+    """Why writing ``where`` failed, in words: a file-system error (raised, or the cause of the
+    writer's error), or a folder that is not there; None for any other problem."""
+    cause = exc if isinstance(exc, OSError) else exc.__cause__
+    if isinstance(cause, OSError):
+        return cause.strerror or str(cause)
+    folder = Path(where).parent
+    if folder.is_file():
+        return f"'{folder}' is a file, not a folder"
+    if not folder.exists():
+        return f"the folder '{folder}' does not exist"
+    return None
+
+
 @contextlib.contextmanager
 def _writing(what: str, where: str | Path):
-    """Turn a file-system error while writing ``what`` into one message naming ``where``."""
+    """Turn a file-system error while writing ``what`` into one message naming ``where`` (the
+    writer's own errors too: they name the file but not what to do)."""
     try:
         yield
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    except (OSError, ValueError) as exc:
+        reason = _write_reason(exc, where)
+        if reason is None:
+            raise
         raise ValueError(
             f"Could not write {what} to '{where}': {reason}. Choose a folder you can write to; "
             "nothing was changed (labels and predictions are still in napari)."

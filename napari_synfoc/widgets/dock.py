@@ -24,12 +24,12 @@ import time
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QEvent, QEventLoop
+from qtpy.QtCore import QEvent, QEventLoop, QTimer
 from qtpy.QtWidgets import QApplication, QWidget
 
 from ..app import slices
 from ..app.controller import AppController
-from ..app.process_tweaks import warm_up_imports
+from ..app.process_tweaks import hide_library_notices, warm_up_imports
 from ..app.run_request import RunRequest
 from .dock_keys import DockKeys
 from .dock_layout import build_layout
@@ -85,6 +85,7 @@ class SynFoCWidget(QWidget):
         self.refresh_labeled()
         # the child imports the engine; napari's process only needs torch (device check)
         warm_up_imports(engine=self.controller.jobs.backend != "process")
+        hide_library_notices()  # napari would show them as pop-ups
         # File > Open on .nii.gz/.mha/.nrrd/.dcm then uses this plugin without asking (a choice
         # the user already made in napari's reader dialog is kept).
         from ..io.readers import prefer_synfoc_reader
@@ -257,11 +258,21 @@ class SynFoCWidget(QWidget):
         return started
 
     def _on_layer_removed(self, event: Any) -> None:
-        """A layer was deleted: if the running training read it, say so at once."""
+        """A layer was deleted: if the running training read it, say so at once (on the next
+        turn of the event loop: a closing viewer removes every layer first, then deletes the
+        dock, which detaches the controller, so closing napari says nothing)."""
         layer, jobs = event.value, self.job_layers
         kind = "image" if layer is jobs.image else "labels" if layer is jobs.labels else None
-        if kind is not None and self.controller.input_deleted(kind, layer.name):
-            self.update_buttons()
+        if kind is None:
+            return
+        ctl, name = self.controller, layer.name
+
+        def say() -> None:
+            if ctl.input_deleted(kind, name):  # False once detached: self may be gone
+                jobs.told.add(kind)
+                self.update_buttons()
+
+        QTimer.singleShot(0, say)
 
     def _disconnect_layers(self) -> None:
         with contextlib.suppress(TypeError, ValueError, RuntimeError):

@@ -53,8 +53,9 @@ class DockView(ControllerView):
 
     def finished(self):
         gone = self.dock.layers_gone()  # removed while the job ran: say what became of the run
-        if gone:
-            self.dock.controller.say(gone, error=True)
+        if gone:  # a pop-up only for a deletion not already said while it ran
+            untold = self.dock.job_layers.gone(self.dock.viewer.layers, untold=True)
+            self.dock.controller.say(gone, error=True, notify=bool(untold))
         self.dock.refresh_labeled()
         self.dock.loss_plot.redraw()
         self.dock.model_panel.note_rate(self.dock.controller.speed.rate())

@@ -167,14 +167,6 @@ def _picklable_exception(exc: BaseException | None) -> BaseException | None:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def oom_message(where: str) -> str:
-    """The one out-of-memory message (a lighter profile is the way out)."""
-    return (
-        f"out of memory {where}: use a lighter setting (the cpu-interactive profile, batch "
-        "2+2, a smaller U-Net input size, or a narrower U-Net). Your labels are untouched."
-    )
-
-
 def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
     """Entry point of the training process (spawned; imports torch only here)."""
     os.setpgrp()  # own process group: a stop kills the child and its DataLoader workers at once
@@ -225,6 +217,7 @@ def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
 
     from .device import is_oom
     from .interactive import train_on_stack
+    from .steps import failure_message, oom_message
 
     iteration = 0
     try:
@@ -249,7 +242,7 @@ def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
         if is_oom(exc):
             msg = oom_message(f"at iteration {iteration}")
         else:
-            msg = f"training failed at iteration {iteration}: {type(exc).__name__}: {exc}"
+            msg = failure_message(exc, iteration)
         with contextlib.suppress(Exception):
             send(Failed(msg, iteration, None, exc))
     finally:

@@ -38,17 +38,30 @@ def step_logs(
     return logs
 
 
-def failure_message(exc: BaseException, iteration: int, device) -> str:
-    """What the user reads when training stops on an unexpected error: out of memory names
-    the lighter settings; anything else its type and message."""
+def oom_message(where: str) -> str:
+    """The one out-of-memory message (a lighter profile is the way out)."""
+    return (
+        f"out of memory {where}: use a lighter setting (the cpu-interactive profile, batch "
+        "2+2, a smaller U-Net input size, or a narrower U-Net). Your labels are untouched."
+    )
+
+
+def failure_message(exc: BaseException, iteration: int, device=None) -> str:
+    """What the user reads after "Training failed:" when training stops on an error: out of
+    memory names the lighter settings; an error that explains itself (a file that cannot be
+    written, a refused input, a NaN loss) is shown as it is; anything else with its type."""
     from .device import is_oom
 
     if is_oom(exc):
-        return (
-            f"out of memory at iteration {iteration} on {device}: use a lighter setting (the "
-            "cpu-interactive profile, batch 2+2, a smaller --size, or a narrower U-Net)"
-        )
-    return f"training failed at iteration {iteration}: {type(exc).__name__}: {exc}"
+        where = f" on {device}" if device is not None else ""
+        return oom_message(f"at iteration {iteration}{where}")
+    if isinstance(exc, OSError) and exc.errno is not None:  # "[Errno 28] ..." in words
+        from ..io.geometry import os_problem
+
+        return f"stopped at iteration {iteration}: {os_problem(exc)}"
+    if isinstance(exc, OSError | ValueError | TrainingError):
+        return f"stopped at iteration {iteration}: {exc}"
+    return f"stopped at iteration {iteration} by an unexpected error ({type(exc).__name__}): {exc}"
 
 
 def from_rank0(x: Tensor, device: torch.device) -> Tensor:

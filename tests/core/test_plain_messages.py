@@ -7,7 +7,7 @@ import re
 import torch
 
 from napari_synfoc.core.checkpoint import CheckpointError, load_checkpoint
-from napari_synfoc.core.process_runner import oom_message
+from napari_synfoc.core.steps import oom_message
 
 FLAG = re.compile(r"(^|\s)--[a-z]")
 

@@ -1360,7 +1360,7 @@ CASES = [
         R + "a session trained with other classes",
         "Load a 2-class session; paint class 2 on slice 4; Retrain",
         c_other_classes,
-        ("was trained with num_classes=2", "num_classes=3"),
+        ("was trained for 1 class(es)", "your labels now hold 2", "Train a new model"),
     ),
     Case(
         "image_nan",

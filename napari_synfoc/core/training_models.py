@@ -191,6 +191,12 @@ def check_compatible(old: SynFoCConfig, cfg: SynFoCConfig, path) -> None:
 
     for key in ARCH_KEYS:
         if getattr(old, key) != getattr(cfg, key):
+            if key == "num_classes":  # the usual case in the dock: a class painted since
+                raise CheckpointError(
+                    f"the model in '{path}' was trained for {old.num_classes - 1} class(es) "
+                    f"(plus background), but your labels now hold {cfg.num_classes - 1}: "
+                    "Train a new model (Retrain warm-starts only with the same classes)"
+                )
             raise CheckpointError(
                 f"checkpoint '{path}' was trained with {key}={getattr(old, key)!r}, "
                 f"but this run uses {key}={getattr(cfg, key)!r}"

@@ -140,8 +140,8 @@ def test_session_with_other_classes_is_refused_with_the_reason(tmp_path):
     cfg = make_config("tiny", device="cpu", iterations=1)
     last = list(train_on_stack(task, cfg, init_checkpoint=sess, out_dir=tmp_path / "b"))[-1]
     assert isinstance(last, Failed)
-    assert "s.synfoc" in last.message and "num_classes=2" in last.message
-    assert "num_classes=3" in last.message
+    assert "s.synfoc" in last.message and "trained for 1 class(es)" in last.message
+    assert "your labels now hold 2" in last.message and "num_classes" not in last.message
 
 
 @pytest.mark.parametrize("how", ["garbage", "truncated", "empty"])

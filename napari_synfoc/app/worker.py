@@ -114,9 +114,10 @@ def training_events(
     on 200x512x512) run here, once, and end the job with :class:`Refused` (the message names the
     request's layers).  ``source`` trains and yields events (default: ``train_on_stack``; the
     controller passes its job backend's, :func:`.jobs.training_source`).  After yielding
-    predictions, it waits (at most ``OVERLAY_WAIT_S``) until ``overlays_ready`` is set: while
-    the GUI thread builds the overlay layers (the first predictions only), training pauses, so
-    the GUI thread does not share a 2-core machine with a training step.
+    predictions, it waits (at most ``OVERLAY_WAIT_S``) until ``overlays_ready`` is set again:
+    while the GUI thread builds or updates the overlay layers, training pauses (a training
+    child too: it waits for the next event to be asked for), so the GUI thread does not share a
+    2-core machine with a training step.
     """
     task = request.task
     problem = image_values_problem(task, request.image_name)
@@ -154,7 +155,10 @@ def _review_updates(events, task, stop_flag, overlays_ready) -> Iterator[Any]:
         if features is None:  # once, while the engine encodes (~1.5 s for 200 slices of 512²)
             features = stack_features(task.image, task.rgb)
         if isinstance(event, Predictions):
-            yield dataclasses.replace(full.add(event), features=features)
+            update = dataclasses.replace(full.add(event), features=features)
+            if overlays_ready is not None:
+                overlays_ready.clear()  # the view sets it once these maps are on screen
+            yield update
             if overlays_ready is not None:
                 deadline = time.monotonic() + OVERLAY_WAIT_S
                 while not (overlays_ready.is_set() or stop_flag.is_set()):

@@ -239,12 +239,8 @@ def _child_main(spec, cfg, kwargs, folder, events_w, stop_r, fault) -> None:
             if isinstance(event, Predictions):  # the parent is showing them: give it the CPU
                 resume.wait(PREDICTION_PAUSE_S)
     except BaseException as exc:  # noqa: BLE001 - anything reaches the parent as a Failed event
-        if is_oom(exc):
-            msg = oom_message(f"at iteration {iteration}")
-        else:
-            msg = failure_message(exc, iteration)
-        with contextlib.suppress(Exception):
-            send(Failed(msg, iteration, None, exc))
+        with contextlib.suppress(Exception):  # failure_message words out of memory too
+            send(Failed(failure_message(exc, iteration), iteration, None, exc))
     finally:
         with contextlib.suppress(Exception):
             events_w.close()

@@ -1,8 +1,9 @@
 """Shows review maps as overlay layers, building missing layers in small GUI steps.
 
-Adding a napari layer costs 60-130 ms of the GUI thread on a slow machine, so missing layers are
-added one per event-loop turn (their costly parts hidden until a later turn finishes them): the
-event loop handles input, paints and timers between them instead of freezing for all five.
+Adding a napari layer costs 60-130 ms of the GUI thread on a slow machine, and updating a large
+one's data ~70 ms, so layers are added or updated one per event-loop turn (a new layer's costly
+parts hidden until a later turn finishes them): the event loop handles input, paints and timers
+between them instead of freezing for all five.
 A Labels overlay's painting-tool visuals (~80-130 ms each on a 2-core machine) are built only
 when the user makes that layer the active one, to paint on it.
 """
@@ -50,32 +51,38 @@ class OverlayBuilder(QObject):
         return all(name in self.viewer.layers for name in overlays.OVERLAY_NAMES)
 
     def show(self, maps: Any, image_layer: Any, below: Any, at_once: bool = False) -> bool:
-        """Show ``maps`` on ``image_layer``'s grid; True while layers are left to build.
+        """Show ``maps`` on ``image_layer``'s grid; True while layers are left to build or
+        update.
 
-        Existing layers are updated now (cheap); missing ones are built by :meth:`step`, or all
-        now with ``at_once``.
+        Each layer is updated or built by its own :meth:`step` (setting a whole volume's data
+        on a Labels layer costs ~70 ms on a 2-core machine for 500 slices of 256²), or all now
+        with ``at_once``.
         """
         if image_layer is None or image_layer not in self.viewer.layers:
             return False
         self.maps, self.image_layer, self.below = maps, image_layer, below
-        self.pending = overlays.update_overlays(
-            self.viewer, maps, image_layer, below=below, max_new=None if at_once else 0
-        )
+        if at_once:
+            self.pending = overlays.update_overlays(self.viewer, maps, image_layer, below=below)
+        else:
+            self.pending = list(overlays.OVERLAY_NAMES)
         if self.work_left():
             self.timer.start()
             return True
         return False
 
     def step(self) -> None:
-        """Add one missing layer, or finish one added layer; re-arm while work is left."""
+        """Update or add one overlay layer, or finish one added layer; re-arm while work is
+        left."""
         layer = self.image_layer
         if self.maps is None or layer is None or layer not in self.viewer.layers:
             self.pending = []  # no maps, or their image is gone
         if self.pending:
-            self.pending = overlays.update_overlays(
-                self.viewer, self.maps, layer, below=self.below, names=self.pending, max_new=1,
+            name, rest = self.pending[0], self.pending[1:]
+            left = overlays.update_overlays(
+                self.viewer, self.maps, layer, below=self.below, names=[name], max_new=1,
                 defer=True,
             )  # fmt: skip
+            self.pending = [*left, *rest]
         else:
             for lay in overlays.unfinished_layers(self.viewer, tools=False)[:1]:
                 overlays.finish_layer(lay)

@@ -131,7 +131,7 @@ def test_whole_loop_headless(disc_stack, tmp_path):
     mine[kept.edit.indices] = kept.edit.new_values
     assert (mine[z, :4, :4] == 2).all()
     assert ctl.review.accept(np.zeros((Z, 32, 32), np.int32), z) is None
-    assert "does not match" in ctl.last_message and view.messages[-1][1] is True
+    assert "but the predictions are" in ctl.last_message and view.messages[-1][1] is True
     with pytest.raises(ValueError, match="unknown source"):
         ctl.review.accept(lab, z, "medsm")
 

@@ -373,8 +373,8 @@ def test_overlays_go_in_without_a_selection_event(disc_stack, make_napari_viewer
 
 
 def test_training_pauses_after_predictions_until_the_overlays_exist(disc_stack, monkeypatch):
-    """The worker generator waits (bounded) after predictions until the GUI says the overlay
-    layers exist; a set flag or a stop request lets it go on at once."""
+    """The worker generator waits (bounded) after each predictions update until the GUI says
+    the overlays show it; the GUI's answer or a stop request lets it go on at once."""
     import threading
     import time
 
@@ -399,18 +399,21 @@ def test_training_pauses_after_predictions_until_the_overlays_exist(disc_stack, 
     img, gt = disc_stack()
     task = StackTask(img, gt, [1])  # passes the worker's full check
 
-    def run(ready, stop):
+    def run(ready, stop, shown=False):
         gen = sw.training_events(RunRequest(task, {}, predict_every=1), stop, overlays_ready=ready)
         assert type(next(gen)).__name__ == "Progress"  # the start stage (issue 23 item 15)
         assert type(next(gen)).__name__ == "ReviewUpdate"
+        if shown:  # the view put these maps on screen
+            ready.set()
         t = time.perf_counter()
         assert isinstance(next(gen), Step)
         return time.perf_counter() - t
 
     assert run(threading.Event(), threading.Event()) >= 0.29  # nobody answers: the bound
     ready = threading.Event()
-    ready.set()
-    assert run(ready, threading.Event()) < 0.2
+    ready.set()  # set for earlier maps: each new update waits for its own
+    assert run(ready, threading.Event()) >= 0.29
+    assert run(threading.Event(), threading.Event(), shown=True) < 0.2
     stop = threading.Event()
     stop.set()
     assert run(threading.Event(), stop) < 0.2

@@ -60,23 +60,12 @@ def make_volume(name: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
 
 def measure(name: str, seconds: float) -> dict[str, Any]:
     """Train on volume ``name`` in the dock for ``seconds``; stalls, memory and coverage."""
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from napari_synfoc.app.process_tweaks import warm_up_threads
     from napari_synfoc.core.process_runner import descendant_pids
+    from napari_synfoc.machine_check import open_dock
     from napari_synfoc.widgets.ui_latency import EventLoopProbe
 
     img, labels, labeled = make_volume(name)
-    viewer = napari.Viewer(show=False)
-    il = viewer.add_image(img, name="volume")
-    ll = viewer.add_labels(labels, name="labels")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
-    app = QApplication.instance()
-    for t in warm_up_threads():
-        while t.is_alive():
-            app.processEvents()
-            t.join(0.01)
+    viewer, il, ll, widget, app = open_dock(img, labels, "volume")
     rss0 = rss_mb()
     probe = EventLoopProbe(10, stall_ms=150).start()
     t0 = time.perf_counter()

@@ -183,6 +183,27 @@ def time_profile(profile: str, device: str, warmup: int, iters: int) -> dict[str
     }
 
 
+def open_dock(image, labels, name: str):
+    """A hidden napari viewer with ``image`` and ``labels`` and the SynFoC dock, its background
+    warm-up finished (so a stall measured next is training's own): ``(viewer, image layer,
+    labels layer, dock, QApplication)``."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from .app.process_tweaks import warm_up_threads
+
+    viewer = napari.Viewer(show=False)
+    il = viewer.add_image(image, name=name)
+    ll = viewer.add_labels(labels, name="labels")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
+    app = QApplication.instance()
+    for t in warm_up_threads():
+        while t.is_alive():
+            app.processEvents()
+            t.join(0.01)
+    return viewer, il, ll, widget, app
+
+
 def measure_overlay(
     n_slices: int = 20,
     size: int = 256,
@@ -195,24 +216,10 @@ def measure_overlay(
     scripting API, exactly the code path a user's click takes, with the dock's default settings
     (profile "auto", resolved by :func:`~napari_synfoc.config.resolve_config`).
     """
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    from .app.process_tweaks import warm_up_threads
     from .widgets.ui_latency import EventLoopProbe
 
     img, labels, _ = demo_task(n_slices, size, n_labeled)
-    viewer = napari.Viewer(show=False)
-    il = viewer.add_image(img, name="stack")
-    ll = viewer.add_labels(labels, name="labels")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-synfoc", "SynFoC")
-    app = QApplication.instance()
-    # The dock warms its imports up in the background as it opens (while a user picks layers);
-    # let that finish so the stall measured is the one of training itself.
-    for t in warm_up_threads():
-        while t.is_alive():
-            app.processEvents()
-            t.join(0.01)
+    viewer, il, ll, widget, app = open_dock(img, labels, "stack")
     probe = EventLoopProbe(10, stall_ms=150)
     probe.start()
     t0 = time.perf_counter()

@@ -55,12 +55,13 @@ def failure_message(exc: BaseException, iteration: int, device=None) -> str:
     if is_oom(exc):
         where = f" on {device}" if device is not None else ""
         return oom_message(f"at iteration {iteration}{where}")
-    if isinstance(exc, OSError) and exc.errno is not None:  # "[Errno 28] ..." in words
-        from ..io.geometry import os_problem
-
-        return f"stopped at iteration {iteration}: {os_problem(exc)}"
     if isinstance(exc, OSError | ValueError | TrainingError):
-        return f"stopped at iteration {iteration}: {exc}"
+        text = str(exc)
+        if isinstance(exc, OSError) and text.startswith("[Errno"):  # a bare OSError: in words
+            from ..io.geometry import os_problem
+
+            text = os_problem(exc) + (f" ('{exc.filename}')" if exc.filename else "")
+        return f"stopped at iteration {iteration}: {text}"
     return f"stopped at iteration {iteration} by an unexpected error ({type(exc).__name__}): {exc}"
 
 

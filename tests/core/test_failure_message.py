@@ -9,7 +9,7 @@ from napari_synfoc.core.steps import TrainingError, failure_message
 
 
 def test_an_error_that_explains_itself_is_shown_as_it_is():
-    exc = CheckpointWriteError("cannot write checkpoint '/x/last.pt': the disk is full")
+    exc = CheckpointWriteError(28, "cannot write checkpoint '/x/last.pt': the disk is full")
     msg = failure_message(exc, 2)
     assert msg == "stopped at iteration 2: cannot write checkpoint '/x/last.pt': the disk is full"
     assert "training failed" not in msg.lower() and "CheckpointWriteError" not in msg

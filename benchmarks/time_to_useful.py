@@ -535,6 +535,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="auto", help="config profile (the dock's: auto)")
     p.add_argument("--strategy", default="synfoc",
                    help="synfoc, semisam+, ifl or uncol (the dock's Strategy)")  # fmt: skip
+    p.add_argument("--set", dest="settings", default="",
+                   help="config settings over the profile's, '+'-joined key=value pairs, "
+                   "e.g. 'encode_schedule=interleave+unet_first=false'")  # fmt: skip
     p.add_argument("--embed-cache", default=None,
                    help="embedding disk cache folder (default: a fresh temp folder, so the "
                    "first run's encoding is timed)")  # fmt: skip
@@ -552,6 +555,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = dock_config(args.device, args.iterations, args.profile, args.strategy)
+    if args.settings:
+        from napari_synfoc.machine_check import parse_profile_spec
+
+        _, extra = parse_profile_spec("x+" + args.settings)
+        cfg = cfg.replace(**extra)
     import torch
 
     from napari_synfoc.machine_check import reference_encoder_seconds

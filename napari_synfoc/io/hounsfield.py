@@ -31,8 +31,10 @@ def looks_like_ct(volume: np.ndarray, max_samples: int = 200_000) -> bool:
     a = np.asarray(volume)
     if a.dtype.kind not in "if" or a.size == 0:
         return False
-    flat = a.reshape(-1)
-    sample = flat[:: max(1, flat.size // max_samples)].astype(np.float64)
+    # the same stride on every axis: a view, never a copy of the volume (a reoriented volume is
+    # not contiguous, and reshape(-1) would copy it whole)
+    step = max(1, int(np.ceil((a.size / max_samples) ** (1.0 / a.ndim))))
+    sample = a[(slice(None, None, step),) * a.ndim].astype(np.float64).ravel()
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return False

@@ -387,16 +387,11 @@ def _start_child(job: _ChildJob, task, cfg, train_on_stack_kwargs: dict, fault) 
     job.stop_r.close()
 
 
-def _send_stop(job: _ChildJob) -> None:
-    """Ask the child to stop (it saves a checkpoint and sends Cancelled)."""
+def _tell(job: _ChildJob, message: str) -> None:
+    """Send the child ``_STOP`` (it saves a checkpoint and sends Cancelled) or ``_RESUME`` (go
+    on after a Predictions event); a child already gone is not an error."""
     with contextlib.suppress(OSError):
-        job.stop_w.send(_STOP)
-
-
-def _send_resume(job: _ChildJob) -> None:
-    """Let the child go on after a Predictions event (the caller asked for the next event)."""
-    with contextlib.suppress(OSError):
-        job.stop_w.send(_RESUME)
+        job.stop_w.send(message)
 
 
 def _relay_events(
@@ -407,7 +402,7 @@ def _relay_events(
     stop_deadline: float | None = None
     while True:
         if stop_deadline is None and should_stop():
-            _send_stop(job)
+            _tell(job, _STOP)
             stop_deadline = time.monotonic() + stop_timeout_s
         if stop_deadline is not None and time.monotonic() > stop_deadline:
             _kill_tree(job.proc)
@@ -420,7 +415,7 @@ def _relay_events(
             if event is not None:
                 yield event
                 if isinstance(event, Predictions):
-                    _send_resume(job)
+                    _tell(job, _RESUME)
                 if job.finished:
                     return
                 continue
@@ -473,7 +468,7 @@ def _reap_child(job: _ChildJob, close_timeout_s: float, exit_timeout_s: float) -
     if proc is None or proc.pid is None:
         return
     if proc.exitcode is None and not job.finished:  # closed early: ask, then force
-        _send_stop(job)
+        _tell(job, _STOP)
         proc.join(close_timeout_s)
     if proc.exitcode is None and job.finished:  # it sent its last event: let it exit
         proc.join(exit_timeout_s)

@@ -77,12 +77,11 @@ class OverlayBuilder(QObject):
         if self.maps is None or layer is None or layer not in self.viewer.layers:
             self.pending = []  # no maps, or their image is gone
         if self.pending:
-            name, rest = self.pending[0], self.pending[1:]
-            left = overlays.update_overlays(
+            name, self.pending = self.pending[0], self.pending[1:]
+            overlays.update_overlays(  # one name, max_new=1: nothing is left missing
                 self.viewer, self.maps, layer, below=self.below, names=[name], max_new=1,
                 defer=True,
             )  # fmt: skip
-            self.pending = [*left, *rest]
         else:
             for lay in overlays.unfinished_layers(self.viewer, tools=False)[:1]:
                 overlays.finish_layer(lay)

@@ -245,3 +245,20 @@ def test_unwritable_cache_folder_falls_back(tmp_path, tiny_encoder, caplog):
         enc.active == "torch" and "export failed" in enc.status and "export failed" in caplog.text
     )
     assert torch.equal(out, _torch(tiny_encoder, _x(1)))
+
+
+def test_export_under_bf16_autocast_is_fp32(tiny_encoder, tmp_path):
+    """The training step encodes under autocast (bf16 on CPUs with AMX, issue 22): the export
+    made there must still be a plain fp32 graph that the runtimes load and that matches torch."""
+    import onnx
+
+    enc = FrozenEncoder("auto", cache_dir=tmp_path)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        enc(tiny_encoder, torch.rand(1, 3, 64, 64))
+    model = onnx.load(str(next(tmp_path.glob("encoder-*.onnx"))))
+    bf16 = onnx.TensorProto.BFLOAT16
+    casts = [n.name for n in model.graph.node if n.op_type == "Cast"
+             and any(a.name == "to" and a.i == bf16 for a in n.attribute)]  # fmt: skip
+    weights = [t.name for t in model.graph.initializer if t.data_type == bf16]
+    assert not casts and not weights
+    assert enc.active in ("onnxruntime", "openvino"), enc.status

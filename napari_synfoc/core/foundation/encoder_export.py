@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,13 @@ def cached_export(folder: str | Path, key: str) -> ExportedEncoder | None:
     return ExportedEncoder(onnx_path, ref_path, meta)
 
 
+@contextmanager
+def _no_autocast():
+    """CPU autocast off: the export and its reference are plain fp32."""
+    with torch.autocast("cpu", enabled=False):
+        yield
+
+
 @torch.no_grad()
 def export_encoder(
     encoder: nn.Module, folder: str | Path, key: str, input_shape: tuple[int, ...]
@@ -142,7 +150,7 @@ def export_encoder(
     folder.mkdir(parents=True, exist_ok=True)
     onnx_path, ref_path, meta_path = _paths(folder, key)
     x = torch.from_numpy(probe_input(input_shape))
-    with torch.autocast("cpu", enabled=False):
+    with _no_autocast():
         ref = encoder(x).float()
         t0 = time.perf_counter()
         encoder(x)
@@ -151,7 +159,9 @@ def export_encoder(
     os.close(fd)
     try:
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
+        # the training step calls the encoder under autocast (bf16 on CPUs with AMX): traced
+        # there, the graph would hold bf16 casts that no runtime loads and no fp32 check passes
+        with warnings.catch_warnings(), _no_autocast():
             warnings.simplefilter("ignore")  # tracer warnings about Python-int shapes (fixed)
             torch.onnx.export(
                 encoder, (x,), tmp, opset_version=EXPORT_OPSET, dynamo=False,

@@ -15,7 +15,13 @@ import numpy as np
 
 from ..core.events import Failed, Predictions, Progress
 from ..core.process_runner import START_STAGES, train_in_child
-from ..core.review import ReviewMaps, review_maps, stack_features
+from ..core.review import (
+    MAPS_CHUNK,
+    ReviewMaps,
+    blank_review_maps,
+    review_maps_into,
+    stack_features,
+)
 from ..core.task import image_values_problem
 from . import task_builder
 from .preflight import weights_problem
@@ -65,35 +71,66 @@ def _blank_foundation_rows(maps: ReviewMaps, rows: list[int]) -> ReviewMaps:
 
 
 class _FullPredictions:
-    """Stack-sized probabilities assembled from partial ``Predictions`` events.
+    """Stack-sized review maps assembled from partial ``Predictions`` events.
+
+    No probabilities are kept: each event's rows go through
+    :func:`~napari_synfoc.core.review.review_maps_into` onto the slices it brings, in place, so
+    an update costs O(event) memory and CPU, not O(stack).  The arrays are shared by the
+    updates of a run (each gets its own :class:`ReviewMaps`; the GUI may see later rows land);
+    a whole-stack event, or a new stack shape, starts fresh arrays.
 
     ``covered``: the slices holding both models' predictions; ``unet_seen``: those holding the
-    U-Net's (with ``unet_first``, every slice soon after the warm-up)."""
+    U-Net's (with ``unet_first``, every slice soon after the warm-up).  A slice an event lists
+    without its foundation row holds the U-Net's prediction only from then on (its earlier
+    MedSAM maps are dropped, not paired with a later U-Net's).  Slices without a prediction
+    are background everywhere, with no divergence.
+    """
 
     def __init__(self) -> None:
-        self.fm = self.unet = None
+        self.maps: ReviewMaps | None = None
+        self.shape: tuple[int, ...] = ()  # (Z, K, Y, X) of the stack the maps are for
         self.covered: set[int] = set()
         self.unet_seen: set[int] = set()
 
+    def _fresh(self, shape: tuple[int, ...]) -> None:
+        self.maps = blank_review_maps(shape[0], shape[1], shape[2:])
+        self.shape = tuple(shape)
+        self.covered, self.unet_seen = set(), set()
+
     def add(self, event: Predictions) -> ReviewUpdate:
+        fm, un = np.asarray(event.fm_prob), np.asarray(event.unet_prob)
         if event.slices is None:
-            self.fm, self.unet = event.fm_prob, event.unet_prob
-            n = len(event.fm_prob)
-            self.covered = self.unet_seen = set(range(n))
-            return ReviewUpdate(event.iteration, review_maps(self.fm, self.unet), n_slices=n)
+            n = len(fm)
+            self._fresh(fm.shape)
+            review_maps_into(self.maps, range(n), fm, un)
+            self.covered, self.unet_seen = set(range(n)), set(range(n))
+            return ReviewUpdate(event.iteration, dataclasses.replace(self.maps), n_slices=n)
         n = int(event.n_slices)
-        shape = (n, *np.shape(event.fm_prob)[1:])
-        if self.fm is None or tuple(self.fm.shape) != shape:
-            k = shape[1]  # unpredicted slices: uniform probabilities (background, no dispute)
-            self.fm = np.full(shape, 1.0 / k, np.float32)
-            self.unet = np.full(shape, 1.0 / k, np.float32)
-            self.covered, self.unet_seen = set(), set()
-        self.covered.update(event.scatter_into(self.fm, self.unet))
-        self.unet_seen = self.unet_seen | set(event.covered()) | self.covered
+        shape = (n, *fm.shape[1:])
+        if self.maps is None or self.shape != shape:
+            self._fresh(shape)
+        maps = self.maps
+        ready = event.foundation_ready or (True,) * len(event.slices)
+        both = [r for r, ok in enumerate(ready) if ok]
+        only = [r for r, ok in enumerate(ready) if not ok]
+        slices = [int(z) for z in event.slices]
+        if both:
+            rows = [slices[r] for r in both]
+            some = len(both) < len(ready)  # else all rows: no copy
+            review_maps_into(maps, rows, fm[both] if some else fm, un[both] if some else un)
+            self.covered.update(rows)
+        if only:
+            rows = [slices[r] for r in only]
+            for s in range(0, len(only), MAPS_CHUNK):
+                part = only[s : s + MAPS_CHUNK]
+                maps.unet_label[rows[s : s + MAPS_CHUNK]] = un[part].argmax(axis=1)
+            _blank_foundation_rows(maps, rows)
+            self.covered.difference_update(rows)
+        self.unet_seen = self.unet_seen | set(slices) | self.covered
         unet_only = sorted(self.unet_seen - self.covered)
-        maps = _blank_foundation_rows(review_maps(self.fm, self.unet), unet_only)
         covered = None if len(self.covered) == n else sorted(self.covered)
-        return ReviewUpdate(event.iteration, maps, covered, unet_only=unet_only, n_slices=n)
+        update = dataclasses.replace(maps)  # its own object: the GUI tells updates apart by it
+        return ReviewUpdate(event.iteration, update, covered, unet_only=unet_only, n_slices=n)
 
 
 def training_events(

@@ -1,6 +1,7 @@
 """Box propagation (Qt-free): boxes drawn on a few slices are interpolated over the slices
 between them, each slice is segmented in the job runner, and the results wait as proposals until
-accepted.  :class:`BoxPropagation` is ``controller.prompts.propagation``."""
+accepted.  Proposals from the models (issue 21) go the same way, boxed by the ensemble's masks.
+:class:`BoxPropagation` is ``controller.prompts.propagation``."""
 
 from __future__ import annotations
 
@@ -125,6 +126,66 @@ class BoxPropagation:
         except ValueError as exc:
             self.say(f"Box propagation: {exc}", error=True)
             return False
+
+        def segment(seg, prepared, z):
+            return seg.segment_with_box(prepared[z], plan[z])
+
+        what = "Box propagation"
+        self.say(f"Propagating boxes over {len(plan)} slices ({min(plan)}..{max(plan)})…")
+        return self._launch(what, plan, segment, image, rgb, int(cls), on_slice, on_finished)
+
+    def start_from_models(
+        self,
+        image: np.ndarray | None,
+        labels_shape: Sequence[int] | None,
+        ensemble_label: np.ndarray | None,
+        slices: Sequence[int],
+        *,
+        cls: int = 1,
+        rgb: bool = False,
+        on_slice: Callable[[int, np.ndarray, int, int], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+    ) -> bool:
+        """Propose from the models (issue 21): on each of ``slices``, LiteMedSAM boxed by each
+        part of the ensemble's class-``cls`` mask (:func:`~napari_synfoc.core.model_prompts.
+        model_prompted_mask`), as proposals accepted like box propagation's.  False (with a
+        message) when it cannot start."""
+        from ..core.model_prompts import model_prompted_mask
+
+        if self.running:
+            self.say("Box propagation is already running: stop it first.", error=True)
+            return False
+        problem = None
+        if image is None:
+            problem = "No image: choose an Image layer before asking the models for proposals."
+        elif labels_shape is None or len(labels_shape) != 3:
+            problem = "Proposals from the models need a (Z, Y, X) image and Labels layer."
+        elif ensemble_label is None:
+            problem = "No predictions yet: Train first, then ask the models for proposals."
+        elif tuple(np.shape(ensemble_label)) != tuple(labels_shape):
+            problem = (
+                f"The predictions' shape {np.shape(ensemble_label)} does not match the Labels "
+                f"layer's {tuple(labels_shape)}: train on these layers first."
+            )
+        elif not len(slices):
+            problem = "No slices to propose on: every predicted slice is labelled already."
+        if problem:
+            self.say(problem, error=True)
+            return False
+        plan = {int(z): () for z in sorted({int(z) for z in slices})}
+        # the rows as they are now: the review maps are updated in place by later predictions
+        ens = {z: np.asarray(ensemble_label[z]) == cls for z in plan}
+
+        def segment(seg, prepared, z):
+            return model_prompted_mask(lambda b: seg.segment_with_box(prepared[z], b), ens[z])[0]
+
+        self.say(f"Proposals from the models on {len(plan)} slices…")
+        what = "Proposals from the models"
+        return self._launch(what, plan, segment, image, rgb, int(cls), on_slice, on_finished)
+
+    def _launch(self, what, plan, segment, image, rgb, cls, on_slice, on_finished) -> bool:
+        """Run ``segment(seg, prepared, z)`` over ``plan``'s slices in the job runner; each
+        finished slice is a proposal (see :meth:`start`)."""
         self.proposals, self.plan, self.cls = {}, plan, int(cls)
         self.stop_flag = threading.Event()
         self.outcome = None
@@ -137,7 +198,7 @@ class BoxPropagation:
             for i, z in enumerate(sorted(plan)):
                 if stop.is_set():
                     return
-                yield z, np.asarray(seg.segment_with_box(prepared[z], plan[z]), bool), i + 1, total
+                yield z, np.asarray(segment(seg, prepared, z), bool), i + 1, total
 
         def got(ev):
             z, mask, done, total = ev
@@ -147,7 +208,7 @@ class BoxPropagation:
 
         def failed(exc):
             self.outcome = "failed"
-            self.say(f"Box propagation failed: {type(exc).__name__}: {exc}", error=True)
+            self.say(f"{what} failed: {type(exc).__name__}: {exc}", error=True)
 
         def finished():
             if self.outcome is None:
@@ -156,13 +217,12 @@ class BoxPropagation:
             tail = " (stopped)" if stop.is_set() else ""
             if self.outcome != "failed":
                 self.say(
-                    f"Box propagation{tail}: proposals on {n} of {len(plan)} slices "
+                    f"{what}{tail}: proposals on {n} of {len(plan)} slices "
                     f"({min(plan)}..{max(plan)}); accept them slice by slice or all at once."
                 )
             if on_finished is not None:
                 on_finished()
 
-        self.say(f"Propagating boxes over {len(plan)} slices ({min(plan)}..{max(plan)})…")
         self.jobs.start_events(events(), got, failed, finished)
         return True
 

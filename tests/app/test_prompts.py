@@ -240,3 +240,39 @@ def test_prompts_see_the_image_through_the_docks_intensity_window(rect):
     np.testing.assert_allclose(windowed[0, 30, 30], 0.5, atol=1e-6)
     assert windowed[0, 0, 0] == 0.0 and windowed[0, 47, 47] == 1.0
     assert abs(auto[0, 30, 30] - 0.5) > 0.05  # the percentile stretch puts it elsewhere
+
+
+def test_proposals_from_the_models_box_each_part_and_accept_as_one_edit(prompt_image):
+    seg = RectSegmenter()
+    c, said = _ctl(seg)
+    ens = np.zeros((Z, H, W), np.uint8)
+    ens[1, 10:20, 10:20] = 1  # one part: SAM's box (extent +- 2 px) replaces it (IoU 0.51)
+    ens[2, 30:40, 5:15] = 1
+    ens[2, 50:60, 50:60] = 2  # another class: not proposed for class 1
+    labels = np.zeros((Z, H, W), np.int32)
+    assert c.propagation.start_from_models(prompt_image, labels.shape, ens, [1, 2, 3], cls=1)
+    assert c.propagation.outcome == "done" and sorted(c.propagation.proposals) == [1, 2, 3]
+    assert sorted(b for _, b in seg.calls) == [(3.0, 28.0, 16.0, 41.0), (8.0, 8.0, 21.0, 21.0)]
+    p1 = c.propagation.proposals[1]
+    assert p1[8:22, 8:22].all() and p1.sum() == 14 * 14
+    assert not c.propagation.proposals[3].any()  # the models found nothing there
+    ens[1] = 0  # later predictions change the maps in place: the proposals keep their rows
+    pe = c.propagation.accept(labels)
+    assert pe.slices == [1, 2, 3]
+    apply_edit(labels, pe.edit)
+    assert labels[1].sum() == 14 * 14 and labels[2].sum() == 14 * 14 and not labels[2, 50:].any()
+    assert "Proposals from the models" in said[-2][0] and "3 of 3 slices" in said[-2][0]
+
+
+def test_proposals_from_the_models_refuse_without_predictions_or_matching_shapes(prompt_image):
+    c, said = _ctl(RectSegmenter())
+    shape = (Z, H, W)
+    ens = np.zeros(shape, np.uint8)
+    assert not c.propagation.start_from_models(prompt_image, shape, None, [1])
+    assert "Train first" in said[-1][0] and said[-1][1]
+    assert not c.propagation.start_from_models(prompt_image, (Z, H, W + 1), ens, [1])
+    assert "does not match" in said[-1][0]
+    assert not c.propagation.start_from_models(prompt_image, shape, ens, [])
+    assert "every predicted slice is labelled" in said[-1][0]
+    assert not c.propagation.start_from_models(None, shape, ens, [1])
+    assert "No image" in said[-1][0] and c.propagation.proposals == {}

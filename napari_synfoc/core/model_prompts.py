@@ -1,0 +1,90 @@
+"""The trained models as prompters (issue 21): LiteMedSAM boxed by the ensemble's own masks.
+
+SynFoC's ensemble finds the structure on slices nobody labelled, but its boundaries are those
+of a model trained on a few slices; LiteMedSAM, given a box, draws sharp boundaries but cannot
+find anything by itself.  :func:`model_prompted_mask` joins the two (as SemiSAM+ and UnCoL use a
+model's mask to prompt SAM): each connected part of the ensemble's class mask on a slice gives a
+box (its extent plus ``margin`` pixels), and LiteMedSAM's mask for that box replaces the part
+when the two agree (intersection over union at least ``iou_min``).  Where they do not (SAM
+leaking into bone, a part SAM cannot see), the models' part stays: a suggestion never throws
+away what the models found.
+
+Measured on the shared CT (aorta, 150 iterations on 5 labelled slices, docs/results/effort_cpu):
+the slices whose aorta reaches Dice 0.90 go from 53 (the ensemble) to 78 of 147 with this rule,
+and the brush regions still needed from 199 to 161; with boxes from the reference on every
+slice LiteMedSAM itself reaches 99 of 152.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODEL_BOX_MARGIN = 2.0  # pixels added around each part's extent (a person's box is not tight)
+MIN_PART_PIXELS = 10  # smaller parts are kept as the models drew them (no box)
+IOU_MIN = 0.5  # LiteMedSAM's mask replaces a part only when it overlaps it this much
+EIGHT = np.ones((3, 3), bool)
+
+
+def part_boxes(
+    mask: np.ndarray, margin: float = MODEL_BOX_MARGIN, min_pixels: int = MIN_PART_PIXELS
+) -> list[tuple[np.ndarray, tuple[float, float, float, float] | None]]:
+    """The 8-connected parts of a 2-D bool ``mask``, largest first, each with its box
+    ``(x0, y0, x1, y1)`` (extent plus ``margin``, inside the slice), or None for a part under
+    ``min_pixels``."""
+    from scipy import ndimage as ndi
+
+    m = np.asarray(mask, bool)
+    if m.ndim != 2:
+        raise ValueError(f"part_boxes needs a 2-D mask, got shape {m.shape}")
+    h, w = m.shape
+    comp, n = ndi.label(m, structure=EIGHT)
+    out = []
+    for i in range(1, n + 1):
+        part = comp == i
+        ys, xs = np.nonzero(part)
+        box = None
+        if ys.size >= min_pixels:
+            x0, y0 = max(0.0, xs.min() - margin), max(0.0, ys.min() - margin)
+            x1, y1 = min(w - 1.0, xs.max() + margin), min(h - 1.0, ys.max() + margin)
+            box = (float(x0), float(y0), float(max(x1, x0 + 1)), float(max(y1, y0 + 1)))
+        out.append((part, box))
+    out.sort(key=lambda p: -int(p[0].sum()))
+    return out
+
+
+def model_prompted_mask(
+    segment_box,
+    models_mask: np.ndarray,
+    *,
+    margin: float = MODEL_BOX_MARGIN,
+    iou_min: float = IOU_MIN,
+    min_pixels: int = MIN_PART_PIXELS,
+) -> tuple[np.ndarray, int]:
+    """Bool mask of one class on one slice: the models' mask ``models_mask`` with each part
+    replaced by LiteMedSAM's mask for the part's box where the two overlap by ``iou_min``.
+
+    ``segment_box(box) -> bool (H, W)``: the prompt model on this slice.  Returns the mask and
+    how many parts LiteMedSAM replaced.  An empty ``models_mask`` gives an empty mask (the
+    models found nothing there: no prompt is made up).
+    """
+    models_mask = np.asarray(models_mask, bool)
+    out = np.zeros_like(models_mask)
+    replaced = 0
+    for part, box in part_boxes(models_mask, margin, min_pixels):
+        if box is None:
+            out |= part
+            continue
+        sam = np.asarray(segment_box(box), bool)
+        if sam.shape != part.shape:
+            raise ValueError(f"the prompt model gave a {sam.shape} mask for a {part.shape} slice")
+        union = int((sam | part).sum())
+        iou = int((sam & part).sum()) / union if union else 0.0
+        if iou >= iou_min:
+            out |= sam
+            replaced += 1
+        else:
+            out |= part
+    return out, replaced
+
+
+__all__ = ["IOU_MIN", "MIN_PART_PIXELS", "MODEL_BOX_MARGIN", "model_prompted_mask", "part_boxes"]

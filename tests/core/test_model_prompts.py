@@ -1,0 +1,56 @@
+"""The models as prompters (issue 21): boxes from the ensemble's parts, LiteMedSAM's mask kept
+only where it agrees with the part.  A fake box segmenter gives known masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_synfoc.core.model_prompts import model_prompted_mask, part_boxes
+
+
+def _mask(shape=(20, 30), *rects):
+    m = np.zeros(shape, bool)
+    for r0, c0, r1, c1 in rects:
+        m[r0 : r1 + 1, c0 : c1 + 1] = True
+    return m
+
+
+def test_part_boxes_largest_first_with_margin_clipped_and_small_parts_unboxed():
+    m = _mask((20, 30), (1, 1, 4, 6), (10, 20, 19, 29), (15, 2, 15, 3))  # 24, 100, 2 px
+    parts = part_boxes(m, margin=2, min_pixels=10)
+    assert [int(p.sum()) for p, _ in parts] == [100, 24, 2]
+    # (x0, y0, x1, y1): extent +- 2, clipped to the 30 x 20 slice
+    assert parts[0][1] == (18.0, 8.0, 29.0, 19.0)
+    assert parts[1][1] == (0.0, 0.0, 8.0, 6.0)
+    assert parts[2][1] is None
+    with pytest.raises(ValueError, match="2-D"):
+        part_boxes(np.zeros((2, 3, 4), bool))
+
+
+def test_sam_replaces_a_part_only_when_it_agrees_and_keeps_small_parts():
+    models = _mask((20, 30), (2, 2, 7, 7), (10, 15, 17, 25), (0, 28, 0, 29))  # 36, 88, 2 px
+    sam_for = {
+        # the box of part 1 (the 8x11 one): SAM draws a slightly larger block (IoU 88/110 = 0.8)
+        (13.0, 8.0, 27.0, 19.0): _mask((20, 30), (10, 15, 19, 25)),
+        # the box of part 2: SAM leaks far (IoU 36 / 300 = 0.12): the models' part stays
+        (0.0, 0.0, 9.0, 9.0): _mask((20, 30), (0, 0, 14, 19)),
+    }
+    boxes = []
+
+    def seg(box):
+        boxes.append(box)
+        return sam_for[box]
+
+    out, replaced = model_prompted_mask(seg, models, margin=2, iou_min=0.5, min_pixels=10)
+    assert sorted(boxes) == sorted(sam_for) and replaced == 1
+    expect = _mask((20, 30), (2, 2, 7, 7), (10, 15, 19, 25), (0, 28, 0, 29))
+    assert np.array_equal(out, expect)
+
+
+def test_empty_models_mask_prompts_nothing_and_a_wrong_shape_is_refused():
+    calls = []
+    out, replaced = model_prompted_mask(lambda b: calls.append(b), np.zeros((8, 8), bool))
+    assert not out.any() and replaced == 0 and calls == []
+    with pytest.raises(ValueError, match="slice"):
+        model_prompted_mask(lambda b: np.ones((4, 4), bool), _mask((8, 8), (1, 1, 6, 6)))

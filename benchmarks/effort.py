@@ -170,9 +170,11 @@ class Settings:
     device: str = "cpu"
     iterations: int | None = None  # None: the profile's run length, as the dock's spin box
     per_round: int = 5  # ranked slices the loop fixes per training run
-    rounds: int = 3  # training runs before the loop accepts the rest and checks it
-    accept_q: float = 0.90  # "Accept all slices estimated above q"
-    init_slices: int = 3  # slices the loop labels before the first Train
+    rounds: int = 1  # training runs before the loop takes the models' proposals and checks them
+    retrain_iterations: int | None = None  # a Retrain's run length (None: the dock's)
+    accept_q: float = 0.90  # "Accept all slices estimated above q" (between runs)
+    init_slices: int = 5  # slices the loop labels before the first Train
+    proposals: str = "models"  # the rest from: "models" (LiteMedSAM boxed by them), "ensemble"
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -332,8 +334,9 @@ class Robot:
             self.correct(z)
 
     # -------------------------------------------------------------- training
-    def train(self, warm: bool) -> bool:
-        """Train / Retrain as the dock does: the labels copied now, the dock's parameters."""
+    def train(self, warm: bool, iterations: int | None = None) -> bool:
+        """Train / Retrain as the dock does: the labels copied now, the dock's parameters
+        (``iterations``: the run length, None for the Settings')."""
         from napari_synfoc.app.run_request import RunRequest
         from napari_synfoc.core.task import StackTask
 
@@ -343,7 +346,7 @@ class Robot:
         )
         params = {
             "profile": self.st.profile, "device": self.st.device, "foundation": "litemedsam",
-            "checkpoint": None, "iterations": self.st.iterations, "overrides": {},
+            "checkpoint": None, "iterations": iterations or self.st.iterations, "overrides": {},
         }  # fmt: skip
         view = labeled[len(labeled) // 2] if labeled else self.vol.image.shape[0] // 2
         ok = self.ctl.start_run(
@@ -450,9 +453,11 @@ def pick_next(robot: Robot, order: str, todo: list[int]) -> int:
 
 
 def run_loop(robot: Robot, order: str = "ranking") -> None:
-    """The dock's loop: label a few slices, Train, fix ``per_round`` slices the ranking shows,
-    accept those estimated above q, Retrain; after ``rounds`` runs accept the rest and check the
-    slices accepted unseen, in order."""
+    """The dock's loop: box a few slices, Train; while it trains, fix ``per_round`` slices the
+    ranking shows; Retrain (warm) with them until ``rounds`` runs have ended, accepting the slices
+    estimated above q between runs; then take the models' proposals for every unlabelled slice
+    (``proposals="models"``: LiteMedSAM boxed by the ensemble's parts, one accept per class;
+    ``"ensemble"``: the ensemble itself, accepted above q = 0) and check them in order."""
     st = robot.st
     n = robot.vol.image.shape[0]
     for z in init_slices(n, st.init_slices):
@@ -478,13 +483,42 @@ def run_loop(robot: Robot, order: str = "ranking") -> None:
         robot.wait_run()
         if robot.runs == 1:
             robot.notes["first_run_quality"] = quality_error(robot)
-        last = robot.runs >= st.rounds or not todo
-        accept_above(robot, 0.0 if last else st.accept_q)
-        if last or not unlabelled_covered(robot):
-            sweep(robot, [z for z in range(n) if z not in robot.verified])
-            return
-        robot.train(warm=True)
+        if robot.runs >= st.rounds or not unlabelled_covered(robot):
+            break
+        accept_above(robot, st.accept_q)
+        robot.train(warm=True, iterations=st.retrain_iterations)
         visits = 0
+    if st.proposals == "models":
+        propose_from_models(robot)
+    else:
+        accept_above(robot, 0.0)
+    sweep(robot, [z for z in range(n) if z not in robot.verified])
+
+
+def propose_from_models(robot: Robot) -> None:
+    """The models as prompters: for each class, proposals on every unlabelled predicted slice
+    (``prompts.propagation.start_from_models``), accepted all at once (one action per class)."""
+    prop, maps = robot.ctl.prompts.propagation, robot.ctl.review.maps
+    todo = unlabelled_covered(robot)
+    if maps is None or not todo:
+        return
+    robot.ctl.prompts.mode = "replace"
+    for c in robot.classes:
+        ok = prop.start_from_models(
+            robot.vol.image, robot.labels.shape, maps.ensemble_label, todo, cls=c
+        )
+        if not ok:
+            raise RuntimeError(f"proposals did not start: {robot.ctl.prompts.last_message}")
+        while prop.running:
+            robot.wait(0.2)
+        if prop.outcome != "done":
+            raise RuntimeError(f"proposals {prop.outcome}: {robot.ctl.prompts.last_message}")
+        se = prop.accept(robot.labels)
+        robot.count("accept_many")
+        if se is not None:
+            robot.apply(se)
+            robot.verified -= set(se.slices)
+        robot.record(f"proposals from the models, class {c} ({len(todo)} slices)")
 
 
 def unlabelled_covered(robot: Robot) -> list[int]:
@@ -520,8 +554,16 @@ def quality_error(robot: Robot) -> dict[str, Any]:
         done = set(robot.labeled())
         unl = [z for z in cov if z not in done]
         err = np.abs(est.predicted - true)
+        # slices where the reference holds a class the ensemble does not predict at all: no
+        # agreement between the models can see a structure both miss
+        ens, ref = rv.maps.ensemble_label, robot.vol.ref
+        missed = [z for z in unl if any((ref[z] == c).any() and not (ens[z] == c).any()
+                                        for c in robot.classes)]  # fmt: skip
+        seen = [z for z in unl if z not in set(missed)]
         return {
             "mae_unlabelled": round(float(err[unl].mean()), 4) if unl else None,
+            "missed_class_slices": len(missed),
+            "mae_without_missed": round(float(err[seen].mean()), 4) if seen else None,
             "mae_all": round(float(err[list(cov)].mean()), 4),
             "n_unlabelled": len(unl),
             "true_mean": round(float(true[unl].mean()), 4) if unl else None,
@@ -572,6 +614,16 @@ def _fmt_dice(d: dict[str, float]) -> str:
     return ", ".join(f"{k}: {v:.3f}" for k, v in sorted(d.items())) or "-"
 
 
+def _fmt_mae(q: dict[str, Any]) -> str:
+    """The quality estimate's MAE, and without the slices where both models miss a class."""
+    if not q:
+        return "-"
+    out = str(q.get("mae_unlabelled", "-"))
+    if q.get("missed_class_slices"):
+        out += f" ({q.get('mae_without_missed')} without {q['missed_class_slices']} missed-class)"
+    return out
+
+
 def markdown(data: dict[str, Any]) -> str:
     """The table: interactions, minutes (and in r), final Dice, per policy and volume."""
     r = data.get("reference_encoder_s")
@@ -588,7 +640,7 @@ def markdown(data: dict[str, Any]) -> str:
         rows.append([
             res["volume"], res["policy"], res["seed"], res["interactions"], share,
             f"{mins:.1f}", in_r, _fmt_dice(res["final_dice"]), res["failing_slices"],
-            res["outcome"], q.get("mae_unlabelled", "-"),
+            res["outcome"], _fmt_mae(q),
         ])  # fmt: skip
     head = [
         "volume", "policy", "seed", "interactions", "of boxes", "minutes", "minutes in r",
@@ -664,6 +716,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=Settings.rounds)
     p.add_argument("--per-round", type=int, default=Settings.per_round)
     p.add_argument("--accept-q", type=float, default=Settings.accept_q)
+    p.add_argument("--init-slices", type=int, default=Settings.init_slices)
+    p.add_argument("--retrain-iterations", type=int, default=None, help="a Retrain's run length")
+    p.add_argument(
+        "--proposals", default=Settings.proposals, choices=("models", "ensemble"),
+        help="the loop's last step: proposals from the models, or the ensemble accepted",
+    )  # fmt: skip
     p.add_argument("--acquisition", default=None, help="review ranking (default: the dock's)")
     p.add_argument("--window", default=None, help="intensity window lo,hi (default: the dock's)")
     return p
@@ -704,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
                 st = Settings(
                     profile=args.profile, device=args.device, iterations=args.iterations,
                     per_round=args.per_round, rounds=args.rounds, accept_q=args.accept_q,
+                    init_slices=args.init_slices, retrain_iterations=args.retrain_iterations,
+                    proposals=args.proposals,
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

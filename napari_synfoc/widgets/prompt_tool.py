@@ -53,6 +53,7 @@ class PromptTool:
             "clear": self.clear,
             "undo": self.undo,
             "propagate": self.propagate,
+            "from_models": self.propose_from_models,
             "stop_propagation": self.controller.propagation.stop,
             "accept_slice": self.accept_slice,
             "accept_all": self.accept_all,
@@ -267,6 +268,33 @@ class PromptTool:
             prop.data[...] = 0
             prop.refresh()
             self.panel.set_progress(0, len(self.controller.propagation.plan))
+        self._update()
+        return started
+
+    def propose_from_models(self) -> bool:
+        """Proposals from the trained models on every predicted, unlabelled slice (LiteMedSAM
+        boxed by the ensemble's parts of the panel's class) into "SynFoC proposals"."""
+        img, lab = self._image(), self._labels()
+        review = self.dock.controller.review
+        maps = review.maps if lab is not None and review.maps_fit(np.shape(lab.data)) else None
+        done = set(self.dock.labeled_slices(lab)) if lab is not None else set()
+        n = 0 if maps is None else len(maps.ensemble_label)
+        todo = [
+            z
+            for z in range(n)
+            if z not in done and (review.covered is None or z in review.covered)
+        ]
+        started = self.controller.propagation.start_from_models(
+            None if img is None else img.data, None if lab is None else np.shape(lab.data),
+            None if maps is None else maps.ensemble_label, todo, cls=self.panel.cls,
+            rgb=bool(getattr(img, "rgb", False)),
+            on_slice=self._on_proposal, on_finished=self._update,
+        )  # fmt: skip
+        if started:
+            prop = self._layer(PROPOSALS, "labels")
+            prop.data[...] = 0
+            prop.refresh()
+            self.panel.set_progress(0, len(todo))
         self._update()
         return started
 

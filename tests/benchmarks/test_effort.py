@@ -70,6 +70,22 @@ def test_robot_smoke_every_kind_of_policy():
     # measured when the first run has ended; with the sync backend the robot has by then also
     # fixed its per_round=2 ranked slices: 10 - 2 boxed - 2 visited unlabelled slices remain
     assert 0.0 <= q["mae_all"] <= 1.0 and q["n_unlabelled"] == 6
+    assert 0 <= q["missed_class_slices"] <= q["n_unlabelled"]
+    # the last step: the models' proposals on every unlabelled slice, one accept for the class
+    events = [r["event"] for r in res["records"]]
+    assert any(e.startswith("proposals from the models, class 1") for e in events)
+    assert counts["accept_many"] >= 1
+
+
+def test_loop_with_the_ensemble_instead_of_proposals():
+    res = E.run_policy(
+        _volume(), "loop", _settings(rounds=1, proposals="ensemble"), _segmenter,
+        log=lambda *_: None,
+    )  # fmt: skip
+    _check(res)
+    events = [r["event"] for r in res["records"]]
+    assert not any(e.startswith("proposals from the models") for e in events)
+    assert res["training_runs"] == 1
 
 
 def test_interaction_cap_stops_a_run():

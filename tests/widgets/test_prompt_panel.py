@@ -179,3 +179,28 @@ def test_propagation_cancel_accept_all_and_train(rect, dock, qtbot):
     assert tool.accept_all_and_train()
     assert w.is_training and tool.controller.propagation.proposals == {}
     assert set(w.labeled_slices()) >= {0, 1, 3, 4, 5}
+
+
+def test_propose_from_the_models_fills_proposals_on_unlabelled_predicted_slices(dock, qtbot):
+    """The button runs LiteMedSAM boxed by the ensemble's parts on the predicted slices nobody
+    labelled; Accept all writes them as one undo step (issue 21)."""
+    viewer, w, _image_layer, lab = dock
+    tool = w.prompts
+    assert not tool.run_action("from_models")  # no predictions yet: refused with a message
+    assert "Train first" in w.last_message
+    fm = np.zeros((Z, 2, H, W), np.float32)
+    fm[:, 0] = 1
+    fm[:, 0, 20:40, 20:40], fm[:, 1, 20:40, 20:40] = 0, 1
+    w.controller.review.set_maps(review_maps(fm, fm.copy()), None, covered=[0, 1, 2, 3])
+    assert tool.propose_from_models()
+    qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
+    # slices 1 and 4 are labelled, 4 and 5 hold no prediction: proposals on 0, 2 and 3
+    assert sorted(tool.controller.propagation.proposals) == [0, 2, 3]
+    props = viewer.layers[pt.PROPOSALS]
+    assert props.data[[0, 2, 3]].any(axis=(1, 2)).all() and not props.data[[1, 4, 5]].any()
+    before = lab.data.copy()
+    assert tool.accept_all() > 0
+    assert lab.data[[0, 2, 3]].any(axis=(1, 2)).all()
+    assert np.array_equal(lab.data[[1, 4, 5]], before[[1, 4, 5]])
+    lab.undo()
+    assert np.array_equal(lab.data, before)

@@ -77,6 +77,11 @@ TIPS = {
         "Boxes on two or more slices are interpolated on the slices between and each slice is "
         "segmented in the background; results go to the 'SynFoC proposals' layer."
     ),
+    "from_models": (
+        "After training: on every predicted slice nobody labelled, LiteMedSAM gets a box around "
+        "each part the models found (of this class) and its mask replaces the part where the two "
+        "agree; results go to 'SynFoC proposals' (accept or fix them)."
+    ),
     "stop_propagation": "Stop the propagation; slices already done stay as proposals.",
     "accept_slice": "Write the proposal of the current slice into the labels (one undo step).",
     "accept_all": "Write every proposal into the labels (one undo step); they count as labelled.",
@@ -155,14 +160,15 @@ class PromptPanel(QCollapsible):
         prop = QGridLayout()
         prop.addWidget(self._button("propagate", "Propagate boxes"), 0, 0)
         prop.addWidget(self._button("stop_propagation", "Stop"), 0, 1)
+        prop.addWidget(self._button("from_models", "Propose from the models"), 1, 0, 1, 2)
         self.progress = QProgressBar()
         self.progress.setObjectName("propagation_progress")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        prop.addWidget(self.progress, 1, 0, 1, 2)
-        prop.addWidget(self._button("accept_slice", "Accept slice"), 2, 0)
-        prop.addWidget(self._button("accept_all", "Accept all"), 2, 1)
-        prop.addWidget(self._button("accept_all_train", "Accept all and train"), 3, 0, 1, 2)
+        prop.addWidget(self.progress, 2, 0, 1, 2)
+        prop.addWidget(self._button("accept_slice", "Accept slice"), 3, 0)
+        prop.addWidget(self._button("accept_all", "Accept all"), 3, 1)
+        prop.addWidget(self._button("accept_all_train", "Accept all and train"), 4, 0, 1, 2)
         lay.addLayout(prop)
         self.addWidget(body)
         self.set_state(propagating=False, n_proposals=0, can_train=True)
@@ -202,6 +208,7 @@ class PromptPanel(QCollapsible):
         """Enable the propagation buttons for the run state."""
         b = self.buttons
         b["propagate"].setEnabled(not propagating)
+        b["from_models"].setEnabled(not propagating)
         b["stop_propagation"].setEnabled(propagating)
         for key in ("accept_slice", "accept_all"):
             b[key].setEnabled(not propagating and n_proposals > 0)

@@ -338,15 +338,21 @@ class Robot:
         """Train / Retrain as the dock does: the labels copied now, the dock's parameters
         (``iterations``: the run length, None for the Settings')."""
         from napari_synfoc.app.run_request import RunRequest
+        from napari_synfoc.config import run_iterations
         from napari_synfoc.core.task import StackTask
 
         labeled = self.labeled()
+        # the dock's Iterations spin box starts at the profile's run length (build_config's
+        # None would be the config's 30000, the paper's T)
+        iterations = (
+            iterations or self.st.iterations or run_iterations(self.st.profile, self.st.device)
+        )
         task = StackTask(
             self.vol.image, self.labels.copy(), labeled, intensity_window=self.vol.window
         )
         params = {
             "profile": self.st.profile, "device": self.st.device, "foundation": "litemedsam",
-            "checkpoint": None, "iterations": iterations or self.st.iterations, "overrides": {},
+            "checkpoint": None, "iterations": int(iterations), "overrides": {},
         }  # fmt: skip
         view = labeled[len(labeled) // 2] if labeled else self.vol.image.shape[0] // 2
         ok = self.ctl.start_run(
@@ -355,6 +361,7 @@ class Robot:
         if not ok:
             raise RuntimeError(f"training did not start: {self.ctl.last_message}")
         self.runs += 1
+        self.notes.setdefault("run_iterations", []).append(int(iterations))
         return ok
 
     def wait(self, seconds: float = 0.5) -> None:

@@ -118,3 +118,19 @@ def test_init_slices_and_volume_checks(tmp_path):
     assert R.interaction_cap(10, 3.0) == 30
     with pytest.raises(ValueError, match="unknown volume"):
         E.named_volume("XYZ")
+
+
+def test_the_robot_trains_with_the_docks_run_length(monkeypatch):
+    """Iterations left to the dock: the profile's run length (its spin box), never the config's
+    30000-iteration default (the robot's loop once ran such runs and never finished one)."""
+    from napari_synfoc.config import run_iterations
+
+    robot = E.Robot(_volume(), _settings(iterations=None), _segmenter)
+    got = []
+    monkeypatch.setattr(robot.ctl, "start_run", lambda req: got.append(req) or True)
+    robot.labels[3] = robot.vol.ref[3]
+    robot.train(warm=False)
+    robot.train(warm=True, iterations=7)
+    assert [r.params["iterations"] for r in got] == [run_iterations("tiny", "cpu"), 7]
+    assert robot.notes["run_iterations"] == [20, 7]
+    robot.ctl.cleanup()

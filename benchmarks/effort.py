@@ -171,11 +171,12 @@ class Settings:
     iterations: int | None = None  # None: the profile's run length, as the dock's spin box
     per_round: int = 10  # ranked slices the loop fixes after each training run
     rounds: int = 2  # training runs before the loop takes the models' proposals and checks them
-    retrain_iterations: int | None = 100  # a Retrain's run length (None: the dock's)
+    retrain_iterations: int | None = None  # a Retrain's run length (None: the dock's, 100)
     accept_q: float = 0.90  # "Accept all slices estimated above q" (between runs)
     init_slices: int = 5  # slices the loop labels before the first Train
     proposals: str = "models"  # the rest from: "models" (LiteMedSAM boxed by them), "ensemble"
     visit_after_run: bool = True  # fix ranked slices once a run has ended (else while it runs)
+    extent: bool = True  # proposals within each class's labelled extent (the dock's default)
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -201,6 +202,7 @@ class Robot:
         if st.acquisition:
             self.ctl.review.acquisition = st.acquisition
         self.ctl.prompts.window = vol.window  # prompts see the dock's intensity choice
+        self.ctl.prompts.propagation.within_labelled_extent = st.extent
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed
@@ -225,9 +227,14 @@ class Robot:
         with self.clock.pause():
             dice = R.mean_class_dice(self.labels, self.vol.ref, self.vol.num_classes)
             fail = len(self.failing())
+            by_class = {
+                str(c): len(R.failing_slices(self.labels, self.vol.ref, self.vol.num_classes,
+                                             classes=[c]))
+                for c in self.classes
+            }  # fmt: skip
         self.ledger.record(
             self.clock.now(), event=event, failing=fail, labeled=len(self.labeled()),
-            dice={str(k): round(v, 4) for k, v in dice.items()},
+            dice={str(k): round(v, 4) for k, v in dice.items()}, failing_by_class=by_class,
         )  # fmt: skip
 
     def count(self, kind: str, n: int = 1) -> None:
@@ -301,6 +308,11 @@ class Robot:
         with self.clock.pause():
             new, painted = R.correction_plan(self.labels[z], self.vol.ref[z], self.classes)
         if painted:
+            detail = self.notes.setdefault("brush_by_class", {})
+            for g in painted:  # what each stroke did: paint class k, or erase class k
+                k = g.value or int(np.bincount(self.labels[z][g.mask]).argmax())
+                key = f"{'paint' if g.value else 'erase'} {k}"
+                detail[key] = detail.get(key, 0) + 1
             self.labels[z] = new
             self.count("brush", len(painted))
             self.ctl.labels_edited()
@@ -339,21 +351,25 @@ class Robot:
         """Train / Retrain as the dock does: the labels copied now, the dock's parameters
         (``iterations``: the run length, None for the Settings')."""
         from napari_synfoc.app.run_request import RunRequest
-        from napari_synfoc.config import run_iterations
+        from napari_synfoc.config import SynFoCConfig, retrain_iterations, run_iterations
         from napari_synfoc.core.task import StackTask
 
         labeled = self.labeled()
         # the dock's Iterations spin box starts at the profile's run length (build_config's
         # None would be the config's 30000, the paper's T)
-        iterations = (
-            iterations or self.st.iterations or run_iterations(self.st.profile, self.st.device)
-        )
+        # the dock's two spin boxes: Iterations (--iterations) and Retrain iterations
+        prof, dev = self.st.profile, self.st.device
+        if warm:
+            iterations = iterations or retrain_iterations(prof, dev)
+        else:
+            iterations = iterations or self.st.iterations or run_iterations(prof, dev)
         task = StackTask(
             self.vol.image, self.labels.copy(), labeled, intensity_window=self.vol.window
         )
         params = {
             "profile": self.st.profile, "device": self.st.device, "foundation": "litemedsam",
-            "checkpoint": None, "iterations": int(iterations), "overrides": {},
+            "checkpoint": None, "iterations": int(iterations),
+            "overrides": {"seed": SynFoCConfig().seed + self.st.seed},  # seed 0: the dock's
         }  # fmt: skip
         view = labeled[len(labeled) // 2] if labeled else self.vol.image.shape[0] // 2
         ok = self.ctl.start_run(
@@ -522,8 +538,11 @@ def propose_from_models(robot: Robot) -> None:
     robot.ctl.prompts.mode = "replace"
     for c in robot.classes:
         ok = prop.start_from_models(
-            robot.vol.image, robot.labels.shape, maps.ensemble_label, todo, cls=c
-        )
+            robot.vol.image, robot.labels.shape, maps.ensemble_label, todo, cls=c,
+            labels=robot.labels, labeled=robot.labeled(),
+        )  # fmt: skip
+        if not ok and todo and len(prop.skipped) == len(todo):
+            continue  # every slice lies beyond the class's labelled extent: nothing to accept
         if not ok:
             raise RuntimeError(f"proposals did not start: {robot.ctl.prompts.last_message}")
         while prop.running:
@@ -535,7 +554,8 @@ def propose_from_models(robot: Robot) -> None:
         if se is not None:
             robot.apply(se)
             robot.verified -= set(se.slices)
-        robot.record(f"proposals from the models, class {c} ({len(todo)} slices)")
+        n = len(todo) - len(prop.skipped)
+        robot.record(f"proposals from the models, class {c} ({n} slices)")
 
 
 def unlabelled_covered(robot: Robot) -> list[int]:
@@ -740,8 +760,12 @@ def parser() -> argparse.ArgumentParser:
         help="the loop fixes ranked slices once a run has ended, or while it runs",
     )  # fmt: skip
     p.add_argument(
+        "--extent", default="on", choices=("on", "off"),
+        help="proposals from the models within each class's labelled extent (the dock's: on)",
+    )  # fmt: skip
+    p.add_argument(
         "--retrain-iterations", type=int, default=Settings.retrain_iterations,
-        help="a Retrain's run length (0: the dock's Iterations)",
+        help="a Retrain's run length (default: the dock's Retrain iterations)",
     )  # fmt: skip
     p.add_argument(
         "--proposals", default=Settings.proposals, choices=("models", "ensemble"),
@@ -813,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
                     per_round=args.per_round, rounds=args.rounds, accept_q=args.accept_q,
                     init_slices=args.init_slices, retrain_iterations=args.retrain_iterations,
                     proposals=args.proposals, visit_after_run=args.visits == "after",
+                    extent=args.extent == "on",
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

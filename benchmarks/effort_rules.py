@@ -62,9 +62,11 @@ def failing_slices(
     num_classes: int,
     target: float = TARGET_DICE,
     empty_max: int = EMPTY_MAX_VOXELS,
+    classes: Iterable[int] | None = None,
 ) -> list[int]:
-    """Slices of a (Z, Y, X) volume that break :func:`slice_ok` (empty: the volume is finished)."""
-    classes = range(1, int(num_classes))
+    """Slices of a (Z, Y, X) volume that break :func:`slice_ok` (empty: the volume is finished);
+    ``classes``: only these (default: every class of ``num_classes``)."""
+    classes = range(1, int(num_classes)) if classes is None else list(classes)
     return [
         z for z in range(len(ref)) if not slice_ok(labels[z], ref[z], classes, target, empty_max)
     ]

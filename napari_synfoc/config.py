@@ -27,6 +27,10 @@ ENCODER_RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")  # issue 22, fro
 # A profile's torch.compile is kept only for runs at least this long: compiling takes about a
 # minute and pays off after several hundred iterations (the dock's short rounds do not).
 COMPILE_MIN_ITERATIONS = 1000
+# Issue 21: proposals from the models stop at the labelled slices that lack the class beyond
+# its outermost labelled slices (a structure spanning one run of slices, as an aorta or a
+# vertebra; switch off for structures that come and go, as lesions)
+PROPOSALS_WITHIN_LABELLED_EXTENT = True
 
 
 def _f(
@@ -329,6 +333,8 @@ class Profile:
     overrides: dict[str, Any] = field(default_factory=dict)
     # the dock's and the interactive benchmark's run length on this profile
     run_iterations: int = 300
+    # a Retrain's run length (a warm restart); None: the same as run_iterations
+    retrain_iterations: int | None = None
     # (measured seconds per iteration, on what), bench figures for the dock's time estimate
     typical: tuple[float, str] | None = None
 
@@ -399,6 +405,7 @@ PROFILES: dict[str, Profile] = {
             "encoder_runtime": "auto",  # issue 22: docs/results/encoder_runtime_cpu
         },
         run_iterations=300,  # about 4 minutes (docs/results/foreign_load_cpu, idle, 2 threads)
+        retrain_iterations=100,  # issue 21: the effort loop's Retrain (docs/results/effort_cpu)
         typical=(0.76, "a 2-core CPU"),
     ),
     "tiny": Profile(
@@ -513,6 +520,17 @@ def run_iterations(profile: str, device: str = "auto") -> int:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
     return PROFILES[name].run_iterations
+
+
+def retrain_iterations(profile: str, device: str = "auto") -> int:
+    """The dock's default Retrain length for ``profile``: a warm restart needs fewer iterations
+    than a first run (measured on the CT with the effort loop: 100 after 300 on cpu-interactive,
+    docs/results/effort_cpu)."""
+    name = default_profile_for(device) if profile in ("auto", None) else profile
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
+    p = PROFILES[name]
+    return p.run_iterations if p.retrain_iterations is None else p.retrain_iterations
 
 
 def run_estimate(profile: str, iterations: int, s_per_iteration: float | None = None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import PROPOSALS_WITHIN_LABELLED_EXTENT
 from ..core import label_edit as le
 from .jobs import JobRunner
 from .slice_edit import SliceEdit, emptied
@@ -88,6 +89,9 @@ class BoxPropagation:
         self.plan: dict[int, tuple[float, ...]] = {}
         self.stop_flag = threading.Event()
         self.outcome: str | None = None
+        # proposals from the models stay inside the class's labelled extent (config)
+        self.within_labelled_extent = PROPOSALS_WITHIN_LABELLED_EXTENT
+        self.skipped: list[int] = []  # slices the last proposals left out (outside the extent)
 
     @property
     def running(self) -> bool:
@@ -131,6 +135,7 @@ class BoxPropagation:
             return seg.segment_with_box(prepared[z], plan[z])
 
         what = "Box propagation"
+        self.skipped = []
         self.say(f"Propagating boxes over {len(plan)} slices ({min(plan)}..{max(plan)})…")
         return self._launch(what, plan, segment, image, rgb, int(cls), on_slice, on_finished)
 
@@ -143,14 +148,18 @@ class BoxPropagation:
         *,
         cls: int = 1,
         rgb: bool = False,
+        labels: np.ndarray | None = None,
+        labeled: Sequence[int] = (),
         on_slice: Callable[[int, np.ndarray, int, int], None] | None = None,
         on_finished: Callable[[], None] | None = None,
     ) -> bool:
         """Propose from the models (issue 21): on each of ``slices``, LiteMedSAM boxed by each
         part of the ensemble's class-``cls`` mask (:func:`~napari_synfoc.core.model_prompts.
-        model_prompted_mask`), as proposals accepted like box propagation's.  False (with a
-        message) when it cannot start."""
-        from ..core.model_prompts import model_prompted_mask
+        model_prompted_mask`), as proposals accepted like box propagation's.  With ``labels``
+        and its ``labeled`` slices, and :attr:`within_labelled_extent` on, slices beyond the
+        class's labelled extent (:func:`~napari_synfoc.core.model_prompts.labelled_extent`) are
+        left out (:attr:`skipped`).  False (with a message) when it cannot start."""
+        from ..core.model_prompts import labelled_extent, model_prompted_mask
 
         if self.running:
             self.say("Box propagation is already running: stop it first.", error=True)
@@ -169,17 +178,34 @@ class BoxPropagation:
             )
         elif not len(slices):
             problem = "No slices to propose on: every predicted slice is labelled already."
+        todo = sorted({int(z) for z in slices})
+        extent = None
+        if not problem and self.within_labelled_extent and labels is not None:
+            extent = labelled_extent(labels, labeled, int(cls))
+        skipped = [z for z in todo if extent and not extent[0] <= z <= extent[1]]
+        self.skipped = skipped
+        if not problem and len(skipped) == len(todo):
+            problem = (
+                f"No slices to propose on: class {cls} is labelled only on slices "
+                f"{extent[0]}..{extent[1]}, and every predicted unlabelled slice lies outside."
+            )
         if problem:
             self.say(problem, error=True)
             return False
-        plan = {int(z): () for z in sorted({int(z) for z in slices})}
+        plan = {z: () for z in todo if z not in skipped}
         # the rows as they are now: the review maps are updated in place by later predictions
         ens = {z: np.asarray(ensemble_label[z]) == cls for z in plan}
 
         def segment(seg, prepared, z):
             return model_prompted_mask(lambda b: seg.segment_with_box(prepared[z], b), ens[z])[0]
 
-        self.say(f"Proposals from the models on {len(plan)} slices…")
+        where = ""
+        if skipped:
+            where = (
+                f" inside class {cls}'s labelled extent {extent[0]}..{extent[1]} "
+                f"({len(skipped)} slices beyond it left out)"
+            )
+        self.say(f"Proposals from the models on {len(plan)} slices{where}…")
         what = "Proposals from the models"
         return self._launch(what, plan, segment, image, rgb, int(cls), on_slice, on_finished)
 

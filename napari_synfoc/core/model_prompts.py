@@ -87,4 +87,26 @@ def model_prompted_mask(
     return out, replaced
 
 
-__all__ = ["IOU_MIN", "MIN_PART_PIXELS", "MODEL_BOX_MARGIN", "model_prompted_mask", "part_boxes"]
+def labelled_extent(labels, labeled, cls: int) -> tuple[int, int] | None:
+    """The slices ``(lo, hi)`` (inclusive) where class ``cls`` may still appear, from the
+    labelled slices of a (Z, Y, X) ``labels``: a structure that spans one run of slices cannot
+    reach past a labelled slice without it that lies beyond its outermost labelled slices.
+    None when no labelled slice holds the class (nothing is known)."""
+    n = len(labels)
+    done = sorted({int(z) for z in labeled if 0 <= int(z) < n})
+    has = [z for z in done if (np.asarray(labels[z]) == cls).any()]
+    if not has:
+        return None
+    below = [z for z in done if z < has[0]]  # labelled, without the class
+    above = [z for z in done if z > has[-1]]
+    return (below[-1] + 1 if below else 0, above[0] - 1 if above else n - 1)
+
+
+__all__ = [
+    "IOU_MIN",
+    "MIN_PART_PIXELS",
+    "MODEL_BOX_MARGIN",
+    "labelled_extent",
+    "model_prompted_mask",
+    "part_boxes",
+]

@@ -216,7 +216,8 @@ class SynFoCWidget(QWidget):
 
     # ------------------------------------------------------------------ training
     def retrain(self, image_layer=None, labels_layer=None, iterations=None) -> bool:
-        """Train again, warm-starting from the latest checkpoint with the current labels."""
+        """Train again, warm-starting from the latest checkpoint with the current labels, for
+        the Retrain iterations (``iterations`` sets that spin box)."""
         return self.train(image_layer, labels_layer, iterations, warm_start=True)
 
     def train(
@@ -224,7 +225,8 @@ class SynFoCWidget(QWidget):
     ) -> bool:
         """Start training in the background and return at once (True if it started).
 
-        ``None`` means the dock's current selection (layers) or spin-box value (iterations).
+        ``None`` means the dock's current selection (layers) or spin-box value (iterations:
+        Iterations, or Retrain iterations when ``warm_start``).
         The labels are copied now, so edits made while training runs go to the next run.
         """
         if self.controller.busy and not self.controller.stopping:
@@ -236,8 +238,9 @@ class SynFoCWidget(QWidget):
             self.labels_combo.set_value(labels_layer)
         img = image_layer or self.image_combo.value
         lab = labels_layer or self.labels_combo.value
-        if iterations is not None:
-            self.iterations_spin.setValue(int(iterations))
+        if iterations is not None:  # Train's or Retrain's spin box
+            spin = self.model_panel.retrain_spin if warm_start else self.iterations_spin
+            spin.setValue(int(iterations))
         if img is not None and getattr(img, "multiscale", False):
             self._say(f"Image '{img.name}' is multiscale: pick a single-resolution image.", True)
             return False
@@ -245,7 +248,8 @@ class SynFoCWidget(QWidget):
         task = slices.task_from_layers(img, lab, extra, self.data_panel.intensity_window(img))
         self.loss_plot.clear()
         started = self.controller.start_run(RunRequest(
-            task, self.model_panel.params(), folder=self.data_panel.folder(),
+            task, self.model_panel.retrain_params() if warm_start else self.model_panel.params(),
+            folder=self.data_panel.folder(),
             predict_every=self.predict_every_spin.value(), warm_start=warm_start, target=img,
             image_name=getattr(img, "name", None), labels_name=getattr(lab, "name", None),
             overlays_exist=self.overlay_builder.overlays_exist(),

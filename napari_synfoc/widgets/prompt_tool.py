@@ -293,6 +293,7 @@ class PromptTool:
             None if img is None else img.data, None if lab is None else np.shape(lab.data),
             None if maps is None else maps.ensemble_label, todo, cls=self.panel.cls,
             rgb=bool(getattr(img, "rgb", False)),
+            labels=None if lab is None else lab.data, labeled=sorted(done),
             on_slice=self._on_proposal, on_finished=self._update,
         )  # fmt: skip
         return self._proposals_started(started)

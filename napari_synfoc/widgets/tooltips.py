@@ -45,7 +45,11 @@ TOOLTIPS: dict[str, str] = {
         "(frozen LiteMedSAM encoder with cached embeddings, narrow U-Net). 'faithful' is the "
         "paper's setting (a GPU job); 'tiny' is a random test model."
     ),
-    "iterations": "Training iterations for this run (Retrain adds this many more).",
+    "iterations": "Training iterations for a run started with Train.",
+    "retrain_iterations": (
+        "Training iterations for a Retrain: a warm restart from the latest models, so fewer "
+        "than a first run (100 on a CPU: the effort benchmark's loop)."
+    ),
     "predict_every": (
         "Refresh the prediction overlays every N iterations (0: about five times per run). "
         "Each refresh predicts every slice, which costs time."

@@ -276,3 +276,30 @@ def test_proposals_from_the_models_refuse_without_predictions_or_matching_shapes
     assert "every predicted slice is labelled" in said[-1][0]
     assert not c.propagation.start_from_models(None, shape, ens, [1])
     assert "No image" in said[-1][0] and c.propagation.proposals == {}
+
+
+def test_proposals_from_the_models_stay_inside_the_labelled_extent(prompt_image):
+    """Issue 21: labelled slices 1 (class 1) and 3 (no class 1) bound class 1 to slices 0..2,
+    so slices 4 and 5 get no proposal although the models predict it there; with the switch
+    off they do; a class labelled nowhere is not bounded."""
+    ens = np.zeros((Z, H, W), np.uint8)
+    ens[:, 10:20, 10:20] = 1  # the models see class 1 on every slice
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[1, 10:20, 10:20] = 1
+    labels[3, 40:50, 40:50] = 2  # labelled, without class 1
+    c, said = _ctl(RectSegmenter())
+    args = (prompt_image, labels.shape, ens, [0, 2, 4, 5])
+    assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[1, 3])
+    assert sorted(c.propagation.proposals) == [0, 2] and c.propagation.skipped == [4, 5]
+    assert "extent 0..2 (2 slices beyond it left out)" in said[-2][0]
+    # every slice outside: a refusal that says why, and no proposals made up
+    assert not c.propagation.start_from_models(
+        prompt_image, labels.shape, ens, [4, 5], cls=1, labels=labels, labeled=[1, 3]
+    )
+    assert "outside" in said[-1][0] and said[-1][1] and c.propagation.skipped == [4, 5]
+    c.propagation.within_labelled_extent = False
+    assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[1, 3])
+    assert sorted(c.propagation.proposals) == [0, 2, 4, 5] and c.propagation.skipped == []
+    c.propagation.within_labelled_extent = True  # class 3: labelled nowhere, not bounded
+    assert c.propagation.start_from_models(*args, cls=3, labels=labels, labeled=[1, 3])
+    assert sorted(c.propagation.proposals) == [0, 2, 4, 5]

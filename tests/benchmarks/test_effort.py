@@ -3,6 +3,7 @@ synthetic volume: every policy runs through the controller and ends finished or 
 the counts adding up and the report written."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -123,16 +124,22 @@ def test_init_slices_and_volume_checks(tmp_path):
 def test_the_robot_trains_with_the_docks_run_length(monkeypatch):
     """Iterations left to the dock: the profile's run length (its spin box), never the config's
     30000-iteration default (the robot's loop once ran such runs and never finished one)."""
-    from napari_synfoc.config import run_iterations
+    from napari_synfoc import config
 
-    robot = E.Robot(_volume(), _settings(iterations=None), _segmenter)
+    robot = E.Robot(_volume(), _settings(iterations=None, seed=2), _segmenter)
     got = []
     monkeypatch.setattr(robot.ctl, "start_run", lambda req: got.append(req) or True)
+    monkeypatch.setitem(  # a profile whose Retrain length differs from its run length
+        config.PROFILES, "tiny", replace(config.PROFILES["tiny"], retrain_iterations=5)
+    )
     robot.labels[3] = robot.vol.ref[3]
     robot.train(warm=False)
+    robot.train(warm=True)
     robot.train(warm=True, iterations=7)
-    assert [r.params["iterations"] for r in got] == [run_iterations("tiny", "cpu"), 7]
-    assert robot.notes["run_iterations"] == [20, 7]
+    assert [r.params["iterations"] for r in got] == [20, 5, 7]
+    assert robot.notes["run_iterations"] == [20, 5, 7]
+    # seed s trains with the dock's seed + s (seed 0: exactly the dock's run)
+    assert {r.params["overrides"]["seed"] for r in got} == {config.SynFoCConfig().seed + 2}
     robot.ctl.cleanup()
 
 

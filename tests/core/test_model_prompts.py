@@ -54,3 +54,20 @@ def test_empty_models_mask_prompts_nothing_and_a_wrong_shape_is_refused():
     assert not out.any() and replaced == 0 and calls == []
     with pytest.raises(ValueError, match="slice"):
         model_prompted_mask(lambda b: np.ones((4, 4), bool), _mask((8, 8), (1, 1, 6, 6)))
+
+
+def test_labelled_extent_from_the_slices_without_the_class():
+    """Hand-made: class 1 labelled on 4 and 6, labelled-empty slices 1, 2 and 9 (and 5 inside,
+    which does not cut the run): the class may appear on 3..8; class 2 (on slice 9 only) on
+    7..11; a class labelled nowhere: unknown (None)."""
+    from napari_synfoc.core.model_prompts import labelled_extent
+
+    lab = np.zeros((12, 4, 4), np.uint8)
+    lab[4, 1, 1] = lab[6, 2, 2] = 1
+    lab[9, 0, 0] = 2
+    labeled = [1, 2, 4, 5, 6, 9]
+    assert labelled_extent(lab, labeled, 1) == (3, 8)
+    assert labelled_extent(lab, labeled, 2) == (7, 11)
+    assert labelled_extent(lab, labeled, 3) is None
+    assert labelled_extent(lab, [4], 1) == (0, 11)  # nothing labelled beyond it
+    assert labelled_extent(lab, [0, 4, 11, 40], 1) == (1, 10)  # slices outside the stack ignored

@@ -134,3 +134,25 @@ def test_run_length_follows_the_profile_until_the_user_picks_one(qtbot):
     )
     panel.note_rate(None)  # a run with no step keeps the last figure
     assert "measured here" in hint.text()
+
+
+def test_retrain_length_is_its_own_spin_box(qtbot):
+    """Issue 21: Retrain (a warm restart) runs the profile's Retrain iterations (100 on
+    cpu-interactive, what the effort loop measured), not the first run's length; a value the
+    user typed survives profile changes, and Train keeps its own length."""
+    from napari_synfoc.config import retrain_iterations, run_iterations
+    from napari_synfoc.widgets.panels.model import ModelPanel
+
+    panel = ModelPanel()
+    qtbot.addWidget(panel)
+    panel.device_combo.setCurrentText("cpu")
+    panel.profile_combo.setCurrentText("auto")
+    assert panel.retrain_spin.value() == retrain_iterations("cpu-interactive") == 100
+    assert panel.params()["iterations"] == run_iterations("cpu-interactive") == 300
+    assert panel.retrain_params()["iterations"] == 100
+    panel.profile_combo.setCurrentText("gpu-fast")  # no Retrain figure: the run length
+    assert panel.retrain_spin.value() == run_iterations("gpu-fast") == 3000
+    panel.retrain_spin.setValue(40)
+    panel.profile_combo.setCurrentText("cpu-interactive")
+    assert panel.retrain_spin.value() == 40 and panel.retrain_params()["iterations"] == 40
+    assert panel.params()["iterations"] == 300

@@ -194,13 +194,16 @@ def test_propose_from_the_models_fills_proposals_on_unlabelled_predicted_slices(
     w.controller.review.set_maps(review_maps(fm, fm.copy()), None, covered=[0, 1, 2, 3])
     assert tool.propose_from_models()
     qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
-    # slices 1 and 4 are labelled, 4 and 5 hold no prediction: proposals on 0, 2 and 3
-    assert sorted(tool.controller.propagation.proposals) == [0, 2, 3]
+    # slices 1 and 4 are labelled, 4 and 5 hold no prediction; slice 1 is labelled without
+    # class 1, so class 1's extent is 2..5 (the dock's labels reach the controller): slice 0
+    # is left out, proposals on 2 and 3
+    assert sorted(tool.controller.propagation.proposals) == [2, 3]
+    assert tool.controller.propagation.skipped == [0]
     props = viewer.layers[pt.PROPOSALS]
-    assert props.data[[0, 2, 3]].any(axis=(1, 2)).all() and not props.data[[1, 4, 5]].any()
+    assert props.data[[2, 3]].any(axis=(1, 2)).all() and not props.data[[0, 1, 4, 5]].any()
     before = lab.data.copy()
     assert tool.accept_all() > 0
-    assert lab.data[[0, 2, 3]].any(axis=(1, 2)).all()
-    assert np.array_equal(lab.data[[1, 4, 5]], before[[1, 4, 5]])
+    assert lab.data[[2, 3]].any(axis=(1, 2)).all()
+    assert np.array_equal(lab.data[[0, 1, 4, 5]], before[[0, 1, 4, 5]])
     lab.undo()
     assert np.array_equal(lab.data, before)

@@ -30,6 +30,7 @@ from ...config import (
     choices,
     field_meta,
     resolve_config,
+    retrain_iterations,
     run_iterations,
 )
 from ..tooltips import tip
@@ -95,6 +96,10 @@ class ModelPanel(QWidget):
         self._setting_iterations = False
         self._measured_rate: dict[str, float] = {}
         self.iterations_spin.valueChanged.connect(self._on_iterations_changed)
+        self.retrain_spin = QSpinBox()  # a Retrain's run length (config.retrain_iterations)
+        self.retrain_spin.setRange(1, 1_000_000)
+        self._retrain_touched = False
+        self.retrain_spin.valueChanged.connect(self._on_retrain_changed)
         self.run_hint = QLabel()
         self.run_hint.setObjectName("run_hint")
         self.run_hint.setWordWrap(True)
@@ -107,6 +112,7 @@ class ModelPanel(QWidget):
             ("profile", self.profile_combo, "Compute profile"),
             ("strategy", self.strategy_combo, "Strategy"),
             ("iterations", self.iterations_spin, "Iterations"),
+            ("retrain_iterations", self.retrain_spin, "Retrain iterations"),
             ("predict_every", self.predict_every_spin, "Refresh overlays every"),
         ):
             w.setObjectName(key)
@@ -149,6 +155,10 @@ class ModelPanel(QWidget):
             "overrides": overrides,
         }
 
+    def retrain_params(self) -> dict[str, Any]:
+        """:meth:`params` for a Retrain: the Retrain iterations instead of the Iterations."""
+        return {**self.params(), "iterations": self.retrain_spin.value()}
+
     def set_profile(self, name: str) -> None:
         """Choose a compute profile by name (``ValueError`` names the choices)."""
         if name not in PROFILE_CHOICES:
@@ -180,6 +190,12 @@ class ModelPanel(QWidget):
                 self.iterations_spin.setValue(run_iterations(name))
             finally:
                 self._setting_iterations = False
+        if not self._retrain_touched:
+            self._setting_iterations = True
+            try:
+                self.retrain_spin.setValue(retrain_iterations(name))
+            finally:
+                self._setting_iterations = False
         self.advanced.show_config(self.shown_config())
         self._show_run_hint()
         extra = " (the tiny profile uses a tiny random model)" if name == "tiny" else ""
@@ -202,6 +218,10 @@ class ModelPanel(QWidget):
         if not self._setting_iterations:
             self._iterations_touched = True
         self._show_run_hint()
+
+    def _on_retrain_changed(self, *_: Any) -> None:
+        if not self._setting_iterations:
+            self._retrain_touched = True
 
     def _show_run_hint(self) -> None:
         """The time under Iterations: from this machine's last measured run of this profile

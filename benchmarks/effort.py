@@ -177,6 +177,7 @@ class Settings:
     proposals: str = "models"  # the rest from: "models" (LiteMedSAM boxed by them), "ensemble"
     visit_after_run: bool = True  # fix ranked slices once a run has ended (else while it runs)
     extent: bool = True  # proposals within each class's labelled extent (the dock's default)
+    state_dir: str | None = None  # save the labels (and predictions) before the final sweep
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -212,6 +213,7 @@ class Robot:
         self.rng = np.random.default_rng(st.seed)
         self.runs = 0
         self.notes: dict[str, Any] = {}
+        self.policy = ""  # set by run_policy (the saved state's name)
 
     # -------------------------------------------------------------- state
     def labeled(self) -> list[int]:
@@ -453,10 +455,27 @@ def run_propagate(robot: Robot) -> None:
 
 def sweep(robot: Robot, slices) -> None:
     """Look at each slice in order and correct it where it misses the target."""
+    save_state(robot)
     for z in slices:
         robot.correct(int(z))
         robot.check_time()
     robot.record("sweep")
+
+
+def save_state(robot: Robot) -> Path | None:
+    """With ``state_dir``: the labels, the slices marked empty and the ensemble's labels as the
+    final sweep finds them (``VOLUME-POLICY-sSEED.npz``), to study corrections offline."""
+    if not robot.st.state_dir:
+        return None
+    maps = robot.ctl.review.maps
+    path = Path(robot.st.state_dir) / f"{robot.vol.name}-{robot.policy}-s{robot.st.seed}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with robot.clock.pause():
+        np.savez_compressed(
+            path, labels=robot.labels, marked=np.array(sorted(robot.marked), int),
+            ensemble=np.zeros(0) if maps is None else np.asarray(maps.ensemble_label),
+        )  # fmt: skip
+    return path
 
 
 def init_slices(n: int, k: int) -> list[int]:
@@ -614,6 +633,7 @@ def run_policy(vol: Volume, policy: str, st: Settings, segmenter_factory=None, l
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose from {POLICIES}")
     robot = Robot(vol, st, segmenter_factory)
+    robot.policy = policy
     outcome = "finished"
     try:
         if policy == "boxes":
@@ -759,6 +779,7 @@ def parser() -> argparse.ArgumentParser:
         "--visits", default="after", choices=("after", "during"),
         help="the loop fixes ranked slices once a run has ended, or while it runs",
     )  # fmt: skip
+    p.add_argument("--save-state", default=None, help="folder: labels before the final sweep")
     p.add_argument(
         "--extent", default="on", choices=("on", "off"),
         help="proposals from the models within each class's labelled extent (the dock's: on)",
@@ -837,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
                     per_round=args.per_round, rounds=args.rounds, accept_q=args.accept_q,
                     init_slices=args.init_slices, retrain_iterations=args.retrain_iterations,
                     proposals=args.proposals, visit_after_run=args.visits == "after",
-                    extent=args.extent == "on",
+                    extent=args.extent == "on", state_dir=args.save_state,
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

@@ -78,6 +78,17 @@ def io_geometry(layer: Any):
     return Geometry.from_layer_meta(meta, int(layer.ndim))
 
 
+def sparse_copy(labels: np.ndarray, slices: Iterable[int]) -> np.ndarray:
+    """A copy of a (Z, Y, X) ``labels`` that holds only ``slices`` (zeros elsewhere), equal to a
+    full copy when every other slice is zero.  The zeros are not written, so the pages stay
+    unallocated: on a 300 x 512 x 512 volume with a few labelled slices the Train click no
+    longer copies 300 MB in the GUI thread (issue 22 item 5)."""
+    out = np.zeros(labels.shape, labels.dtype)
+    for z in slices:
+        out[z] = labels[z]
+    return out
+
+
 def task_from_layers(
     image: Any, labels: Any, extra: Iterable[tuple[np.ndarray, bool]] = (), window=None
 ) -> StackTask:
@@ -85,10 +96,16 @@ def task_from_layers(
     now (later strokes go to the next run), the labelled slices (painted or marked), ``extra``
     ``(array, is_rgb)`` images matched to the image's channels, ``window`` the intensity window."""
     rgb = bool(getattr(image, "rgb", False))
-    lab = None if labels is None else np.array(labels.data, copy=True)
-    labeled = []
-    if lab is not None and lab.ndim in (2, 3):
-        labeled = labeled_slices(lab, marked(labels), spatial_ndim=lab.ndim)
+    lab, labeled = None, []
+    if labels is not None:
+        src = np.asarray(labels.data)
+        if src.ndim == 3:  # only the labelled slices are copied: the rest is all zero
+            labeled = labeled_slices(src, marked(labels), spatial_ndim=3)
+            lab = sparse_copy(src, labeled)
+        else:
+            lab = np.array(src, copy=True)
+            if lab.ndim == 2:
+                labeled = labeled_slices(lab, marked(labels), spatial_ndim=2)
     more = [match_channels(a, rgb, is_rgb) for a, is_rgb in extra]
     data = None if image is None else np.asarray(image.data)
     return StackTask(data, lab, labeled, rgb=rgb, extra_unlabeled=more, intensity_window=window)

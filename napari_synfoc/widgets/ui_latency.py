@@ -22,6 +22,14 @@ import numpy as np
 from qtpy.QtCore import QObject, Qt, QTimer
 
 
+def _stack_text(frame, depth: int) -> str:
+    """The ``depth`` innermost frames of a stack, innermost first, on one line."""
+    stack = traceback.extract_stack(frame)[-depth:]
+    return " <- ".join(
+        f"{fs.name} ({fs.filename.rsplit('/', 1)[-1]}:{fs.lineno})" for fs in reversed(stack)
+    )
+
+
 class EventLoopProbe(QObject):
     """A precise repeating QTimer that records the wall-clock gaps between its ticks."""
 
@@ -32,31 +40,54 @@ class EventLoopProbe(QObject):
         stall_ms: float | None = None,
     ):
         """``stall_ms``: for gaps longer than this, record what the other threads were doing
-        when the event loop woke up (in :attr:`stalls`): a hint at who held the GIL."""
+        when the event loop woke up (in :attr:`stalls`): a hint at who held the GIL; and, from
+        a watcher thread, what the event loop's own thread was running while the gap lasted
+        (under ``"main"``, the innermost frames first: the code that blocked it)."""
         super().__init__(parent)
         self.interval_ms = int(interval_ms)
         self.stall_ms = stall_ms
         self.stalls: list[tuple[float, dict[str, str]]] = []
+        self._main = threading.get_ident()
+        self._seen_main: str | None = None  # the watcher's sample of the current gap
+        self._watching = threading.Event()
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.setInterval(self.interval_ms)
         self._timer.timeout.connect(self._tick)
         self._last: float | None = None
+        self._t0 = 0.0
         self.gaps_ms: list[float] = []
 
     def start(self) -> EventLoopProbe:
         """Start (or restart) recording."""
         self.gaps_ms = []
         self.stalls = []
-        self._last = time.perf_counter()
+        self._last = self._t0 = time.perf_counter()
         self._timer.start()
+        if self.stall_ms is not None and not self._watching.is_set():
+            self._watching.set()
+            threading.Thread(target=self._watch, name="stall-watcher", daemon=True).start()
         return self
+
+    def _watch(self) -> None:
+        """Sample the event loop's thread once it is ``stall_ms / 2`` late (GIL permitting)."""
+        late = self.stall_ms / 2000.0
+        while self._watching.is_set():
+            time.sleep(0.01)
+            last = self._last
+            if last is None or self._seen_main is not None:
+                continue
+            if time.perf_counter() - last > late:
+                frame = sys._current_frames().get(self._main)
+                if frame is not None:
+                    self._seen_main = _stack_text(frame, 8)
 
     def stop(self) -> EventLoopProbe:
         """Stop recording; the gap up to now counts as well."""
         if self._timer.isActive():
             self._tick()
             self._timer.stop()
+        self._watching.clear()
         return self
 
     def _tick(self) -> None:
@@ -65,7 +96,12 @@ class EventLoopProbe(QObject):
             gap = (now - self._last) * 1000.0
             self.gaps_ms.append(gap)
             if self.stall_ms is not None and gap > self.stall_ms:
-                self.stalls.append((round(gap, 1), self._other_threads()))
+                who = self._other_threads()
+                if self._seen_main is not None:
+                    who["main"] = self._seen_main
+                who["ended_at_s"] = f"{now - self._t0:.1f}"  # seconds after start()
+                self.stalls.append((round(gap, 1), who))
+        self._seen_main = None
         self._last = now
 
     @staticmethod
@@ -76,11 +112,7 @@ class EventLoopProbe(QObject):
         for ident, frame in sys._current_frames().items():
             if ident == me:
                 continue
-            stack = traceback.extract_stack(frame)[-depth:]
-            out[names.get(ident, str(ident))] = " <- ".join(
-                f"{fs.name} ({fs.filename.rsplit('/', 1)[-1]}:{fs.lineno})"
-                for fs in reversed(stack)
-            )
+            out[names.get(ident, str(ident))] = _stack_text(frame, depth)
         return out
 
     @property

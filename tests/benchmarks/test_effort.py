@@ -52,7 +52,7 @@ def _check(res: dict) -> dict:
     return counts
 
 
-def test_robot_smoke_every_kind_of_policy():
+def test_robot_smoke_every_kind_of_policy(tmp_path):
     """boxes, propagate and the loop (ranking) on 10 slices with tiny random models."""
     vol = _volume()
     quiet = lambda *_: None  # noqa: E731
@@ -63,8 +63,12 @@ def test_robot_smoke_every_kind_of_policy():
     counts = _check(E.run_policy(vol, "propagate", _settings(), _segmenter, log=quiet))
     # key slices 0, 3, 6, 9: the disc is on 3 and 6 -> two boxes, one accept of the proposals
     assert counts["box"] == 2 and counts["accept_many"] == 1
-    res = E.run_policy(vol, "loop", _settings(), _segmenter, log=quiet)
+    res = E.run_policy(vol, "loop", _settings(state_dir=str(tmp_path)), _segmenter, log=quiet)
     counts = _check(res)
+    # the state before the final sweep was saved: the labels then, and the ensemble's labels
+    saved = np.load(tmp_path / "synthetic-loop-s0.npz")
+    assert saved["labels"].shape == saved["ensemble"].shape == vol.ref.shape
+    assert set(np.unique(saved["labels"])) <= {0, 1} and saved["labels"].any()
     # slices 3 and 7 (init_slices(10, 2)) hold the disc: boxed, then at most 2 runs
     assert counts["box"] == 2 and 1 <= res["training_runs"] <= 2
     q = res["notes"]["first_run_quality"]

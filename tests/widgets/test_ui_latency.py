@@ -26,6 +26,25 @@ def test_probe_sees_a_blocked_event_loop(qtbot):
     assert s["max_gap_ms"] == round(probe.max_gap_ms, 2) and s["p50_gap_ms"] < 150
 
 
+def _blocking_call_in_the_gui_thread():
+    time.sleep(0.2)
+
+
+def test_probe_names_what_blocked_the_gui_thread(qtbot):
+    """With ``stall_ms``, a stall records what the GUI thread itself was running meanwhile (a
+    watcher thread samples it) and when the stall ended."""
+    probe = EventLoopProbe(interval_ms=10, stall_ms=100).start()
+    qtbot.wait(50)
+    _blocking_call_in_the_gui_thread()
+    qtbot.wait(50)
+    probe.stop()
+    assert len(probe.stalls) == 1
+    gap, who = probe.stalls[0]
+    assert gap >= 200
+    assert who["main"].startswith("_blocking_call_in_the_gui_thread")
+    assert 0.2 <= float(who["ended_at_s"]) < 5.0
+
+
 def test_max_gap_during_tiny_training(make_napari_viewer, qtbot, record_property):
     """Longest gap of a 10 ms QTimer while the tiny model trains (printed and recorded)."""
     viewer = make_napari_viewer()

@@ -207,3 +207,7 @@ def test_propose_from_the_models_fills_proposals_on_unlabelled_predicted_slices(
     assert np.array_equal(lab.data[[0, 1, 4, 5]], before[[0, 1, 4, 5]])
     lab.undo()
     assert np.array_equal(lab.data, before)
+    tool.panel.extent_check.setChecked(False)  # the switch in the panel: slice 0 too
+    assert tool.propose_from_models()
+    qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
+    assert sorted(tool.controller.propagation.proposals) == [0, 2, 3]

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ...config import PROPOSALS_WITHIN_LABELLED_EXTENT
 from ..tooltips import shortcut_tip
 
 # action -> shortcut (bound on the prompt layers; napari's own keys of those layers are
@@ -81,6 +82,11 @@ TIPS = {
         "After training: on every predicted slice nobody labelled, LiteMedSAM gets a box around "
         "each part the models found (of this class) and its mask replaces the part where the two "
         "agree; results go to 'SynFoC proposals' (accept or fix them)."
+    ),
+    "within_extent": (
+        "Propose only where the structure can be: not beyond a labelled slice without the "
+        "class that lies past the slices where you labelled it (a structure spanning one run "
+        "of slices, as an aorta or a vertebra). Untick for structures that come and go."
     ),
     "stop_propagation": "Stop the propagation; slices already done stay as proposals.",
     "accept_slice": "Write the proposal of the current slice into the labels (one undo step).",
@@ -160,7 +166,12 @@ class PromptPanel(QCollapsible):
         prop = QGridLayout()
         prop.addWidget(self._button("propagate", "Propagate boxes"), 0, 0)
         prop.addWidget(self._button("stop_propagation", "Stop"), 0, 1)
-        prop.addWidget(self._button("from_models", "Propose from the models"), 1, 0, 1, 2)
+        prop.addWidget(self._button("from_models", "Propose from the models"), 1, 0)
+        self.extent_check = QCheckBox("within labelled extent")
+        self.extent_check.setObjectName("prompt_within_extent")
+        self.extent_check.setChecked(PROPOSALS_WITHIN_LABELLED_EXTENT)
+        self.extent_check.setToolTip(_tip("within_extent"))
+        prop.addWidget(self.extent_check, 1, 1)
         self.progress = QProgressBar()
         self.progress.setObjectName("propagation_progress")
         self.progress.setRange(0, 1)
@@ -190,6 +201,11 @@ class PromptPanel(QCollapsible):
     @property
     def mode(self) -> str:
         return self.mode_combo.currentText()
+
+    @property
+    def within_extent(self) -> bool:
+        """Proposals from the models only within each class's labelled extent."""
+        return self.extent_check.isChecked()
 
     @property
     def auto(self) -> bool:

@@ -178,6 +178,7 @@ class Settings:
     visit_after_run: bool = True  # fix ranked slices once a run has ended (else while it runs)
     extent: bool = True  # proposals within each class's labelled extent (the dock's default)
     state_dir: str | None = None  # save the labels (and predictions) before the final sweep
+    redo_boxes: bool = False  # sweep: box a class again where boxing beats brushing it
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -322,6 +323,32 @@ class Robot:
             self.marked.add(z)  # painted back to background: it stays labelled
         self.verified.add(z)
 
+    def redo_with_boxes(self, z: int) -> None:
+        """A person's shortcut on a slice whose mask is far off: each class the reference holds
+        whose errors need more brush strokes than boxing it again (one box per part, plus one
+        stroke) is boxed again; undone (Ctrl-Z, free) where that did not reduce its strokes."""
+        for c in self.classes:
+            with self.clock.pause():
+                ref = self.vol.ref[z]
+                parts = R.boxes_for_slice(ref, [c])
+                before = len(R.correction_plan(self.labels[z], ref, [c])[1])
+            if not parts or before < len(parts) + 1:
+                continue
+            old = self.labels[z].copy()
+            for i, (_, box) in enumerate(parts):
+                self.ctl.prompts.mode = "add" if i else "replace"
+                se = self.ctl.prompts.prompt(
+                    self.vol.image, self.labels, z, box=R.box_vertices(z, box), cls=c
+                )
+                self.count("box")
+                if se is not None:
+                    self.apply(se)
+            self.ctl.prompts.mode = "replace"
+            with self.clock.pause():
+                after = len(R.correction_plan(self.labels[z], ref, [c])[1])
+                if after >= before:
+                    self.labels[z] = old  # Ctrl-Z (free)
+
     def mark_empty(self, z: int) -> None:
         self.labels[z] = 0
         self.marked.add(z)
@@ -457,6 +484,8 @@ def sweep(robot: Robot, slices) -> None:
     """Look at each slice in order and correct it where it misses the target."""
     save_state(robot)
     for z in slices:
+        if robot.st.redo_boxes:
+            robot.redo_with_boxes(int(z))
         robot.correct(int(z))
         robot.check_time()
     robot.record("sweep")
@@ -781,6 +810,10 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--save-state", default=None, help="folder: labels before the final sweep")
     p.add_argument(
+        "--redo-boxes", action="store_true",
+        help="sweep: box a class again where that beats brushing it (a person's shortcut)",
+    )  # fmt: skip
+    p.add_argument(
         "--extent", default="on", choices=("on", "off"),
         help="proposals from the models within each class's labelled extent (the dock's: on)",
     )  # fmt: skip
@@ -859,6 +892,7 @@ def main(argv: list[str] | None = None) -> int:
                     init_slices=args.init_slices, retrain_iterations=args.retrain_iterations,
                     proposals=args.proposals, visit_after_run=args.visits == "after",
                     extent=args.extent == "on", state_dir=args.save_state,
+                    redo_boxes=args.redo_boxes,
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

@@ -1,0 +1,102 @@
+"""How a person corrects what the loop leaves (issue 21): the final sweep replayed on saved states.
+
+``benchmarks.effort --save-state DIR`` keeps the labels as each run's final sweep finds them.
+This replays that sweep on each state twice, through the same robot and controller: brush
+strokes only (the effort benchmark's default), and with ``redo_boxes`` (a class whose errors need
+more strokes than boxing it again is boxed first, and the box is undone where it did not help).
+No training runs: the difference is the sweep's alone.  Usage::
+
+    python -m benchmarks.correction_study --states docs/results/effort_cpu/seeds/state \\
+        --out docs/results/effort_cpu/correction_study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import effort as E
+
+
+def replay(vol: E.Volume, state: Path, redo: bool, segmenter_factory=None) -> dict[str, Any]:
+    """The final sweep on ``state``'s labels: its interactions by kind and what still fails."""
+    saved = np.load(state)
+    st = E.Settings(backend="sync", redo_boxes=redo)
+    robot = E.Robot(vol, st, segmenter_factory)
+    try:
+        robot.labels[...] = saved["labels"]
+        robot.marked = {int(z) for z in saved["marked"]}
+        with robot.clock.pause():
+            failing = len(robot.failing())
+        E.sweep(robot, range(len(vol.ref)))
+        return {
+            "state": state.name, "redo_boxes": redo, "failing_before": failing,
+            "interactions": robot.ledger.total,
+            "counts": {k: n for k, n in robot.ledger.counts.items() if n},
+            "failing_after": len(robot.failing()),
+            "brush_by_class": robot.notes.get("brush_by_class", {}),
+        }  # fmt: skip
+    finally:
+        robot.ctl.cleanup()
+
+
+def markdown(rows: list[dict[str, Any]], command: str) -> str:
+    out = [
+        "# The final sweep replayed: brush only, or boxing a class again where that is cheaper",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| state | failing slices | brush only | with boxes again | of which boxes | saved |",
+        "|---|---|---|---|---|---|",
+    ]
+    by = {}
+    for r in rows:
+        by.setdefault(r["state"], {})[r["redo_boxes"]] = r
+    for name, pair in sorted(by.items()):
+        a, b = pair.get(False), pair.get(True)
+        if a is None or b is None:
+            continue
+        saved = a["interactions"] - b["interactions"]
+        out.append(
+            f"| {name} | {a['failing_before']} | {a['interactions']} | {b['interactions']} | "
+            f"{b['counts'].get('box', 0)} | {saved} ({saved / max(a['interactions'], 1):.0%}) |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--states", type=Path, required=True, help="folder of VOLUME-POLICY-sS.npz")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--volume", default="CT")
+    args = p.parse_args(argv)
+    from napari_synfoc.core.intensity import CT_WINDOWS, suggested_window
+
+    vol = E.named_volume(args.volume)
+    ct = suggested_window(vol.image)
+    vol.window = CT_WINDOWS[ct] if ct else None  # the dock's choice, as effort.main
+    states = sorted(args.states.glob(f"{args.volume}-*.npz"))
+    if not states:
+        print(f"no {args.volume}-*.npz in {args.states}", file=sys.stderr)
+        return 1
+    rows = []
+    for state in states:
+        for redo in (False, True):
+            rows.append(replay(vol, state, redo))
+            print(json.dumps({k: v for k, v in rows[-1].items()}), flush=True)
+    command = "python -m benchmarks.correction_study " + " ".join(argv or sys.argv[1:])
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "correction_study.json").write_text(
+        json.dumps({"command": command, "rows": rows}, indent=1), encoding="utf-8"
+    )
+    (args.out / "correction_study.md").write_text(markdown(rows, command), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

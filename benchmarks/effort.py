@@ -507,6 +507,32 @@ def save_state(robot: Robot) -> Path | None:
     return path
 
 
+def save_quality_state(robot: Robot) -> Path | None:
+    """With ``state_dir``: what the quality estimate sees when its error is measured (the end of
+    the first run), in ``quality/VOLUME-POLICY-sSEED.npz``, to study estimators offline."""
+    rv = robot.ctl.review
+    if not robot.st.state_dir or rv.maps is None:
+        return None
+    m = rv.maps
+    path = (
+        Path(robot.st.state_dir)
+        / "quality"
+        / (f"{robot.vol.name}-{robot.policy}-s{robot.st.seed}.npz")
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with robot.clock.pause():
+        none = np.zeros(0)
+        np.savez_compressed(
+            path, labels=robot.labels, labeled=np.array(robot.labeled(), int),
+            trained=np.array(sorted(robot.ctl.model.labeled or []), int),
+            covered=np.array(sorted(rv.covered) if rv.covered is not None else [], int),
+            agreement=none if m.agreement is None else np.asarray(m.agreement),
+            ensemble=np.asarray(m.ensemble_label), fm=np.asarray(m.fm_label),
+            unet=np.asarray(m.unet_label),
+        )  # fmt: skip
+    return path
+
+
 def init_slices(n: int, k: int) -> list[int]:
     """``k`` evenly spaced slices (the loop's first labels): round((i + 1) n / (k + 1))."""
     return sorted({min(n - 1, round((i + 1) * n / (k + 1))) for i in range(k)})
@@ -562,6 +588,7 @@ def run_loop(robot: Robot, order: str = "ranking") -> None:
         robot.wait_run()
         if robot.runs == 1 and "first_run_quality" not in robot.notes:
             robot.notes["first_run_quality"] = quality_error(robot)
+            save_quality_state(robot)
         if st.visit_after_run and visits < st.per_round and unlabelled_covered(robot):
             continue  # the run has ended: fix the slices the ranking shows now
         if robot.runs >= st.rounds or not unlabelled_covered(robot):

@@ -69,6 +69,10 @@ def test_robot_smoke_every_kind_of_policy(tmp_path):
     saved = np.load(tmp_path / "synthetic-loop-s0.npz")
     assert saved["labels"].shape == saved["ensemble"].shape == vol.ref.shape
     assert set(np.unique(saved["labels"])) <= {0, 1} and saved["labels"].any()
+    # and what the quality estimate saw at the end of the first run
+    q = np.load(tmp_path / "quality" / "synthetic-loop-s0.npz")
+    assert q["agreement"].shape == (len(vol.ref), 1) and q["fm"].shape == vol.ref.shape
+    assert len(q["labeled"]) >= 2 and set(q["trained"]) <= set(q["labeled"])
     # slices 3 and 7 (init_slices(10, 2)) hold the disc: boxed, then at most 2 runs
     assert counts["box"] == 2 and 1 <= res["training_runs"] <= 2
     q = res["notes"]["first_run_quality"]

@@ -500,9 +500,11 @@ def save_state(robot: Robot) -> Path | None:
     path = Path(robot.st.state_dir) / f"{robot.vol.name}-{robot.policy}-s{robot.st.seed}.npz"
     path.parent.mkdir(parents=True, exist_ok=True)
     with robot.clock.pause():
+        before = robot.notes.get("labeled_before_proposals", [])
         np.savez_compressed(
             path, labels=robot.labels, marked=np.array(sorted(robot.marked), int),
             ensemble=np.zeros(0) if maps is None else np.asarray(maps.ensemble_label),
+            labeled_before_proposals=np.array(before, int),
         )  # fmt: skip
     return path
 
@@ -610,6 +612,7 @@ def propose_from_models(robot: Robot) -> None:
     todo = unlabelled_covered(robot)
     if maps is None or not todo:
         return
+    robot.notes["labeled_before_proposals"] = robot.labeled()
     robot.ctl.prompts.mode = "replace"
     for c in robot.classes:
         ok = prop.start_from_models(

@@ -69,6 +69,8 @@ def test_robot_smoke_every_kind_of_policy(tmp_path):
     saved = np.load(tmp_path / "synthetic-loop-s0.npz")
     assert saved["labels"].shape == saved["ensemble"].shape == vol.ref.shape
     assert set(np.unique(saved["labels"])) <= {0, 1} and saved["labels"].any()
+    before = set(saved["labeled_before_proposals"])  # the slices labelled before the proposals
+    assert before and before < set(range(len(vol.ref)))
     # and what the quality estimate saw at the end of the first run
     q = np.load(tmp_path / "quality" / "synthetic-loop-s0.npz")
     assert q["agreement"].shape == (len(vol.ref), 1) and q["fm"].shape == vol.ref.shape

@@ -179,6 +179,7 @@ class Settings:
     extent: bool = True  # proposals within each class's labelled extent (the dock's default)
     state_dir: str | None = None  # save the labels (and predictions) before the final sweep
     redo_boxes: bool = False  # sweep: box a class again where boxing beats brushing it
+    min_3d_part: float | None = None  # proposals: drop 3-D parts under this (None: the dock's)
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -205,6 +206,8 @@ class Robot:
             self.ctl.review.acquisition = st.acquisition
         self.ctl.prompts.window = vol.window  # prompts see the dock's intensity choice
         self.ctl.prompts.propagation.within_labelled_extent = st.extent
+        if st.min_3d_part is not None:
+            self.ctl.prompts.propagation.min_part_fraction = st.min_3d_part
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed
@@ -633,6 +636,7 @@ def propose_from_models(robot: Robot) -> None:
             robot.apply(se)
             robot.verified -= set(se.slices)
         n = len(todo) - len(prop.skipped)
+        robot.notes.setdefault("dropped_3d_parts", []).append(prop.dropped_parts)
         robot.record(f"proposals from the models, class {c} ({n} slices)")
 
 
@@ -844,6 +848,10 @@ def parser() -> argparse.ArgumentParser:
         help="sweep: box a class again where that beats brushing it (a person's shortcut)",
     )  # fmt: skip
     p.add_argument(
+        "--min-3d-part", type=float, default=None,
+        help="proposals drop 3-D parts under this fraction of the largest (default: the dock's)",
+    )  # fmt: skip
+    p.add_argument(
         "--extent", default="on", choices=("on", "off"),
         help="proposals from the models within each class's labelled extent (the dock's: on)",
     )  # fmt: skip
@@ -922,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
                     init_slices=args.init_slices, retrain_iterations=args.retrain_iterations,
                     proposals=args.proposals, visit_after_run=args.visits == "after",
                     extent=args.extent == "on", state_dir=args.save_state,
-                    redo_boxes=args.redo_boxes,
+                    redo_boxes=args.redo_boxes, min_3d_part=args.min_3d_part,
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

@@ -31,6 +31,10 @@ COMPILE_MIN_ITERATIONS = 1000
 # its outermost labelled slices (a structure spanning one run of slices, as an aorta or a
 # vertebra; switch off for structures that come and go, as lesions)
 PROPOSALS_WITHIN_LABELLED_EXTENT = True
+# Issue 21: proposals from the models leave out the 3-D parts (26-connected, with the labels)
+# smaller than this fraction of the class's largest part and holding no labelled voxel: the
+# specks a person would erase one slice at a time (0: keep every part)
+PROPOSALS_MIN_3D_PART = 0.0
 
 
 def _f(

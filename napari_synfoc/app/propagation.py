@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import PROPOSALS_WITHIN_LABELLED_EXTENT
+from ..config import PROPOSALS_MIN_3D_PART, PROPOSALS_WITHIN_LABELLED_EXTENT
 from ..core import label_edit as le
 from .jobs import JobRunner
 from .slice_edit import SliceEdit, emptied
@@ -92,6 +92,9 @@ class BoxPropagation:
         # proposals from the models stay inside the class's labelled extent (config)
         self.within_labelled_extent = PROPOSALS_WITHIN_LABELLED_EXTENT
         self.skipped: list[int] = []  # slices the last proposals left out (outside the extent)
+        # proposals from the models drop 3-D parts under this fraction of the largest (config)
+        self.min_part_fraction = PROPOSALS_MIN_3D_PART
+        self.dropped_parts = 0  # parts the last proposals dropped
 
     @property
     def running(self) -> bool:
@@ -159,7 +162,11 @@ class BoxPropagation:
         and its ``labeled`` slices, and :attr:`within_labelled_extent` on, slices beyond the
         class's labelled extent (:func:`~napari_synfoc.core.model_prompts.labelled_extent`) are
         left out (:attr:`skipped`).  False (with a message) when it cannot start."""
-        from ..core.model_prompts import labelled_extent, model_prompted_mask
+        from ..core.model_prompts import (
+            drop_small_parts_3d,
+            labelled_extent,
+            model_prompted_mask,
+        )
 
         if self.running:
             self.say("Box propagation is already running: stop it first.", error=True)
@@ -205,14 +212,28 @@ class BoxPropagation:
                 f" inside class {cls}'s labelled extent {extent[0]}..{extent[1]} "
                 f"({len(skipped)} slices beyond it left out)"
             )
+        post = None
+        frac = float(self.min_part_fraction)
+        if frac > 0 and labels is not None:
+
+            def post(masks):  # in the worker, once every slice has its proposal
+                changed, self.dropped_parts = drop_small_parts_3d(masks, labels, int(cls), frac)
+                return changed
+
         self.say(f"Proposals from the models on {len(plan)} slices{where}…")
         what = "Proposals from the models"
-        return self._launch(what, plan, segment, image, rgb, int(cls), on_slice, on_finished)
+        return self._launch(
+            what, plan, segment, image, rgb, int(cls), on_slice, on_finished, post=post
+        )
 
-    def _launch(self, what, plan, segment, image, rgb, cls, on_slice, on_finished) -> bool:
+    def _launch(
+        self, what, plan, segment, image, rgb, cls, on_slice, on_finished, post=None
+    ) -> bool:
         """Run ``segment(seg, prepared, z)`` over ``plan``'s slices in the job runner; each
-        finished slice is a proposal (see :meth:`start`)."""
+        finished slice is a proposal (see :meth:`start`).  ``post(masks) -> {slice: mask}``:
+        run in the worker once every slice is done; the slices it returns are proposed again."""
         self.proposals, self.plan, self.cls = {}, plan, int(cls)
+        self.dropped_parts = 0
         self.stop_flag = threading.Event()
         self.outcome = None
         stop = self.stop_flag
@@ -221,10 +242,15 @@ class BoxPropagation:
         def events():
             prepared = self._prepare(image, rgb)
             total = len(plan)
+            masks = {}
             for i, z in enumerate(sorted(plan)):
                 if stop.is_set():
                     return
-                yield z, np.asarray(segment(seg, prepared, z), bool), i + 1, total
+                masks[z] = np.asarray(segment(seg, prepared, z), bool)
+                yield z, masks[z], i + 1, total
+            if post is not None and not stop.is_set():
+                for z, mask in sorted(post(masks).items()):
+                    yield z, mask, total, total
 
         def got(ev):
             z, mask, done, total = ev
@@ -241,6 +267,8 @@ class BoxPropagation:
                 self.outcome = "cancelled" if stop.is_set() else "done"
             n = len(self.proposals)
             tail = " (stopped)" if stop.is_set() else ""
+            if self.dropped_parts:
+                tail += f" ({self.dropped_parts} small 3-D parts left out)"
             if self.outcome != "failed":
                 self.say(
                     f"{what}{tail}: proposals on {n} of {len(plan)} slices "

@@ -102,8 +102,50 @@ def labelled_extent(labels, labeled, cls: int) -> tuple[int, int] | None:
     return (below[-1] + 1 if below else 0, above[0] - 1 if above else n - 1)
 
 
+def drop_small_parts_3d(
+    proposals: dict[int, np.ndarray], labels: np.ndarray, cls: int, fraction: float
+) -> tuple[dict[int, np.ndarray], int]:
+    """Proposals of class ``cls`` without the parts that are small in 3-D: the 26-connected
+    parts of the class in ``labels`` (Z, Y, X) joined with the ``proposals`` ({slice: bool
+    mask}) that hold fewer than ``fraction`` of the largest part's voxels and no labelled voxel
+    of the class.  Returns the changed slices' masks and how many parts were dropped; ``labels``
+    are only read (what the user labelled always stays)."""
+    from scipy import ndimage as ndi
+
+    if fraction <= 0 or not proposals:
+        return {}, 0
+    zs = sorted(proposals)
+    lab = np.asarray(labels)
+    lo, hi = zs[0], zs[-1]
+    has = np.flatnonzero((lab == cls).reshape(len(lab), -1).any(axis=1))
+    if has.size:  # the labelled parts of the class join the volume looked at
+        lo, hi = min(lo, int(has[0])), max(hi, int(has[-1]))
+    vol = lab[lo : hi + 1] == cls
+    user = vol.copy()
+    for z in zs:
+        vol[z - lo] |= np.asarray(proposals[z], bool)
+    comp, n = ndi.label(vol, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return {}, 0
+    sizes = np.bincount(comp.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    keep = sizes >= fraction * sizes.max()
+    keep[np.unique(comp[user])] = True  # a part holding a labelled voxel stays
+    keep[0] = True
+    drop = ~keep
+    if not drop.any():
+        return {}, 0
+    changed = {}
+    for z in zs:
+        gone = drop[comp[z - lo]] & proposals[z]
+        if gone.any():
+            changed[z] = np.asarray(proposals[z], bool) & ~gone
+    return changed, int(drop.sum())
+
+
 __all__ = [
     "IOU_MIN",
+    "drop_small_parts_3d",
     "MIN_PART_PIXELS",
     "MODEL_BOX_MARGIN",
     "labelled_extent",

@@ -303,3 +303,25 @@ def test_proposals_from_the_models_stay_inside_the_labelled_extent(prompt_image)
     c.propagation.within_labelled_extent = True  # class 3: labelled nowhere, not bounded
     assert c.propagation.start_from_models(*args, cls=3, labels=labels, labeled=[1, 3])
     assert sorted(c.propagation.proposals) == [0, 2, 4, 5]
+
+
+def test_proposals_from_the_models_drop_small_3d_parts_when_asked(prompt_image):
+    """Issue 21: with ``min_part_fraction`` the proposals lose the 3-D parts (with the labels)
+    under that fraction of the largest and holding no labelled voxel, in the worker, after
+    every slice is proposed; the user's labels are never touched.  Off (0) by default."""
+    ens = np.zeros((Z, H, W), np.uint8)
+    ens[:, 10:20, 10:20] = 1  # a 10 x 10 tube through every slice
+    ens[3, 40:45, 40:45] = 1  # a 25-voxel speck on slice 3
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[0, 10:20, 10:20] = 1
+    c, said = _ctl(RectSegmenter())
+    args = (prompt_image, labels.shape, ens, [1, 2, 3, 4, 5])
+    assert c.propagation.min_part_fraction == 0.0
+    assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[0])
+    assert c.propagation.proposals[3][40:45, 40:45].any() and c.propagation.dropped_parts == 0
+    c.propagation.min_part_fraction = 0.1  # 25 < 0.1 * 6 slices * 196 (the tube's box)
+    assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[0])
+    p = c.propagation.proposals
+    assert sorted(p) == [1, 2, 3, 4, 5] and not p[3][40:, 40:].any() and p[3][10:20, 10:20].all()
+    assert c.propagation.dropped_parts == 1 and "1 small 3-D parts left out" in said[-1][0]
+    assert labels[0].sum() == 100 and not labels[1:].any()

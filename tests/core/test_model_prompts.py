@@ -71,3 +71,30 @@ def test_labelled_extent_from_the_slices_without_the_class():
     assert labelled_extent(lab, labeled, 3) is None
     assert labelled_extent(lab, [4], 1) == (0, 11)  # nothing labelled beyond it
     assert labelled_extent(lab, [0, 4, 11, 40], 1) == (1, 10)  # slices outside the stack ignored
+
+
+def test_drop_small_parts_3d_keeps_large_and_labelled_parts():
+    """Hand-made: a tube on slices 0..5 (8 voxels a slice, 48 in all: the largest part), a
+    2-voxel speck on slice 2 and a 3-voxel speck on slice 4 (proposals), and a 2-voxel part
+    on slice 1 that touches a labelled voxel.  At fraction 0.1 (4.8 voxels) both specks go,
+    the labelled part stays; at 0.04 (1.92 voxels) nothing goes; at 0 nothing is looked at."""
+    from napari_synfoc.core.model_prompts import drop_small_parts_3d
+
+    labels = np.zeros((6, 12, 12), np.uint8)
+    labels[0, 2:4, 2:6] = 1  # the user's slice 0 of the tube
+    labels[1, 10, 10] = 1  # a labelled voxel (a user's stroke, slice 1)
+    props = {}
+    for z in range(1, 6):
+        m = np.zeros((12, 12), bool)
+        m[2:4, 2:6] = True  # the tube
+        props[z] = m
+    props[1][10, 9] = True  # joins the labelled voxel: kept
+    props[2][8, 8:10] = True  # speck of 2
+    props[4][7, 0:3] = True  # speck of 3
+    changed, n = drop_small_parts_3d(props, labels, 1, 0.1)
+    assert n == 2 and sorted(changed) == [2, 4]
+    assert changed[2].sum() == 8 and changed[4].sum() == 8  # the tube only
+    assert changed[2][2:4, 2:6].all() and not changed[4][7].any()
+    assert drop_small_parts_3d(props, labels, 1, 0.04) == ({}, 0)
+    assert drop_small_parts_3d(props, labels, 1, 0.0) == ({}, 0)
+    assert props[2][8, 8]  # the input is not changed

@@ -23,19 +23,51 @@ import numpy as np
 from benchmarks import effort as E
 
 
-def replay(vol: E.Volume, state: Path, redo: bool, segmenter_factory=None) -> dict[str, Any]:
-    """The final sweep on ``state``'s labels: its interactions by kind and what still fails."""
+def trim_proposals(
+    labels: np.ndarray, before: list[int], classes: list[int], fraction: float
+) -> np.ndarray:
+    """The labels as the proposals would have left them with ``PROPOSALS_MIN_3D_PART =
+    fraction``: on the slices not labelled ``before`` the proposals, each class's 3-D parts
+    under ``fraction`` of the largest that hold no voxel of those labelled slices are gone
+    (:func:`~napari_synfoc.core.model_prompts.drop_small_parts_3d`, the dock's code)."""
+    from napari_synfoc.core.model_prompts import drop_small_parts_3d
+
+    out = np.array(labels, copy=True)
+    done = set(before)
+    user = out.copy()
+    user[[z for z in range(len(out)) if z not in done]] = 0
+    for c in classes:
+        props = {z: out[z] == c for z in range(len(out)) if z not in done}
+        props = {z: m for z, m in props.items() if m.any()}
+        changed, _ = drop_small_parts_3d(props, user, c, fraction)
+        for z, m in changed.items():
+            out[z][(out[z] == c) & ~m] = 0
+    return out
+
+
+def replay(
+    vol: E.Volume, state: Path, redo: bool, segmenter_factory=None, min_3d_part: float = 0.0
+) -> dict[str, Any]:
+    """The final sweep on ``state``'s labels: its interactions by kind and what still fails
+    (``min_3d_part``: the proposals first trimmed as :func:`trim_proposals` does)."""
     saved = np.load(state)
     st = E.Settings(backend="sync", redo_boxes=redo)
     robot = E.Robot(vol, st, segmenter_factory)
     try:
-        robot.labels[...] = saved["labels"]
+        labels = saved["labels"]
+        if min_3d_part > 0:
+            if "labeled_before_proposals" not in saved:
+                raise ValueError(f"{state.name} does not say which slices the proposals filled")
+            before = [int(z) for z in saved["labeled_before_proposals"]]
+            labels = trim_proposals(labels, before, robot.classes, min_3d_part)
+        robot.labels[...] = labels
         robot.marked = {int(z) for z in saved["marked"]}
         with robot.clock.pause():
             failing = len(robot.failing())
         E.sweep(robot, range(len(vol.ref)))
         return {
-            "state": state.name, "redo_boxes": redo, "failing_before": failing,
+            "state": state.name, "redo_boxes": redo, "min_3d_part": min_3d_part,
+            "failing_before": failing,
             "interactions": robot.ledger.total,
             "counts": {k: n for k, n in robot.ledger.counts.items() if n},
             "failing_after": len(robot.failing()),
@@ -54,11 +86,12 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
         "| state | failing slices | brush only | with boxes again | of which boxes | saved |",
         "|---|---|---|---|---|---|",
     ]
-    by = {}
+    by: dict[str, dict] = {}
     for r in rows:
-        by.setdefault(r["state"], {})[r["redo_boxes"]] = r
-    for name, pair in sorted(by.items()):
-        a, b = pair.get(False), pair.get(True)
+        by.setdefault(r["state"], {})[(r["redo_boxes"], r.get("min_3d_part", 0.0))] = r
+    trims = []
+    for name, runs in sorted(by.items()):
+        a, b = runs.get((False, 0.0)), runs.get((True, 0.0))
         if a is None or b is None:
             continue
         saved = a["interactions"] - b["interactions"]
@@ -66,6 +99,22 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
             f"| {name} | {a['failing_before']} | {a['interactions']} | {b['interactions']} | "
             f"{b['counts'].get('box', 0)} | {saved} ({saved / max(a['interactions'], 1):.0%}) |"
         )
+        for (redo, frac), t in sorted(runs.items()):
+            if frac > 0 and not redo:
+                d = a["interactions"] - t["interactions"]
+                trims.append(
+                    f"| {name} | {frac:g} | {a['interactions']} | {t['interactions']} | "
+                    f"{d} ({d / max(a['interactions'], 1):.0%}) |"
+                )
+    if trims:
+        out += [
+            "",
+            "Proposals without their small 3-D parts (`PROPOSALS_MIN_3D_PART`), brush only:",
+            "",
+            "| state | fraction of the largest part | sweep as run | trimmed | saved |",
+            "|---|---|---|---|---|",
+            *trims,
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -74,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--states", type=Path, required=True, help="folder of VOLUME-POLICY-sS.npz")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--volume", default="CT")
+    p.add_argument(
+        "--min-3d-part", type=float, nargs="*", default=[0.005],
+        help="also replay with the proposals trimmed at these fractions (brush only)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     from napari_synfoc.core.intensity import CT_WINDOWS, suggested_window
 
@@ -88,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     for state in states:
         for redo in (False, True):
             rows.append(replay(vol, state, redo))
-            print(json.dumps({k: v for k, v in rows[-1].items()}), flush=True)
+            print(json.dumps(rows[-1]), flush=True)
+        for frac in args.min_3d_part:
+            if "labeled_before_proposals" in np.load(state):
+                rows.append(replay(vol, state, False, min_3d_part=frac))
+                print(json.dumps(rows[-1]), flush=True)
     command = "python -m benchmarks.correction_study " + " ".join(argv or sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "correction_study.json").write_text(

@@ -74,3 +74,26 @@ def test_a_box_that_does_not_help_is_undone_but_paid_for(tmp_path):
     res = C.replay(vol, path, redo=True, segmenter_factory=WrongSegmenter)
     # the box (1) is undone, then the same 4 strokes as brush only
     assert res["counts"] == {"box": 1, "brush": 4} and res["failing_after"] == 0
+
+
+def test_trimmed_proposals_lose_their_specks_and_keep_the_users_slices(tmp_path):
+    """Slice 1 was labelled before the proposals (a square and a 16-voxel speck the user
+    kept); slice 2 came from the proposals (the square and a 16-voxel speck).  Trimmed at 0.1
+    of the largest part (800 voxels): slice 2's speck goes, slice 1's stays."""
+    vol = _volume()
+    lab = vol.ref.copy()
+    lab[1, 50:54, 50:54] = 1
+    lab[2, 50:54, 5:9] = 1
+    out = C.trim_proposals(lab, [1], [1], 0.1)
+    assert out[1, 50:54, 50:54].all() and not out[2, 50:54, 5:9].any()
+    assert np.array_equal(out[2, 20:40, 20:40], vol.ref[2, 20:40, 20:40])
+    assert lab[2, 50, 5] == 1  # the input is not changed
+    path = tmp_path / "squares-loop-s0.npz"
+    np.savez_compressed(path, labels=lab, marked=np.array([0, 3]), ensemble=np.zeros(0),
+                        labeled_before_proposals=np.array([1]))  # fmt: skip
+    as_run = C.replay(vol, path, redo=False, segmenter_factory=RectSegmenter)
+    trimmed = C.replay(vol, path, redo=False, segmenter_factory=RectSegmenter, min_3d_part=0.1)
+    # the specks keep both slices above 0.90 (800 / 832 = 0.96): no stroke either way
+    assert as_run["interactions"] == trimmed["interactions"] == 0
+    md = C.markdown([as_run, {**as_run, "redo_boxes": True}, trimmed], "cmd")
+    assert "| squares-loop-s0.npz | 0.1 | 0 | 0 | 0 (0%) |" in md

@@ -57,6 +57,24 @@ def propagation_plan(
     return P.interpolate_boxes(boxes)
 
 
+def _models_problem(image, labels_shape, ensemble_label, slices) -> str | None:
+    """Why proposals from the models cannot start on these inputs (None: they can)."""
+    if image is None:
+        return "No image: choose an Image layer before asking the models for proposals."
+    if labels_shape is None or len(labels_shape) != 3:
+        return "Proposals from the models need a (Z, Y, X) image and Labels layer."
+    if ensemble_label is None:
+        return "No predictions yet: Train first, then ask the models for proposals."
+    if tuple(np.shape(ensemble_label)) != tuple(labels_shape):
+        return (
+            f"The predictions' shape {np.shape(ensemble_label)} does not match the Labels "
+            f"layer's {tuple(labels_shape)}: train on these layers first."
+        )
+    if not len(slices):
+        return "No slices to propose on: every predicted slice is labelled already."
+    return None
+
+
 class BoxPropagation:
     """Box propagation and its proposals.
 
@@ -171,20 +189,7 @@ class BoxPropagation:
         if self.running:
             self.say("Box propagation is already running: stop it first.", error=True)
             return False
-        problem = None
-        if image is None:
-            problem = "No image: choose an Image layer before asking the models for proposals."
-        elif labels_shape is None or len(labels_shape) != 3:
-            problem = "Proposals from the models need a (Z, Y, X) image and Labels layer."
-        elif ensemble_label is None:
-            problem = "No predictions yet: Train first, then ask the models for proposals."
-        elif tuple(np.shape(ensemble_label)) != tuple(labels_shape):
-            problem = (
-                f"The predictions' shape {np.shape(ensemble_label)} does not match the Labels "
-                f"layer's {tuple(labels_shape)}: train on these layers first."
-            )
-        elif not len(slices):
-            problem = "No slices to propose on: every predicted slice is labelled already."
+        problem = _models_problem(image, labels_shape, ensemble_label, slices)
         todo = sorted({int(z) for z in slices})
         extent = None
         if not problem and self.within_labelled_extent and labels is not None:

@@ -12,7 +12,11 @@ effort benchmark's ``mae_unlabelled``; the goal is 0.08).  Variants:
 - ``per_class``: each class calibrated on its own (aorta and bone agree differently), the slice
   the lowest of its classes;
 - ``zmedian+per_class``: both;
-- ``prior2`` / ``prior8``: the dock's, with 2 or 8 prior pseudo-points instead of 4.
+- ``prior2`` / ``prior8``: the dock's, with 2 or 8 prior pseudo-points instead of 4;
+- ``ens_present``: a class counts on a slice only where the ensemble's label map holds it (a
+  speck one model alone predicts there is not in what would be accepted, yet the dock's score
+  takes its near-zero agreement as the slice's);
+- ``ens_present+per_class``: both.
 
 Usage::
 
@@ -80,11 +84,22 @@ def per_class_estimate(agree, ens, labels, labeled, trained, prior_weight=Q.PRIO
     return out
 
 
+def ensemble_present(agreement: np.ndarray, ensemble_label: np.ndarray) -> np.ndarray:
+    """The agreement where the ensemble's label map holds the class on the slice; NaN where it
+    does not (a speck one model alone predicts is not in what the user would accept)."""
+    a = np.array(agreement, dtype=np.float64)
+    ens = np.asarray(ensemble_label).reshape(len(ensemble_label), -1)
+    for c in range(1, a.shape[1] + 1):
+        a[~(ens == c).any(axis=1), c - 1] = np.nan
+    return a
+
+
 def estimators(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every variant's predicted Dice per slice for one saved state."""
     agree, ens, lab = s["agreement"], s["ensemble"], s["labels"]
     labeled, trained = [int(i) for i in s["labeled"]], [int(i) for i in s["trained"]]
     zm = zmedian(agree)
+    ep = ensemble_present(agree, ens)
 
     def dock(a, **kw):
         return Q.estimate_from_agreement(a, ens, lab, labeled, trained, **kw).predicted
@@ -96,6 +111,8 @@ def estimators(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "zmedian+per_class": per_class_estimate(zm, ens, lab, labeled, trained),
         "prior2": dock(agree, prior_weight=2.0),
         "prior8": dock(agree, prior_weight=8.0),
+        "ens_present": dock(ep),
+        "ens_present+per_class": per_class_estimate(ep, ens, lab, labeled, trained),
     }
 
 

@@ -2,10 +2,11 @@
 
 Qt-free numpy on the (Z, K, Y, X) class probabilities of the foundation model and the U-Net.
 
-- **Score.** For each slice and foreground class k that either model's argmax holds, the soft
-  Dice between the two models' probability maps, ``2 Σ p_fm·p_un / (Σ p_fm + Σ p_un)``
-  (:func:`slice_agreement`); the slice's score is the lowest over those classes (a slice is as
-  good as its worst class), 1.0 when neither model predicts any foreground there.
+- **Score.** For each slice and foreground class k that the ensemble's label map holds there
+  (:data:`PRESENT_BY`), the soft Dice between the two models' probability maps,
+  ``2 Σ p_fm·p_un / (Σ p_fm + Σ p_un)`` (:func:`slice_agreement`); the slice's score is the
+  lowest over those classes (a slice is as good as its worst class), 1.0 when the ensemble
+  predicts no foreground there.
 - **Prior.** Uncalibrated, the score itself is the predicted Dice (two models that agree are
   right more often than two that differ).
 - **Calibration** (:func:`fit_calibration`) on slices whose true labels are known: a monotone
@@ -28,6 +29,12 @@ import numpy as np
 
 # a class counts on a slice when either model's argmax holds at least this many pixels of it
 MIN_CLASS_PIXELS = 1
+# which classes the estimate scores on a slice: "ensemble" (those the ensemble's label map, what
+# Accept writes, holds there) or "either" (those either model predicts, the first version: a
+# speck one model alone predicts then set the slice's score to its near-zero agreement although
+# it is not in what would be accepted; measured on the CT, benchmarks/quality_study.py: MAE
+# 0.161 -> 0.102 over three first runs, docs/results/effort_cpu/quality_study)
+PRESENT_BY = "ensemble"
 PRIOR_WEIGHT = 4.0  # pseudo-points of the prior y = score in the calibration
 TRAINED_WEIGHT = 0.25  # weight of a slice the models were trained on (optimistic agreement)
 
@@ -71,6 +78,16 @@ def slice_agreement(
         soft = 2.0 * inter / np.maximum(denom, 1e-12)
         out[:, c - 1] = np.where(present, soft, np.nan)
     return out
+
+
+def ensemble_classes_only(agreement: np.ndarray, ensemble_label: np.ndarray) -> np.ndarray:
+    """``agreement`` ((Z, K-1)) with NaN wherever the ensemble's label map ((Z, Y, X)) does not
+    hold the class on the slice."""
+    a = np.array(agreement, dtype=np.float64)
+    ens = np.asarray(ensemble_label).reshape(len(ensemble_label), -1)
+    for c in range(1, a.shape[1] + 1):
+        a[~(ens == c).any(axis=1), c - 1] = np.nan
+    return a
 
 
 def slice_scores(agreement: np.ndarray) -> np.ndarray:
@@ -229,11 +246,13 @@ def estimate_from_agreement(
     *,
     trained_weight: float = TRAINED_WEIGHT,
     prior_weight: float = PRIOR_WEIGHT,
+    present_by: str = PRESENT_BY,
 ) -> QualityEstimate:
     """Predicted Dice of the ensemble on every slice from the models' per-class ``agreement``
     ((Z, K-1), :func:`slice_agreement`), calibrated on the ``labeled`` slices of ``labels``
     ((Z, Y, X)) against the ensemble's label map ((Z, Y, X)); slices in ``trained`` (the ones
-    the predicting models were trained on) weigh ``trained_weight``."""
+    the predicting models were trained on) weigh ``trained_weight``.  ``present_by``: the
+    classes scored on a slice (:data:`PRESENT_BY`)."""
     agree = np.asarray(agreement, dtype=np.float64)
     ens = np.asarray(ensemble_label)
     if agree.ndim != 2 or ens.ndim != 3 or agree.shape[0] != ens.shape[0]:
@@ -241,6 +260,10 @@ def estimate_from_agreement(
             f"quality estimate: agreement {agree.shape} and ensemble labels {ens.shape} must "
             "be (Z, K-1) and (Z, Y, X) for the same Z slices"
         )
+    if present_by == "ensemble":
+        agree = ensemble_classes_only(agree, ens)
+    elif present_by != "either":
+        raise ValueError(f"present_by must be 'ensemble' or 'either', got {present_by!r}")
     scores = slice_scores(agree)
     cal = Calibration(prior_weight=prior_weight)
     lab_idx = sorted({int(z) for z in labeled if 0 <= int(z) < ens.shape[0]})

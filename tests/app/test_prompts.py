@@ -308,7 +308,7 @@ def test_proposals_from_the_models_stay_inside_the_labelled_extent(prompt_image)
 def test_proposals_from_the_models_drop_small_3d_parts_when_asked(prompt_image):
     """Issue 21: with ``min_part_fraction`` the proposals lose the 3-D parts (with the labels)
     under that fraction of the largest and holding no labelled voxel, in the worker, after
-    every slice is proposed; the user's labels are never touched.  Off (0) by default."""
+    every slice is proposed; the user's labels are never touched.  0 keeps every part."""
     ens = np.zeros((Z, H, W), np.uint8)
     ens[:, 10:20, 10:20] = 1  # a 10 x 10 tube through every slice
     ens[3, 40:45, 40:45] = 1  # a 25-voxel speck on slice 3
@@ -316,7 +316,10 @@ def test_proposals_from_the_models_drop_small_3d_parts_when_asked(prompt_image):
     labels[0, 10:20, 10:20] = 1
     c, said = _ctl(RectSegmenter())
     args = (prompt_image, labels.shape, ens, [1, 2, 3, 4, 5])
-    assert c.propagation.min_part_fraction == 0.0
+    from napari_synfoc.config import PROPOSALS_MIN_3D_PART
+
+    assert c.propagation.min_part_fraction == PROPOSALS_MIN_3D_PART == 0.05
+    c.propagation.min_part_fraction = 0.0
     assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[0])
     assert c.propagation.proposals[3][40:45, 40:45].any() and c.propagation.dropped_parts == 0
     c.propagation.min_part_fraction = 0.1  # 25 < 0.1 * 6 slices * 196 (the tube's box)

@@ -132,3 +132,23 @@ def test_beyond_the_knots_the_fit_follows_the_prior_slope():
     assert float(cal.predict(0.5)) == pytest.approx(0.45)
     # score 1.0: fit 0.9, prior 1.0 -> 0.95
     assert float(cal.predict(1.0)) == pytest.approx(0.95)
+
+
+def test_a_class_counts_only_where_the_ensemble_holds_it():
+    """Issue 21: slice 0, the ensemble holds class 1 (agreement 0.9) and one model a speck of
+    class 2 (agreement 0.02) that the ensemble does not hold: the slice scores 0.9, not 0.02
+    (the first version, ``present_by="either"``, took the speck's).  Slice 1: the ensemble
+    holds both classes: the worse, 0.4."""
+    from napari_synfoc.core.quality import ensemble_classes_only, estimate_from_agreement
+
+    agree = np.array([[0.9, 0.02], [0.7, 0.4]])
+    ens = np.zeros((2, 3, 3), np.uint8)
+    ens[:, 0, 0] = 1
+    ens[1, 2, 2] = 2
+    masked = ensemble_classes_only(agree, ens)
+    assert masked[0, 0] == 0.9 and np.isnan(masked[0, 1]) and masked[1, 1] == 0.4
+    np.testing.assert_allclose(estimate_from_agreement(agree, ens).scores, [0.9, 0.4])
+    old = estimate_from_agreement(agree, ens, present_by="either")
+    np.testing.assert_allclose(old.scores, [0.02, 0.4])
+    with pytest.raises(ValueError, match="present_by"):
+        estimate_from_agreement(agree, ens, present_by="models")

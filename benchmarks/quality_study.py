@@ -6,8 +6,8 @@ labels and which slices were labelled and trained on).  This scores estimators o
 against the reference: the mean absolute error over the unlabelled predicted slices (the
 effort benchmark's ``mae_unlabelled``; the goal is 0.08).  Variants:
 
-- ``dock``: :func:`napari_synfoc.core.quality.estimate_from_agreement` as the dock did it
-  before this study (``present_by="either"``);
+- ``dock``: :func:`napari_synfoc.core.quality.estimate_from_agreement` on the saved agreement,
+  as the dock did it before this study (classes present by either model, ``"either"``);
 - ``zmedian``: each class's agreement replaced by its median over the slice and its two
   neighbours (a volume's neighbouring slices are alike; one slice's agreement is noisy);
 - ``per_class``: each class calibrated on its own (aorta and bone agree differently), the slice
@@ -92,8 +92,7 @@ def estimators(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     zm = zmedian(agree)
     ep = Q.ensemble_classes_only(agree, ens)
 
-    def dock(a, **kw):  # the first version's presence rule unless told
-        kw.setdefault("present_by", "either")
+    def dock(a, **kw):  # the saved agreement: the first version's presence rule ("either")
         return Q.estimate_from_agreement(a, ens, lab, labeled, trained, **kw).predicted
 
     return {
@@ -103,7 +102,7 @@ def estimators(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "zmedian+per_class": per_class_estimate(zm, ens, lab, labeled, trained),
         "prior2": dock(agree, prior_weight=2.0),
         "prior8": dock(agree, prior_weight=8.0),
-        "ens_present": dock(agree, present_by="ensemble"),  # the dock's now
+        "ens_present": dock(ep),  # the dock's now (PRESENT_BY = "ensemble")
         "ens_present+per_class": per_class_estimate(ep, ens, lab, labeled, trained),
     }
 

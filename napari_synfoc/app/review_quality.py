@@ -30,7 +30,9 @@ def maps_agreement(maps: ReviewMaps) -> np.ndarray:
     eye = np.eye(k, dtype=np.float32)
     fm = np.moveaxis(eye[maps.fm_label], -1, 1)
     un = np.moveaxis(eye[maps.unet_label], -1, 1)
-    return slice_agreement(fm, un, labels=(maps.fm_label, maps.unet_label))
+    return slice_agreement(
+        fm, un, labels=(maps.fm_label, maps.unet_label), ensemble=maps.ensemble_label
+    )
 
 
 def quality_estimate(

@@ -55,24 +55,34 @@ def slice_agreement(
     unet_prob: np.ndarray,
     min_pixels: int = MIN_CLASS_PIXELS,
     labels: tuple[np.ndarray, np.ndarray] | None = None,
+    ensemble: np.ndarray | None = None,
+    present_by: str = PRESENT_BY,
 ) -> np.ndarray:
     """Soft Dice between the two models per slice and foreground class: (Z, K-1).
 
-    NaN where neither model's argmax holds ``min_pixels`` of the class on the slice (the class
-    is absent there: nothing to score).  ``labels``: the two models' argmax maps when already
-    computed ((Z, Y, X) each).
+    NaN where the class is absent on the slice (nothing to score): by ``present_by``
+    (:data:`PRESENT_BY`), where the ensemble's argmax (``ensemble``, or ``argmax(fm + un)``)
+    holds fewer than ``min_pixels`` of it ("ensemble"), or where neither model's argmax does
+    ("either").  ``labels``: the two models' argmax maps when already computed ((Z, Y, X) each).
     """
     fm, un = _probs(fm_prob, unet_prob)
     z, k = fm.shape[:2]
-    if labels is None:
-        labels = (fm.argmax(axis=1), un.argmax(axis=1))
-    fl = np.asarray(labels[0]).reshape(z, -1)
-    ul = np.asarray(labels[1]).reshape(z, -1)
+    if present_by == "ensemble":
+        ens = (fm + un).argmax(axis=1) if ensemble is None else np.asarray(ensemble)
+        maps = (ens.reshape(z, -1),)
+    elif present_by == "either":
+        if labels is None:
+            labels = (fm.argmax(axis=1), un.argmax(axis=1))
+        maps = tuple(np.asarray(m).reshape(z, -1) for m in labels)
+    else:
+        raise ValueError(f"present_by must be 'ensemble' or 'either', got {present_by!r}")
     out = np.full((z, k - 1), np.nan)
     for c in range(1, k):
         pf = fm[:, c].reshape(z, -1)
         pu = un[:, c].reshape(z, -1)
-        present = ((fl == c).sum(1) >= min_pixels) | ((ul == c).sum(1) >= min_pixels)
+        present = np.zeros(z, bool)
+        for m in maps:
+            present |= (m == c).sum(1) >= min_pixels
         denom = pf.sum(1, dtype=np.float64) + pu.sum(1, dtype=np.float64)
         inter = np.einsum("ij,ij->i", pf, pu, dtype=np.float64)
         soft = 2.0 * inter / np.maximum(denom, 1e-12)
@@ -82,7 +92,8 @@ def slice_agreement(
 
 def ensemble_classes_only(agreement: np.ndarray, ensemble_label: np.ndarray) -> np.ndarray:
     """``agreement`` ((Z, K-1)) with NaN wherever the ensemble's label map ((Z, Y, X)) does not
-    hold the class on the slice."""
+    hold the class on the slice (an agreement computed with ``present_by="either"`` turned into
+    the ``"ensemble"`` one; scans the volume: not for the GUI thread)."""
     a = np.array(agreement, dtype=np.float64)
     ens = np.asarray(ensemble_label).reshape(len(ensemble_label), -1)
     for c in range(1, a.shape[1] + 1):
@@ -246,13 +257,14 @@ def estimate_from_agreement(
     *,
     trained_weight: float = TRAINED_WEIGHT,
     prior_weight: float = PRIOR_WEIGHT,
-    present_by: str = PRESENT_BY,
 ) -> QualityEstimate:
     """Predicted Dice of the ensemble on every slice from the models' per-class ``agreement``
     ((Z, K-1), :func:`slice_agreement`), calibrated on the ``labeled`` slices of ``labels``
     ((Z, Y, X)) against the ensemble's label map ((Z, Y, X)); slices in ``trained`` (the ones
-    the predicting models were trained on) weigh ``trained_weight``.  ``present_by``: the
-    classes scored on a slice (:data:`PRESENT_BY`)."""
+    the predicting models were trained on) weigh ``trained_weight``.  Which classes count on a
+    slice is the ``agreement``'s (:func:`slice_agreement`, :data:`PRESENT_BY`): the review maps
+    carry it, computed in the worker, so no volume is scanned here (on 300 x 512 x 512 a scan
+    of the ensemble's labels stalled the GUI for 225 ms at every refresh)."""
     agree = np.asarray(agreement, dtype=np.float64)
     ens = np.asarray(ensemble_label)
     if agree.ndim != 2 or ens.ndim != 3 or agree.shape[0] != ens.shape[0]:
@@ -260,10 +272,6 @@ def estimate_from_agreement(
             f"quality estimate: agreement {agree.shape} and ensemble labels {ens.shape} must "
             "be (Z, K-1) and (Z, Y, X) for the same Z slices"
         )
-    if present_by == "ensemble":
-        agree = ensemble_classes_only(agree, ens)
-    elif present_by != "either":
-        raise ValueError(f"present_by must be 'ensemble' or 'either', got {present_by!r}")
     scores = slice_scores(agree)
     cal = Calibration(prior_weight=prior_weight)
     lab_idx = sorted({int(z) for z in labeled if 0 <= int(z) < ens.shape[0]})

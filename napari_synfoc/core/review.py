@@ -109,7 +109,7 @@ def review_maps(
     heat *= 0.5
     np.clip(heat, 0.0, 1.0, out=heat)
     slice_scores = heat.reshape(heat.shape[0], -1).mean(axis=1, dtype=np.float64)
-    agreement = slice_agreement(fm, un, labels=(fm_label, unet_label))
+    agreement = slice_agreement(fm, un, labels=(fm_label, unet_label), ensemble=ensemble_label)
     return ReviewMaps(
         fm_label, unet_label, ensemble_label, consensus, divergence, heat, slice_scores, agreement
     )

@@ -34,11 +34,15 @@ def test_absent_class_is_nan_and_an_empty_slice_scores_one():
     fm = _two_class(np.zeros((2, 2, 2)))
     un = _two_class(np.zeros((2, 2, 2)))
     un[1, :, 0, 0] = [0.3, 0.7]  # the U-Net alone predicts one pixel on slice 1
-    a = slice_agreement(fm, un)
+    a = slice_agreement(fm, un, present_by="either")
     assert np.isnan(a[0, 0])
     # 2 * 0 / (0 + 0.7)
     assert a[1, 0] == pytest.approx(0.0)
     np.testing.assert_allclose(slice_scores(a), [1.0, 0.0])
+    # the dock's rule: the ensemble (1.3 background against 0.7) holds nothing on slice 1
+    a = slice_agreement(fm, un)
+    assert np.isnan(a).all()
+    np.testing.assert_allclose(slice_scores(a), [1.0, 1.0])
 
 
 def test_slice_score_is_the_worst_class():
@@ -135,20 +139,25 @@ def test_beyond_the_knots_the_fit_follows_the_prior_slope():
 
 
 def test_a_class_counts_only_where_the_ensemble_holds_it():
-    """Issue 21: slice 0, the ensemble holds class 1 (agreement 0.9) and one model a speck of
-    class 2 (agreement 0.02) that the ensemble does not hold: the slice scores 0.9, not 0.02
-    (the first version, ``present_by="either"``, took the speck's).  Slice 1: the ensemble
-    holds both classes: the worse, 0.4."""
-    from napari_synfoc.core.quality import ensemble_classes_only, estimate_from_agreement
+    """Issue 21: slice 0, the ensemble holds class 1 and one model a speck of class 2 that the
+    ensemble does not hold: class 2 is not scored there ("ensemble"), so the slice scores
+    class 1's agreement; the first version ("either") scored the speck's near-zero agreement.
+    Hand-computed: class 1 agreement 2 * (1 * 1) / (1 + 1) = 1 on slice 0."""
+    fm = np.zeros((1, 3, 2, 2), np.float32)
+    fm[:, 0] = 1.0  # background everywhere but where set below
+    un = fm.copy()
+    fm[0, :, 0, 0] = un[0, :, 0, 0] = [0.0, 1.0, 0.0]  # both: class 1 at (0, 0)
+    un[0, :, 1, 1] = [0.3, 0.0, 0.7]  # the U-Net alone: class 2 at (1, 1)
+    ens = (fm + un).argmax(axis=1)
+    assert not (ens == 2).any()  # 0.3 + 1.0 (background) beats 0.7
+    now = slice_agreement(fm, un)
+    assert now[0, 0] == pytest.approx(1.0) and np.isnan(now[0, 1])
+    old = slice_agreement(fm, un, present_by="either")
+    assert old[0, 1] == pytest.approx(0.0)  # 2 * 0 / (0 + 0.7)
+    np.testing.assert_allclose(slice_scores(now), [1.0])
+    np.testing.assert_allclose(slice_scores(old), [0.0])
+    from napari_synfoc.core.quality import ensemble_classes_only
 
-    agree = np.array([[0.9, 0.02], [0.7, 0.4]])
-    ens = np.zeros((2, 3, 3), np.uint8)
-    ens[:, 0, 0] = 1
-    ens[1, 2, 2] = 2
-    masked = ensemble_classes_only(agree, ens)
-    assert masked[0, 0] == 0.9 and np.isnan(masked[0, 1]) and masked[1, 1] == 0.4
-    np.testing.assert_allclose(estimate_from_agreement(agree, ens).scores, [0.9, 0.4])
-    old = estimate_from_agreement(agree, ens, present_by="either")
-    np.testing.assert_allclose(old.scores, [0.02, 0.4])
+    np.testing.assert_array_equal(ensemble_classes_only(old, ens), now)
     with pytest.raises(ValueError, match="present_by"):
-        estimate_from_agreement(agree, ens, present_by="models")
+        slice_agreement(fm, un, present_by="models")

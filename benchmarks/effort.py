@@ -269,6 +269,16 @@ class Robot:
         if not boxes:
             self.mark_empty(z)
             return
+        self.prompt_boxes(z, boxes)
+        seen = {c for c, _ in boxes}
+        single = [c for c in seen if sum(1 for cc, _ in boxes if cc == c) == 1]
+        for _ in range(self.st.clicks):
+            self.click(z, single)
+        self.correct(z)
+
+    def prompt_boxes(self, z: int, boxes) -> None:
+        """A box prompt per ``(cls, box)`` on slice ``z`` (1 each): a class's first box replaces
+        it on the slice, its other parts are added."""
         seen: set[int] = set()
         for c, box in boxes:
             self.ctl.prompts.mode = "add" if c in seen else "replace"
@@ -280,10 +290,6 @@ class Robot:
             if se is not None:
                 self.apply(se)
         self.ctl.prompts.mode = "replace"
-        single = [c for c in seen if sum(1 for cc, _ in boxes if cc == c) == 1]
-        for _ in range(self.st.clicks):
-            self.click(z, single)
-        self.correct(z)
 
     def click(self, z: int, classes: list[int]) -> None:
         """One click on the worst single-part class; undone (Ctrl-Z) when it made things worse."""
@@ -338,15 +344,7 @@ class Robot:
             if not parts or before < len(parts) + 1:
                 continue
             old = self.labels[z].copy()
-            for i, (_, box) in enumerate(parts):
-                self.ctl.prompts.mode = "add" if i else "replace"
-                se = self.ctl.prompts.prompt(
-                    self.vol.image, self.labels, z, box=R.box_vertices(z, box), cls=c
-                )
-                self.count("box")
-                if se is not None:
-                    self.apply(se)
-            self.ctl.prompts.mode = "replace"
+            self.prompt_boxes(z, parts)
             with self.clock.pause():
                 after = len(R.correction_plan(self.labels[z], ref, [c])[1])
                 if after >= before:

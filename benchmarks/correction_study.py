@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import effort as E
+from napari_synfoc.io.results import write_json_atomic
 
 
 def trim_proposals(
@@ -148,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(rows[-1]), flush=True)
     command = "python -m benchmarks.correction_study " + " ".join(argv or sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "correction_study.json").write_text(
-        json.dumps({"command": command, "rows": rows}, indent=1), encoding="utf-8"
-    )
+    write_json_atomic(args.out / "correction_study.json", {"command": command, "rows": rows})
     (args.out / "correction_study.md").write_text(markdown(rows, command), encoding="utf-8")
     return 0
 

@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from napari_synfoc.core import quality as Q
+from napari_synfoc.io.results import write_json_atomic
 
 
 def zmedian(agreement: np.ndarray) -> np.ndarray:
@@ -158,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [score_state(s, ref) for s in states]
     command = "python -m benchmarks.quality_study " + " ".join(argv or sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality_study.json").write_text(
-        json.dumps({"command": command, "rows": rows}, indent=1), encoding="utf-8"
-    )
+    write_json_atomic(args.out / "quality_study.json", {"command": command, "rows": rows})
     (args.out / "quality_study.md").write_text(markdown(rows, command), encoding="utf-8")
     print(markdown(rows, command))
     return 0

@@ -522,20 +522,23 @@ def run_iterations(profile: str, device: str = "auto") -> int:
     profile keeps the paper's T).  No torch import: ``device="auto"`` counts as a CPU unless
     the caller resolved it.
     """
+    return _profile(profile, device).run_iterations
+
+
+def _profile(profile: str, device: str) -> Profile:
+    """The :class:`Profile` of ``profile`` ("auto": the device's); ``ValueError`` names the
+    choices."""
     name = default_profile_for(device) if profile in ("auto", None) else profile
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
-    return PROFILES[name].run_iterations
+    return PROFILES[name]
 
 
 def retrain_iterations(profile: str, device: str = "auto") -> int:
     """The dock's default Retrain length for ``profile``: a warm restart needs fewer iterations
     than a first run (measured on the CT with the effort loop: 100 after 300 on cpu-interactive,
     docs/results/effort_cpu)."""
-    name = default_profile_for(device) if profile in ("auto", None) else profile
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; choose from {sorted(PROFILES)}")
-    p = PROFILES[name]
+    p = _profile(profile, device)
     return p.run_iterations if p.retrain_iterations is None else p.retrain_iterations
 
 

@@ -185,21 +185,21 @@ class ModelPanel(QWidget):
         run length unless the user chose one."""
         name = self.profile_name()
         if not self._iterations_touched:
-            self._setting_iterations = True
-            try:
-                self.iterations_spin.setValue(run_iterations(name))
-            finally:
-                self._setting_iterations = False
+            self._set_default(self.iterations_spin, run_iterations(name))
         if not self._retrain_touched:
-            self._setting_iterations = True
-            try:
-                self.retrain_spin.setValue(retrain_iterations(name))
-            finally:
-                self._setting_iterations = False
+            self._set_default(self.retrain_spin, retrain_iterations(name))
         self.advanced.show_config(self.shown_config())
         self._show_run_hint()
         extra = " (the tiny profile uses a tiny random model)" if name == "tiny" else ""
         self.foundation_combo.setToolTip(tip("foundation") + extra)
+
+    def _set_default(self, spin: QSpinBox, value: int) -> None:
+        """Set a run-length spin box to the profile's value without counting it as the user's."""
+        self._setting_iterations = True
+        try:
+            spin.setValue(value)
+        finally:
+            self._setting_iterations = False
 
     def _on_strategy_changed(self, *_: Any) -> None:
         desc = strategy_descriptions().get(self.strategy(), "")

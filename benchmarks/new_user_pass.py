@@ -938,12 +938,12 @@ def c_unexpected(h, rec):
 
     viewer, w, image, lab = _with_session(h)
     rec.watch(lab)
-    saved = interactive.predict_stack
-    interactive.predict_stack = broken
+    saved = interactive.predict_stack_maps
+    interactive.predict_stack_maps = broken
     try:
         rec.check("ended within 60 s", _predict(h, w, 60))
     finally:
-        interactive.predict_stack = saved
+        interactive.predict_stack_maps = saved
     rec.message = w.message.text()
     rec.check("the dock answers: Predict works again", _predict(h, w, 120) and w.outcome == "done")
 

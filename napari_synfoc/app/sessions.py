@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.review import ReviewMaps, review_maps, stack_features
+from ..core.review import ReviewMaps, stack_features
 from ..core.task import channel_problem, nonfinite_problem
 from .jobs import JobRunner
 from .messages import Refusal, failure_text
@@ -164,13 +164,14 @@ class Sessions:
         ckpt, run, notices = self.model.checkpoint, self.run, self.notices
 
         def predict() -> tuple[ReviewMaps, np.ndarray]:
-            from ..core.interactive import predict_stack
+            from ..core.interactive import predict_stack_maps
 
             bad_values = nonfinite_problem(image, name, rgb, action="predicting")
             if bad_values:  # the same check and words as Train's, in the worker (every voxel)
                 raise Refusal(bad_values)
-            pred = predict_stack(ckpt, image, rgb=rgb, device=device, window=window)
-            return review_maps(pred.fm_prob, pred.unet_prob), stack_features(image, rgb)
+            # chunk by chunk: never the whole stack's probabilities in napari's memory
+            maps = predict_stack_maps(ckpt, image, rgb=rgb, device=device, window=window)
+            return maps, stack_features(image, rgb)
 
         def done(result: tuple[ReviewMaps, np.ndarray]) -> None:
             if self.review.set_maps(result[0], target, features=result[1]):

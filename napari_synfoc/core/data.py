@@ -496,6 +496,33 @@ def stack_slices_for_prediction(
     return [np.ascontiguousarray(np.moveaxis(s, -1, 0)) for s in norm]
 
 
+def prediction_slice_chunks(
+    image: np.ndarray,
+    rgb: bool = False,
+    window: tuple[float, float] | None = None,
+    chunk: int = 32,
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """:func:`stack_slices_for_prediction`, ``chunk`` slices at a time: (slice indices, their
+    float32 (C, H, W) arrays).  The bounds come from the whole stack first (the percentiles
+    without a ``window``), so each slice is mapped as the whole-stack call maps it, while no
+    float copy of the whole stack is ever made."""
+    a = np.asarray(image)
+    vol = _as_slices(a, rgb, "image")  # a view; checks the shape
+    if window is not None:
+        lo, hi = check_window(window)
+        info = {"method": "window", "lo": lo, "hi": hi}
+    else:
+        lo, hi = percentile_bounds(vol)
+        info = {"method": "percentile", "lo": lo, "hi": hi}
+    if a.ndim == (3 if rgb else 2):  # one 2-D image
+        yield [0], stack_slices_for_prediction(a, rgb, info)
+        return
+    step = max(1, int(chunk))
+    for s in range(0, len(vol), step):
+        idx = list(range(s, min(s + step, len(vol))))
+        yield idx, stack_slices_for_prediction(a[s : idx[-1] + 1], rgb, info)
+
+
 # ----------------------------------------------------------------------------- datasets
 
 

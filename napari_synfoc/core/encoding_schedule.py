@@ -231,29 +231,41 @@ class ViewFirstSchedule:
             return
         yield from self._show_both(it, self._refresh_slices(it, full))
 
+    def _view_chunks(self, idx: Sequence[int]) -> list[list[int]]:
+        """``idx`` nearest the view first, cut into sorted chunks of :data:`SWEEP_BATCH`."""
+        order = sorted((int(i) for i in idx), key=lambda i: (abs(i - self.view), i))
+        return [sorted(order[s : s + SWEEP_BATCH]) for s in range(0, len(order), SWEEP_BATCH)]
+
     def _show_both(self, it: int, idx: list[int]) -> Iterator[Event]:
-        """Both models on the encoded stack slices ``idx`` (nothing when empty)."""
+        """Both models on the encoded stack slices ``idx`` (nothing when empty), one partial
+        event per :data:`SWEEP_BATCH` slices, nearest the view first: the probabilities in
+        flight stay O(batch), never a whole-volume float array (issue 22, scale)."""
         if not idx:
             return
         shown = set(idx)
         self.fresh = [i for i in self.fresh if i not in shown]
         self.covered |= shown
         self.predicted_at.update(dict.fromkeys(idx, it))
-        fm_p, un_p = self.predict(idx)
         n = len(self.images)
-        yield Predictions(it, fm_p, un_p, None if len(idx) == n else tuple(idx), n)
+        for chunk in self._view_chunks(idx):
+            fm_p, un_p = self.predict(chunk)
+            yield Predictions(it, fm_p, un_p, tuple(chunk), n)
+
+    def final(self, it: int) -> Iterator[Event]:
+        """The run's end: encode what is left, then both models on every slice, in
+        :data:`SWEEP_BATCH`-slice events nearest the view first."""
+        yield from self.encode_pending()
+        yield from self._show_both(it, list(range(len(self.images))))
 
     def sweep(self, it: int) -> Iterator[Event]:
         """Every slice, nearest the view first, :data:`SWEEP_BATCH` per event: both models
         where encoded, the U-Net alone elsewhere (``foundation_ready`` False, zero fm rows)."""
         n = len(self.images)
         ready = self.covered | set(self.fresh)
-        order = sorted(range(n), key=lambda i: (abs(i - self.view), i))
         self.fresh = []
         self.covered |= ready
         self.predicted_at.update(dict.fromkeys(ready, it))
-        for s in range(0, n, SWEEP_BATCH):
-            chunk = sorted(order[s : s + SWEEP_BATCH])
+        for chunk in self._view_chunks(range(n)):
             both = [i for i in chunk if i in ready]
             only = [i for i in chunk if i not in ready]
             fm_b, un_b = self.predict(both) if both else (None, None)

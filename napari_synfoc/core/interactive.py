@@ -30,12 +30,6 @@ def _samples(task: StackTask):
     )
 
 
-def _prediction_slices(image: np.ndarray, rgb: bool, window=None) -> list[np.ndarray]:
-    from .data import stack_slices_for_prediction
-
-    return stack_slices_for_prediction(image, rgb, window=window)
-
-
 def task_config(task: StackTask, cfg: SynFoCConfig) -> SynFoCConfig:
     """``cfg`` adapted to the task: channels, classes, and the U-Net size of the slices."""
     return cfg.replace(
@@ -170,6 +164,52 @@ def load_trained(checkpoint: str | Path, device: str = "auto"):
     return cfg, unet.to(dev).eval(), fm.to(dev).eval(), dev, precision
 
 
+PREDICT_CHUNK = 32  # slices per step of a saved model's prediction: O(chunk) float arrays
+
+
+def iter_predict_stack(
+    checkpoint: str | Path,
+    image: np.ndarray,
+    rgb: bool = False,
+    device: str = "auto",
+    embed_cache_dir: str | Path | bool | None = True,
+    window: tuple[float, float] | None = None,
+    chunk: int = PREDICT_CHUNK,
+) -> Iterator[Predictions]:
+    """Predict every slice of ``image`` with both students of a saved model, ``chunk`` slices
+    per partial :class:`Predictions` event (``slices``, ``n_slices``), in slice order.
+
+    ``window``: the intensity window the model was trained with (None: percentile mapping over
+    the whole stack, as in training).  A frozen-encoder model reads the slices' embeddings from
+    ``embed_cache_dir`` (as in :func:`train_on_stack`; the slices a run encoded are not
+    encoded again).  Memory stays O(chunk): no whole-stack float array is made.
+    """
+    from .data import prediction_slice_chunks
+    from .inference import predict_probabilities
+
+    cfg, unet, fm, dev, precision = load_trained(checkpoint, device)
+    problem = channel_problem(np.shape(image), rgb, cfg.in_channels)
+    if problem is not None:
+        raise ValueError(problem)
+    bank = None
+    folder = _cache_dir(embed_cache_dir)
+    if cfg.freeze_encoder and cfg.cache_embeddings and folder is not None:
+        from .embeddings import EmbeddingBank, EmbeddingDiskCache, frozen_encoder_id
+
+        disk = EmbeddingDiskCache(folder, frozen_encoder_id(fm, cfg))
+        bank = EmbeddingBank(fm, dev, precision, disk)
+    shape = np.shape(image)
+    n = 1 if len(shape) == (3 if rgb else 2) else int(shape[0])
+    for idx, slices in prediction_slice_chunks(image, rgb, window, chunk):
+        keys = [f"p/{i}" for i in idx] if bank is not None else None
+        fm_p, un_p = predict_probabilities(
+            unet, fm, slices, cfg.unet_size, dev, precision, bank=bank, bank_keys=keys,
+            unet_downsample=cfg.unet_downsample,
+        )  # fmt: skip
+        prompted = _prompted_foundation_probs(cfg, fm, dev, precision, bank, slices, keys, un_p)
+        yield Predictions(-1, fm_p if prompted is None else prompted, un_p, tuple(idx), n)
+
+
 def predict_stack(
     checkpoint: str | Path,
     image: np.ndarray,
@@ -178,34 +218,34 @@ def predict_stack(
     embed_cache_dir: str | Path | bool | None = True,
     window: tuple[float, float] | None = None,
 ) -> Predictions:
-    """Predict every slice of ``image`` with both students of a saved model.
+    """Predict every slice of ``image`` with both students of a saved model: one whole-stack
+    :class:`Predictions` (float32 (Z, K, Y, X) each; see :func:`iter_predict_stack`, which
+    the dock uses to keep memory O(chunk))."""
+    parts = list(iter_predict_stack(checkpoint, image, rgb, device, embed_cache_dir, window))
+    fm_p = np.concatenate([p.fm_prob for p in parts])
+    un_p = np.concatenate([p.unet_prob for p in parts])
+    return Predictions(-1, fm_p, un_p)
 
-    ``window``: the intensity window the model was trained with (None: percentile mapping).
 
-    A frozen-encoder model reads the slices' embeddings from ``embed_cache_dir`` (as in
-    :func:`train_on_stack`; the slices a run encoded are not encoded again).
-    """
-    from .inference import predict_probabilities
+def predict_stack_maps(
+    checkpoint: str | Path,
+    image: np.ndarray,
+    rgb: bool = False,
+    device: str = "auto",
+    embed_cache_dir: str | Path | bool | None = True,
+    window: tuple[float, float] | None = None,
+):
+    """The review maps (:class:`~napari_synfoc.core.review.ReviewMaps`) of a saved model on
+    ``image``, built chunk by chunk from :func:`iter_predict_stack`: what the dock's Predict
+    shows, without the whole-stack probabilities (2 x Z x K x Y x X float32)."""
+    from .review import blank_review_maps, review_maps_into
 
-    cfg, unet, fm, dev, precision = load_trained(checkpoint, device)
-    problem = channel_problem(np.shape(image), rgb, cfg.in_channels)
-    if problem is not None:
-        raise ValueError(problem)
-    slices = _prediction_slices(image, rgb, window)
-    bank = keys = None
-    folder = _cache_dir(embed_cache_dir)
-    if cfg.freeze_encoder and cfg.cache_embeddings and folder is not None:
-        from .embeddings import EmbeddingBank, EmbeddingDiskCache, frozen_encoder_id
-
-        disk = EmbeddingDiskCache(folder, frozen_encoder_id(fm, cfg))
-        bank = EmbeddingBank(fm, dev, precision, disk)
-        keys = [f"p/{i}" for i in range(len(slices))]
-    fm_p, un_p = predict_probabilities(
-        unet, fm, slices, cfg.unet_size, dev, precision, bank=bank, bank_keys=keys,
-        unet_downsample=cfg.unet_downsample,
-    )  # fmt: skip
-    prompted = _prompted_foundation_probs(cfg, fm, dev, precision, bank, slices, keys, un_p)
-    return Predictions(-1, fm_p if prompted is None else prompted, un_p)
+    maps = None
+    for part in iter_predict_stack(checkpoint, image, rgb, device, embed_cache_dir, window):
+        if maps is None:
+            maps = blank_review_maps(part.n_slices, part.fm_prob.shape[1], part.fm_prob.shape[2:])
+        review_maps_into(maps, part.covered(), part.fm_prob, part.unet_prob)
+    return maps
 
 
 def _prompted_foundation_probs(cfg, fm, dev, precision, bank, slices, keys, un_p):
@@ -265,7 +305,9 @@ __all__ = [
     "default_embed_cache_dir",
     "StackTask",
     "load_trained",
+    "iter_predict_stack",
     "predict_stack",
+    "predict_stack_maps",
     "read_session",
     "save_session",
     "train_on_stack",

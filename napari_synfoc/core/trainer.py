@@ -407,9 +407,9 @@ class SynFoCTrainer:
             self.selection.restore(self.unet, self.fm_student)
         path = self.save()
         yield CheckpointSaved(path, self.iteration)
-        if self.predict_images is not None:
-            if self.schedule is not None:
-                yield from self.schedule.encode_pending()
+        if self.schedule is not None:  # every slice, a batch of slices per event
+            yield from self.schedule.final(self.iteration)
+        elif self.predict_images is not None:
             fm_p, un_p = self.predict(self.predict_images)
             yield Predictions(self.iteration, fm_p, un_p)
         yield Done(self.iteration, path, time.perf_counter() - t_start)

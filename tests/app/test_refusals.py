@@ -198,7 +198,7 @@ def test_predict_on_nan_says_the_train_message_once(disc_stack, tmp_path, monkey
     from napari_synfoc.core import interactive
 
     monkeypatch.setattr(
-        interactive, "predict_stack", lambda *a, **k: pytest.fail("predicted a NaN image")
+        interactive, "predict_stack_maps", lambda *a, **k: pytest.fail("predicted a NaN image")
     )
     ctl, view = _controller()
     _fake_model(ctl, tmp_path)
@@ -218,7 +218,9 @@ def test_predict_rgb_on_a_grey_model_is_one_refusal_before_the_job(
 ):
     from napari_synfoc.core import interactive
 
-    monkeypatch.setattr(interactive, "predict_stack", lambda *a, **k: pytest.fail("predicted"))
+    monkeypatch.setattr(
+        interactive, "predict_stack_maps", lambda *a, **k: pytest.fail("predicted")
+    )
     ctl, view = _controller()
     _fake_model(ctl, tmp_path, in_channels=1)
     img, _ = disc_stack(z=1)
@@ -246,13 +248,13 @@ def test_unexpected_predict_error_is_a_failure_with_its_traceback_logged(
     ctl, view = _controller()
     _fake_model(ctl, tmp_path)
     img, _ = disc_stack()
-    monkeypatch.setattr(interactive, "predict_stack", broken)
+    monkeypatch.setattr(interactive, "predict_stack_maps", broken)
     with caplog.at_level("ERROR"):
         ctl.sessions.predict(img, False)
     assert ctl.last_message.startswith("Prediction failed: KeyError")
     assert any(r.exc_info for r in caplog.records)  # unexpected: its traceback is logged
     caplog.clear()
-    monkeypatch.setattr(interactive, "predict_stack", refusing)
+    monkeypatch.setattr(interactive, "predict_stack_maps", refusing)
     with caplog.at_level("ERROR"):
         ctl.sessions.predict(img, False)
     assert ctl.last_message == "Image 'x' is refused."  # expected: the text alone

@@ -87,7 +87,16 @@ def test_unet_first_predicts_every_slice_after_the_warm_up_nearest_the_view_firs
         if isinstance(e, Predictions):
             both |= set(e.foundation_slices())
     assert both == set(range(12))
-    assert ev[-2].slices is None and ev[-2].foundation_ready is None
+    # the run's end: both models on every slice, SWEEP_BATCH slices per event, nearest the view
+    # first (never one whole-volume array: issue 22, memory at scale)
+    end = []
+    for e in reversed(ev[:-1]):  # the events before Done
+        if not isinstance(e, Predictions) or e.iteration != 4:
+            break
+        end.insert(0, e)
+    assert [e.covered() for e in end] == [[4, 5, 6, 7, 8], [1, 2, 3, 9, 10], [0, 11]]
+    assert all(e.foundation_ready is None and e.n_slices == 12 for e in end)
+    assert all(len(e.fm_prob) == len(e.slices) <= 5 for e in end)
 
 
 def test_unet_only_rows_are_the_displayed_unets_prediction(tmp_path):

@@ -99,6 +99,43 @@ def _tensors(state, prefix: str):
             yield from _tensors(v, f"{prefix}.{i}")
 
 
+def _merge_prediction_runs(events: list) -> list:
+    """Consecutive ``Predictions`` of one iteration as one event (rows in slice order; slices
+    None when they cover the stack), so the record does not depend on how a refresh is cut
+    into events (issue 22 cut the whole-volume ones into batches): the same slices with the
+    same rows give the same record as one event did."""
+    out: list = []
+    for e in events:
+        if (
+            isinstance(e, Predictions)
+            and e.foundation_ready is None
+            and e.slices is not None
+            and list(e.slices) == list(range(int(e.n_slices)))
+        ):
+            e = Predictions(e.iteration, e.fm_prob, e.unet_prob)  # one event, every slice
+        prev = out[-1] if out else None
+        if not (
+            isinstance(e, Predictions)
+            and isinstance(prev, Predictions)
+            and prev.iteration == e.iteration
+            and e.slices is not None
+            and e.foundation_ready is None
+            and prev.foundation_ready is None
+        ):
+            out.append(e)
+            continue
+        rows = dict(zip(prev.covered(), zip(prev.fm_prob, prev.unet_prob, strict=True)))
+        rows.update(zip(e.covered(), zip(e.fm_prob, e.unet_prob, strict=True)))
+        order = sorted(rows)
+        fm = np.stack([rows[z][0] for z in order])
+        un = np.stack([rows[z][1] for z in order])
+        whole = order == list(range(int(e.n_slices)))
+        out[-1] = Predictions(
+            e.iteration, fm, un, None if whole else tuple(order), None if whole else e.n_slices
+        )
+    return out
+
+
 def run_scenario(name: str, tmp: Path) -> dict[str, np.ndarray]:
     """Everything a scenario records, as arrays (strings for hashes)."""
     from napari_synfoc.core.checkpoint import load_checkpoint
@@ -111,7 +148,7 @@ def run_scenario(name: str, tmp: Path) -> dict[str, np.ndarray]:
     finally:
         torch.set_num_threads(threads)
     kinds, losses, preds = [], [], []
-    for e in events:
+    for e in _merge_prediction_runs(events):
         if isinstance(e, Step):
             kinds.append(f"Step {e.iteration}")
             losses.extend([e.alpha, e.confident_fraction, e.lam])

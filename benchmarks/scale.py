@@ -58,8 +58,10 @@ def make_volume(name: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
     return img, labels, labeled
 
 
-def measure(name: str, seconds: float) -> dict[str, Any]:
-    """Train on volume ``name`` in the dock for ``seconds``; stalls, memory and coverage."""
+def measure(name: str, seconds: float, iterations: int | None = None) -> dict[str, Any]:
+    """Train on volume ``name`` in the dock for ``seconds`` (or until the run ends:
+    ``iterations`` sets the dock's Iterations, so the run's end and its whole-volume
+    predictions fall inside the window); stalls, memory and coverage."""
     from napari_synfoc.core.process_runner import descendant_pids
     from napari_synfoc.machine_check import open_dock
     from napari_synfoc.widgets.ui_latency import EventLoopProbe
@@ -69,7 +71,7 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
     rss0 = rss_mb()
     probe = EventLoopProbe(10, stall_ms=100).start()
     t0 = time.perf_counter()
-    widget.train(image_layer=il, labels_layer=ll)
+    widget.train(image_layer=il, labels_layer=ll, iterations=iterations)
     first = None
     samples: list[dict[str, float]] = []
     next_sample = 0.0
@@ -90,6 +92,7 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
             )
             next_sample = now + 0.5
         time.sleep(0.002)
+    ended = not widget.is_training
     widget.stop()
     widget.wait(180)
     probe.stop()
@@ -99,6 +102,8 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
         "dtype": str(img.dtype),
         "volume_mb": round(img.nbytes / 2**20, 1),
         "seconds": seconds,
+        "iterations": iterations,
+        "run_ended_s": round(samples[-1]["t"], 1) if ended and samples else None,
         "first_overlay_s": None if first is None else round(first, 1),
         "ui_max_gap_ms": round(max(probe.gaps_ms), 1) if probe.gaps_ms else None,
         "ui_p99_gap_ms": round(probe.percentile(99), 1) if probe.gaps_ms else None,
@@ -115,6 +120,15 @@ def measure(name: str, seconds: float) -> dict[str, Any]:
     return out
 
 
+def _ended(run: dict[str, Any]) -> str:
+    """When the run ended (its whole-volume predictions measured), or that it was stopped."""
+    its = run.get("iterations")
+    if run.get("run_ended_s") is not None:
+        return f"at {run['run_ended_s']} s ({its} iterations)"
+    secs = run.get("seconds")
+    return "no" if secs is None else f"no: stopped at {secs:.0f} s"
+
+
 def markdown(data: dict[str, Any]) -> str:
     rows = [
         "# Scale check: the dock on large volumes (issue 22 item 5)",
@@ -123,15 +137,15 @@ def markdown(data: dict[str, Any]) -> str:
         f"Machine: {data['machine']}; r = {data['r_s']:.3f} s (one torch fp32 encoder forward).",
         "",
         "| volume | shape | first overlay | longest UI stall (goal ≤ 100 ms) | p99"
-        " | napari peak RSS | child peak RSS (goal ≤ 4 GB each) | status at the end |",
-        "|---|---|---|---|---|---|---|---|",
+        " | napari peak RSS | child peak RSS (goal ≤ 4 GB each) | run ended | status at the end |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["runs"]:
         rows.append(
             f"| {r['volume']} | {'×'.join(map(str, r['shape']))} {r['dtype']} "
             f"({r['volume_mb']:.0f} MB) | {r['first_overlay_s']} s | {r['ui_max_gap_ms']} ms | "
             f"{r['ui_p99_gap_ms']} ms | {r['napari_peak_mb']:.0f} MB | {r['child_peak_mb']:.0f} MB"
-            f" | {r['last_status']} |"
+            f" | {_ended(r)} | {r['last_status']} |"
         )
     return "\n".join(rows) + "\n"
 
@@ -141,13 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--volumes", default=",".join(VOLUMES))
     p.add_argument("--seconds", type=float, default=180.0)
+    p.add_argument(
+        "--iterations", type=int, default=None,
+        help="the dock's Iterations (default: the profile's); short runs end inside the window",
+    )  # fmt: skip
     args = p.parse_args(argv)
     from napari_synfoc.machine_check import reference_encoder_seconds
 
     r = reference_encoder_seconds("cpu")
     runs = []
     for name in [v.strip() for v in args.volumes.split(",") if v.strip()]:
-        runs.append(measure(name, args.seconds))
+        runs.append(measure(name, args.seconds, args.iterations))
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "samples"}), flush=True)
     data = {
         "command": "python -m benchmarks.scale " + " ".join(argv or []),

@@ -27,3 +27,18 @@ def test_the_table_has_a_row_per_run_with_its_figures():
     rows = [line for line in md.splitlines() if line.startswith("| STACK500")]
     assert len(rows) == 2 and "227.0 ms" in rows[0] and "4232 MB" in rows[0]
     assert "500×256×256 float32 (125 MB)" in rows[0]
+
+
+def test_the_table_says_whether_the_run_ended_inside_the_window():
+    base = {
+        "volume": "CT300", "shape": [300, 512, 512], "dtype": "int16", "volume_mb": 150.0,
+        "first_overlay_s": 18.0, "ui_max_gap_ms": 70.0, "ui_p99_gap_ms": 13.0,
+        "napari_peak_mb": 3000.0, "child_peak_mb": 3000.0, "last_status": "Done",
+        "seconds": 150.0,
+    }  # fmt: skip
+    ended = {**base, "iterations": 40, "run_ended_s": 120.5}
+    stopped = {**base, "iterations": None, "run_ended_s": None}
+    md = scale.markdown({"command": "c", "machine": "m", "r_s": 1.0, "runs": [ended, stopped]})
+    rows = [line for line in md.splitlines() if line.startswith("| CT300")]
+    assert "| at 120.5 s (40 iterations) |" in rows[0]
+    assert "| no: stopped at 150 s |" in rows[1]

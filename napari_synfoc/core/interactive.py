@@ -210,38 +210,26 @@ def iter_predict_stack(
         yield Predictions(-1, fm_p if prompted is None else prompted, un_p, tuple(idx), n)
 
 
-def predict_stack(
-    checkpoint: str | Path,
-    image: np.ndarray,
-    rgb: bool = False,
-    device: str = "auto",
-    embed_cache_dir: str | Path | bool | None = True,
-    window: tuple[float, float] | None = None,
-) -> Predictions:
+def predict_stack(checkpoint: str | Path, image: np.ndarray, **options: Any) -> Predictions:
     """Predict every slice of ``image`` with both students of a saved model: one whole-stack
-    :class:`Predictions` (float32 (Z, K, Y, X) each; see :func:`iter_predict_stack`, which
-    the dock uses to keep memory O(chunk))."""
-    parts = list(iter_predict_stack(checkpoint, image, rgb, device, embed_cache_dir, window))
+    :class:`Predictions` (float32 (Z, K, Y, X) each).  ``options``: those of
+    :func:`iter_predict_stack` (``rgb``, ``device``, ``embed_cache_dir``, ``window``), which the
+    dock uses to keep memory O(chunk)."""
+    parts = list(iter_predict_stack(checkpoint, image, **options))
     fm_p = np.concatenate([p.fm_prob for p in parts])
     un_p = np.concatenate([p.unet_prob for p in parts])
     return Predictions(-1, fm_p, un_p)
 
 
-def predict_stack_maps(
-    checkpoint: str | Path,
-    image: np.ndarray,
-    rgb: bool = False,
-    device: str = "auto",
-    embed_cache_dir: str | Path | bool | None = True,
-    window: tuple[float, float] | None = None,
-):
+def predict_stack_maps(checkpoint: str | Path, image: np.ndarray, **options: Any):
     """The review maps (:class:`~napari_synfoc.core.review.ReviewMaps`) of a saved model on
-    ``image``, built chunk by chunk from :func:`iter_predict_stack`: what the dock's Predict
-    shows, without the whole-stack probabilities (2 x Z x K x Y x X float32)."""
+    ``image``, built chunk by chunk from :func:`iter_predict_stack` (``options``: its
+    keywords): what the dock's Predict shows, without the whole-stack probabilities
+    (2 x Z x K x Y x X float32)."""
     from .review import blank_review_maps, review_maps_into
 
     maps = None
-    for part in iter_predict_stack(checkpoint, image, rgb, device, embed_cache_dir, window):
+    for part in iter_predict_stack(checkpoint, image, **options):
         if maps is None:
             maps = blank_review_maps(part.n_slices, part.fm_prob.shape[1], part.fm_prob.shape[2:])
         review_maps_into(maps, part.covered(), part.fm_prob, part.unet_prob)

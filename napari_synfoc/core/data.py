@@ -549,24 +549,15 @@ def prediction_slice_chunks(
     chunk: int = 32,
 ) -> Iterator[tuple[list[int], list[np.ndarray]]]:
     """:func:`stack_slices_for_prediction`, ``chunk`` slices at a time: (slice indices, their
-    float32 (C, H, W) arrays).  The bounds come from the whole stack first (the percentiles
-    without a ``window``), so each slice is mapped as the whole-stack call maps it, while no
+    float32 (C, H, W) arrays).  Each slice is mapped as a training sample is
+    (:class:`NormalisedSlice` with the whole stack's bounds, :func:`_slice_bounds`), so no
     float copy of the whole stack is ever made."""
-    a = np.asarray(image)
-    vol = _as_slices(a, rgb, "image")  # a view; checks the shape
-    if window is not None:
-        lo, hi = check_window(window)
-        info = {"method": "window", "lo": lo, "hi": hi}
-    else:
-        lo, hi = percentile_bounds(vol)
-        info = {"method": "percentile", "lo": lo, "hi": hi}
-    if a.ndim == (3 if rgb else 2):  # one 2-D image
-        yield [0], stack_slices_for_prediction(a, rgb, info)
-        return
+    vol = _as_slices(image, rgb, "image")  # a view; checks the shape
+    bounds, _ = _slice_bounds(vol, window)
     step = max(1, int(chunk))
     for s in range(0, len(vol), step):
         idx = list(range(s, min(s + step, len(vol))))
-        yield idx, stack_slices_for_prediction(a[s : idx[-1] + 1], rgb, info)
+        yield idx, [np.asarray(NormalisedSlice(vol[i], bounds)) for i in idx]
 
 
 # ----------------------------------------------------------------------------- datasets

@@ -180,6 +180,7 @@ class Settings:
     state_dir: str | None = None  # save the labels (and predictions) before the final sweep
     redo_boxes: bool = False  # sweep: box a class again where boxing beats brushing it
     min_3d_part: float | None = None  # proposals: drop 3-D parts under this (None: the dock's)
+    fill_between: bool | None = None  # proposals: interpolate between labelled slices (None: dock)
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -208,6 +209,8 @@ class Robot:
         self.ctl.prompts.propagation.within_labelled_extent = st.extent
         if st.min_3d_part is not None:
             self.ctl.prompts.propagation.min_part_fraction = st.min_3d_part
+        if st.fill_between is not None:
+            self.ctl.prompts.propagation.fill_between = st.fill_between
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed
@@ -635,6 +638,7 @@ def propose_from_models(robot: Robot) -> None:
             robot.verified -= set(se.slices)
         n = len(todo) - len(prop.skipped)
         robot.notes.setdefault("dropped_3d_parts", []).append(prop.dropped_parts)
+        robot.notes.setdefault("interpolated_slices", []).append(len(prop.interpolated))
         robot.record(f"proposals from the models, class {c} ({n} slices)")
 
 
@@ -850,6 +854,10 @@ def parser() -> argparse.ArgumentParser:
         help="proposals drop 3-D parts under this fraction of the largest (default: the dock's)",
     )  # fmt: skip
     p.add_argument(
+        "--fill-between", default=None, choices=("on", "off"),
+        help="proposals interpolate between labelled slices holding the class (default: dock's)",
+    )  # fmt: skip
+    p.add_argument(
         "--extent", default="on", choices=("on", "off"),
         help="proposals from the models within each class's labelled extent (the dock's: on)",
     )  # fmt: skip
@@ -929,6 +937,7 @@ def main(argv: list[str] | None = None) -> int:
                     proposals=args.proposals, visit_after_run=args.visits == "after",
                     extent=args.extent == "on", state_dir=args.save_state,
                     redo_boxes=args.redo_boxes, min_3d_part=args.min_3d_part,
+                    fill_between=None if args.fill_between is None else args.fill_between == "on",
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

@@ -11,7 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import PROPOSALS_MIN_3D_PART, PROPOSALS_WITHIN_LABELLED_EXTENT
+from ..config import (
+    PROPOSALS_FILL_BETWEEN,
+    PROPOSALS_MIN_3D_PART,
+    PROPOSALS_WITHIN_LABELLED_EXTENT,
+)
 from ..core import label_edit as le
 from .jobs import JobRunner
 from .slice_edit import SliceEdit, emptied
@@ -113,6 +117,10 @@ class BoxPropagation:
         # proposals from the models drop 3-D parts under this fraction of the largest (config)
         self.min_part_fraction = PROPOSALS_MIN_3D_PART
         self.dropped_parts = 0  # parts the last proposals dropped
+        # proposals from the models fill the slices between two labelled slices that hold the
+        # class by interpolating their masks (config), the models' masks elsewhere
+        self.fill_between = PROPOSALS_FILL_BETWEEN
+        self.interpolated: list[int] = []  # slices the last proposals filled by interpolation
 
     @property
     def running(self) -> bool:
@@ -179,7 +187,10 @@ class BoxPropagation:
         model_prompted_mask`), as proposals accepted like box propagation's.  With ``labels``
         and its ``labeled`` slices, and :attr:`within_labelled_extent` on, slices beyond the
         class's labelled extent (:func:`~napari_synfoc.core.model_prompts.labelled_extent`) are
-        left out (:attr:`skipped`).  False (with a message) when it cannot start."""
+        left out (:attr:`skipped`).  With ``labels`` and :attr:`fill_between` on, a slice between
+        two labelled slices that both hold the class gets their masks' interpolation instead
+        (:func:`~napari_synfoc.core.slice_interpolation.fill_between`; listed in
+        :attr:`interpolated` once proposed).  False (with a message) when it cannot start."""
         from ..core.model_prompts import (
             drop_small_parts_3d,
             labelled_extent,
@@ -207,8 +218,22 @@ class BoxPropagation:
         plan = {z: () for z in todo if z not in skipped}
         # the rows as they are now: the review maps are updated in place by later predictions
         ens = {z: np.asarray(ensemble_label[z]) == cls for z in plan}
+        known = {}  # the class on the labelled slices, as they are now (for the interpolation)
+        if self.fill_between and labels is not None:
+            n = int(labels_shape[0])
+            known = {int(z): np.asarray(labels[z]) == cls for z in labeled if 0 <= int(z) < n}
+        filled: dict[int, np.ndarray] | None = None
+        self.interpolated = []
 
         def segment(seg, prepared, z):
+            nonlocal filled
+            if filled is None:  # in the worker, on the first slice
+                from ..core.slice_interpolation import fill_between
+
+                filled = fill_between(known, plan) if known else {}
+            if z in filled:
+                self.interpolated.append(z)
+                return filled[z]
             return model_prompted_mask(lambda b: seg.segment_with_box(prepared[z], b), ens[z])[0]
 
         where = ""
@@ -274,6 +299,8 @@ class BoxPropagation:
             tail = " (stopped)" if stop.is_set() else ""
             if self.dropped_parts:
                 tail += f" ({self.dropped_parts} small 3-D parts left out)"
+            if self.interpolated:
+                tail += f" ({len(self.interpolated)} slices filled between labelled slices)"
             if self.outcome != "failed":
                 self.say(
                     f"{what}{tail}: proposals on {n} of {len(plan)} slices "

@@ -290,6 +290,7 @@ class PromptTool:
             if z not in done and (review.covered is None or z in review.covered)
         ]
         self.controller.propagation.within_labelled_extent = self.panel.within_extent
+        self.controller.propagation.fill_between = self.panel.fill_between
         started = self.controller.propagation.start_from_models(
             None if img is None else img.data, None if lab is None else np.shape(lab.data),
             None if maps is None else maps.ensemble_label, todo, cls=self.panel.cls,

@@ -328,3 +328,42 @@ def test_proposals_from_the_models_drop_small_3d_parts_when_asked(prompt_image):
     assert sorted(p) == [1, 2, 3, 4, 5] and not p[3][40:, 40:].any() and p[3][10:20, 10:20].all()
     assert c.propagation.dropped_parts == 1 and "1 small 3-D parts left out" in said[-1][0]
     assert labels[0].sum() == 100 and not labels[1:].any()
+
+
+def test_proposals_from_the_models_fill_between_labelled_slices_holding_the_class(prompt_image):
+    """Issue 21: class 1 labelled on slices 0 (4 x 4) and 4 (12 x 12, same centre): slices 1..3
+    get the interpolation (6 x 6, 8 x 8, 10 x 10) and no model call; slice 5 (past the last
+    labelled slice) gets the models' mask.  Switched off, every slice is the models'."""
+    from napari_synfoc.config import PROPOSALS_FILL_BETWEEN
+
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[0, 28:32, 28:32] = 1
+    labels[4, 24:36, 24:36] = 1
+    labels[4, 50:60, 50:60] = 2  # another class: not part of class 1's fill
+    ens = np.zeros((Z, H, W), np.uint8)
+    ens[:, 5:15, 5:15] = 1  # the models see class 1 elsewhere
+    seg = RectSegmenter()
+    c, said = _ctl(seg)
+    assert c.propagation.fill_between is PROPOSALS_FILL_BETWEEN is True
+    c.propagation.min_part_fraction = 0.0
+    args = (prompt_image, labels.shape, ens, [1, 2, 3, 5])
+    assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[0, 4])
+    p = c.propagation.proposals
+    for z, size in ((1, 6), (2, 8), (3, 10)):
+        want = np.zeros((H, W), bool)
+        lo = 30 - size // 2
+        want[lo : lo + size, lo : lo + size] = True
+        assert np.array_equal(p[z], want), z
+    assert p[5][5:15, 5:15].all() and not p[5][20:, 20:].any()  # the models' box on slice 5
+    assert len(seg.calls) == 1 and sorted(c.propagation.interpolated) == [1, 2, 3]
+    assert "3 slices filled between labelled slices" in said[-1][0]
+    before = labels.copy()
+    pe = c.propagation.accept(labels)
+    apply_edit(labels, pe.edit)
+    assert pe.slices == [1, 2, 3, 5] and labels[2].sum() == 64
+    assert np.array_equal(labels[[0, 4]], before[[0, 4]])  # the user's slices untouched
+    c.propagation.fill_between = False
+    labels = before
+    assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[0, 4])
+    assert c.propagation.interpolated == [] and len(seg.calls) == 5
+    assert all(c.propagation.proposals[z][5:15, 5:15].all() for z in (1, 2, 3, 5))

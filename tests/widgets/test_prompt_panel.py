@@ -211,3 +211,31 @@ def test_propose_from_the_models_fills_proposals_on_unlabelled_predicted_slices(
     assert tool.propose_from_models()
     qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
     assert sorted(tool.controller.propagation.proposals) == [0, 2, 3]
+
+
+def test_propose_from_the_models_fills_between_labelled_slices_by_default(dock, qtbot):
+    """Issue 21: with class 1 labelled on slices 1 and 4, "Propose from the models" fills 2 and
+    3 with the interpolation (the same square) and asks the models on 0 and 5; the panel's
+    "fill between labelled slices" box (ticked by default) switches it off."""
+    from napari_synfoc.config import PROPOSALS_FILL_BETWEEN
+
+    viewer, w, _image_layer, lab = dock
+    tool = w.prompts
+    lab.data[1, 30:40, 30:40] = 1  # slice 4 holds the same square
+    fm = np.zeros((Z, 2, H, W), np.float32)
+    fm[:, 0] = 1
+    fm[:, 0, 10:20, 10:20], fm[:, 1, 10:20, 10:20] = 0, 1
+    w.controller.review.set_maps(review_maps(fm, fm.copy()), None, covered=list(range(Z)))
+    assert tool.panel.fill_between is PROPOSALS_FILL_BETWEEN is True
+    assert tool.propose_from_models()
+    qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
+    prop = tool.controller.propagation
+    assert sorted(prop.proposals) == [0, 2, 3, 5] and sorted(prop.interpolated) == [2, 3]
+    layer = viewer.layers[pt.PROPOSALS]
+    for z in (2, 3):
+        assert np.array_equal(layer.data[z] > 0, lab.data[4] == 1), z
+    tool.panel.fill_check.setChecked(False)
+    assert tool.propose_from_models()
+    qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
+    assert not tool.controller.propagation.fill_between and prop.interpolated == []
+    assert sorted(prop.proposals) == [0, 2, 3, 5]

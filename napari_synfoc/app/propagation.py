@@ -121,6 +121,9 @@ class BoxPropagation:
         # class by interpolating their masks (config), the models' masks elsewhere
         self.fill_between = PROPOSALS_FILL_BETWEEN
         self.interpolated: list[int] = []  # slices the last proposals filled by interpolation
+        # {class: slices} written by accepting proposals of that class: such a slice says
+        # nothing about the other classes (no one looked for them there)
+        self.accepted: dict[int, set[int]] = {}
 
     @property
     def running(self) -> bool:
@@ -202,6 +205,8 @@ class BoxPropagation:
             return False
         problem = _models_problem(image, labels_shape, ensemble_label, slices)
         todo = sorted({int(z) for z in slices})
+        if labels is not None:
+            labeled = self.labeled_for(labels, labeled, int(cls))
         extent = None
         if not problem and self.within_labelled_extent and labels is not None:
             extent = labelled_extent(labels, labeled, int(cls))
@@ -255,6 +260,17 @@ class BoxPropagation:
         return self._launch(
             what, plan, segment, image, rgb, int(cls), on_slice, on_finished, post=post
         )
+
+    def labeled_for(self, labels, labeled: Sequence[int], cls: int) -> list[int]:
+        """The labelled slices that speak for class ``cls``: those of ``labeled`` except the
+        ones labelled only by accepting another class's proposals (they do not hold ``cls``
+        because no one looked for it there, not because it is absent)."""
+        other = set().union(*(v for k, v in self.accepted.items() if k != cls))
+        return [
+            int(z)
+            for z in labeled
+            if int(z) not in other or (np.asarray(labels[int(z)]) == cls).any()
+        ]
 
     def _launch(
         self, what, plan, segment, image, rgb, cls, on_slice, on_finished, post=None
@@ -342,6 +358,7 @@ class BoxPropagation:
         edit = le.masks_edit(lab, masks, self.cls, mode)
         for z in todo:
             del self.proposals[z]
+        self.accepted.setdefault(self.cls, set()).update(todo)
         self.say(
             f"Accepted the proposals of {len(todo)} slice(s) ({edit.size} px changed, "
             f"{mode}; Ctrl-Z undoes it); they count as labelled."

@@ -367,3 +367,28 @@ def test_proposals_from_the_models_fill_between_labelled_slices_holding_the_clas
     assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[0, 4])
     assert c.propagation.interpolated == [] and len(seg.calls) == 5
     assert all(c.propagation.proposals[z][5:15, 5:15].all() for z in (1, 2, 3, 5))
+
+
+def test_slices_accepted_from_one_class_proposals_do_not_bound_another_class(prompt_image):
+    """Issue 21: after class 1's proposals are accepted on slices 1..3, they are labelled, but
+    only for class 1: class 2 (labelled on 0 and 4) is still filled between 0 and 4 and its
+    extent is not cut at slice 1.  A slice that holds class 2 still speaks for it."""
+    labels = np.zeros((Z, H, W), np.int32)
+    labels[[0, 4], 10:20, 10:20] = 1
+    labels[[0, 4], 40:50, 40:50] = 2
+    ens = np.zeros((Z, H, W), np.uint8)
+    ens[:, 10:20, 10:20] = 1
+    c, _ = _ctl(RectSegmenter())
+    c.propagation.min_part_fraction = 0.0
+    args = (prompt_image, labels.shape, ens, [1, 2, 3])
+    assert c.propagation.start_from_models(*args, cls=1, labels=labels, labeled=[0, 4])
+    apply_edit(labels, c.propagation.accept(labels).edit)
+    assert c.propagation.accepted == {1: {1, 2, 3}}
+    labeled = [0, 1, 2, 3, 4]  # the dock's labelled slices now
+    assert c.propagation.labeled_for(labels, labeled, 2) == [0, 4]
+    assert c.propagation.labeled_for(labels, labeled, 1) == labeled
+    assert c.propagation.start_from_models(*args, cls=2, labels=labels, labeled=labeled)
+    assert sorted(c.propagation.interpolated) == [1, 2, 3] and c.propagation.skipped == []
+    assert all(c.propagation.proposals[z][40:50, 40:50].all() for z in (1, 2, 3))
+    labels[2, 40:50, 40:50] = 2  # the user paints class 2 on slice 2: it speaks for class 2
+    assert c.propagation.labeled_for(labels, labeled, 2) == [0, 2, 4]

@@ -21,9 +21,9 @@ would hold them.  The rules (costs, corrections, stop rule) are in :mod:`.effort
 - Policies: ``boxes`` (a box per part and a click on every slice in order, corrections where
   still below target: the baseline), ``propagate`` (boxes every k slices, propagation, accept,
   a correction sweep), ``loop`` (the dock: box a few slices, Train, fix the ranking's top
-  slices, accept those estimated above q, Retrain; after the last run take the models' proposals
-  for the rest and check them in order), ``loop-random`` and ``loop-sequential`` (the loop with
-  the next slice drawn at random or in order).
+  slices, accept those estimated above q, Retrain; after the last run check the accepted
+  slices, take the proposals for the rest and check them in order), ``loop-random`` and
+  ``loop-sequential`` (the loop with the next slice drawn at random or in order).
 """
 
 from __future__ import annotations
@@ -181,6 +181,7 @@ class Settings:
     redo_boxes: bool = False  # sweep: box a class again where boxing beats brushing it
     min_3d_part: float | None = None  # proposals: drop 3-D parts under this (None: the dock's)
     fill_between: bool | None = None  # proposals: interpolate between labelled slices (None: dock)
+    check_accepted_first: bool = True  # loop: check the slices accepted above q before proposals
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
     max_minutes: float = 30.0
@@ -487,12 +488,17 @@ def run_propagate(robot: Robot) -> None:
 def sweep(robot: Robot, slices) -> None:
     """Look at each slice in order and correct it where it misses the target."""
     save_state(robot)
+    check(robot, slices)
+    robot.record("sweep")
+
+
+def check(robot: Robot, slices) -> None:
+    """Look at each of ``slices`` in order and correct it where it misses the target."""
     for z in slices:
         if robot.st.redo_boxes:
             robot.redo_with_boxes(int(z))
         robot.correct(int(z))
         robot.check_time()
-    robot.record("sweep")
 
 
 def save_state(robot: Robot) -> Path | None:
@@ -560,7 +566,9 @@ def run_loop(robot: Robot, order: str = "ranking") -> None:
     """The dock's loop: box a few slices, Train; when the run has ended (``visit_after_run``;
     else while it runs) fix the ``per_round`` slices the ranking shows, accept the slices
     estimated above q, Retrain (warm, ``retrain_iterations``) until ``rounds`` runs have ended;
-    then take the models' proposals for every unlabelled slice (``proposals="models"``: LiteMedSAM
+    check the slices accepted above q (``check_accepted_first``: the proposals fill between
+    labelled slices, so those should be right first); then take the models' proposals for every
+    unlabelled slice (``proposals="models"``: LiteMedSAM
     boxed by the ensemble's parts, one accept per class; ``"ensemble"``: the ensemble itself,
     accepted above q = 0) and check every slice not yet seen, in order."""
     st = robot.st
@@ -602,6 +610,9 @@ def run_loop(robot: Robot, order: str = "ranking") -> None:
         accept_above(robot, st.accept_q)
         robot.train(warm=True, iterations=st.retrain_iterations)
         visits = 0
+    if st.check_accepted_first:  # the proposals fill between labelled slices: fix those first
+        check(robot, [z for z in robot.labeled() if z not in robot.verified])
+        robot.record("checked the accepted slices")
     if st.proposals == "models":
         propose_from_models(robot)
     else:
@@ -858,6 +869,10 @@ def parser() -> argparse.ArgumentParser:
         help="proposals interpolate between labelled slices holding the class (default: dock's)",
     )  # fmt: skip
     p.add_argument(
+        "--check-accepted-first", default="on", choices=("on", "off"),
+        help="loop: check the slices accepted above q before asking for proposals",
+    )  # fmt: skip
+    p.add_argument(
         "--extent", default="on", choices=("on", "off"),
         help="proposals from the models within each class's labelled extent (the dock's: on)",
     )  # fmt: skip
@@ -938,6 +953,7 @@ def main(argv: list[str] | None = None) -> int:
                     extent=args.extent == "on", state_dir=args.save_state,
                     redo_boxes=args.redo_boxes, min_3d_part=args.min_3d_part,
                     fill_between=None if args.fill_between is None else args.fill_between == "on",
+                    check_accepted_first=args.check_accepted_first == "on",
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),
                 )  # fmt: skip

@@ -86,6 +86,10 @@ def test_robot_smoke_every_kind_of_policy(tmp_path):
     events = [r["event"] for r in res["records"]]
     assert any(e.startswith("proposals from the models, class 1") for e in events)
     assert counts["accept_many"] >= 1
+    # the slices accepted above q are checked before the proposals fill between labelled slices
+    first = next(i for i, e in enumerate(events) if e.startswith("proposals from the models"))
+    assert events.index("checked the accepted slices") < first
+    assert len(res["notes"]["interpolated_slices"]) == 1  # how many the fill took, per class
 
 
 def test_loop_with_the_ensemble_instead_of_proposals():

@@ -40,9 +40,10 @@ PROPOSALS_MIN_3D_PART = 0.05
 # Issue 21: proposals from the models fill each slice between two labelled slices that both
 # hold the class with the interpolation of their masks (core/slice_interpolation.py), and use
 # the models' masks on the other slices.  Replayed on the CT's three loop states before their
-# final sweep: the sweep's strokes on the proposed slices fell from 89/75/92 to 60/50/48
-# (the models' masks lost in every gap size up to 16 slices); measured in the loop in
-# docs/results/effort_cpu/fill_between
+# final sweep: the sweep's strokes on the proposed slices fell from 73/65/83 to 52/50/50 (the
+# models' masks lost in every gap size up to 16 slices); in the loop, 3 seeds: 129.3 -> 99.7
+# interactions (docs/results/effort_cpu/fill_between).  It assumes a volume: off for a stack
+# of separate images
 PROPOSALS_FILL_BETWEEN = True
 
 

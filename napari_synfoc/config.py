@@ -42,8 +42,8 @@ PROPOSALS_MIN_3D_PART = 0.05
 # the models' masks on the other slices.  Replayed on the CT's three loop states before their
 # final sweep: the sweep's strokes on the proposed slices fell from 73/65/83 to 52/50/50 (the
 # models' masks lost in every gap size up to 16 slices); in the loop, 3 seeds: 129.3 -> 99.7
-# interactions (docs/results/effort_cpu/fill_between).  It assumes a volume: off for a stack
-# of separate images
+# interactions (docs/results/effort_cpu/fill_between).  It assumes a volume: switch it off for
+# a stack of separate images
 PROPOSALS_FILL_BETWEEN = True
 
 

@@ -61,6 +61,7 @@ class Volume:
     ref: np.ndarray
     num_classes: int
     window: tuple[float, float] | None = None  # the intensity window the dock would use
+    stack: bool = False  # separate 2-D images, not a volume: the robot unticks "fill between"
 
 
 def file_volume(image: str | Path, labels: str | Path, name: str | None = None) -> Volume:
@@ -90,8 +91,16 @@ def named_volume(name: str, data: str | Path = SHARED_DATA) -> Volume:
         from .time_to_useful import faz_stack
 
         img, lab = faz_stack(8 if name == "S40" else 40, faz_root(data))
-        return Volume(name, img, lab.astype(np.uint8), 2)
+        return Volume(name, img, lab.astype(np.uint8), 2, stack=True)
     raise ValueError(f"unknown volume {name!r}: CT, S40, S200 (or --image/--labels)")
+
+
+def fill_choice(flag: str | None, vol: Volume) -> bool | None:
+    """``--fill-between``: "on" / "off", or None for the dock's box as the README says to set
+    it: ticked (the config's default, None here) on a volume, unticked on a stack of images."""
+    if flag is not None:
+        return flag == "on"
+    return False if vol.stack else None
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -952,7 +961,7 @@ def main(argv: list[str] | None = None) -> int:
                     proposals=args.proposals, visit_after_run=args.visits == "after",
                     extent=args.extent == "on", state_dir=args.save_state,
                     redo_boxes=args.redo_boxes, min_3d_part=args.min_3d_part,
-                    fill_between=None if args.fill_between is None else args.fill_between == "on",
+                    fill_between=fill_choice(args.fill_between, vol),
                     check_accepted_first=args.check_accepted_first == "on",
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),

@@ -179,3 +179,11 @@ def test_merge_joins_runs_and_takes_the_baseline_from_boxes(tmp_path):
     assert "| synthetic | propagate |" in (tmp_path / "all" / "effort.md").read_text()
     with pytest.raises(ValueError, match="at least one folder"):
         E.merge(tmp_path / "none", [], "merge")
+
+
+def test_fill_between_follows_the_flag_or_the_readme_for_stacks():
+    vol = _volume()
+    assert E.fill_choice(None, vol) is None  # a volume: the dock's default (ticked)
+    assert E.fill_choice("off", vol) is False and E.fill_choice("on", vol) is True
+    stack = replace(vol, stack=True)  # separate images (S40, S200): unticked
+    assert E.fill_choice(None, stack) is False and E.fill_choice("on", stack) is True

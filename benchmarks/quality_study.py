@@ -17,7 +17,10 @@ effort benchmark's ``mae_unlabelled``; the goal is 0.08).  Variants:
 - ``ens_present``: a class counts on a slice only where the ensemble's label map holds it (a
   speck one model alone predicts there is not in what would be accepted, yet the dock's score
   takes its near-zero agreement as the slice's);
-- ``ens_present+per_class``: both.
+- ``ens_present+per_class``: both;
+- ``ens_present+continuity``: the dock's with :data:`napari_synfoc.core.quality.CONTINUITY` on
+  (a slice missing a class its labelled neighbours both hold, or holding one beyond its
+  labelled extent, is predicted at 0).
 
 Usage::
 
@@ -93,6 +96,7 @@ def estimators(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ep = Q.ensemble_classes_only(agree, ens)
 
     def dock(a, **kw):  # the saved agreement: the first version's presence rule ("either")
+        kw.setdefault("continuity", False)
         return Q.estimate_from_agreement(a, ens, lab, labeled, trained, **kw).predicted
 
     return {
@@ -104,11 +108,13 @@ def estimators(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "prior8": dock(agree, prior_weight=8.0),
         "ens_present": dock(ep),  # the dock's now (PRESENT_BY = "ensemble")
         "ens_present+per_class": per_class_estimate(ep, ens, lab, labeled, trained),
+        "ens_present+continuity": dock(ep, continuity=True),
     }
 
 
-def score_state(path: Path, ref: np.ndarray) -> dict[str, Any]:
-    """MAE of each variant over the state's unlabelled predicted slices."""
+def score_state(path: Path, ref: np.ndarray, label: str | None = None) -> dict[str, Any]:
+    """MAE of each variant over the state's unlabelled predicted slices (``label``: the row's
+    name, default the file's)."""
     s = dict(np.load(path))
     k = int(s["agreement"].shape[1]) + 1
     true = Q.slice_dice_true(s["ensemble"], ref, k)
@@ -116,7 +122,7 @@ def score_state(path: Path, ref: np.ndarray) -> dict[str, Any]:
     done = {int(z) for z in s["labeled"]}
     unl = [z for z in cov if z not in done]
     return {
-        "state": path.name, "n_unlabelled": len(unl),
+        "state": label or path.name, "n_unlabelled": len(unl),
         "true_mean": round(float(true[unl].mean()), 4),
         "mae": {name: round(float(np.abs(p[unl] - true[unl]).mean()), 4)
                 for name, p in estimators(s).items()},
@@ -144,18 +150,19 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--states", type=Path, required=True, help="folder of VOLUME-*.npz")
+    p.add_argument("--states", type=Path, required=True, nargs="+", help="folders of VOLUME-*.npz")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--volume", default="CT")
     args = p.parse_args(argv)
     from benchmarks.effort import named_volume
 
     ref = named_volume(args.volume).ref
-    states = sorted(args.states.glob(f"{args.volume}-*.npz"))
+    states = [s for d in args.states for s in sorted(d.glob(f"{args.volume}-*.npz"))]
     if not states:
         print(f"no {args.volume}-*.npz in {args.states}", file=sys.stderr)
         return 1
-    rows = [score_state(s, ref) for s in states]
+    # rows named by the results folder above state/quality/ (several folders hold CT-loop-s0)
+    rows = [score_state(s, ref, f"{s.parents[2].name}/{s.name}") for s in states]
     command = "python -m benchmarks.quality_study " + " ".join(argv or sys.argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.out / "quality_study.json", {"command": command, "rows": rows})

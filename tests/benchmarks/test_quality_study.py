@@ -51,5 +51,6 @@ def test_score_state_reports_each_variant(tmp_path):
     # predicts about 1, 0.5, 1 on slices 1..3: error about (0 + 0.5 + 0) / 3
     assert abs(row["mae"]["dock"] - 0.5 / 3) < 0.02
     assert set(row["mae"]) == {"dock", "zmedian", "per_class", "zmedian+per_class", "prior2",
-                               "prior8", "ens_present", "ens_present+per_class"}  # fmt: skip
+                               "prior8", "ens_present", "ens_present+per_class",
+                               "ens_present+continuity"}  # fmt: skip
     assert "| CT-loop-s1.npz | 3 |" in S.markdown([row], "cmd")

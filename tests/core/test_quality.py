@@ -161,3 +161,27 @@ def test_a_class_counts_only_where_the_ensemble_holds_it():
     np.testing.assert_array_equal(ensemble_classes_only(old, ens), now)
     with pytest.raises(ValueError, match="present_by"):
         slice_agreement(fm, un, present_by="models")
+
+
+def test_continuity_zeros_a_missing_expected_class_and_a_class_beyond_its_extent():
+    """Slices 0 and 4 hold class 1, slice 6 is labelled without it (extent 0..5).  The ensemble
+    misses class 1 on slice 2 (between two labelled slices holding it): Dice 0 there; it holds
+    class 1 on slice 7 (beyond the extent): Dice 0; slice 5 (inside the extent, no labelled
+    slice above holding the class) missing it is not judged."""
+    from napari_synfoc.core.quality import continuity_zeros, estimate_from_agreement
+
+    z = 8
+    labels = np.zeros((z, 4, 4), np.uint8)
+    labels[[0, 4], 1:3, 1:3] = 1
+    labels[6, 0, 0] = 2  # labelled, without class 1
+    agree = np.full((z, 2), np.nan)
+    agree[[1, 3, 7], 0] = 0.9  # the ensemble holds class 1 on 1, 3, 7; not on 2 or 5
+    assert continuity_zeros(agree, labels, [0, 4, 6]) == [2, 7]
+    assert continuity_zeros(agree, labels, []) == []
+    ens = np.zeros((z, 4, 4), np.uint8)
+    ens[[1, 3, 7], 1:3, 1:3] = 1
+    off = estimate_from_agreement(agree, ens, labels, [0, 4, 6], continuity=False).predicted
+    on = estimate_from_agreement(agree, ens, labels, [0, 4, 6], continuity=True).predicted
+    assert off[2] > 0.5 and off[7] > 0.5  # no class to score on 2: 1.0; 7 agrees: high
+    assert on[2] == 0.0 and on[7] == 0.0
+    np.testing.assert_array_equal(np.delete(on, [2, 7]), np.delete(off, [2, 7]))

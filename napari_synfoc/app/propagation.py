@@ -223,22 +223,12 @@ class BoxPropagation:
         plan = {z: () for z in todo if z not in skipped}
         # the rows as they are now: the review maps are updated in place by later predictions
         ens = {z: np.asarray(ensemble_label[z]) == cls for z in plan}
-        known = {}  # the class on the labelled slices, as they are now (for the interpolation)
-        if self.fill_between and labels is not None:
-            n = int(labels_shape[0])
-            known = {int(z): np.asarray(labels[z]) == cls for z in labeled if 0 <= int(z) < n}
-        filled: dict[int, np.ndarray] | None = None
-        self.interpolated = []
+        fill = self._fill_source(labels, labeled, int(cls), plan)
 
         def segment(seg, prepared, z):
-            nonlocal filled
-            if filled is None:  # in the worker, on the first slice
-                from ..core.slice_interpolation import fill_between
-
-                filled = fill_between(known, plan) if known else {}
-            if z in filled:
-                self.interpolated.append(z)
-                return filled[z]
+            mask = fill(z)
+            if mask is not None:
+                return mask
             return model_prompted_mask(lambda b: seg.segment_with_box(prepared[z], b), ens[z])[0]
 
         where = ""
@@ -260,6 +250,30 @@ class BoxPropagation:
         return self._launch(
             what, plan, segment, image, rgb, int(cls), on_slice, on_finished, post=post
         )
+
+    def _fill_source(self, labels, labeled: Sequence[int], cls: int, plan):
+        """``fill(z)``: the interpolated mask of slice ``z`` (listed in :attr:`interpolated`),
+        or None where the models should propose.  The labelled slices' class masks are taken
+        now (the user may edit while the worker runs); the interpolation runs in the worker, on
+        the first call."""
+        self.interpolated = []
+        known = {}
+        if self.fill_between and labels is not None:
+            n = len(labels)
+            known = {int(z): np.asarray(labels[z]) == cls for z in labeled if 0 <= int(z) < n}
+        filled: dict[int, np.ndarray] | None = None
+
+        def fill(z: int) -> np.ndarray | None:
+            nonlocal filled
+            if filled is None:
+                from ..core.slice_interpolation import fill_between
+
+                filled = fill_between(known, plan) if known else {}
+            if z in filled:
+                self.interpolated.append(z)
+            return filled.get(z)
+
+        return fill
 
     def labeled_for(self, labels, labeled: Sequence[int], cls: int) -> list[int]:
         """The labelled slices that speak for class ``cls``: those of ``labeled`` except the

@@ -196,7 +196,7 @@ class BoxPropagation:
         :attr:`interpolated` once proposed).  False (with a message) when it cannot start."""
         from ..core.model_prompts import (
             drop_small_parts_3d,
-            labelled_extent,
+            extent_from_holds,
             model_prompted_mask,
         )
 
@@ -205,11 +205,10 @@ class BoxPropagation:
             return False
         problem = _models_problem(image, labels_shape, ensemble_label, slices)
         todo = sorted({int(z) for z in slices})
-        if labels is not None:
-            labeled = self.labeled_for(labels, labeled, int(cls))
+        masks = {} if problem or labels is None else self._class_masks(labels, labeled, int(cls))
         extent = None
-        if not problem and self.within_labelled_extent and labels is not None:
-            extent = labelled_extent(labels, labeled, int(cls))
+        if masks and self.within_labelled_extent:
+            extent = extent_from_holds({z: bool(m.any()) for z, m in masks.items()}, len(labels))
         skipped = [z for z in todo if extent and not extent[0] <= z <= extent[1]]
         self.skipped = skipped
         if not problem and len(skipped) == len(todo):
@@ -223,7 +222,7 @@ class BoxPropagation:
         plan = {z: () for z in todo if z not in skipped}
         # the rows as they are now: the review maps are updated in place by later predictions
         ens = {z: np.asarray(ensemble_label[z]) == cls for z in plan}
-        fill = self._fill_source(labels, labeled, int(cls), plan)
+        fill = self._fill_source(masks if self.fill_between else {}, plan)
 
         def segment(seg, prepared, z):
             mask = fill(z)
@@ -251,16 +250,11 @@ class BoxPropagation:
             what, plan, segment, image, rgb, int(cls), on_slice, on_finished, post=post
         )
 
-    def _fill_source(self, labels, labeled: Sequence[int], cls: int, plan):
-        """``fill(z)``: the interpolated mask of slice ``z`` (listed in :attr:`interpolated`),
-        or None where the models should propose.  The labelled slices' class masks are taken
-        now (the user may edit while the worker runs); the interpolation runs in the worker, on
-        the first call."""
+    def _fill_source(self, known: Mapping[int, np.ndarray], plan):
+        """``fill(z)``: the mask of slice ``z`` interpolated from ``known`` (the class's mask on
+        each labelled slice; listed in :attr:`interpolated`), or None where the models should
+        propose.  The interpolation runs in the worker, on the first call."""
         self.interpolated = []
-        known = {}
-        if self.fill_between and labels is not None:
-            n = len(labels)
-            known = {int(z): np.asarray(labels[z]) == cls for z in labeled if 0 <= int(z) < n}
         filled: dict[int, np.ndarray] | None = None
 
         def fill(z: int) -> np.ndarray | None:
@@ -274,6 +268,17 @@ class BoxPropagation:
             return filled.get(z)
 
         return fill
+
+    def _class_masks(self, labels, labeled: Sequence[int], cls: int) -> dict[int, np.ndarray]:
+        """The class's mask on each labelled slice that speaks for it (:meth:`labeled_for`), as
+        it is now: read once, for the extent and the fill (the user may edit while the worker
+        runs)."""
+        n = len(labels)
+        return {
+            z: np.asarray(labels[z]) == cls
+            for z in self.labeled_for(labels, labeled, cls)
+            if 0 <= z < n
+        }
 
     def labeled_for(self, labels, labeled: Sequence[int], cls: int) -> list[int]:
         """The labelled slices that speak for class ``cls``: those of ``labeled`` except the

@@ -17,6 +17,8 @@ LiteMedSAM boxed by the reference on every slice reaches 96 of 147 (105 brush re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 MODEL_BOX_MARGIN = 2.0  # pixels added around each part's extent (a person's box is not tight)
@@ -93,8 +95,15 @@ def labelled_extent(labels, labeled, cls: int) -> tuple[int, int] | None:
     reach past a labelled slice without it that lies beyond its outermost labelled slices.
     None when no labelled slice holds the class (nothing is known)."""
     n = len(labels)
-    done = sorted({int(z) for z in labeled if 0 <= int(z) < n})
-    has = [z for z in done if (np.asarray(labels[z]) == cls).any()]
+    done = {int(z) for z in labeled if 0 <= int(z) < n}
+    return extent_from_holds({z: bool((np.asarray(labels[z]) == cls).any()) for z in done}, n)
+
+
+def extent_from_holds(holds: Mapping[int, bool], n: int) -> tuple[int, int] | None:
+    """:func:`labelled_extent` from ``holds`` (labelled slice -> whether it holds the class) in
+    a volume of ``n`` slices, for callers that already looked at the labelled slices."""
+    done = sorted(holds)
+    has = [z for z in done if holds[z]]
     if not has:
         return None
     below = [z for z in done if z < has[0]]  # labelled, without the class

@@ -313,25 +313,22 @@ def continuity_zeros(agreement: np.ndarray, labels: np.ndarray, labeled: Iterabl
     beyond its labelled extent (:func:`~napari_synfoc.core.model_prompts.labelled_extent`).
     Both make the slice's true Dice 0 if the structure really is continuous.  Reads only the
     labelled slices of ``labels`` ((Z, Y, X))."""
-    from bisect import bisect_left
-
-    from .model_prompts import labelled_extent
+    from .model_prompts import extent_from_holds
+    from .slice_interpolation import neighbours
 
     agree = np.asarray(agreement, dtype=np.float64)
     z = agree.shape[0]
     done = sorted({int(i) for i in labeled if 0 <= int(i) < z})
-    if not done:
-        return []
     out = set()
     for c in range(1, agree.shape[1] + 1):
         holds = {i: bool((np.asarray(labels[i]) == c).any()) for i in done}
         present = ~np.isnan(agree[:, c - 1])
-        extent = labelled_extent(labels, done, c)
+        extent = extent_from_holds(holds, z)
         for i in range(z):
             if i in holds:
                 continue
-            j = bisect_left(done, i)  # done[j - 1] < i < done[j]
-            if 0 < j < len(done) and holds[done[j - 1]] and holds[done[j]] and not present[i]:
+            lo, hi = neighbours(done, i)
+            if lo is not None and hi is not None and holds[lo] and holds[hi] and not present[i]:
                 out.add(i)
             if extent and present[i] and not extent[0] <= i <= extent[1]:
                 out.add(i)

@@ -34,10 +34,10 @@ def signed_distance(mask: np.ndarray) -> np.ndarray:
 
 def neighbours(labeled: Iterable[int], z: int) -> tuple[int | None, int | None]:
     """The nearest labelled slice below and above slice ``z`` (None where there is none)."""
-    done = sorted({int(k) for k in labeled})
+    done = [int(k) for k in labeled]
     below = [k for k in done if k < z]
     above = [k for k in done if k > z]
-    return (below[-1] if below else None, above[0] if above else None)
+    return (max(below) if below else None, min(above) if above else None)
 
 
 def fill_between(

@@ -39,9 +39,9 @@ PRIOR_WEIGHT = 4.0  # pseudo-points of the prior y = score in the calibration
 TRAINED_WEIGHT = 0.25  # weight of a slice the models were trained on (optimistic agreement)
 # Issue 21: structure continuity in a volume (:func:`continuity_zeros`): a slice whose nearest
 # labelled slices on both sides hold a class the ensemble misses there, or whose ensemble holds
-# a class beyond that class's labelled extent, is predicted at Dice 0.  Replayed on the five
+# a class beyond that class's labelled extent, is predicted at Dice 0.  Replayed on nine
 # distinct CT first-run states (benchmarks/quality_study.py, effort_cpu/quality_study_v2): MAE
-# 0.095 -> 0.077; on the loop's three 0.099 -> 0.082 (goal 0.08).  Off by default: the loop's
+# 0.105 -> 0.093; on the loop's three 0.099 -> 0.082 (goal 0.08).  Off by default: the loop's
 # measured runs (effort_cpu/fill_between) used the estimate without it, and accept-above-q
 # reads the estimate; switch on to use it.
 CONTINUITY = False

@@ -9,7 +9,9 @@ Measured for several Z:
   job runner that only queues the work;
 - ``worker_ms``: the worker's part, the interpolation of every slice between (signed distances
   of the labelled slices, blends), run to the end on a synchronous job runner, minus ``ui_ms``;
-- ``per_filled_slice_ms``.
+- ``per_filled_slice_ms``;
+- each also in r, one torch fp32 LiteMedSAM encoder forward measured in the same run
+  (``--no-reference`` leaves r out).
 
 ``python -m benchmarks.fill_between_scale --out docs/results/prompts_cpu/fill_between``
 """
@@ -90,12 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/results/prompts_cpu/fill_between")
     ap.add_argument("--slices", default="50,200,300")
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--no-reference", action="store_true", help="do not measure r")
     args = ap.parse_args(argv)
+    r = None
+    if not args.no_reference:
+        from napari_synfoc.machine_check import reference_encoder_seconds
+
+        r = round(reference_encoder_seconds("cpu", 3), 3)
     rows = [measure(int(z), size=args.size) for z in args.slices.split(",")]
+    for row in rows:
+        if r:
+            row["ui_r"] = round(row["ui_ms"] / 1e3 / r, 4)
+            row["worker_r"] = round(row["worker_ms"] / 1e3 / r, 3)
     data = {
         "command": "python -m benchmarks.fill_between_scale " + " ".join(argv or []),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "loadavg": [round(x, 2) for x in os.getloadavg()], "rows": rows,
+        "loadavg": [round(x, 2) for x in os.getloadavg()], "reference_encoder_s": r,
+        "rows": rows,
     }  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

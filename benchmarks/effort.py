@@ -190,6 +190,7 @@ class Settings:
     redo_boxes: bool = False  # sweep: box a class again where boxing beats brushing it
     min_3d_part: float | None = None  # proposals: drop 3-D parts under this (None: the dock's)
     fill_between: bool | None = None  # proposals: interpolate between labelled slices (None: dock)
+    z_spread: bool | None = None  # ranking: spread picks in z (None: as the fill, the dock's rule)
     check_accepted_first: bool = True  # loop: check the slices accepted above q before proposals
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
@@ -221,6 +222,10 @@ class Robot:
             self.ctl.prompts.propagation.min_part_fraction = st.min_3d_part
         if st.fill_between is not None:
             self.ctl.prompts.propagation.fill_between = st.fill_between
+        # the dock's ranking spreads picks in z while the fill box is ticked (a volume)
+        spread = st.z_spread if st.z_spread is not None else st.fill_between
+        if spread is not None:
+            self.ctl.review.z_spread = spread
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed
@@ -878,6 +883,10 @@ def parser() -> argparse.ArgumentParser:
         help="proposals interpolate between labelled slices holding the class (default: dock's)",
     )  # fmt: skip
     p.add_argument(
+        "--z-spread", default=None, choices=("on", "off"),
+        help="ranking: weigh slices by their distance in z to labelled ones (default: as the fill)",
+    )  # fmt: skip
+    p.add_argument(
         "--check-accepted-first", default="on", choices=("on", "off"),
         help="loop: check the slices accepted above q before asking for proposals",
     )  # fmt: skip
@@ -962,6 +971,7 @@ def main(argv: list[str] | None = None) -> int:
                     extent=args.extent == "on", state_dir=args.save_state,
                     redo_boxes=args.redo_boxes, min_3d_part=args.min_3d_part,
                     fill_between=fill_choice(args.fill_between, vol),
+                    z_spread=None if args.z_spread is None else args.z_spread == "on",
                     check_accepted_first=args.check_accepted_first == "on",
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),

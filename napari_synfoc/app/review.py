@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import RANK_Z_SPREAD
 from ..core.label_edit import LabelEdit
 from ..core.quality import QualityEstimate
 from ..core.review import (
@@ -50,6 +51,9 @@ class Review:
         # how the table ranks slices (core.review.ACQUISITIONS); "diverse" needs slice features
         self.acquisition: str = DEFAULT_ACQUISITION
         self.slice_features: np.ndarray | None = None
+        # a volume: spread the picks in z (core.review.z_spread_weights); off for a stack of
+        # separate images (the dock follows the Prompt panel's "fill between" box)
+        self.z_spread: bool = RANK_Z_SPREAD
         self.estimate: QualityEstimate | None = None  # the last quality(), for these maps
         self._estimate_maps: ReviewMaps | None = None
 
@@ -104,13 +108,15 @@ class Review:
     def priorities(self, labeled: Sequence[int] = ()) -> np.ndarray:
         """Per-slice "label me next" score: :func:`~napari_synfoc.core.review.acquisition_scores`
         by :attr:`acquisition` ("diverse": disagreement times the distance in appearance to the
-        nearest labelled slice, so a labelled slice's look-alike neighbours rank lower)."""
+        nearest labelled slice, so a labelled slice's look-alike neighbours rank lower), times
+        the distance in z to the nearest labelled slice while :attr:`z_spread` is on."""
         if self.maps is None:
             return np.zeros(0)
         # without features (maps set by a script) novelty is 1: the disagreement order
         q = self.predicted_dice() if self.acquisition == "gain" else None
         return acquisition_scores(
-            self.maps.slice_scores, labeled, self.slice_features, self.acquisition, q
+            self.maps.slice_scores, labeled, self.slice_features, self.acquisition, q,
+            z_spread=self.z_spread,
         )
 
     # ------------------------------------------------------------------ quality (issue 21)

@@ -304,6 +304,7 @@ def acquisition_scores(
     features: np.ndarray | None = None,
     method: str = "diverse",
     predicted_dice: Sequence[float] | np.ndarray | None = None,
+    z_spread: bool = False,
 ) -> np.ndarray:
     """Per-slice "label me next" score (higher first; feed it to :func:`rank_slices`).
 
@@ -315,7 +316,8 @@ def acquisition_scores(
     ``"gain"``: the expected gain of fixing the slice, its estimated error ``1 - q_z`` (``q``:
     ``predicted_dice``, :mod:`~napari_synfoc.core.quality`) times the same novelty; it needs
     ``predicted_dice``.  Labelled slices score 0.  Without labelled slices or features,
-    novelty is 1.
+    novelty is 1.  ``z_spread`` (a volume): every score is also multiplied by
+    :func:`z_spread_weights`, the slice's distance in z to the nearest labelled slice.
     """
     s = np.asarray(slice_scores, dtype=np.float64).ravel()
     if method not in ACQUISITIONS:
@@ -329,8 +331,25 @@ def acquisition_scores(
         s = np.clip(1.0 - q, 0.0, 1.0)
     labeled = sorted({int(i) for i in labeled_slices if 0 <= int(i) < s.size})
     out = s * novelty(features, labeled, s.size) if method != "disagreement" else s.copy()
+    if z_spread:
+        out *= z_spread_weights(labeled, s.size)
     out[labeled] = 0.0
     return out
+
+
+def z_spread_weights(labeled: Sequence[int], n: int) -> np.ndarray:
+    """``g_z / max(g)``: each of ``n`` slices' distance in z to the nearest of the ``labeled``
+    slices, scaled to [0, 1] (labelled slices 0); ones without labelled slices."""
+    done = sorted({int(z) for z in labeled if 0 <= int(z) < n})
+    if not done:
+        return np.ones(n)
+    z = np.arange(n)
+    pos = np.searchsorted(done, z)
+    below = np.asarray(done)[np.clip(pos - 1, 0, len(done) - 1)]
+    above = np.asarray(done)[np.clip(pos, 0, len(done) - 1)]
+    g = np.minimum(np.abs(z - below), np.abs(above - z)).astype(np.float64)
+    top = g.max()
+    return g / top if top > 0 else np.ones(n)
 
 
 def novelty(features: np.ndarray | None, labeled: Sequence[int], n: int) -> np.ndarray:

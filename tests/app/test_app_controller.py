@@ -371,7 +371,10 @@ def test_review_ranking_prefers_slices_unlike_the_labelled_ones(disc_stack):
         un[s_, 0, :rows], un[s_, 1, :rows] = 0.0, 1.0
     feats = np.array([[0.0], [0.1], [1.0], [2.0]])  # slice 1 looks like labelled slice 0
     ctl.review.set_maps(review_maps(fm, un), None, features=feats)
-    assert ctl.review.acquisition == "diverse"
+    assert ctl.review.acquisition == "diverse" and ctl.review.z_spread
+    # on a volume the distance in z to slice 0 (1, 2, 3 -> 1/3, 2/3, 1) weighs in as well
+    np.testing.assert_allclose(ctl.review.priorities([0]), [0.0, 0.025 / 3, 0.125, 0.25])
+    ctl.review.z_spread = False  # a stack of separate images: its order means nothing
     # novelty d / max d = 0.05, 0.5, 1 -> priorities 0.5 x 0.05, 0.375 x 0.5, 0.25 x 1
     np.testing.assert_allclose(ctl.review.priorities([0]), [0.0, 0.025, 0.1875, 0.25])
     assert ctl.review.ranking([0]) == [3, 2, 1]

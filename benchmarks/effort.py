@@ -884,7 +884,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--z-spread", default=None, choices=("on", "off"),
-        help="ranking: weigh slices by their distance in z to labelled ones (default: as the fill)",
+        help="ranking: weigh slices by their distance in z to labelled ones (default: as fill)",
     )  # fmt: skip
     p.add_argument(
         "--check-accepted-first", default="on", choices=("on", "off"),

@@ -117,7 +117,7 @@ class Review:
         return acquisition_scores(
             self.maps.slice_scores, labeled, self.slice_features, self.acquisition, q,
             z_spread=self.z_spread,
-        )
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ quality (issue 21)
     def quality(self, labels, labeled: Sequence[int] = (), trained: Sequence[int] = ()):

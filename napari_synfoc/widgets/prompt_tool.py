@@ -45,6 +45,8 @@ class PromptTool:
         panel.action.connect(self.run_action)
         panel.fix_toggled.connect(self.set_fix_mode)
         panel.mode_combo.currentTextChanged.connect(self._set_mode)
+        panel.fill_check.toggled.connect(self._set_volume)
+        self._set_volume(panel.fill_between)
         self._actions = {
             "box_mode": self.box_mode,
             "positive": lambda: self.point_mode(True),
@@ -66,6 +68,14 @@ class PromptTool:
 
     def _set_mode(self, mode: str) -> None:
         self.controller.mode = mode
+
+    def _set_volume(self, volume: bool) -> None:
+        """The fill box says the slices form a volume: the review ranking then also spreads its
+        picks in z (``review.z_spread``); the table is ranked again at once."""
+        review = self.dock.controller.review
+        review.z_spread = bool(volume)
+        if review.maps is not None and hasattr(self.dock, "refresh_ranking"):
+            self.dock.refresh_ranking()
 
     def run_action(self, key: str) -> Any:
         """Run a panel action by name (a button or a shortcut); errors become messages."""

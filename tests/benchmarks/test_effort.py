@@ -187,3 +187,14 @@ def test_fill_between_follows_the_flag_or_the_readme_for_stacks():
     assert E.fill_choice("off", vol) is False and E.fill_choice("on", vol) is True
     stack = replace(vol, stack=True)  # separate images (S40, S200): unticked
     assert E.fill_choice(None, stack) is False and E.fill_choice("on", stack) is True
+
+
+def test_the_robots_ranking_spreads_in_z_as_the_fill_box_says():
+    """The dock ranks with the z spread while the fill box is ticked; the robot does the same
+    (a stack: both off), unless ``z_spread`` says otherwise."""
+    vol = _volume()
+    cases = ((None, None, True), (False, None, False), (None, False, False), (False, True, True))
+    for fill, spread, want in cases:
+        robot = E.Robot(vol, _settings(fill_between=fill, z_spread=spread), _segmenter)
+        assert robot.ctl.review.z_spread is want, (fill, spread)
+        robot.ctl.cleanup()

@@ -15,6 +15,7 @@ from napari_synfoc.core.review import (
     slice_changes,
     slice_features,
     squeeze_single,
+    z_spread_weights,
 )
 
 
@@ -195,6 +196,25 @@ def test_acquisition_diverse_by_hand():
         acquisition_scores(scores, [0], feats[:3])
     with pytest.raises(ValueError, match="acquisition"):
         acquisition_scores(scores, [0], feats, "entropy")
+
+
+def test_z_spread_weights_by_hand():
+    """Issue 21: distance in z to the nearest labelled slice, over its maximum."""
+    # labelled 2 and 7 of 10: distances 2 1 0 1 2 2 1 0 1 2 -> / 2
+    np.testing.assert_allclose(
+        z_spread_weights([7, 2], 10), [1, 0.5, 0, 0.5, 1, 1, 0.5, 0, 0.5, 1]
+    )
+    np.testing.assert_allclose(z_spread_weights([0], 4), [0, 1 / 3, 2 / 3, 1])
+    np.testing.assert_allclose(z_spread_weights([], 3), [1, 1, 1])  # nothing labelled
+    np.testing.assert_allclose(z_spread_weights([0, 1, 9], 2), [1, 1])  # all labelled
+    scores, feats = [0.2, 0.5, 0.4, 0.1], np.array([[0.0], [0.1], [1.0], [2.0]])
+    # "diverse" 0, 0.025, 0.2, 0.1 times 0, 1/3, 2/3, 1
+    out = acquisition_scores(scores, [0], feats, "diverse", z_spread=True)
+    np.testing.assert_allclose(out, [0.0, 0.025 / 3, 0.2 * 2 / 3, 0.1])
+    # the plain disagreement too: 0, 0.5/3, 0.4 x 2/3, 0.1 -> slice 2 first, not slice 1
+    out = acquisition_scores(scores, [0], None, "disagreement", z_spread=True)
+    np.testing.assert_allclose(out, [0.0, 0.5 / 3, 0.4 * 2 / 3, 0.1])
+    assert rank_slices(out, [0])[0] == 2
 
 
 def test_slice_features_separate_textures_not_noise_realisations():

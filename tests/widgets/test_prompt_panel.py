@@ -239,3 +239,27 @@ def test_propose_from_the_models_fills_between_labelled_slices_by_default(dock, 
     qtbot.waitUntil(lambda: not tool.controller.propagation.running, timeout=30000)
     assert not tool.controller.propagation.fill_between and prop.interpolated == []
     assert sorted(prop.proposals) == [0, 2, 3, 5]
+
+
+def test_fill_box_spreads_the_review_ranking_in_z(dock, qtbot):
+    """Issue 21: on a volume (the "fill between" box ticked) the ranking weighs each slice by
+    its distance in z to the nearest labelled slice; unticking it (a stack of separate images)
+    ranks by the models alone, and the review table follows at once."""
+    viewer, w, _image_layer, lab = dock
+    lab.data[:] = 0
+    lab.data[5, 30:40, 30:40] = 1  # only slice 5 labelled
+    fm = np.zeros((Z, 2, H, W), np.float32)
+    fm[:, 0] = 1
+    un = fm.copy()
+    for z in range(Z):  # disagreement grows with z: (z + 1) x 4 rows
+        un[z, 0, : (z + 1) * 4], un[z, 1, : (z + 1) * 4] = 0.0, 1.0
+    w.controller.review.set_maps(review_maps(fm, un), None, covered=list(range(Z)))
+    assert w.prompts.panel.fill_between and w.controller.review.z_spread
+    # disagreement 1..5 (x 4/64) times distance 5..1 (/ 5): 1, 1.6, 1.8, 1.6, 1 -> slice 2
+    assert w.ranking()[0] == 2
+    w.prompts.panel.fill_check.setChecked(False)
+    assert not w.controller.review.z_spread
+    assert w.ranking() == [4, 3, 2, 1, 0]
+    assert w.review.ranked_slices()[0] == 4  # the table was ranked again
+    w.prompts.panel.fill_check.setChecked(True)
+    assert w.review.ranked_slices()[0] == 2

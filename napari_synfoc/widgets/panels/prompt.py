@@ -91,7 +91,9 @@ TIPS = {
     "fill_between": (
         "On a slice between two labelled slices that both hold the class, propose the "
         "interpolation of their masks (as 'Fill between slices' does); the models' masks on the "
-        "other slices. On the CT it left fewer corrections than the models' masks."
+        "other slices. On the CT it left fewer corrections than the models' masks. The review "
+        "ranking then also prefers slices far from labelled ones. Untick for a stack of "
+        "separate images."
     ),
     "stop_propagation": "Stop the propagation; slices already done stay as proposals.",
     "accept_slice": "Write the proposal of the current slice into the labels (one undo step).",

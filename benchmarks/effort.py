@@ -191,6 +191,7 @@ class Settings:
     min_3d_part: float | None = None  # proposals: drop 3-D parts under this (None: the dock's)
     fill_between: bool | None = None  # proposals: interpolate between labelled slices (None: dock)
     z_spread: bool | None = None  # ranking: spread picks in z (None: as the fill, the dock's rule)
+    continuity: bool | None = None  # quality estimate's continuity rule (None: the dock's)
     check_accepted_first: bool = True  # loop: check the slices accepted above q before proposals
     key_every: int = 7  # propagate: a box every k slices
     clicks: int = 1  # boxes: clicks tried after the box on a slice still below target
@@ -226,6 +227,7 @@ class Robot:
         spread = st.z_spread if st.z_spread is not None else st.fill_between
         if spread is not None:
             self.ctl.review.z_spread = spread
+        self.ctl.review.continuity = st.continuity
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed
@@ -887,6 +889,10 @@ def parser() -> argparse.ArgumentParser:
         help="ranking: weigh slices by their distance in z to labelled ones (default: as fill)",
     )  # fmt: skip
     p.add_argument(
+        "--continuity", default=None, choices=("on", "off"),
+        help="the quality estimate's continuity rule (default: the dock's)",
+    )  # fmt: skip
+    p.add_argument(
         "--check-accepted-first", default="on", choices=("on", "off"),
         help="loop: check the slices accepted above q before asking for proposals",
     )  # fmt: skip
@@ -972,6 +978,7 @@ def main(argv: list[str] | None = None) -> int:
                     redo_boxes=args.redo_boxes, min_3d_part=args.min_3d_part,
                     fill_between=fill_choice(args.fill_between, vol),
                     z_spread=None if args.z_spread is None else args.z_spread == "on",
+                    continuity=None if args.continuity is None else args.continuity == "on",
                     check_accepted_first=args.check_accepted_first == "on",
                     max_minutes=args.max_minutes, acquisition=args.acquisition, seed=seed,
                     max_interactions=R.interaction_cap(base, args.cap_factor),

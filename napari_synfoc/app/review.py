@@ -54,6 +54,8 @@ class Review:
         # a volume: spread the picks in z (core.review.z_spread_weights); off for a stack of
         # separate images (the dock follows the Prompt panel's "fill between" box)
         self.z_spread: bool = RANK_Z_SPREAD
+        # the quality estimate's continuity rule (core.quality.continuity_zeros; None: config)
+        self.continuity: bool | None = None
         self.estimate: QualityEstimate | None = None  # the last quality(), for these maps
         self._estimate_maps: ReviewMaps | None = None
 
@@ -126,7 +128,9 @@ class Review:
         maps was trained on (they count less).  Kept for the "gain" ranking; None before maps."""
         if self.maps is None:
             return None
-        self.estimate = quality_estimate(self.maps, labels, labeled, trained)
+        self.estimate = quality_estimate(
+            self.maps, labels, labeled, trained, continuity=self.continuity
+        )
         self._estimate_maps = self.maps
         return self.estimate
 

@@ -40,16 +40,19 @@ def quality_estimate(
     labels: np.ndarray | None,
     labeled: Iterable[int] = (),
     trained: Iterable[int] = (),
+    continuity: bool | None = None,
 ) -> QualityEstimate:
     """The predicted Dice of every slice of ``maps``, calibrated on ``labels``' ``labeled``
-    slices (``trained``: the slices the predicting model was trained on)."""
+    slices (``trained``: the slices the predicting model was trained on; ``continuity``: the
+    volume rule of :func:`~napari_synfoc.core.quality.continuity_zeros`, None for the
+    config's)."""
     lab = None
     if labels is not None:
         lab = np.asarray(labels)
         if lab.ndim == 2:
             lab = lab[None]
     return estimate_from_agreement(
-        maps_agreement(maps), maps.ensemble_label, lab, labeled, trained
+        maps_agreement(maps), maps.ensemble_label, lab, labeled, trained, continuity=continuity
     )
 
 

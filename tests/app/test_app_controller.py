@@ -393,3 +393,33 @@ def test_review_ranking_prefers_slices_unlike_the_labelled_ones(disc_stack):
     assert _run(ctl, img, _labels(gt, (0, 2)), (0, 2), 3)
     assert ctl.run.outcome == "done", ctl.last_message
     assert ctl.review.slice_features is not None and ctl.review.slice_features.shape[0] == 4
+
+
+def test_review_quality_follows_its_continuity_switch():
+    """Issue 21: ``review.continuity`` reaches the estimate (None: the config's), and so what
+    "Accept all slices estimated above q" takes: class 1 labelled on 0 and 4, slice 6 labelled
+    without it; the models predict it on 1, 3 and 7, and 7 lies beyond its extent."""
+    from napari_synfoc.core import quality
+    from napari_synfoc.core.review import review_maps
+
+    ctl, _ = _controller()
+    z = 8
+    fm = np.zeros((z, 2, 4, 4), np.float32)
+    fm[:, 0] = 1.0
+    fm[[1, 3, 7], 0, 1:3, 1:3], fm[[1, 3, 7], 1, 1:3, 1:3] = 0.0, 1.0
+    ctl.review.set_maps(review_maps(fm, fm.copy()), None)
+    labels = np.zeros((z, 4, 4), np.uint8)
+    labels[[0, 4], 1:3, 1:3] = 1
+    labels[6, 0, 0] = 2
+    assert ctl.review.continuity is None
+    default = ctl.review.quality(labels, [0, 4, 6]).predicted
+    ctl.review.continuity = False
+    off = ctl.review.quality(labels, [0, 4, 6]).predicted
+    ctl.review.continuity = True
+    on = ctl.review.quality(labels, [0, 4, 6]).predicted
+    np.testing.assert_array_equal(default, on if quality.CONTINUITY else off)
+    assert off[7] > 0.5 and on[7] == 0.0 and on[2] == 0.0
+    se = ctl.review.accept_above(labels.copy(), 0.5, [0, 4, 6])
+    assert 7 not in se.slices and {1, 3} <= set(se.slices)
+    ctl.review.continuity = False
+    assert 7 in ctl.review.accept_above(labels.copy(), 0.5, [0, 4, 6]).slices

@@ -198,3 +198,6 @@ def test_the_robots_ranking_spreads_in_z_as_the_fill_box_says():
         robot = E.Robot(vol, _settings(fill_between=fill, z_spread=spread), _segmenter)
         assert robot.ctl.review.z_spread is want, (fill, spread)
         robot.ctl.cleanup()
+    robot = E.Robot(vol, _settings(continuity=True), _segmenter)
+    assert robot.ctl.review.continuity is True  # the quality estimate's rule, passed on
+    robot.ctl.cleanup()

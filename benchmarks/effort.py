@@ -227,7 +227,9 @@ class Robot:
         spread = st.z_spread if st.z_spread is not None else st.fill_between
         if spread is not None:
             self.ctl.review.z_spread = spread
-        self.ctl.review.continuity = st.continuity
+        # the continuity rule assumes a volume too: off with the fill box unticked (a stack)
+        cont = st.continuity
+        self.ctl.review.continuity = False if cont is None and st.fill_between is False else cont
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed

@@ -41,10 +41,12 @@ TRAINED_WEIGHT = 0.25  # weight of a slice the models were trained on (optimisti
 # labelled slices on both sides hold a class the ensemble misses there, or whose ensemble holds
 # a class beyond that class's labelled extent, is predicted at Dice 0.  Replayed on nine
 # distinct CT first-run states (benchmarks/quality_study.py, effort_cpu/quality_study_v2): MAE
-# 0.105 -> 0.093; on the loop's three 0.099 -> 0.082 (goal 0.08).  Off by default: the loop's
-# measured runs (effort_cpu/fill_between) used the estimate without it, and accept-above-q
-# reads the estimate; switch on to use it.
-CONTINUITY = False
+# 0.105 -> 0.093; on the loop's three 0.099 -> 0.082; on the three first runs of the loop with
+# the ranking spread in z, not used to choose it (effort_cpu/z_spread/quality_study): 0.086 ->
+# 0.074 (goal 0.08).  In the loop (seed 0, effort_cpu/z_spread_continuity) accept-above-q took
+# the same 41 slices and the run the same 88 interactions.  It assumes a volume: the dock turns
+# it off with the "fill between labelled slices" box (a stack of separate images)
+CONTINUITY = True
 
 
 def _probs(fm_prob: np.ndarray, unet_prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

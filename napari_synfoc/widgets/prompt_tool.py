@@ -71,9 +71,11 @@ class PromptTool:
 
     def _set_volume(self, volume: bool) -> None:
         """The fill box says the slices form a volume: the review ranking then also spreads its
-        picks in z (``review.z_spread``); the table is ranked again at once."""
+        picks in z (``review.z_spread``) and the quality estimate may use the continuity rule
+        (the config's ``CONTINUITY``; never on a stack); the table is ranked again at once."""
         review = self.dock.controller.review
         review.z_spread = bool(volume)
+        review.continuity = None if volume else False
         if review.maps is not None and hasattr(self.dock, "refresh_ranking"):
             self.dock.refresh_ranking()
 

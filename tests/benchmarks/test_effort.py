@@ -198,6 +198,8 @@ def test_the_robots_ranking_spreads_in_z_as_the_fill_box_says():
         robot = E.Robot(vol, _settings(fill_between=fill, z_spread=spread), _segmenter)
         assert robot.ctl.review.z_spread is want, (fill, spread)
         robot.ctl.cleanup()
-    robot = E.Robot(vol, _settings(continuity=True), _segmenter)
-    assert robot.ctl.review.continuity is True  # the quality estimate's rule, passed on
-    robot.ctl.cleanup()
+    cases = ((None, True, True), (None, None, None), (False, None, False), (False, True, True))
+    for fill, cont, want in cases:  # the quality estimate's rule: passed on, off on a stack
+        robot = E.Robot(vol, _settings(fill_between=fill, continuity=cont), _segmenter)
+        assert robot.ctl.review.continuity is want, (fill, cont)
+        robot.ctl.cleanup()

@@ -259,7 +259,9 @@ def test_fill_box_spreads_the_review_ranking_in_z(dock, qtbot):
     assert w.ranking()[0] == 2
     w.prompts.panel.fill_check.setChecked(False)
     assert not w.controller.review.z_spread
+    assert w.controller.review.continuity is False  # nor the quality's volume rule
     assert w.ranking() == [4, 3, 2, 1, 0]
     assert w.review.ranked_slices()[0] == 4  # the table was ranked again
     w.prompts.panel.fill_check.setChecked(True)
     assert w.review.ranked_slices()[0] == 2
+    assert w.controller.review.continuity is None  # a volume: the config's choice

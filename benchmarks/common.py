@@ -115,6 +115,22 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def study_states(folders: Iterable[Path], pattern: str) -> list[Path]:
+    """The saved states (``*.npz``) matching ``pattern`` in each folder, sorted per folder."""
+    return [s for d in folders for s in sorted(Path(d).glob(pattern))]
+
+
+def write_study(out: Path, stem: str, command: str, rows: list, markdown: str) -> None:
+    """``OUT/STEM.json`` (the command and the rows, atomically) and ``OUT/STEM.md``; prints the
+    Markdown."""
+    from napari_synfoc.io.results import write_json_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / f"{stem}.json", {"command": command, "rows": rows})
+    (out / f"{stem}.md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+
+
 def write_report(out: Path, stem: str, markdown: str, plot: Callable[[Path], None]) -> None:
     """Write ``OUT/STEM.md`` with ``markdown``, draw ``OUT/STEM.png`` with ``plot(path)``, then
     print ``markdown``."""

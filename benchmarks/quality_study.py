@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import study_states, write_study
 from napari_synfoc.core import quality as Q
-from napari_synfoc.io.results import write_json_atomic
 
 
 def zmedian(agreement: np.ndarray) -> np.ndarray:
@@ -106,9 +106,9 @@ def estimators(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "zmedian+per_class": per_class_estimate(zm, ens, lab, labeled, trained),
         "prior2": dock(agree, prior_weight=2.0),
         "prior8": dock(agree, prior_weight=8.0),
-        "ens_present": dock(ep),  # the dock's now (PRESENT_BY = "ensemble")
+        "ens_present": dock(ep),  # PRESENT_BY = "ensemble", without the continuity rule
         "ens_present+per_class": per_class_estimate(ep, ens, lab, labeled, trained),
-        "ens_present+continuity": dock(ep, continuity=True),
+        "ens_present+continuity": dock(ep, continuity=True),  # the dock's now (a volume)
     }
 
 
@@ -157,17 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.effort import named_volume
 
     ref = named_volume(args.volume).ref
-    states = [s for d in args.states for s in sorted(d.glob(f"{args.volume}-*.npz"))]
+    states = study_states(args.states, f"{args.volume}-*.npz")
     if not states:
         print(f"no {args.volume}-*.npz in {args.states}", file=sys.stderr)
         return 1
     # rows named by the results folder above state/quality/ (several folders hold CT-loop-s0)
     rows = [score_state(s, ref, f"{s.parents[2].name}/{s.name}") for s in states]
     command = "python -m benchmarks.quality_study " + " ".join(argv or sys.argv[1:])
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "quality_study.json", {"command": command, "rows": rows})
-    (args.out / "quality_study.md").write_text(markdown(rows, command), encoding="utf-8")
-    print(markdown(rows, command))
+    write_study(args.out, "quality_study", command, rows, markdown(rows, command))
     return 0
 
 

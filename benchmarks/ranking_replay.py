@@ -39,9 +39,9 @@ from typing import Any
 import numpy as np
 
 from benchmarks import effort_rules as R
+from benchmarks.common import markdown_table, study_states, write_study
 from napari_synfoc.core.review import acquisition_scores, z_spread_weights
 from napari_synfoc.core.slice_interpolation import fill_between
-from napari_synfoc.io.results import write_json_atomic
 
 RULES = ("diverse", "diverse+z", "z", "random")
 
@@ -136,23 +136,20 @@ def study(paths: list[Path], ref, image, picks: int, draws: int) -> list[dict[st
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
-    out = [
-        "# Ranking rules replayed on first runs: estimated interactions (visits + the rest)",
-        "",
-        f"Command: `{command}`",
-        "",
-        "| state | " + " | ".join(RULES) + " |",
-        "|---|" + "---|" * len(RULES),
+    """The table: per state, each rule's total (visits + the rest); the mean of the states."""
+    cells = [
+        [r["state"]]
+        + [f"{r[k]['total']:.1f} ({r[k]['visits']:.0f} + {r[k]['rest']:.0f})" for k in RULES]
+        for r in rows
     ]
-    for r in rows:
-        cells = " | ".join(
-            f"{r[k]['total']:.1f} ({r[k]['visits']:.0f} + {r[k]['rest']:.0f})" for k in RULES
-        )
-        out.append(f"| {r['state']} | {cells} |")
     if rows:
-        means = " | ".join(f"**{np.mean([r[k]['total'] for r in rows]):.1f}**" for k in RULES)
-        out.append(f"| mean of {len(rows)} | {means} |")
-    return "\n".join(out) + "\n"
+        cells.append(
+            [f"mean of {len(rows)}"]
+            + [f"**{np.mean([r[k]['total'] for r in rows]):.1f}**" for k in RULES]
+        )
+    title = "# Ranking rules replayed on first runs: estimated interactions (visits + the rest)"
+    table = markdown_table(["state", *RULES], cells)
+    return f"{title}\n\nCommand: `{command}`\n\n{table}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,16 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
     vol = named_volume(args.volume)
     pattern = args.pattern.format(volume=args.volume)
-    paths = [s for d in args.states for s in sorted(d.glob(pattern))]
+    paths = study_states(args.states, pattern)
     if not paths:
         print(f"no {pattern} in {args.states}", file=sys.stderr)
         return 1
     rows = study(paths, vol.ref, vol.image, args.picks, args.draws)
     command = "python -m benchmarks.ranking_replay " + " ".join(argv or sys.argv[1:])
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "ranking_replay.json", {"command": command, "rows": rows})
-    (args.out / "ranking_replay.md").write_text(markdown(rows, command), encoding="utf-8")
-    print(markdown(rows, command))
+    write_study(args.out, "ranking_replay", command, rows, markdown(rows, command))
     return 0
 
 

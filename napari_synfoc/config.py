@@ -50,8 +50,8 @@ PROPOSALS_FILL_BETWEEN = True
 # (core.slice_interpolation) is best from evenly spread anchors.  Replayed on the CT's first
 # runs (benchmarks/ranking_replay.py, three seeds, 20 picks): 96.7 -> 69.3 interactions; in
 # the loop, 3 seeds (docs/results/effort_cpu/z_spread): 99.7 -> 90.7, 13.4 % fewer than random
-# picks (4.8 % before).  Only for volumes:
-# a stack's order means nothing (the dock follows the Prompt panel's "fill between" box)
+# picks (4.8 % before).  Only for volumes, since a stack's order means nothing: the dock
+# follows the Prompt panel's "fill between labelled slices" box
 RANK_Z_SPREAD = True
 
 

@@ -223,13 +223,12 @@ class Robot:
             self.ctl.prompts.propagation.min_part_fraction = st.min_3d_part
         if st.fill_between is not None:
             self.ctl.prompts.propagation.fill_between = st.fill_between
-        # the dock's ranking spreads picks in z while the fill box is ticked (a volume)
-        spread = st.z_spread if st.z_spread is not None else st.fill_between
-        if spread is not None:
-            self.ctl.review.z_spread = spread
-        # the continuity rule assumes a volume too: off with the fill box unticked (a stack)
-        cont = st.continuity
-        self.ctl.review.continuity = False if cont is None and st.fill_between is False else cont
+        # the fill box unticked says "a stack" to the review too, as in the dock; then overrides
+        self.ctl.review.set_volume(st.fill_between is not False)
+        if st.z_spread is not None:
+            self.ctl.review.z_spread = st.z_spread
+        if st.continuity is not None:
+            self.ctl.review.continuity = st.continuity
         self.labels = np.zeros(vol.ref.shape, np.uint8)
         self.marked: set[int] = set()
         self.verified: set[int] = set()  # slices the robot has looked at since they changed
@@ -362,13 +361,13 @@ class Robot:
             with self.clock.pause():
                 ref = self.vol.ref[z]
                 parts = R.boxes_for_slice(ref, [c])
-                before = len(R.correction_plan(self.labels[z], ref, [c])[1])
+                before = R.strokes(self.labels[z], ref, [c])
             if not parts or before < len(parts) + 1:
                 continue
             old = self.labels[z].copy()
             self.prompt_boxes(z, parts)
             with self.clock.pause():
-                after = len(R.correction_plan(self.labels[z], ref, [c])[1])
+                after = R.strokes(self.labels[z], ref, [c])
                 if after >= before:
                     self.labels[z] = old  # Ctrl-Z (free)
 
@@ -385,15 +384,16 @@ class Robot:
         with self.clock.pause():
             ref = self.vol.ref[z]
             prop = maps.ensemble_label[z]
-            n_fix = len(R.correction_plan(prop, ref, self.classes)[1])
-            n_paint = len(R.correction_plan(self.labels[z], ref, self.classes)[1])
-        if n_fix == 0 or 1 + n_fix <= max(n_paint, 1):
+            action = R.visit_action(
+                R.strokes(prop, ref, self.classes), R.strokes(self.labels[z], ref, self.classes)
+            )
+        if action == "accept":
             se = self.ctl.review.accept(self.labels, z, "ensemble")
             self.count("accept")
             if se is not None:
                 self.apply(se)
             self.correct(z)
-        elif n_paint == 0:
+        elif action == "empty":
             self.mark_empty(z)
         else:
             self.correct(z)

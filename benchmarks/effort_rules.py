@@ -138,6 +138,20 @@ def correction_plan(
     return out, painted
 
 
+def strokes(label: np.ndarray, ref: np.ndarray, classes: Iterable[int]) -> int:
+    """Brush strokes to finish one slice (:func:`correction_plan`'s painted regions)."""
+    return len(correction_plan(label, ref, classes)[1])
+
+
+def visit_action(n_fix: int, n_paint: int) -> str:
+    """What a person does on a visited slice, from the strokes that finish the proposal
+    (``n_fix``) and the slice as it is (``n_paint``): ``"accept"`` it and fix it (1 + n_fix)
+    when that is no dearer, else ``"empty"`` (mark it empty: 1) or ``"paint"`` (n_paint)."""
+    if n_fix == 0 or 1 + n_fix <= max(n_paint, 1):
+        return "accept"
+    return "empty" if n_paint == 0 else "paint"
+
+
 def boxes_for_slice(ref: np.ndarray, classes: Iterable[int], min_pixels: int = MIN_REGION_PIXELS):
     """``[(cls, (x0, y0, x1, y1))]``: one box per connected part of each class of ``classes`` on
     a reference slice (parts under ``min_pixels`` get none), largest part of a class first."""

@@ -58,24 +58,19 @@ def fill_from_reference(ref: np.ndarray, anchors: set[int], classes: list[int]) 
     return out
 
 
-def strokes(label: np.ndarray, ref: np.ndarray, classes: list[int]) -> int:
-    return len(R.correction_plan(label, ref, classes)[1])
-
-
 def visit_cost(ens: np.ndarray, ref: np.ndarray, classes: list[int]) -> int:
-    """As ``Robot.visit``: accept + fix, or paint from scratch (or mark empty: 1)."""
-    n_fix = strokes(ens, ref, classes)
-    n_paint = strokes(np.zeros_like(ref), ref, classes)
-    if n_fix == 0 or 1 + n_fix <= max(n_paint, 1):
-        return 1 + n_fix
-    return n_paint if n_paint else 1
+    """As ``Robot.visit`` on an unlabelled slice (``effort_rules.visit_action``): accept + fix,
+    mark empty (1) or paint from scratch."""
+    n_fix = R.strokes(ens, ref, classes)
+    n_paint = R.strokes(np.zeros_like(ref), ref, classes)
+    return {"accept": 1 + n_fix, "empty": 1, "paint": n_paint}[R.visit_action(n_fix, n_paint)]
 
 
 def rest_cost(ens: np.ndarray, ref: np.ndarray, anchors: set[int], classes: list[int]) -> int:
     """Strokes to finish every slice that is not an anchor: the fill, else the ensemble."""
     fill = fill_from_reference(ref, anchors, classes)
     return sum(
-        strokes(fill.get(z, ens[z]), ref[z], classes)
+        R.strokes(fill.get(z, ens[z]), ref[z], classes)
         for z in range(ref.shape[0])
         if z not in anchors
     )

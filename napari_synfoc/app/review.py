@@ -59,6 +59,13 @@ class Review:
         self.estimate: QualityEstimate | None = None  # the last quality(), for these maps
         self._estimate_maps: ReviewMaps | None = None
 
+    def set_volume(self, volume: bool) -> None:
+        """Whether the slices form a volume (the Prompt panel's "fill between labelled slices"
+        box): only then does the ranking spread its picks in z (:data:`RANK_Z_SPREAD`) and the
+        quality estimate use its continuity rule (the config's ``CONTINUITY``)."""
+        self.z_spread = bool(volume) and RANK_Z_SPREAD
+        self.continuity = None if volume else False
+
     def say(self, text: str, error: bool = False, notify: bool = True) -> None:
         self.notices.say(text, error, notify)
 

@@ -341,15 +341,7 @@ def z_spread_weights(labeled: Sequence[int], n: int) -> np.ndarray:
     """``g_z / max(g)``: each of ``n`` slices' distance in z to the nearest of the ``labeled``
     slices, scaled to [0, 1] (labelled slices 0); ones without labelled slices."""
     done = sorted({int(z) for z in labeled if 0 <= int(z) < n})
-    if not done:
-        return np.ones(n)
-    z = np.arange(n)
-    pos = np.searchsorted(done, z)
-    below = np.asarray(done)[np.clip(pos - 1, 0, len(done) - 1)]
-    above = np.asarray(done)[np.clip(pos, 0, len(done) - 1)]
-    g = np.minimum(np.abs(z - below), np.abs(above - z)).astype(np.float64)
-    top = g.max()
-    return g / top if top > 0 else np.ones(n)
+    return novelty(np.arange(n, dtype=np.float64)[:, None], done, n)  # z as the one feature
 
 
 def novelty(features: np.ndarray | None, labeled: Sequence[int], n: int) -> np.ndarray:

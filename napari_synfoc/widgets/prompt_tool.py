@@ -74,8 +74,7 @@ class PromptTool:
         picks in z (``review.z_spread``) and the quality estimate may use the continuity rule
         (the config's ``CONTINUITY``; never on a stack); the table is ranked again at once."""
         review = self.dock.controller.review
-        review.z_spread = bool(volume)
-        review.continuity = None if volume else False
+        review.set_volume(volume)
         if review.maps is not None and hasattr(self.dock, "refresh_ranking"):
             self.dock.refresh_ranking()
 

@@ -423,3 +423,18 @@ def test_review_quality_follows_its_continuity_switch():
     assert 7 not in se.slices and {1, 3} <= set(se.slices)
     ctl.review.continuity = False
     assert 7 in ctl.review.accept_above(labels.copy(), 0.5, [0, 4, 6]).slices
+
+
+def test_review_set_volume_drives_both_volume_rules(monkeypatch):
+    """The fill box's "volume" sets the z spread (behind RANK_Z_SPREAD) and the continuity rule
+    (None: the config's); a stack turns both off."""
+    from napari_synfoc.app import review as review_mod
+
+    ctl, _ = _controller()
+    ctl.review.set_volume(False)
+    assert ctl.review.z_spread is False and ctl.review.continuity is False
+    ctl.review.set_volume(True)
+    assert ctl.review.z_spread is True and ctl.review.continuity is None
+    monkeypatch.setattr(review_mod, "RANK_Z_SPREAD", False)  # the switch off: no spread
+    ctl.review.set_volume(True)
+    assert ctl.review.z_spread is False and ctl.review.continuity is None

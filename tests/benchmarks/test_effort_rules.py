@@ -15,6 +15,7 @@ from benchmarks.effort_rules import (
     interaction_cap,
     mean_class_dice,
     slice_ok,
+    visit_action,
 )
 
 
@@ -133,3 +134,11 @@ def test_ledger_counts_and_records():
     with pytest.raises(ValueError, match="unknown interaction"):
         led.add("lasso")
     assert interaction_cap(100) == 300 and interaction_cap(None) is None
+
+
+def test_visit_action_accepts_when_no_dearer_than_painting():
+    assert visit_action(0, 0) == "accept"  # the proposal is right: accept it
+    assert visit_action(2, 3) == "accept"  # 1 + 2 <= 3
+    assert visit_action(3, 3) == "paint"  # 1 + 3 > 3
+    assert visit_action(1, 0) == "empty"  # the slice should stay empty: mark it
+    assert visit_action(0, 5) == "accept"

@@ -346,13 +346,21 @@ def z_spread_weights(labeled: Sequence[int], n: int) -> np.ndarray:
 
 def novelty(features: np.ndarray | None, labeled: Sequence[int], n: int) -> np.ndarray:
     """``d_z / max(d)``: each slice's feature distance to the nearest of the ``labeled`` slices,
-    scaled to [0, 1]; ones without features or labelled slices."""
+    scaled to [0, 1]; ones without features or labelled slices.
+
+    Squared distances come from ``|a|² + |b|² - 2a·b`` (a (Z, L) matrix, not (Z, L, F)): at
+    1000 slices with 500 labelled, 6 ms instead of 220 ms on the GUI thread (the dock ranks
+    there).  Labelled slices are exactly 0."""
     if features is None or not len(labeled):
         return np.ones(n)
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2 or f.shape[0] != n:
         raise ValueError(f"features must be (Z, F) with Z = {n} slices, got shape {f.shape}")
-    d = np.linalg.norm(f[:, None, :] - f[None, list(labeled), :], axis=2).min(axis=1)
+    done = [int(z) for z in labeled]
+    g = f[done]
+    sq = (f * f).sum(axis=1)[:, None] + (g * g).sum(axis=1)[None, :] - 2.0 * (f @ g.T)
+    d = np.sqrt(np.maximum(sq.min(axis=1), 0.0))
+    d[done] = 0.0
     top = d.max()
     return d / top if top > 0 else np.ones_like(d)
 

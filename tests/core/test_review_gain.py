@@ -41,3 +41,17 @@ def test_gain_needs_predicted_dice():
 def test_novelty_scales_to_one():
     np.testing.assert_allclose(novelty(np.array([[0.0], [3.0], [1.0]]), [0], 3), [0, 1, 1 / 3])
     np.testing.assert_allclose(novelty(None, [0], 2), [1, 1])
+
+
+def test_novelty_matches_the_pairwise_definition():
+    """The matrix form equals min over labelled slices of the Euclidean distance, scaled by its
+    maximum, on random features with a duplicated slice; labelled slices are exactly 0."""
+    rng = np.random.default_rng(3)
+    f = rng.normal(size=(40, 7)) * 5.0
+    f[11] = f[4]  # an unlabelled look-alike of a labelled slice: distance 0
+    labeled = [4, 9, 30]
+    d = np.array([min(np.linalg.norm(f[z] - f[j]) for j in labeled) for z in range(40)])
+    got = novelty(f, labeled, 40)
+    np.testing.assert_allclose(got, d / d.max(), atol=1e-9)
+    assert got[labeled].tolist() == [0.0, 0.0, 0.0]
+    assert got[11] < 1e-6

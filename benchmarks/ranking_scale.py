@@ -12,7 +12,7 @@ labelled (as after accepting many proposals), and times each part:
 - ``total_ms``, and in r, one torch fp32 LiteMedSAM encoder forward measured in the same run
   (``--no-reference`` leaves r out).  The median of ``--repeats`` runs.
 
-``python -m benchmarks.ranking_scale --out docs/results/review_cpu/ranking_scale``
+``python -m benchmarks.ranking_scale --out docs/results/scale_cpu/ranking_scale``
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def measure(z: int, every: int | None, size: int = 512, repeats: int = 3) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="docs/results/review_cpu/ranking_scale")
+    ap.add_argument("--out", default="docs/results/scale_cpu/ranking_scale")
     ap.add_argument("--slices", default="100,200,300,500")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)

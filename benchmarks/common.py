@@ -115,6 +115,16 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def reference_r(skip: bool = False) -> float | None:
+    """r for a benchmark's report: one torch fp32 LiteMedSAM encoder forward on the CPU (the
+    median of 3, in seconds, rounded to ms); None when ``skip`` (``--no-reference``)."""
+    if skip:
+        return None
+    from napari_synfoc.machine_check import reference_encoder_seconds
+
+    return round(reference_encoder_seconds("cpu", 3), 3)
+
+
 def study_states(folders: Iterable[Path], pattern: str) -> list[Path]:
     """The saved states (``*.npz``) matching ``pattern`` in each folder, sorted per folder."""
     return [s for d in folders for s in sorted(Path(d).glob(pattern))]

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import reference_r
+
 
 def tube(z: int, size: int = 512, every: int = 5) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """An image, labels holding a tube (class 1) on every ``every``-th slice, those slices."""
@@ -94,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--no-reference", action="store_true", help="do not measure r")
     args = ap.parse_args(argv)
-    r = None
-    if not args.no_reference:
-        from napari_synfoc.machine_check import reference_encoder_seconds
-
-        r = round(reference_encoder_seconds("cpu", 3), 3)
+    r = reference_r(args.no_reference)
     rows = [measure(int(z), size=args.size) for z in args.slices.split(",")]
     for row in rows:
         if r:

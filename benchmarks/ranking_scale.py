@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import reference_r
+
 
 def volume(z: int, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """The ensemble's labels (a tube, class 1, and a block, class 2, on the middle third) and
@@ -104,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-reference", action="store_true", help="do not measure r")
     args = ap.parse_args(argv)
-    r = None
-    if not args.no_reference:
-        from napari_synfoc.machine_check import reference_encoder_seconds
-
-        r = round(reference_encoder_seconds("cpu", 3), 3)
+    r = reference_r(args.no_reference)
     load = [round(x, 2) for x in os.getloadavg()]
     rows = [
         measure(int(z), every, args.size, args.repeats)

@@ -51,9 +51,14 @@ def quality_estimate(
         lab = np.asarray(labels)
         if lab.ndim == 2:
             lab = lab[None]
+    agree = maps_agreement(maps)
+    boxes = maps.ensemble_boxes  # from the worker; a script's maps may lack them or differ in K
+    if boxes is not None and np.shape(boxes)[:2] != agree.shape:
+        boxes = None
     return estimate_from_agreement(
-        maps_agreement(maps), maps.ensemble_label, lab, labeled, trained, continuity=continuity
-    )
+        agree, maps.ensemble_label, lab, labeled, trained,
+        continuity=continuity, ensemble_boxes=boxes,
+    )  # fmt: skip
 
 
 def accept_above_edit(

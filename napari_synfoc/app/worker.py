@@ -67,6 +67,8 @@ def _blank_foundation_rows(maps: ReviewMaps, rows: list[int]) -> ReviewMaps:
         maps.slice_scores[rows] = 0.0
         if maps.agreement is not None:
             maps.agreement[rows] = np.nan
+        if maps.ensemble_boxes is not None:
+            maps.ensemble_boxes[rows] = 0
     return maps
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .slice_boxes import BOX_FIELDS, boxed_slice_dice, class_boxes
+
 # a class counts on a slice when either model's argmax holds at least this many pixels of it
 MIN_CLASS_PIXELS = 1
 # which classes the estimate scores on a slice: "ensemble" (those the ensemble's label map, what
@@ -268,6 +270,7 @@ def estimate_from_agreement(
     trained_weight: float = TRAINED_WEIGHT,
     prior_weight: float = PRIOR_WEIGHT,
     continuity: bool | None = None,
+    ensemble_boxes: np.ndarray | None = None,
 ) -> QualityEstimate:
     """Predicted Dice of the ensemble on every slice from the models' per-class ``agreement``
     ((Z, K-1), :func:`slice_agreement`), calibrated on the ``labeled`` slices of ``labels``
@@ -277,7 +280,9 @@ def estimate_from_agreement(
     carry it, computed in the worker, so no volume is scanned here (on 300 x 512 x 512 a scan
     of the ensemble's labels stalled the GUI for 225 ms at every refresh).  ``continuity``
     (None: :data:`CONTINUITY`): with ``labels``, slices :func:`continuity_zeros` names are
-    predicted at 0."""
+    predicted at 0.  ``ensemble_boxes``: the ensemble's
+    :func:`~napari_synfoc.core.slice_boxes.class_boxes` (the maps carry them; None: computed
+    here on the labelled slices), so each labelled slice is read once per class."""
     agree = np.asarray(agreement, dtype=np.float64)
     ens = np.asarray(ensemble_label)
     if agree.ndim != 2 or ens.ndim != 3 or agree.shape[0] != ens.shape[0]:
@@ -295,7 +300,12 @@ def estimate_from_agreement(
                 f"quality estimate: labels of shape {lab.shape} do not match the predictions' "
                 f"{ens.shape}"
             )
-        true = slice_dice_true(ens[lab_idx], lab[lab_idx], agree.shape[1] + 1)
+        k = agree.shape[1] + 1
+        boxes = ensemble_boxes
+        if boxes is None:
+            boxes = np.zeros((ens.shape[0], k - 1, BOX_FIELDS), np.int64)
+            boxes[lab_idx] = class_boxes(ens[lab_idx], k)
+        true, holds = boxed_slice_dice(ens, boxes, lab, lab_idx, k)
         done = {int(z) for z in trained}
         cal = fit_calibration(
             scores[lab_idx], true, np.array([z in done for z in lab_idx]),
@@ -304,26 +314,40 @@ def estimate_from_agreement(
     predicted = cal.predict(scores)
     if (CONTINUITY if continuity is None else continuity) and labels is not None and lab_idx:
         predicted = np.array(predicted, dtype=np.float64)
-        predicted[continuity_zeros(agree, np.asarray(labels), lab_idx)] = 0.0
+        predicted[continuity_zeros(agree, labels, lab_idx, holds=holds)] = 0.0
     return QualityEstimate(predicted, scores, cal)
 
 
-def continuity_zeros(agreement: np.ndarray, labels: np.ndarray, labeled: Iterable[int]) -> list:
+def continuity_zeros(
+    agreement: np.ndarray,
+    labels: np.ndarray,
+    labeled: Iterable[int],
+    *,
+    holds: np.ndarray | None = None,
+) -> list:
     """Unlabelled slices whose ensemble cannot be right in a volume where each class spans
     one run of slices: a class that the nearest labelled slices on both sides hold is missing
     there (``agreement`` NaN: the ensemble does not hold it), or the ensemble holds a class
     beyond its labelled extent (:func:`~napari_synfoc.core.model_prompts.labelled_extent`).
     Both make the slice's true Dice 0 if the structure really is continuous.  Reads only the
-    labelled slices of ``labels`` ((Z, Y, X))."""
+    labelled slices of ``labels`` ((Z, Y, X)), or none with ``holds`` ((n, K-1) bool: which
+    classes each labelled slice holds, in ascending slice order)."""
     from .model_prompts import extent_from_holds
     from .slice_interpolation import neighbours
 
     agree = np.asarray(agreement, dtype=np.float64)
     z = agree.shape[0]
     done = sorted({int(i) for i in labeled if 0 <= int(i) < z})
+    given = None if holds is None else np.asarray(holds, bool)
+    if given is not None and given.shape != (len(done), agree.shape[1]):
+        raise ValueError(f"continuity: holds of shape {given.shape} for {len(done)} labelled "
+                         f"slices and {agree.shape[1]} classes")  # fmt: skip
     out = set()
     for c in range(1, agree.shape[1] + 1):
-        holds = {i: bool((np.asarray(labels[i]) == c).any()) for i in done}
+        if given is not None:
+            holds = {i: bool(given[j, c - 1]) for j, i in enumerate(done)}
+        else:
+            holds = {i: bool((np.asarray(labels[i]) == c).any()) for i in done}
         present = ~np.isnan(agree[:, c - 1])
         extent = extent_from_holds(holds, z)
         for i in range(z):

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .quality import slice_agreement
+from .slice_boxes import BOX_FIELDS, class_boxes
 
 PROPOSALS = ("medsam", "unet", "ensemble")
 # M_d rules (display only; the CDCR loss keeps the paper's argmax M_d):
@@ -59,6 +60,9 @@ class ReviewMaps:
     # (Z, K-1) soft Dice between the two models per slice and foreground class (NaN: neither
     # predicts the class there); the per-slice quality estimate (core.quality) reads it
     agreement: np.ndarray | None = None
+    # (Z, K-1, 5) the ensemble's per-class pixel count and box per slice
+    # (core.slice_boxes.class_boxes): the estimate's calibration reads the ensemble only there
+    ensemble_boxes: np.ndarray | None = None
 
     def proposal(self, source: str) -> np.ndarray:
         """The label map of ``source``: "medsam", "unet" or "ensemble"."""
@@ -110,9 +114,11 @@ def review_maps(
     np.clip(heat, 0.0, 1.0, out=heat)
     slice_scores = heat.reshape(heat.shape[0], -1).mean(axis=1, dtype=np.float64)
     agreement = slice_agreement(fm, un, labels=(fm_label, unet_label), ensemble=ensemble_label)
+    boxes = class_boxes(ensemble_label, fm.shape[1])
     return ReviewMaps(
-        fm_label, unet_label, ensemble_label, consensus, divergence, heat, slice_scores, agreement
-    )
+        fm_label, unet_label, ensemble_label, consensus, divergence, heat, slice_scores,
+        agreement, boxes,
+    )  # fmt: skip
 
 
 MAPS_CHUNK = 16  # slices per review_maps call in review_maps_into: O(chunk) float temporaries
@@ -132,7 +138,8 @@ def blank_review_maps(
     labels = [np.zeros(shape, dt) for _ in range(4)]  # MedSAM, U-Net, ensemble, consensus
     divergence, heat = np.zeros(shape, np.uint8), np.zeros(shape, heat_dtype)
     scores, agreement = np.zeros(shape[0]), np.full((shape[0], k - 1), np.nan)
-    return ReviewMaps(*labels, divergence, heat, scores, agreement)
+    boxes = np.zeros((shape[0], k - 1, BOX_FIELDS), np.int64)
+    return ReviewMaps(*labels, divergence, heat, scores, agreement, boxes)
 
 
 def review_maps_into(
@@ -164,6 +171,8 @@ def review_maps_into(
         maps.slice_scores[idx] = part.slice_scores
         if maps.agreement is not None:
             maps.agreement[idx] = part.agreement
+        if maps.ensemble_boxes is not None:
+            maps.ensemble_boxes[idx] = part.ensemble_boxes
 
 
 def ensemble_margin(fm_prob: np.ndarray, unet_prob: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ def _assert_slices_equal(maps, ref, rows):
     np.testing.assert_allclose(maps.heat[rows].astype(np.float32), ref.heat[rows], atol=HEAT_ATOL)
     np.testing.assert_allclose(maps.slice_scores[rows], ref.slice_scores[rows], rtol=1e-12)
     np.testing.assert_allclose(maps.agreement[rows], ref.agreement[rows], rtol=1e-12)
+    np.testing.assert_array_equal(maps.ensemble_boxes[rows], ref.ensemble_boxes[rows])
 
 
 def _assert_blank(maps, rows, unet=True):
@@ -36,6 +37,7 @@ def _assert_blank(maps, rows, unet=True):
         assert not getattr(maps, name)[rows].any(), name
     assert not maps.heat[rows].any() and not maps.slice_scores[rows].any()
     assert np.isnan(maps.agreement[rows]).all()
+    assert not maps.ensemble_boxes[rows].any()
 
 
 def test_review_maps_into_equals_review_maps_in_chunks():

@@ -18,3 +18,10 @@ def test_ranking_scale_measures_each_part_with_both_labelling_densities(tmp_path
     data = json.loads((tmp_path / "ranking_scale.json").read_text())
     assert [(r["slices"], r["labelled"]) for r in data["rows"]] == [(12, 3), (12, 6)]
     assert data["reference_encoder_s"] is None
+
+
+def test_dock_refresh_is_timed_in_a_viewer_with_every_slice_in_the_table(make_napari_viewer):
+    viewer = make_napari_viewer()
+    row = rs.measure(12, every=2, size=48, repeats=1, viewer=viewer)
+    assert row["labelled"] == 6 and row["dock_rows"] == 12
+    assert row["dock_ms"] > 0

@@ -178,6 +178,11 @@ def test_continuity_zeros_a_missing_expected_class_and_a_class_beyond_its_extent
     agree[[1, 3, 7], 0] = 0.9  # the ensemble holds class 1 on 1, 3, 7; not on 2 or 5
     assert continuity_zeros(agree, labels, [0, 4, 6]) == [2, 7]
     assert continuity_zeros(agree, labels, []) == []
+    # the classes each labelled slice holds, given instead of read from the labels
+    given = np.array([[True, False], [True, False], [False, True]])
+    assert continuity_zeros(agree, None, [6, 0, 4], holds=given) == [2, 7]
+    with pytest.raises(ValueError, match="holds"):
+        continuity_zeros(agree, None, [0, 4, 6], holds=given[:2])
     ens = np.zeros((z, 4, 4), np.uint8)
     ens[[1, 3, 7], 1:3, 1:3] = 1
     off = estimate_from_agreement(agree, ens, labels, [0, 4, 6], continuity=False).predicted

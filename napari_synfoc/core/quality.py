@@ -333,7 +333,6 @@ def continuity_zeros(
     labelled slices of ``labels`` ((Z, Y, X)), or none with ``holds`` ((n, K-1) bool: which
     classes each labelled slice holds, in ascending slice order)."""
     from .model_prompts import extent_from_holds
-    from .slice_interpolation import neighbours
 
     agree = np.asarray(agreement, dtype=np.float64)
     z = agree.shape[0]
@@ -342,20 +341,26 @@ def continuity_zeros(
     if given is not None and given.shape != (len(done), agree.shape[1]):
         raise ValueError(f"continuity: holds of shape {given.shape} for {len(done)} labelled "
                          f"slices and {agree.shape[1]} classes")  # fmt: skip
-    out = set()
+    if not done:
+        return []
+    if given is None:
+        given = np.array(
+            [[(np.asarray(labels[i]) == c).any() for c in range(1, agree.shape[1] + 1)]
+             for i in done]
+        ).reshape(len(done), agree.shape[1])  # fmt: skip
+    # for every unlabelled slice, its nearest labelled slices below (pos - 1) and above (pos)
+    idx = np.arange(z)
+    pos = np.searchsorted(np.asarray(done), idx)
+    free = np.ones(z, bool)
+    free[done] = False
+    inside = (pos > 0) & (pos < len(done))
+    lo, hi = np.clip(pos - 1, 0, None), np.clip(pos, None, len(done) - 1)
+    out = np.zeros(z, bool)
     for c in range(1, agree.shape[1] + 1):
-        if given is not None:
-            holds = {i: bool(given[j, c - 1]) for j, i in enumerate(done)}
-        else:
-            holds = {i: bool((np.asarray(labels[i]) == c).any()) for i in done}
+        h = given[:, c - 1]
         present = ~np.isnan(agree[:, c - 1])
-        extent = extent_from_holds(holds, z)
-        for i in range(z):
-            if i in holds:
-                continue
-            lo, hi = neighbours(done, i)
-            if lo is not None and hi is not None and holds[lo] and holds[hi] and not present[i]:
-                out.add(i)
-            if extent and present[i] and not extent[0] <= i <= extent[1]:
-                out.add(i)
-    return sorted(out)
+        out |= free & inside & h[lo] & h[hi] & ~present
+        extent = extent_from_holds(dict(zip(done, h.tolist())), z)
+        if extent:
+            out |= free & present & ((idx < extent[0]) | (idx > extent[1]))
+    return np.flatnonzero(out).tolist()

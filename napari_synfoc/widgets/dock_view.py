@@ -44,8 +44,9 @@ class DockView(ControllerView):
             maps, target, d.labels_combo.value, at_once=d.controller.jobs.synchronous
         )
         d.review.set_enabled(True)
-        d.refresh_ranking()
-        d.mark_unet_only()
+        labeled = d.review_labeled()  # one scan of the labels for both
+        d.refresh_ranking(labeled)
+        d.mark_unet_only(labeled)
         return pending
 
     def changed(self):

@@ -190,3 +190,39 @@ def test_continuity_zeros_a_missing_expected_class_and_a_class_beyond_its_extent
     assert off[2] > 0.5 and off[7] > 0.5  # no class to score on 2: 1.0; 7 agrees: high
     assert on[2] == 0.0 and on[7] == 0.0
     np.testing.assert_array_equal(np.delete(on, [2, 7]), np.delete(off, [2, 7]))
+
+
+def _continuity_by_definition(agree, labels, labeled):
+    """The rule slice by slice, as first written: nearest labelled slices by a scan."""
+    from napari_synfoc.core.model_prompts import extent_from_holds
+    from napari_synfoc.core.slice_interpolation import neighbours
+
+    z = agree.shape[0]
+    done = sorted({int(i) for i in labeled if 0 <= int(i) < z})
+    out = set()
+    for c in range(1, agree.shape[1] + 1):
+        holds = {i: bool((labels[i] == c).any()) for i in done}
+        present = ~np.isnan(agree[:, c - 1])
+        extent = extent_from_holds(holds, z)
+        for i in range(z):
+            if i in holds:
+                continue
+            lo, hi = neighbours(done, i)
+            if lo is not None and hi is not None and holds[lo] and holds[hi] and not present[i]:
+                out.add(i)
+            if extent and present[i] and not extent[0] <= i <= extent[1]:
+                out.add(i)
+    return sorted(out)
+
+
+def test_continuity_zeros_equals_the_slice_by_slice_rule_on_random_volumes():
+    from napari_synfoc.core.quality import continuity_zeros
+
+    rng = np.random.default_rng(5)
+    for trial in range(40):
+        z, k = int(rng.integers(3, 30)), int(rng.integers(2, 4))
+        labels = rng.integers(0, k, size=(z, 3, 3)) * (rng.random((z, 1, 1)) < 0.7)
+        agree = np.where(rng.random((z, k - 1)) < 0.4, np.nan, rng.random((z, k - 1)))
+        labeled = rng.choice(z, size=int(rng.integers(0, z)), replace=False).tolist()
+        want = _continuity_by_definition(agree, labels, labeled)
+        assert continuity_zeros(agree, labels, labeled) == want, trial

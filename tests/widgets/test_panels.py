@@ -156,3 +156,35 @@ def test_retrain_length_is_its_own_spin_box(qtbot):
     panel.profile_combo.setCurrentText("cpu-interactive")
     assert panel.retrain_spin.value() == 40 and panel.retrain_params()["iterations"] == 40
     assert panel.params()["iterations"] == 300
+
+
+def test_review_table_refill_reuses_rows_and_shows_only_the_new_ranking(qtbot):
+    from qtpy.QtCore import Qt
+
+    from napari_synfoc.widgets.panels.review import ReviewPanel
+
+    panel = ReviewPanel()
+    qtbot.addWidget(panel)
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5]
+    panel.set_ranking([4, 3, 2, 1, 0], scores, labeled=[0], quality=[0.9, 0.8, 0.7, 0.6, 0.5])
+    first = panel.table.item(0, 0)
+    panel.table.insertRow(5)  # a row added after the fill (as "U-Net only" rows are)
+    panel.set_ranking([1, 0, 2], scores, labeled=[2])
+
+    def row(r):
+        return [panel.table.item(r, c).text() for c in range(4)]
+
+    assert panel.table.rowCount() == 3
+    assert [row(r) for r in range(3)] == [
+        ["1", "0.2000", "", ""],
+        ["0", "0.1000", "", ""],
+        ["2", "0.3000", "", "labelled"],
+    ]
+    assert panel.ranked_slices() == [1, 0, 2]
+    assert all(
+        panel.table.item(r, c).data(Qt.ItemDataRole.UserRole) == z
+        for r, z in enumerate([1, 0, 2])
+        for c in range(4)
+    )
+    assert panel.table.item(0, 0) is first  # reused, not rebuilt
+    assert panel.table.updatesEnabled()

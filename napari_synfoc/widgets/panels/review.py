@@ -110,18 +110,28 @@ class ReviewPanel(QWidget):
         """Fill the table: one row per slice in ``ranking`` order; ``quality``: each slice's
         estimated Dice (blank without)."""
         lab = set(int(z) for z in labeled)
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(len(ranking))
-        for row, z in enumerate(ranking):
-            items = (
-                QTableWidgetItem(str(int(z))),
-                QTableWidgetItem(f"{float(scores[z]):.4f}"),
-                QTableWidgetItem("" if quality is None else f"{float(quality[z]):.2f}"),
-                QTableWidgetItem("labelled" if z in lab else ""),
-            )
-            for col, item in enumerate(items):
-                item.setData(Qt.ItemDataRole.UserRole, int(z))
-                self.table.setItem(row, col, item)
+        table = self.table
+        table.setSortingEnabled(False)
+        table.setUpdatesEnabled(False)  # one repaint after the fill, not one per cell
+        try:
+            table.setRowCount(len(ranking))
+            for row, z in enumerate(ranking):
+                texts = (
+                    str(int(z)),
+                    f"{float(scores[z]):.4f}",
+                    "" if quality is None else f"{float(quality[z]):.2f}",
+                    "labelled" if z in lab else "",
+                )
+                for col, text in enumerate(texts):
+                    item = table.item(row, col)  # rows kept from the last fill are reused
+                    if item is None:
+                        item = QTableWidgetItem(text)
+                        table.setItem(row, col, item)
+                    else:
+                        item.setText(text)
+                    item.setData(Qt.ItemDataRole.UserRole, int(z))
+        finally:
+            table.setUpdatesEnabled(True)
 
     def ranked_slices(self) -> list[int]:
         """The slice indices in table order."""

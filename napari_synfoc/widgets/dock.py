@@ -137,10 +137,14 @@ class SynFoCWidget(QWidget):
         layer = self.labels_combo.value
         labeled = self.labeled_slices(layer)
         self.data_panel.show_labeled(labeled, slices.empty_marked(layer, labeled))
-        # one scan of the labels per refresh (a 500 x 512² volume: about 19 ms a scan)
-        review_labeled = labeled if self._maps_labels_layer() is not None else []
-        self.refresh_ranking(review_labeled)
-        self.mark_unet_only(review_labeled)
+        self.refresh_review(labeled if self._maps_labels_layer() is not None else [])
+
+    def refresh_review(self, labeled: list[int] | None = None) -> None:
+        """Redraw the review table and its "U-Net only" rows from one scan of the labels (a
+        500 x 512² volume: about 19 ms a scan); ``labeled`` as in :meth:`refresh_ranking`."""
+        labeled = self.review_labeled() if labeled is None else labeled
+        self.refresh_ranking(labeled)
+        self.mark_unet_only(labeled)
 
     def _maps_labels_layer(self) -> Any:
         """The labels layer that matches the current maps (None if none fits)."""
@@ -167,7 +171,7 @@ class SynFoCWidget(QWidget):
         if order:
             self.review.set_ranking(order, scores, labeled, quality)
 
-    def mark_unet_only(self, labeled: list[int] | None = None) -> None:
+    def mark_unet_only(self, labeled: list[int]) -> None:
         """Rows "U-Net only" in the review table for the slices that hold only the U-Net's
         prediction so far (the frozen encoder has not reached them; they are not ranked);
         ``labeled`` as in :meth:`refresh_ranking`."""
@@ -178,7 +182,7 @@ class SynFoCWidget(QWidget):
         from qtpy.QtWidgets import QTableWidgetItem
 
         table = self.review.table
-        done = set(self.review_labeled() if labeled is None else labeled)
+        done = set(labeled)
         shown = set(self.review.ranked_slices())
         status = table.columnCount() - 1
         for z in only:

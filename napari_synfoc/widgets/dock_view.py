@@ -44,9 +44,7 @@ class DockView(ControllerView):
             maps, target, d.labels_combo.value, at_once=d.controller.jobs.synchronous
         )
         d.review.set_enabled(True)
-        labeled = d.review_labeled()  # one scan of the labels for both
-        d.refresh_ranking(labeled)
-        d.mark_unet_only(labeled)
+        d.refresh_review()
         return pending
 
     def changed(self):
